@@ -1,0 +1,184 @@
+//! `simulate`: the theory simulator. With no arguments it runs `simulations/default.toml`
+//! (embedded) and writes every figure into `figures/`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use robustft::simulate::{self, SimConfig, bench};
+use robustft::theory::DEFAULT_TARGET_ACC;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "simulate",
+    version,
+    about = "Theory simulator: the accuracy/robustness tradeoff of fine-tuning"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Sweep configuration (TOML); default: the embedded simulations/default.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Output folder for figures and CSVs.
+    #[arg(long, value_name = "DIR", default_value = "figures")]
+    out: PathBuf,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// η_min = Φ⁻¹(A)/√(k+d) as one JSON object.
+    Bound {
+        /// Updated parameters k = ‖Δw‖₀ (≥ 0).
+        #[arg(long)]
+        k: f64,
+        /// Features d the pretrained classifier uses (> 0).
+        #[arg(long)]
+        d: f64,
+        /// Target accuracy A in (0.5, 1).
+        #[arg(long, default_value_t = DEFAULT_TARGET_ACC)]
+        target_acc: f64,
+    },
+    /// Exact clean and robust accuracy of one linear classifier, as one JSON object.
+    Eval {
+        /// Probability that the robust feature agrees with the label, in (0.5, 1).
+        #[arg(long)]
+        p: f64,
+        /// Non-robust feature strength η > 0.
+        #[arg(long)]
+        eta: f64,
+        /// ℓ∞ attack size ε ≥ 0.
+        #[arg(long)]
+        eps: f64,
+        /// a,v1,v2,…: robust weight then non-robust weights (with --uniform: just a).
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true, required = true)]
+        weights: Vec<f64>,
+        /// M:B — replace the v list by M copies of B.
+        #[arg(long, value_name = "M:B")]
+        uniform: Option<String>,
+        /// Bias β.
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        bias: f64,
+    },
+    /// Time the sweep, the closed forms and the full job against baselines; prints ratios.
+    Bench {
+        /// Timed repetitions per benchmark (median reported).
+        #[arg(long, default_value_t = 7)]
+        reps: usize,
+    },
+}
+
+/// Prints one line on stderr and exits 2 (bad input) — nothing has been written.
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+fn parse_uniform(spec: &str) -> Result<Vec<f64>, String> {
+    let bad = || format!("invalid `--uniform`: expected M:B with M a whole number >= 1 and B a number (got {spec})");
+    let (m, b) = spec.split_once(':').ok_or_else(bad)?;
+    let m: usize = m.trim().parse().map_err(|_| bad())?;
+    let b: f64 = b.trim().parse().map_err(|_| bad())?;
+    if m == 0 {
+        return Err(bad());
+    }
+    Ok(vec![b; m])
+}
+
+fn load(config: &Option<PathBuf>) -> robustft::Result<simulate::ValidConfig> {
+    match config {
+        Some(path) => SimConfig::load(path)?.validate().map_err(|e| robustft::Error::Config {
+            path: path.clone(),
+            message: e.to_string(),
+        }),
+        None => Ok(SimConfig::default_config()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help / --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let line = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            return fail(line);
+        }
+    };
+    match cli.cmd {
+        Some(Cmd::Bound { k, d, target_acc }) => match simulate::bound_answer(k, d, target_acc) {
+            Ok(a) => {
+                println!("{}", serde_json::to_string(&a).expect("serialisable"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Some(Cmd::Eval {
+            p,
+            eta,
+            eps,
+            weights,
+            uniform,
+            bias,
+        }) => {
+            let mut w = weights;
+            if let Some(spec) = uniform {
+                if w.len() != 1 {
+                    return fail("invalid `--weights`: with --uniform give only a (the robust weight)");
+                }
+                match parse_uniform(&spec) {
+                    Ok(v) => w.extend(v),
+                    Err(m) => return fail(m),
+                }
+            }
+            match simulate::eval_answer(p, eta, eps, &w, bias) {
+                Ok(a) => {
+                    println!("{}", serde_json::to_string(&a).expect("serialisable"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Some(Cmd::Bench { reps }) => {
+            let cfg = match load(&cli.config) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let scratch = std::env::temp_dir().join(format!("robustft-bench-{}", std::process::id()));
+            let rows = bench::run(&cfg, reps, &scratch);
+            let _ = std::fs::remove_dir_all(&scratch);
+            match rows {
+                Ok(rows) => {
+                    print!("{}", bench::render(&rows));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        None => {
+            let cfg = match load(&cli.config) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            match simulate::run(&cfg, &cli.out) {
+                Ok(summary) => {
+                    print!("{}", summary.render(&cfg));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! One error type for the crate. Every variant names *what* is wrong and *where*
+//! (a field, a flag, a file), so a user sees one clear line.
+
+use std::path::PathBuf;
+
+/// Errors raised by the theory simulator, the tradeoff module and the jobs on top of them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A parameter is outside its admissible range (or NaN).
+    #[error("invalid `{field}`: {reason} (got {value})")]
+    InvalidParameter {
+        /// The field, flag or key that holds the bad value.
+        field: String,
+        /// What the admissible range is.
+        reason: String,
+        /// The offending value, as the user wrote it.
+        value: String,
+    },
+    /// A configuration file could not be parsed.
+    #[error("config {path}: {message}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names the key and line).
+        message: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Drawing a figure failed.
+    #[error("plot {name}: {message}")]
+    Plot {
+        /// The figure's stem name.
+        name: String,
+        /// The backend's message.
+        message: String,
+    },
+}
+
+/// Crate-wide result alias.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An [`Error::InvalidParameter`] for `field` holding `value`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>, value: impl ToString) -> Self {
+        Error::InvalidParameter {
+            field: field.into(),
+            reason: reason.into(),
+            value: value.to_string(),
+        }
+    }
+
+    /// The same error with its field renamed (e.g. a library field `eps` reported as the CLI flag `--eps`).
+    pub fn rename_field(self, from: &str, to: &str) -> Self {
+        match self {
+            Error::InvalidParameter { field, reason, value } if field == from => Error::InvalidParameter {
+                field: to.to_string(),
+                reason,
+                value,
+            },
+            other => other,
+        }
+    }
+
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Checks shared by every validating constructor.
+pub(crate) mod check {
+    use super::{Error, Result};
+
+    /// `value` must be finite.
+    pub fn finite(field: &str, value: f64) -> Result<f64> {
+        if value.is_finite() {
+            Ok(value)
+        } else {
+            Err(Error::invalid(field, "must be a finite number", value))
+        }
+    }
+
+    /// `lo < value < hi`.
+    pub fn open(field: &str, value: f64, lo: f64, hi: f64) -> Result<f64> {
+        finite(field, value)?;
+        if value > lo && value < hi {
+            Ok(value)
+        } else {
+            Err(Error::invalid(field, format!("must lie in ({lo}, {hi})"), value))
+        }
+    }
+
+    /// `lo <= value <= hi`.
+    pub fn closed(field: &str, value: f64, lo: f64, hi: f64) -> Result<f64> {
+        finite(field, value)?;
+        if value >= lo && value <= hi {
+            Ok(value)
+        } else {
+            Err(Error::invalid(field, format!("must lie in [{lo}, {hi}]"), value))
+        }
+    }
+
+    /// `value > 0`.
+    pub fn positive(field: &str, value: f64) -> Result<f64> {
+        finite(field, value)?;
+        if value > 0.0 {
+            Ok(value)
+        } else {
+            Err(Error::invalid(field, "must be > 0", value))
+        }
+    }
+
+    /// `value >= 0`.
+    pub fn non_negative(field: &str, value: f64) -> Result<f64> {
+        finite(field, value)?;
+        if value >= 0.0 {
+            Ok(value)
+        } else {
+            Err(Error::invalid(field, "must be >= 0", value))
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! Plot helpers shared by `simulate` and `validate`: figures described as data (line charts
+//! with optional log axes, error bars and markers; heat maps), each written as PNG + SVG
+//! together with the CSV of the numbers it draws, all atomically (temp file + rename).
+//!
+//! Log axes are drawn by plotting log₁₀ of the data on a linear axis and labelling ticks 10ⁿ,
+//! so one chart type serves every combination of linear and log axes.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// Width and height of every figure in pixels.
+pub const SIZE: (u32, u32) = (1000, 700);
+
+/// A colour-blind-friendly palette (Okabe & Ito 2008) extended with grey and black.
+pub const PALETTE: [RGBColor; 9] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(120, 94, 40),
+    RGBColor(110, 110, 110),
+    RGBColor(0, 0, 0),
+];
+
+/// Colour number `i` of [`PALETTE`], cycling.
+pub fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+static FONT: Once = Once::new();
+
+/// Registers the bundled DejaVu Sans as plotters' "sans-serif" (no system fonts needed).
+fn register_font() {
+    FONT.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+        // The bundled font is a valid TrueType file; a failure here is a build defect.
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_err() {
+            panic!("the bundled DejaVu Sans font does not parse: the build is defective");
+        }
+    });
+}
+
+/// One axis: label (with units), scale and data range (in data units, not log units).
+#[derive(Debug, Clone)]
+pub struct Axis {
+    /// Label shown under/next to the axis.
+    pub label: String,
+    /// Logarithmic scale (base 10).
+    pub log: bool,
+    /// Data range (lo, hi); for a log axis both must be > 0.
+    pub range: (f64, f64),
+}
+
+impl Axis {
+    /// A linear axis.
+    pub fn linear(label: impl Into<String>, lo: f64, hi: f64) -> Self {
+        Self {
+            label: label.into(),
+            log: false,
+            range: (lo, hi),
+        }
+    }
+    /// A log₁₀ axis.
+    pub fn log(label: impl Into<String>, lo: f64, hi: f64) -> Self {
+        Self {
+            label: label.into(),
+            log: true,
+            range: (lo, hi),
+        }
+    }
+    fn map(&self, v: f64) -> f64 {
+        if self.log { v.log10() } else { v }
+    }
+    fn mapped_range(&self) -> std::ops::Range<f64> {
+        self.map(self.range.0)..self.map(self.range.1)
+    }
+    /// How many tick labels to ask for: one per decade on a log axis (so ticks land on 10ⁿ).
+    fn labels(&self) -> usize {
+        if self.log {
+            let r = self.mapped_range();
+            ((r.end.floor() - r.start.ceil()) as usize + 1).max(2)
+        } else {
+            10
+        }
+    }
+    fn tick(&self, v: f64) -> String {
+        if !self.log {
+            return trim_number(v);
+        }
+        let r = v.round();
+        if (v - r).abs() < 1e-9 {
+            format!("10{}", superscript(r as i64))
+        } else {
+            trim_number(10f64.powf(v))
+        }
+    }
+}
+
+fn trim_number(v: f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.to_string() }
+}
+
+fn superscript(n: i64) -> String {
+    const DIGITS: [char; 10] = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹'];
+    let mut s: String = n
+        .unsigned_abs()
+        .to_string()
+        .chars()
+        .map(|c| DIGITS[c as usize - '0' as usize])
+        .collect();
+    if n < 0 {
+        s.insert(0, '⁻');
+    }
+    s
+}
+
+/// How a series is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Solid line.
+    Line,
+    /// Dashed line.
+    Dashed,
+    /// Filled circles only.
+    Markers,
+    /// Solid line with filled circles.
+    LineMarkers,
+    /// Large hollow triangles (highlighted points such as a Pareto frontier or a marked strategy).
+    Highlight,
+}
+
+/// One series of (x, y) points in data units.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Legend entry; `None` keeps it out of the legend.
+    pub label: Option<String>,
+    /// The points.
+    pub points: Vec<(f64, f64)>,
+    /// Colour.
+    pub color: RGBColor,
+    /// Drawing style.
+    pub style: Style,
+    /// Optional vertical error bars (lo, hi) per point, in data units.
+    pub err: Option<Vec<(f64, f64)>>,
+}
+
+impl Series {
+    /// A series without error bars.
+    pub fn new(label: Option<String>, points: Vec<(f64, f64)>, color: RGBColor, style: Style) -> Self {
+        Self {
+            label,
+            points,
+            color,
+            style,
+            err: None,
+        }
+    }
+}
+
+/// A 2-D chart of several series.
+#[derive(Debug, Clone)]
+pub struct LineChart {
+    /// Title at the top.
+    pub title: String,
+    /// Horizontal axis.
+    pub x: Axis,
+    /// Vertical axis.
+    pub y: Axis,
+    /// The series, drawn in order.
+    pub series: Vec<Series>,
+    /// Where the legend goes.
+    pub legend: SeriesLabelPosition,
+}
+
+/// A heat map of rectangular cells coloured by value (viridis-like ramp) with a colour bar.
+#[derive(Debug, Clone)]
+pub struct Heatmap {
+    /// Title at the top.
+    pub title: String,
+    /// Horizontal axis.
+    pub x: Axis,
+    /// Vertical axis.
+    pub y: Axis,
+    /// Cells: (x0, x1, y0, y1, value) in data units.
+    pub cells: Vec<(f64, f64, f64, f64, f64)>,
+    /// Label of the colour bar.
+    pub value_label: String,
+}
+
+/// Something that can be drawn on any plotters backend.
+pub trait Figure {
+    /// Draws the figure onto `area`.
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> std::result::Result<(), String>;
+}
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+impl Figure for LineChart {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+        area.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(area)
+            .caption(&self.title, ("sans-serif", 24))
+            .margin(18)
+            .x_label_area_size(55)
+            .y_label_area_size(75)
+            .build_cartesian_2d(self.x.mapped_range(), self.y.mapped_range())
+            .map_err(err)?;
+        let xf = |v: &f64| self.x.tick(*v);
+        let yf = |v: &f64| self.y.tick(*v);
+        chart
+            .configure_mesh()
+            .x_desc(&self.x.label)
+            .y_desc(&self.y.label)
+            .x_label_formatter(&xf)
+            .y_label_formatter(&yf)
+            .x_labels(self.x.labels())
+            .y_labels(self.y.labels())
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 18))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(err)?;
+        let mut labelled = false;
+        for s in &self.series {
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .filter(|(x, y)| {
+                    x.is_finite() && y.is_finite() && (!self.x.log || *x > 0.0) && (!self.y.log || *y > 0.0)
+                })
+                .map(|&(x, y)| (self.x.map(x), self.y.map(y)))
+                .collect();
+            let c = s.color;
+            let anno = match s.style {
+                Style::Line => chart.draw_series(LineSeries::new(pts.clone(), c.stroke_width(2))),
+                Style::Dashed => chart.draw_series(DashedLineSeries::new(pts.clone(), 8, 5, c.stroke_width(2))),
+                Style::Markers => chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled()))),
+                Style::LineMarkers => {
+                    chart
+                        .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                        .map_err(err)?;
+                    chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                }
+                Style::Highlight => {
+                    chart.draw_series(pts.iter().map(|&p| TriangleMarker::new(p, 9, c.stroke_width(2))))
+                }
+            }
+            .map_err(err)?;
+            if let Some(label) = &s.label {
+                labelled = true;
+                anno.label(label).legend(move |(x, y)| match s.style {
+                    Style::Markers => Circle::new((x + 10, y), 4, c.filled()).into_dyn(),
+                    Style::Highlight => TriangleMarker::new((x + 10, y), 7, c.stroke_width(2)).into_dyn(),
+                    Style::Dashed => {
+                        plotters::element::DashedPathElement::new(vec![(x, y), (x + 24, y)], 7, 4, c.stroke_width(3))
+                            .into_dyn()
+                    }
+                    _ => PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)).into_dyn(),
+                });
+            }
+            if let Some(bars) = &s.err {
+                chart
+                    .draw_series(s.points.iter().zip(bars).map(|(&(x, y), &(lo, hi))| {
+                        ErrorBar::new_vertical(
+                            self.x.map(x),
+                            self.y.map(lo),
+                            self.y.map(y),
+                            self.y.map(hi),
+                            c.stroke_width(1),
+                            8,
+                        )
+                    }))
+                    .map_err(err)?;
+            }
+        }
+        if labelled {
+            chart
+                .configure_series_labels()
+                .position(self.legend.clone())
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 15))
+                .draw()
+                .map_err(err)?;
+        }
+        area.present().map_err(err)
+    }
+}
+
+/// A perceptually ordered ramp from dark purple through teal to yellow (a viridis approximation
+/// by linear interpolation between five of its anchor colours).
+pub fn ramp(t: f64) -> RGBColor {
+    const ANCHORS: [(f64, f64, f64); 5] = [
+        (68.0, 1.0, 84.0),
+        (59.0, 82.0, 139.0),
+        (33.0, 145.0, 140.0),
+        (94.0, 201.0, 98.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let t = t.clamp(0.0, 1.0) * 4.0;
+    let i = (t.floor() as usize).min(3);
+    let f = t - i as f64;
+    let (a, b) = (ANCHORS[i], ANCHORS[i + 1]);
+    let mix = |u: f64, v: f64| (u + (v - u) * f).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+impl Figure for Heatmap {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+        area.fill(&WHITE).map_err(err)?;
+        let (main, bar) = area.split_horizontally(SIZE.0 - 150);
+        let (vmin, vmax) = self
+            .cells
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), c| {
+                (lo.min(c.4), hi.max(c.4))
+            });
+        let norm = |v: f64| if vmax > vmin { (v - vmin) / (vmax - vmin) } else { 0.5 };
+        let mut chart = ChartBuilder::on(&main)
+            .caption(&self.title, ("sans-serif", 24))
+            .margin(18)
+            .x_label_area_size(55)
+            .y_label_area_size(75)
+            .build_cartesian_2d(self.x.mapped_range(), self.y.mapped_range())
+            .map_err(err)?;
+        let xf = |v: &f64| self.x.tick(*v);
+        let yf = |v: &f64| self.y.tick(*v);
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(&self.x.label)
+            .y_desc(&self.y.label)
+            .x_label_formatter(&xf)
+            .y_label_formatter(&yf)
+            .x_labels(self.x.labels())
+            .y_labels(self.y.labels())
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 18))
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(self.cells.iter().map(|&(x0, x1, y0, y1, v)| {
+                Rectangle::new(
+                    [(self.x.map(x0), self.y.map(y0)), (self.x.map(x1), self.y.map(y1))],
+                    ramp(norm(v)).filled(),
+                )
+            }))
+            .map_err(err)?;
+        let mut cb = ChartBuilder::on(&bar)
+            .margin_top(60)
+            .margin_bottom(70)
+            .margin_right(10)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..1.0, vmin..vmax.max(vmin + 1e-12))
+            .map_err(err)?;
+        cb.configure_mesh()
+            .disable_mesh()
+            .disable_x_axis()
+            .y_desc(&self.value_label)
+            .y_label_formatter(&|v: &f64| trim_number(*v))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
+            .draw()
+            .map_err(err)?;
+        let steps = 100;
+        cb.draw_series((0..steps).map(|i| {
+            let lo = vmin + (vmax - vmin) * i as f64 / steps as f64;
+            let hi = vmin + (vmax - vmin) * (i + 1) as f64 / steps as f64;
+            Rectangle::new([(0.0, lo), (1.0, hi)], ramp(i as f64 / (steps - 1) as f64).filled())
+        }))
+        .map_err(err)?;
+        area.present().map_err(err)
+    }
+}
+
+/// A table of numbers written as CSV next to a figure.
+#[derive(Debug, Clone, Default)]
+pub struct Csv {
+    /// Column names.
+    pub header: Vec<String>,
+    /// Rows, already formatted.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Csv {
+    /// An empty table with these columns.
+    pub fn new(header: &[&str]) -> Self {
+        Self {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+    /// Appends one row (numbers formatted with full precision by the caller).
+    pub fn push(&mut self, row: Vec<String>) {
+        debug_assert_eq!(row.len(), self.header.len(), "CSV row width");
+        self.rows.push(row);
+    }
+    /// The CSV text.
+    pub fn render(&self) -> String {
+        let mut s = self.header.join(",");
+        s.push('\n');
+        for r in &self.rows {
+            s.push_str(&r.join(","));
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temp file in the same folder, then rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path);
+    fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// `dir/.name.tmp.ext`: keeps the extension (the PNG encoder picks its format from it).
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("tmp");
+    path.with_file_name(format!(".{name}.tmp.{ext}"))
+}
+
+/// Writes `stem.png`, `stem.svg` and `stem.csv` into `dir` (created if needed), each atomically.
+/// Returns the three paths.
+pub fn write_figure(dir: &Path, stem: &str, fig: &impl Figure, csv: &Csv) -> Result<Vec<PathBuf>> {
+    register_font();
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let plot_err = |message: String| Error::Plot {
+        name: stem.to_string(),
+        message,
+    };
+
+    let png = dir.join(format!("{stem}.png"));
+    let tmp = temp_path(&png);
+    {
+        let area = BitMapBackend::new(&tmp, SIZE).into_drawing_area();
+        fig.draw(&area).map_err(plot_err)?;
+    }
+    fs::rename(&tmp, &png).map_err(|e| Error::io(&png, e))?;
+
+    let svg = dir.join(format!("{stem}.svg"));
+    let mut text = String::new();
+    {
+        let area = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
+        fig.draw(&area).map_err(plot_err)?;
+    }
+    write_atomic(&svg, text.as_bytes())?;
+
+    let csv_path = dir.join(format!("{stem}.csv"));
+    write_atomic(&csv_path, csv.render().as_bytes())?;
+    Ok(vec![png, svg, csv_path])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_labels() {
+        let a = Axis::log("k", 1.0, 1e4);
+        assert_eq!(a.tick(3.0), "10³");
+        assert_eq!(a.tick(-2.0), "10⁻²");
+        assert_eq!(a.tick(0.5), "3.162");
+        assert_eq!(Axis::linear("x", 0.0, 1.0).tick(0.25), "0.25");
+        assert_eq!(trim_number(-0.0), "0");
+    }
+
+    #[test]
+    fn ramp_ends() {
+        assert_eq!(ramp(0.0), RGBColor(68, 1, 84));
+        assert_eq!(ramp(1.0), RGBColor(253, 231, 37));
+    }
+}

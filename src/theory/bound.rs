@@ -1,0 +1,286 @@
+//! The fine-tuning bound: how weak (η) the features of a fine-tuned linear model can be
+//! while it still reaches a target accuracy, and what that costs in robustness.
+//!
+//! Fine-tuning view (Li et al. 2025, "On the Robustness Tradeoff in Fine-Tuning", ICCV,
+//! arXiv:2503.14836, §3): f(x) = sign((w₀ + Δw)ᵀx), where the pretrained w₀ uses d task
+//! features and Δw has k = ‖Δw‖₀ non-zeros. A classifier averaging m features of strength η
+//! reaches accuracy Φ(η√m) (Tsipras et al. 2019, §2.1), so reaching a target A needs
+//! η ≥ Φ⁻¹(A)/√m.
+//!
+//! Which m applies depends on where Δw lives:
+//! * [`Regime::Disjoint`]: Δw reaches k *further* non-robust features, m = k + d. This is the
+//!   regime the paper's k+d bound needs: η ≥ z/√(k+d), full fine-tuning (k = d) giving z/√(2d).
+//! * [`Regime::Overlapping`]: Δw re-weights w₀'s own d coordinates (k ≤ d), so m = d whatever k
+//!   is and the bound stays z/√d.
+
+use serde::{Deserialize, Serialize};
+
+use super::normal::{phi, phi_inv};
+use crate::error::{Error, Result, check};
+
+/// The paper's default accuracy target for the bound (99%; z = Φ⁻¹(0.99) = 2.3263…, rounded to
+/// 2.33 in Li et al. 2025).
+pub const DEFAULT_TARGET_ACC: f64 = 0.99;
+
+/// z = Φ⁻¹(target_acc) for a target in (0.5, 1).
+pub fn z_score(target_acc: f64) -> Result<f64> {
+    check::open("target_acc", target_acc, 0.5, 1.0)?;
+    Ok(phi_inv(target_acc))
+}
+
+/// Checks k ≥ 0 and d > 0 (both finite; real-valued so that the strategy mapping
+/// k = d·params/params_full can be used without rounding).
+fn check_kd(k: f64, d: f64) -> Result<()> {
+    check::non_negative("k", k)?;
+    check::positive("d", d)?;
+    Ok(())
+}
+
+/// η_min(k, d, A) = Φ⁻¹(A)/√(k+d): the weakest feature strength at which a classifier averaging
+/// k+d features still reaches accuracy A (disjoint regime).
+pub fn eta_min(k: f64, d: f64, target_acc: f64) -> Result<f64> {
+    check_kd(k, d)?;
+    Ok(z_score(target_acc)? / (k + d).sqrt())
+}
+
+/// Where the update Δw lives relative to the pretrained weights w₀.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Regime {
+    /// Δw reaches k further features: m = k + d (the paper's k+d argument).
+    Disjoint,
+    /// Δw lies on w₀'s d coordinates (needs k ≤ d): m = d.
+    Overlapping,
+}
+
+impl Regime {
+    /// Number m of features the fine-tuned classifier can average.
+    pub fn features_used(self, k: f64, d: f64) -> Result<f64> {
+        check_kd(k, d)?;
+        match self {
+            Regime::Disjoint => Ok(k + d),
+            Regime::Overlapping if k <= d => Ok(d),
+            Regime::Overlapping => Err(Error::invalid(
+                "k",
+                format!("the overlapping regime needs k <= d = {d}"),
+                k,
+            )),
+        }
+    }
+
+    /// η_min in this regime: z/√m.
+    pub fn eta_min(self, k: f64, d: f64, target_acc: f64) -> Result<f64> {
+        Ok(z_score(target_acc)? / self.features_used(k, d)?.sqrt())
+    }
+}
+
+/// Robust accuracy at matched clean accuracy: a classifier that reaches clean accuracy A by
+/// averaging m features at the smallest admissible η = Φ⁻¹(A)/√m has robust accuracy
+/// Φ((η − ε)√m) = Φ(Φ⁻¹(A) − ε√m). Non-increasing in m: more features, weaker each, more fragile.
+pub fn robust_at_matched_accuracy(clean_acc: f64, m: f64, eps: f64) -> Result<f64> {
+    let z = z_score(clean_acc).map_err(|e| e.rename_field("target_acc", "clean_acc"))?;
+    check::positive("m", m)?;
+    check::non_negative("eps", eps)?;
+    Ok(phi(z - eps * m.sqrt()))
+}
+
+/// The seven fine-tuning strategies of Li et al. 2025.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Full fine-tuning: every backbone parameter.
+    Full,
+    /// Linear probing: the classification head only.
+    LinearProbe,
+    /// LoRA (Hu et al. 2022).
+    Lora,
+    /// Houlsby bottleneck adapters (Houlsby et al. 2019).
+    Adapter,
+    /// Compacter (Karimi Mahabadi et al. 2021).
+    Compacter,
+    /// BitFit: biases only (Ben Zaken et al. 2022).
+    Bitfit,
+    /// (IA)³ scaling vectors (Liu et al. 2022).
+    Ia3,
+}
+
+impl Strategy {
+    /// All seven, in the paper's order.
+    pub const ALL: [Strategy; 7] = [
+        Strategy::Full,
+        Strategy::LinearProbe,
+        Strategy::Lora,
+        Strategy::Adapter,
+        Strategy::Compacter,
+        Strategy::Bitfit,
+        Strategy::Ia3,
+    ];
+
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Full => "Full",
+            Strategy::LinearProbe => "Linear Probing",
+            Strategy::Lora => "LoRA",
+            Strategy::Adapter => "Adapter",
+            Strategy::Compacter => "Compacter",
+            Strategy::Bitfit => "BitFit",
+            Strategy::Ia3 => "(IA)³",
+        }
+    }
+
+    /// Short ASCII identifier (file names, CSV columns): the serde name.
+    pub fn id(self) -> &'static str {
+        match self {
+            Strategy::Full => "full",
+            Strategy::LinearProbe => "linear_probe",
+            Strategy::Lora => "lora",
+            Strategy::Adapter => "adapter",
+            Strategy::Compacter => "compacter",
+            Strategy::Bitfit => "bitfit",
+            Strategy::Ia3 => "ia3",
+        }
+    }
+
+    /// Trainable backbone parameters on ViT-B/16 (head excluded); see [`VIT_B16_TRAINABLE`].
+    pub fn vit_b16_params(self) -> u64 {
+        VIT_B16_TRAINABLE
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map(|(_, n)| *n)
+            .expect("every strategy is in the table")
+    }
+
+    /// Fraction of the full backbone this strategy trains: params / params_full.
+    pub fn param_fraction(self) -> f64 {
+        self.vit_b16_params() as f64 / Strategy::Full.vit_b16_params() as f64
+    }
+
+    /// The strategy's k on a task whose pretrained classifier uses d features:
+    /// k = d · params/params_full (full fine-tuning: k = d; linear probing: k = 0).
+    pub fn k_for(self, d: f64) -> f64 {
+        d * self.param_fraction()
+    }
+}
+
+/// Trainable backbone parameters per strategy on ViT-B/16 (ImageNet-21k, HF layout, no pooler,
+/// head excluded), as reported by Li et al. 2025 (arXiv:2503.14836, the strategy table of §4)
+/// for AdapterHub `adapters` defaults: LoRA r = 8 on q, k, v, intermediate and output dense;
+/// Houlsby adapters with reduction factor 8; (IA)³ on k, v and the FFN; BitFit all biases.
+pub const VIT_B16_TRAINABLE: [(Strategy, u64); 7] = [
+    (Strategy::Full, 85_798_656),
+    (Strategy::LinearProbe, 0),
+    (Strategy::Lora, 1_179_648),
+    (Strategy::Adapter, 3_559_680),
+    (Strategy::Compacter, 57_088),
+    (Strategy::Bitfit, 102_912),
+    (Strategy::Ia3, 64_512),
+];
+
+/// One strategy's prediction at one task complexity d.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StrategyPrediction {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Its k = d·params/params_full.
+    pub k: f64,
+    /// Features used, m = k + d (disjoint regime).
+    pub m: f64,
+    /// η_min = z/√m.
+    pub eta_min: f64,
+    /// Robust accuracy at matched clean accuracy A: Φ(z − ε√m).
+    pub robust_acc: f64,
+}
+
+/// Predictions for all seven strategies at task complexity `d`, clean accuracy `clean_acc` and
+/// attack size `eps`, sorted from most to least robust (ties keep the paper's order).
+/// In the disjoint regime this is the order of increasing parameter count: the bound predicts
+/// that fewer updated parameters force stronger, more robust features.
+pub fn predict_strategies(d: f64, clean_acc: f64, eps: f64) -> Result<Vec<StrategyPrediction>> {
+    let mut out = Vec::with_capacity(7);
+    for s in Strategy::ALL {
+        let k = s.k_for(d);
+        let m = Regime::Disjoint.features_used(k, d)?;
+        out.push(StrategyPrediction {
+            strategy: s,
+            k,
+            m,
+            eta_min: eta_min(k, d, clean_acc).map_err(|e| e.rename_field("target_acc", "clean_acc"))?,
+            robust_acc: robust_at_matched_accuracy(clean_acc, m, eps)?,
+        });
+    }
+    out.sort_by(|a, b| b.robust_acc.total_cmp(&a.robust_acc));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_min_times_sqrt_m_is_z() {
+        let z = z_score(0.99).unwrap();
+        assert!((z - 2.326_347_874_040_841).abs() < 1e-12);
+        for (k, d) in [(0.0, 1.0), (3.0, 10.0), (1e4, 1e4), (0.5, 7.0)] {
+            let e = eta_min(k, d, 0.99).unwrap();
+            assert!((e * (k + d).sqrt() - z).abs() < 1e-12);
+            assert!((phi(e * (k + d).sqrt()) - 0.99).abs() < 1e-12);
+        }
+        // Full fine-tuning, k = d: z/√(2d).
+        assert!((eta_min(50.0, 50.0, 0.99).unwrap() - z / 10.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn regimes() {
+        let z = z_score(0.99).unwrap();
+        assert_eq!(Regime::Disjoint.features_used(3.0, 10.0).unwrap(), 13.0);
+        assert_eq!(Regime::Overlapping.features_used(3.0, 10.0).unwrap(), 10.0);
+        assert!(Regime::Overlapping.features_used(11.0, 10.0).is_err());
+        assert!((Regime::Overlapping.eta_min(10.0, 25.0, 0.99).unwrap() - z / 5.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn bad_inputs_name_the_field() {
+        assert!(eta_min(-1.0, 1.0, 0.99).unwrap_err().to_string().contains("`k`"));
+        assert!(eta_min(1.0, 0.0, 0.99).unwrap_err().to_string().contains("`d`"));
+        assert!(eta_min(1.0, 1.0, 1.0).unwrap_err().to_string().contains("`target_acc`"));
+        assert!(
+            robust_at_matched_accuracy(0.4, 1.0, 0.1)
+                .unwrap_err()
+                .to_string()
+                .contains("`clean_acc`")
+        );
+        assert!(
+            robust_at_matched_accuracy(0.9, 1.0, -0.1)
+                .unwrap_err()
+                .to_string()
+                .contains("`eps`")
+        );
+    }
+
+    #[test]
+    fn strategy_table_and_mapping() {
+        assert_eq!(Strategy::Full.vit_b16_params(), 85_798_656);
+        assert_eq!(Strategy::Compacter.vit_b16_params(), 57_088);
+        assert_eq!(Strategy::Full.k_for(100.0), 100.0);
+        assert_eq!(Strategy::LinearProbe.k_for(100.0), 0.0);
+        assert!((Strategy::Lora.k_for(85_798_656.0) - 1_179_648.0).abs() < 1e-6);
+        let ids: std::collections::HashSet<_> = Strategy::ALL.iter().map(|s| s.id()).collect();
+        assert_eq!(ids.len(), 7);
+    }
+
+    /// Disjoint regime: robustness at matched accuracy falls with k, so the predicted ranking is
+    /// the order of increasing parameter count.
+    #[test]
+    fn predicted_ranking_follows_parameter_count() {
+        let ranked: Vec<_> = predict_strategies(1000.0, 0.99, 0.05)
+            .unwrap()
+            .iter()
+            .map(|p| p.strategy)
+            .collect();
+        use Strategy::*;
+        assert_eq!(ranked, vec![LinearProbe, Compacter, Ia3, Bitfit, Lora, Adapter, Full]);
+        let full = predict_strategies(1000.0, 0.99, 0.05).unwrap()[6];
+        assert!((full.robust_acc - phi(z_score(0.99).unwrap() - 0.05 * 2000f64.sqrt())).abs() < 1e-15);
+    }
+}

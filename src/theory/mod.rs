@@ -1,0 +1,13 @@
+//! Theory: the robust/non-robust feature model, exact accuracies, Theorem 2.1 of Tsipras et al.
+//! and the fine-tuning bound η ≥ Φ⁻¹(A)/√(k+d). Pure f64 math, no candle.
+
+pub mod bound;
+pub mod feature_model;
+pub mod normal;
+
+pub use bound::{
+    DEFAULT_TARGET_ACC, Regime, Strategy, StrategyPrediction, VIT_B16_TRAINABLE, eta_min, predict_strategies,
+    robust_at_matched_accuracy, z_score,
+};
+pub use feature_model::{FeatureModel, LinearClassifier, McEstimate, ScoreSummary, accuracy, tsipras_upper_bound};
+pub use normal::{phi, phi_inv};

@@ -1,0 +1,133 @@
+//! Small statistics for accuracies and rankings: the Wilson score interval and Spearman's ρ.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// z for a two-sided 95% interval, Φ⁻¹(0.975).
+pub const Z95: f64 = 1.959_963_984_540_054;
+
+/// A confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    /// Lower end.
+    pub lo: f64,
+    /// Upper end.
+    pub hi: f64,
+}
+
+/// Wilson score 95% interval for `successes` out of `n` (Wilson 1927, JASA 22(158), eq. for
+/// the score interval; Agresti & Coull 1998 recommend it over the Wald interval):
+/// centre (p̂ + z²/2n)/(1 + z²/n), half-width z/(1 + z²/n)·√(p̂(1−p̂)/n + z²/4n²).
+pub fn wilson(successes: u64, n: u64) -> Result<Interval> {
+    if n == 0 {
+        return Err(Error::invalid("n", "a Wilson interval needs at least one sample", 0));
+    }
+    if successes > n {
+        return Err(Error::invalid("successes", format!("must be <= n = {n}"), successes));
+    }
+    let nf = n as f64;
+    let ph = successes as f64 / nf;
+    let z2 = Z95 * Z95;
+    let denom = 1.0 + z2 / nf;
+    let centre = (ph + z2 / (2.0 * nf)) / denom;
+    let half = Z95 / denom * (ph * (1.0 - ph) / nf + z2 / (4.0 * nf * nf)).sqrt();
+    Ok(Interval {
+        lo: (centre - half).max(0.0),
+        hi: (centre + half).min(1.0),
+    })
+}
+
+/// Ranks 1..n with ties given the average of the ranks they span.
+pub fn average_ranks(x: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut ranks = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+            j += 1;
+        }
+        let r = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            ranks[k] = r;
+        }
+        i = j + 1;
+    }
+    ranks
+}
+
+/// Spearman's rank correlation: the Pearson correlation of the average ranks (ties averaged).
+/// Errors when the lengths differ, n < 2, a value is NaN, or one side is constant.
+pub fn spearman(x: &[f64], y: &[f64]) -> Result<f64> {
+    if x.len() != y.len() {
+        return Err(Error::invalid(
+            "y",
+            format!("must have the same length as x ({})", x.len()),
+            y.len(),
+        ));
+    }
+    if x.len() < 2 {
+        return Err(Error::invalid("x", "need at least two pairs", x.len()));
+    }
+    for (name, v) in [("x", x), ("y", y)] {
+        if v.iter().any(|t| t.is_nan()) {
+            return Err(Error::invalid(name, "must not contain NaN", "NaN"));
+        }
+    }
+    let (rx, ry) = (average_ranks(x), average_ranks(y));
+    let n = x.len() as f64;
+    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in rx.iter().zip(&ry) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        return Err(Error::invalid(
+            "x, y",
+            "a constant sequence has no rank correlation",
+            "all ties",
+        ));
+    }
+    Ok(sxy / (sxx * syy).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reference: Newcombe 1998 (Stat. Med. 17:857), Table I, method 3 (Wilson score):
+    /// 81/263 → (0.2553, 0.3662); 15/148 → (0.0624, 0.1605); 0/20 → (0, 0.1611).
+    #[test]
+    fn wilson_matches_newcombe_table() {
+        let cases = [
+            (81, 263, 0.2553, 0.3662),
+            (15, 148, 0.0624, 0.1605),
+            (0, 20, 0.0, 0.1611),
+        ];
+        for (s, n, lo, hi) in cases {
+            let ci = wilson(s, n).unwrap();
+            // The table prints four decimals: agree to half a unit in the last place.
+            assert!((ci.lo - lo).abs() < 5e-5, "{s}/{n}: {ci:?}");
+            assert!((ci.hi - hi).abs() < 5e-5, "{s}/{n}: {ci:?}");
+        }
+        assert!(wilson(1, 0).is_err());
+        assert!(wilson(3, 2).is_err());
+    }
+
+    #[test]
+    fn spearman_known_values() {
+        // Perfect monotone, reversed, and a hand-computed case with ties.
+        assert!((spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 90.0]).unwrap() - 1.0).abs() < 1e-15);
+        assert!((spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]).unwrap() + 1.0).abs() < 1e-15);
+        assert_eq!(average_ranks(&[5.0, 1.0, 5.0, 3.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        // x ranks (1,2,3,4), y = (1,2,2,3) → ranks (1, 2.5, 2.5, 4): ρ = 4.5/√(5·4.5) = 0.948683…
+        let rho = spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 2.0, 2.0, 3.0]).unwrap();
+        assert!((rho - 4.5 / (5.0f64 * 4.5).sqrt()).abs() < 1e-15);
+        assert!(spearman(&[1.0, 1.0], &[1.0, 2.0]).is_err());
+        assert!(spearman(&[1.0], &[1.0]).is_err());
+    }
+}
