@@ -29,6 +29,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// η_min = Φ⁻¹(A)/√(k+d) as one JSON object.
+    #[command(allow_negative_numbers = true)]
     Bound {
         /// Updated parameters k = ‖Δw‖₀ (≥ 0).
         #[arg(long)]
@@ -41,6 +42,7 @@ enum Cmd {
         target_acc: f64,
     },
     /// Exact clean and robust accuracy of one linear classifier, as one JSON object.
+    #[command(allow_negative_numbers = true)]
     Eval {
         /// Probability that the robust feature agrees with the label, in (0.5, 1).
         #[arg(long)]
@@ -105,13 +107,14 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
+            // clap's message up to its usage block, folded onto one line.
             let text = e.render().to_string();
-            let line = text
+            let head: Vec<&str> = text
                 .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
-            return fail(line);
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            return fail(head.join(" ").trim_start_matches("error: "));
         }
     };
     match cli.cmd {
