@@ -33,6 +33,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A tensor operation failed (candle's message).
+    #[error("engine: {0}")]
+    Engine(String),
     /// Drawing a figure failed.
     #[error("plot {name}: {message}")]
     Plot {

@@ -1,0 +1,17 @@
+//! The validation engine on candle: ViT (tiny → Base, HF layout), the seven fine-tuning
+//! strategies, attacks and data. Runs on CPU at small scale; the same code runs on a GPU.
+
+pub mod model;
+pub mod ops;
+pub mod peft;
+pub mod vit;
+
+pub use model::Vit;
+pub use peft::{PeftConfig, Strategy};
+pub use vit::VitConfig;
+
+impl From<candle_core::Error> for crate::error::Error {
+    fn from(e: candle_core::Error) -> Self {
+        crate::error::Error::Engine(e.to_string())
+    }
+}

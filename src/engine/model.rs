@@ -1,0 +1,353 @@
+//! The ViT as a runnable model: tensors by HF key, the strategy's trainable `Var`s, the forward
+//! pass with the PEFT hooks, safetensors load/save and LoRA/(IA)³ merging.
+//!
+//! Frozen tensors are plain `Tensor`s (no gradient is ever computed for them); trainable ones are
+//! `Var`s whose tensors are used in the forward pass, so the optimiser updates them in place.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{DType, Device, IndexOp, Tensor, Var};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+
+use super::ops::{gelu, layer_norm, linear, softmax_last_dim};
+use super::peft::{self, Counts, PeftConfig, Strategy, adapter, compacter, ia3, lora};
+use super::vit::{Init, LayerKeys, ParamSpec, Role, VitConfig};
+use crate::error::{Error, Result};
+
+/// Input normalisation of google/vit-base-patch16-224-in21k (`preprocessor_config.json`:
+/// image_mean = image_std = 0.5): x ↦ (x − 0.5)/0.5, inside the model so that attacks work in
+/// [0, 1] pixel space.
+pub const PIXEL_MEAN: f64 = 0.5;
+/// See [`PIXEL_MEAN`].
+pub const PIXEL_STD: f64 = 0.5;
+
+/// A Vision Transformer with a fine-tuning strategy applied.
+pub struct Vit {
+    cfg: VitConfig,
+    peft: PeftConfig,
+    strategy: Strategy,
+    num_classes: usize,
+    specs: Vec<ParamSpec>,
+    tensors: HashMap<String, Tensor>,
+    vars: Vec<(String, Var)>,
+    layers: Vec<LayerKeys>,
+    device: Device,
+    dtype: DType,
+}
+
+/// FNV-1a of a key: gives every tensor its own RNG stream, so a tensor's initial values do not
+/// depend on which other tensors were loaded from a checkpoint.
+fn key_hash(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn init_tensor(spec: &ParamSpec, seed: u64, dtype: DType, device: &Device) -> Result<Tensor> {
+    let n = spec.numel();
+    let mut rng = StdRng::seed_from_u64(seed ^ key_hash(&spec.key));
+    let data: Vec<f64> = match spec.init {
+        Init::Zeros => vec![0.0; n],
+        Init::Ones => vec![1.0; n],
+        Init::Normal(std) => (0..n).map(|_| std * rng.sample::<f64, _>(StandardNormal)).collect(),
+        Init::Uniform(a) => (0..n).map(|_| rng.random_range(-a..=a)).collect(),
+    };
+    Ok(Tensor::from_vec(data, spec.shape.as_slice(), device)?.to_dtype(dtype)?)
+}
+
+fn shape_str(s: &[usize]) -> String {
+    format!("{s:?}")
+}
+
+impl Vit {
+    /// A freshly initialised model (HF init: N(0, 0.02²) weights, zero biases, unit LayerNorm).
+    pub fn new(
+        cfg: &VitConfig,
+        peft: &PeftConfig,
+        strategy: Strategy,
+        num_classes: usize,
+        dtype: DType,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Self> {
+        Self::from_tensors(cfg, peft, strategy, num_classes, HashMap::new(), false, dtype, device, seed)
+    }
+
+    /// Builds a model from loaded tensors (keys with or without the `vit.` prefix; `pooler.*` and
+    /// other unknown keys are ignored). With `require_backbone`, every backbone key must be present;
+    /// a present tensor of the wrong shape is an error naming the key and both shapes. A head
+    /// whose class count differs is re-initialised (fine-tuning to a new label set). PEFT tensors
+    /// found in the file are used; missing ones are initialised.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_tensors(
+        cfg: &VitConfig,
+        peft: &PeftConfig,
+        strategy: Strategy,
+        num_classes: usize,
+        loaded: HashMap<String, Tensor>,
+        require_backbone: bool,
+        dtype: DType,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Self> {
+        let cfg = cfg.clone().validate()?;
+        let specs = peft::model_spec(&cfg, peft, strategy, num_classes)?;
+        let mut loaded: HashMap<String, Tensor> = loaded
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix("vit.").map(str::to_string).unwrap_or(k), v))
+            .collect();
+        let mut tensors = HashMap::with_capacity(specs.len());
+        let mut vars = Vec::new();
+        for spec in &specs {
+            let t = match loaded.remove(&spec.key) {
+                Some(t) if t.dims() == spec.shape.as_slice() => t.to_dtype(dtype)?.to_device(device)?,
+                Some(t) if spec.role == Role::Head => {
+                    let _ = t; // different class count: start a new head
+                    init_tensor(spec, seed, dtype, device)?
+                }
+                Some(t) => {
+                    return Err(Error::invalid(
+                        spec.key.clone(),
+                        format!("checkpoint tensor has the wrong shape: expected {}", shape_str(&spec.shape)),
+                        format!("shape {}", shape_str(t.dims())),
+                    ));
+                }
+                None if require_backbone && spec.role == Role::Backbone => {
+                    return Err(Error::invalid(
+                        spec.key.clone(),
+                        format!("missing from the checkpoint (expected shape {})", shape_str(&spec.shape)),
+                        "nothing",
+                    ));
+                }
+                None => init_tensor(spec, seed, dtype, device)?,
+            };
+            let t = if spec.trainable {
+                let v = Var::from_tensor(&t.contiguous()?)?;
+                let t = v.as_tensor().clone();
+                vars.push((spec.key.clone(), v));
+                t
+            } else {
+                t.detach()
+            };
+            tensors.insert(spec.key.clone(), t);
+        }
+        Ok(Self {
+            layers: (0..cfg.depth).map(LayerKeys::new).collect(),
+            cfg,
+            peft: peft.clone(),
+            strategy,
+            num_classes,
+            specs,
+            tensors,
+            vars,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    /// Loads a safetensors checkpoint (HF layout); see [`Vit::from_tensors`]. Errors name the file.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load(
+        path: &Path,
+        cfg: &VitConfig,
+        peft: &PeftConfig,
+        strategy: Strategy,
+        num_classes: usize,
+        dtype: DType,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Self> {
+        let loaded = candle_core::safetensors::load(path, device).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: format!("not a readable safetensors file: {e}"),
+        })?;
+        Self::from_tensors(cfg, peft, strategy, num_classes, loaded, true, dtype, device, seed).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes every tensor (backbone in HF layout, PEFT tensors, head) atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let map: BTreeMap<&String, &Tensor> = self.tensors.iter().collect();
+        let owned: HashMap<String, Tensor> = map.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        save_atomic(&owned, path)
+    }
+
+    /// Configuration.
+    pub fn config(&self) -> &VitConfig {
+        &self.cfg
+    }
+    /// Strategy.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+    /// Number of classes of the head.
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+    /// Device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    /// The specification the model was built from.
+    pub fn specs(&self) -> &[ParamSpec] {
+        &self.specs
+    }
+    /// Trainable tensors, in specification order.
+    pub fn trainable(&self) -> &[(String, Var)] {
+        &self.vars
+    }
+    /// Trainable parameter counts.
+    pub fn counts(&self) -> Counts {
+        peft::counts(&self.specs)
+    }
+    /// A tensor by key.
+    pub fn tensor(&self, key: &str) -> Option<&Tensor> {
+        self.tensors.get(key)
+    }
+
+    fn t(&self, key: &str) -> candle_core::Result<&Tensor> {
+        self.tensors.get(key).ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {key}")))
+    }
+
+    /// A projection with its PEFT hooks: x Wᵀ + b, plus LoRA's update, times (IA)³'s scale.
+    fn proj(&self, x: &Tensor, key: &str) -> candle_core::Result<Tensor> {
+        let mut y = linear(x, self.t(&format!("{key}.weight"))?, Some(self.t(&format!("{key}.bias"))?))?;
+        if let (Some(a), Some(b)) = (self.tensors.get(&format!("{key}.lora_A")), self.tensors.get(&format!("{key}.lora_B"))) {
+            y = (y + lora::delta(x, a, b, self.peft.lora_alpha / self.peft.lora_rank as f64)?)?;
+        }
+        if let Some(s) = self.tensors.get(&format!("{key}.ia3_scale")) {
+            y = y.broadcast_mul(s)?;
+        }
+        Ok(y)
+    }
+
+    /// The adapter or Compacter at `site`, if the strategy placed one there.
+    fn site(&self, h: Tensor, adapter_site: &str, compacter_site: &str) -> candle_core::Result<Tensor> {
+        if let Some(dw) = self.tensors.get(&format!("{adapter_site}.down.weight")) {
+            let g = |s: &str| self.t(&format!("{adapter_site}.{s}"));
+            return adapter::forward(&h, dw, g("down.bias")?, g("up.weight")?, g("up.bias")?);
+        }
+        if let Some(ds) = self.tensors.get(&format!("{compacter_site}.down.s")) {
+            let g = |s: &str| self.t(&format!("{compacter_site}.{s}"));
+            let rule = self.t(compacter::RULE_KEY)?;
+            return compacter::forward(&h, rule, [ds, g("down.t")?, g("down.bias")?], [g("up.s")?, g("up.t")?, g("up.bias")?]);
+        }
+        Ok(h)
+    }
+
+    fn ln(&self, x: &Tensor, key: &str) -> candle_core::Result<Tensor> {
+        layer_norm(x, self.t(&format!("{key}.weight"))?, self.t(&format!("{key}.bias"))?, self.cfg.layer_norm_eps)
+    }
+
+    /// Patch + CLS + position embeddings of images [B, C, H, W] in [0, 1]: [B, T, dim].
+    fn embed(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let c = &self.cfg;
+        let (b, ch, h, w) = x.dims4()?;
+        if ch != c.channels || h != c.image_size || w != c.image_size {
+            candle_core::bail!(
+                "input images have shape [{b}, {ch}, {h}, {w}], the model expects [B, {}, {}, {}]",
+                c.channels,
+                c.image_size,
+                c.image_size
+            );
+        }
+        let p = c.patch_size;
+        let g = c.image_size / p;
+        let x = ((x - PIXEL_MEAN)? / PIXEL_STD)?;
+        // Patches flattened in (channel, row, column) order, matching the conv weight [D, C, P, P].
+        let patches = x.reshape((b, ch, g, p, g, p))?.permute((0, 2, 4, 1, 3, 5))?.reshape((b, g * g, ch * p * p))?;
+        let wp = self.t("embeddings.patch_embeddings.projection.weight")?.reshape((c.dim, ch * p * p))?;
+        let emb = linear(&patches, &wp, Some(self.t("embeddings.patch_embeddings.projection.bias")?))?;
+        let cls = self.t("embeddings.cls_token")?.broadcast_as((b, 1, c.dim))?;
+        Tensor::cat(&[&cls, &emb], 1)?.broadcast_add(self.t("embeddings.position_embeddings")?)
+    }
+
+    fn layer(&self, x: &Tensor, k: &LayerKeys) -> candle_core::Result<Tensor> {
+        let c = &self.cfg;
+        let (b, t, d) = x.dims3()?;
+        let (nh, hd) = (c.heads, c.head_dim());
+        let h = self.ln(x, &k.ln_before)?;
+        let split = |y: Tensor| y.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous();
+        let q = split(self.proj(&h, &k.query)?)?;
+        let kk = split(self.proj(&h, &k.key)?)?;
+        let v = split(self.proj(&h, &k.value)?)?;
+        let att = (q.matmul(&kk.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        let att = softmax_last_dim(&att)?;
+        let ctx = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let a = self.proj(&ctx, &k.attn_out)?;
+        let [ad0, ad1] = adapter::sites(k);
+        let [cp0, cp1] = compacter::sites(k);
+        let x = (x + self.site(a, &ad0, &cp0)?)?;
+        let h = self.ln(&x, &k.ln_after)?;
+        let m = gelu(&self.proj(&h, &k.intermediate)?)?;
+        let o = self.proj(&m, &k.output)?;
+        &x + self.site(o, &ad1, &cp1)?
+    }
+
+    /// CLS features after the final LayerNorm: [B, dim]. Everything a linear probe sees.
+    pub fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut h = self.embed(x)?;
+        for k in &self.layers {
+            h = self.layer(&h, k)?;
+        }
+        self.ln(&h, "layernorm")?.i((.., 0))
+    }
+
+    /// The head on features: [B, classes].
+    pub fn head(&self, features: &Tensor) -> candle_core::Result<Tensor> {
+        linear(features, self.t("classifier.weight")?, Some(self.t("classifier.bias")?))
+    }
+
+    /// Logits of images [B, C, H, W] in [0, 1].
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.head(&self.features(x)?)
+    }
+
+    /// Folds LoRA and (IA)³ into the backbone weights (W + (α/r)BA; diag(ℓ)W, ℓ⊙b) and returns a
+    /// model with the same function and no extra tensors (inference only: only the head trains).
+    /// Other strategies are returned unchanged (cloned).
+    pub fn merge(&self) -> Result<Vit> {
+        let mut tensors: HashMap<String, Tensor> =
+            self.tensors.iter().map(|(k, v)| (k.clone(), v.detach())).collect();
+        let scale = self.peft.lora_alpha / self.peft.lora_rank as f64;
+        for k in &self.layers {
+            for (proj, _, _) in lora::targets(&self.cfg, k) {
+                if let (Some(a), Some(b)) = (tensors.remove(&format!("{proj}.lora_A")), tensors.remove(&format!("{proj}.lora_B"))) {
+                    let wk = format!("{proj}.weight");
+                    let merged = lora::merge(&tensors[&wk], &a, &b, scale)?;
+                    tensors.insert(wk, merged);
+                }
+            }
+            for (proj, _) in ia3::targets(&self.cfg, k) {
+                if let Some(s) = tensors.remove(&format!("{proj}.ia3_scale")) {
+                    let (wk, bk) = (format!("{proj}.weight"), format!("{proj}.bias"));
+                    let (w, b) = ia3::merge(&tensors[&wk], &tensors[&bk], &s)?;
+                    tensors.insert(wk, w);
+                    tensors.insert(bk, b);
+                }
+            }
+        }
+        let strategy = match self.strategy {
+            Strategy::Lora | Strategy::Ia3 => Strategy::LinearProbe,
+            s => s,
+        };
+        Vit::from_tensors(&self.cfg, &self.peft, strategy, self.num_classes, tensors, true, self.dtype, &self.device, 0)
+    }
+}
+
+/// Saves tensors to a safetensors file atomically (temp file in the same folder + rename).
+pub fn save_atomic(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let tmp = path.with_extension("safetensors.tmp");
+    candle_core::safetensors::save(tensors, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}

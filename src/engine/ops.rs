@@ -1,0 +1,83 @@
+//! Differentiable building blocks.
+//!
+//! candle-nn 0.11.1's fused `ops::layer_norm` (used by `LayerNorm::forward` on contiguous input)
+//! and `ops::softmax_last_dim` have no backward pass: gradients silently stop there. These
+//! versions are composed from primitive ops that all have a backward, so gradients reach every
+//! trainable tensor and the input image (attacks need ∂loss/∂x).
+
+use candle_core::{D, Result, Tensor};
+
+/// LayerNorm over the last dimension: (x − mean)/√(var + eps)·w + b, biased variance as in
+/// PyTorch's `nn.LayerNorm`.
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+    let rstd = (var + eps)?.sqrt()?.recip()?;
+    xc.broadcast_mul(&rstd)?.broadcast_mul(w)?.broadcast_add(b)
+}
+
+/// Softmax over the last dimension. The row maximum is subtracted for stability and detached:
+/// softmax is shift-invariant, so its gradient through the maximum is exactly zero.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let s = e.sum_keepdim(D::Minus1)?;
+    e.broadcast_div(&s)
+}
+
+/// GELU, erf form (as ViT uses): x·Φ(x). candle's `gelu_erf` has a backward pass.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    x.gelu_erf()
+}
+
+/// y = x·Wᵀ + b for x of shape [..., in] and W of shape [out, in] (PyTorch `nn.Linear` layout).
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let y = x.broadcast_matmul(&w.t()?)?;
+    match b {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+/// Mean cross-entropy of logits [N, C] against u32 labels [N] (candle-nn's composition of
+/// log-softmax and NLL, both differentiable).
+pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    candle_nn::loss::cross_entropy(logits, labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    #[test]
+    fn layer_norm_matches_definition_and_has_gradient() {
+        let dev = Device::Cpu;
+        let x = Var::from_vec(vec![1.0f64, 2.0, 4.0, -1.0, 0.0, 1.0], (2, 3), &dev).unwrap();
+        let w = Tensor::new(&[1.0f64, 2.0, 0.5], &dev).unwrap();
+        let b = Tensor::new(&[0.0f64, 1.0, -1.0], &dev).unwrap();
+        let y = layer_norm(x.as_tensor(), &w, &b, 1e-12).unwrap();
+        let row: Vec<f64> = y.get(1).unwrap().to_vec1().unwrap();
+        // Row (−1, 0, 1): mean 0, var 2/3 → (−1.2247, 0, 1.2247)·w + b.
+        let s = (1.5f64).sqrt();
+        for (got, want) in row.iter().zip([-s, 1.0, s * 0.5 - 1.0]) {
+            assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        }
+        let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(g.get(x.as_tensor()).is_some(), "gradient must reach the input");
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_match_candle() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 3.0, (4, 7), &dev).unwrap();
+        let ours = softmax_last_dim(&x).unwrap();
+        let theirs = candle_nn::ops::softmax_last_dim(&x).unwrap();
+        let diff = (ours.clone() - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-6);
+        let sums: Vec<f32> = ours.sum(1).unwrap().to_vec1().unwrap();
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-6));
+        assert_eq!(ours.dtype(), DType::F32);
+    }
+}

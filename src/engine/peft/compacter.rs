@@ -1,0 +1,104 @@
+//! Compacter (Karimi Mahabadi et al. 2021, NeurIPS; `adapters` CompacterConfig): adapters at the
+//! same two sites as [`super::adapter`], reduction factor 32 (768 → 24), whose projections are
+//! parameterised hypercomplex multiplication (PHM) layers: W = Σᵢ Aᵢ ⊗ Bᵢ with n = 4, the "rule"
+//! matrices Aᵢ ∈ R^{n×n} shared by all adapters (one n×n×n tensor), and each Bᵢ factorised to rank
+//! one, Bᵢ = sᵢ tᵢᵀ with sᵢ ∈ R^{in/n}, tᵢ ∈ R^{out/n}. GELU in between, residual around.
+//! 57,088 parameters on ViT-B/16: 24 adapters × (792 + 792 + 24 + 768) + 64.
+//!
+//! Initialisation: rule ~ N(0, 0.1²); s, t ~ U(−√(6/(fan_in+fan_out)), …) (Glorot uniform over
+//! the factor sizes, as `adapters`), except the up projection's t ~ N(0, 1e-4²): the adapter
+//! starts near the identity map, like the Houlsby one.
+
+use candle_core::{Result as CResult, Tensor};
+
+use super::PeftConfig;
+use crate::engine::ops::gelu;
+use crate::engine::vit::{Init, LayerKeys, ParamSpec, Role, VitConfig};
+
+/// Key of the shared rule tensor [n, n, n].
+pub const RULE_KEY: &str = "compacter.phm_rule";
+
+/// The two Compacter sites of layer `k` (same places as the Houlsby adapter).
+pub fn sites(k: &LayerKeys) -> [String; 2] {
+    [format!("{}.attention.output.compacter", k.prefix), format!("{}.output.compacter", k.prefix)]
+}
+
+fn pspec(key: String, shape: Vec<usize>, init: Init) -> ParamSpec {
+    ParamSpec { key, shape, init, role: Role::Peft, trainable: true }
+}
+
+/// One PHM layer's tensors: `{prefix}.s` [n, in/n], `{prefix}.t` [n, out/n], `{prefix}.bias` [out].
+fn phm_spec(prefix: &str, inp: usize, out: usize, n: usize, t_init: Init) -> Vec<ParamSpec> {
+    let glorot = (6.0 / ((inp / n + out / n) as f64)).sqrt();
+    vec![
+        pspec(format!("{prefix}.s"), vec![n, inp / n], Init::Uniform(glorot)),
+        pspec(format!("{prefix}.t"), vec![n, out / n], t_init),
+        pspec(format!("{prefix}.bias"), vec![out], Init::Zeros),
+    ]
+}
+
+/// The shared rule plus down/up PHM layers at both sites of every layer.
+pub fn added(cfg: &VitConfig, p: &PeftConfig) -> Vec<ParamSpec> {
+    let n = p.phm_n;
+    let r = cfg.dim / p.compacter_reduction;
+    let mut out = vec![pspec(RULE_KEY.into(), vec![n, n, n], Init::Normal(0.1))];
+    let glorot_down = (6.0 / ((cfg.dim / n + r / n) as f64)).sqrt();
+    for i in 0..cfg.depth {
+        for site in sites(&LayerKeys::new(i)) {
+            out.extend(phm_spec(&format!("{site}.down"), cfg.dim, r, n, Init::Uniform(glorot_down)));
+            out.extend(phm_spec(&format!("{site}.up"), r, cfg.dim, n, Init::Normal(1e-4)));
+        }
+    }
+    out
+}
+
+/// The PHM weight W = Σᵢ Aᵢ ⊗ (sᵢ tᵢᵀ) ∈ R^{in×out} (used as y = x W + b).
+pub fn phm_weight(rule: &Tensor, s: &Tensor, t: &Tensor) -> CResult<Tensor> {
+    let (n, p) = s.dims2()?;
+    let (_, q) = t.dims2()?;
+    // Bᵢ = sᵢ tᵢᵀ: [n, p, q].
+    let b = s.unsqueeze(2)?.broadcast_mul(&t.unsqueeze(1)?)?;
+    // Σᵢ A[i, a, c]·B[i, x, y] → [a, c, x, y] via one matmul over i.
+    let a = rule.reshape((n, n * n))?.t()?; // [(a,c), i]
+    let w = a.matmul(&b.reshape((n, p * q))?)?; // [(a,c), (x,y)]
+    // Kronecker layout: row a·p + x, column c·q + y.
+    w.reshape((n, n, p, q))?.permute((0, 2, 1, 3))?.reshape((n * p, n * q))
+}
+
+/// h + up(GELU(down(h))) with PHM projections.
+pub fn forward(h: &Tensor, rule: &Tensor, down: [&Tensor; 3], up: [&Tensor; 3]) -> CResult<Tensor> {
+    let wd = phm_weight(rule, down[0], down[1])?;
+    let wu = phm_weight(rule, up[0], up[1])?;
+    let z = gelu(&h.broadcast_matmul(&wd)?.broadcast_add(down[2])?)?;
+    h + z.broadcast_matmul(&wu)?.broadcast_add(up[2])?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// W = Σᵢ Aᵢ ⊗ Bᵢ checked element by element against the definition of ⊗.
+    #[test]
+    fn phm_weight_is_a_sum_of_kronecker_products() {
+        let dev = Device::Cpu;
+        let (n, p, q) = (2, 3, 2);
+        let rule = Tensor::arange(0f64, (n * n * n) as f64, &dev).unwrap().reshape((n, n, n)).unwrap();
+        let s = Tensor::new(&[[1.0f64, 2.0, 3.0], [-1.0, 0.5, 2.0]], &dev).unwrap();
+        let t = Tensor::new(&[[1.0f64, -1.0], [2.0, 0.25]], &dev).unwrap();
+        let w: Vec<Vec<f64>> = phm_weight(&rule, &s, &t).unwrap().to_vec2().unwrap();
+        let r: Vec<Vec<Vec<f64>>> = rule.to_vec3().unwrap();
+        let sv: Vec<Vec<f64>> = s.to_vec2().unwrap();
+        let tv: Vec<Vec<f64>> = t.to_vec2().unwrap();
+        for a in 0..n {
+            for x in 0..p {
+                for c in 0..n {
+                    for y in 0..q {
+                        let want: f64 = (0..n).map(|i| r[i][a][c] * sv[i][x] * tv[i][y]).sum();
+                        assert!((w[a * p + x][c * q + y] - want).abs() < 1e-12);
+                    }
+                }
+            }
+        }
+    }
+}
