@@ -4,21 +4,32 @@
 use std::collections::{BTreeSet, HashMap};
 
 use candle_core::{DType, Device, Tensor, Var};
+use robustft::engine::Vit;
 use robustft::engine::ops::cross_entropy;
 use robustft::engine::peft::{PeftConfig, Strategy, model_spec};
 use robustft::engine::vit::{Role, VitConfig};
-use robustft::engine::Vit;
 
 fn tiny_model(strategy: Strategy, seed: u64) -> Vit {
     let cfg = VitConfig::tiny();
-    Vit::new(&cfg, &PeftConfig::default_for(&cfg), strategy, 5, DType::F64, &Device::Cpu, seed).unwrap()
+    Vit::new(
+        &cfg,
+        &PeftConfig::default_for(&cfg),
+        strategy,
+        5,
+        DType::F64,
+        &Device::Cpu,
+        seed,
+    )
+    .unwrap()
 }
 
 fn images(n: usize, seed: u64) -> Tensor {
     let cfg = VitConfig::tiny();
     let len = n * 3 * cfg.image_size * cfg.image_size;
     // Deterministic pseudo-random pixels in [0, 1].
-    let data: Vec<f64> = (0..len).map(|i| ((i as u64 * 2654435761 + seed * 97) % 1000) as f64 / 999.0).collect();
+    let data: Vec<f64> = (0..len)
+        .map(|i| ((i as u64 * 2654435761 + seed * 97) % 1000) as f64 / 999.0)
+        .collect();
     Tensor::from_vec(data, (n, 3, cfg.image_size, cfg.image_size), &Device::Cpu).unwrap()
 }
 
@@ -39,7 +50,10 @@ fn perturb(model: &Vit, scale: f64, seed: u64) {
 }
 
 fn loss(model: &Vit, x: &Tensor, y: &Tensor) -> f64 {
-    cross_entropy(&model.forward(x).unwrap(), y).unwrap().to_scalar::<f64>().unwrap()
+    cross_entropy(&model.forward(x).unwrap(), y)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
 
 /// Central differences f(θ+h) − f(θ−h) / 2h on a few coordinates of `var`, against autograd.
@@ -57,17 +71,26 @@ fn check_fd(model: &Vit, var: &Var, grad: &Tensor, x: &Tensor, y: &Tensor, what:
         let at = |delta: f64| {
             let mut v = flat.clone();
             v[j] += delta;
-            var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
+            var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
             loss(model, x, y)
         };
         let fd = (at(h) - at(-h)) / (2.0 * h);
-        var.set(&Tensor::from_vec(flat.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
-        assert!((fd - g[j]).abs() <= 1e-7 + 1e-4 * fd.abs(), "{what}[{j}]: finite difference {fd}, autograd {}", g[j]);
+        var.set(&Tensor::from_vec(flat.clone(), var.shape(), &Device::Cpu).unwrap())
+            .unwrap();
+        assert!(
+            (fd - g[j]).abs() <= 1e-7 + 1e-4 * fd.abs(),
+            "{what}[{j}]: finite difference {fd}, autograd {}",
+            g[j]
+        );
         if fd.abs() > 1e-9 {
             checked_nonzero += 1;
         }
     }
-    assert!(checked_nonzero > 0, "{what}: every checked gradient is zero, the test would be vacuous");
+    assert!(
+        checked_nonzero > 0,
+        "{what}: every checked gradient is zero, the test would be vacuous"
+    );
 }
 
 #[test]
@@ -80,14 +103,25 @@ fn gradients_match_finite_differences_under_every_strategy() {
         let l = cross_entropy(&model.forward(x.as_tensor()).unwrap(), &y).unwrap();
         let grads = l.backward().unwrap();
         // The input image.
-        let gx = grads.get(x.as_tensor()).unwrap_or_else(|| panic!("{}: no input gradient", strategy.name()));
+        let gx = grads
+            .get(x.as_tensor())
+            .unwrap_or_else(|| panic!("{}: no input gradient", strategy.name()));
         check_fd(&model, &x, gx, x.as_tensor(), &y, &format!("{} input", strategy.name()));
         // Every trainable tensor receives a gradient; frozen ones get none.
         for (key, v) in model.trainable() {
-            assert!(grads.get(v.as_tensor()).is_some(), "{}: no gradient for {key}", strategy.name());
+            assert!(
+                grads.get(v.as_tensor()).is_some(),
+                "{}: no gradient for {key}",
+                strategy.name()
+            );
         }
         for spec in model.specs().iter().filter(|s| !s.trainable) {
-            assert!(grads.get(model.tensor(&spec.key).unwrap()).is_none(), "{}: frozen {} got a gradient", strategy.name(), spec.key);
+            assert!(
+                grads.get(model.tensor(&spec.key).unwrap()).is_none(),
+                "{}: frozen {} got a gradient",
+                strategy.name(),
+                spec.key
+            );
         }
         // One trainable tensor in the first block (linear probing has none: its head instead).
         let key = model
@@ -134,11 +168,18 @@ fn base_key_set_is_the_hf_layout() {
         }
     }
     let spec = model_spec(&VitConfig::base(), &PeftConfig::default(), Strategy::Full, 1000).unwrap();
-    let got: BTreeSet<String> = spec.iter().filter(|s| s.role == Role::Backbone).map(|s| s.key.clone()).collect();
+    let got: BTreeSet<String> = spec
+        .iter()
+        .filter(|s| s.role == Role::Backbone)
+        .map(|s| s.key.clone())
+        .collect();
     assert_eq!(got, want);
     let pos = spec.iter().find(|s| s.key == "embeddings.position_embeddings").unwrap();
     assert_eq!(pos.shape, vec![1, 197, 768]);
-    let patch = spec.iter().find(|s| s.key == "embeddings.patch_embeddings.projection.weight").unwrap();
+    let patch = spec
+        .iter()
+        .find(|s| s.key == "embeddings.patch_embeddings.projection.weight")
+        .unwrap();
     assert_eq!(patch.shape, vec![768, 3, 16, 16]);
 }
 
@@ -150,7 +191,16 @@ fn scratch(name: &str) -> std::path::PathBuf {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
 
 #[test]
@@ -164,28 +214,76 @@ fn checkpoint_round_trip_prefix_and_errors() {
     model.save(&path).unwrap();
     let x = images(3, 5);
     let back = Vit::load(&path, &cfg, &peft, Strategy::Lora, 5, DType::F64, &Device::Cpu, 99).unwrap();
-    assert_eq!(max_abs_diff(&model.forward(&x).unwrap(), &back.forward(&x).unwrap()), 0.0);
+    assert_eq!(
+        max_abs_diff(&model.forward(&x).unwrap(), &back.forward(&x).unwrap()),
+        0.0
+    );
 
     // The same file with HF's `vit.` prefix on the backbone (ViTForImageClassification) loads too.
     let raw = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
     let prefixed: HashMap<String, Tensor> = raw
         .iter()
-        .map(|(k, v)| (if k.starts_with("classifier.") { k.clone() } else { format!("vit.{k}") }, v.clone()))
+        .map(|(k, v)| {
+            (
+                if k.starts_with("classifier.") {
+                    k.clone()
+                } else {
+                    format!("vit.{k}")
+                },
+                v.clone(),
+            )
+        })
         .collect();
-    let m2 = Vit::from_tensors(&cfg, &peft, Strategy::Lora, 5, prefixed, true, DType::F64, &Device::Cpu, 0).unwrap();
+    let m2 = Vit::from_tensors(
+        &cfg,
+        &peft,
+        Strategy::Lora,
+        5,
+        prefixed,
+        true,
+        DType::F64,
+        &Device::Cpu,
+        0,
+    )
+    .unwrap();
     assert_eq!(max_abs_diff(&model.forward(&x).unwrap(), &m2.forward(&x).unwrap()), 0.0);
 
     // Missing key: named.
     let mut missing = raw.clone();
     missing.remove("encoder.layer.2.attention.attention.key.weight");
-    let e = Vit::from_tensors(&cfg, &peft, Strategy::Lora, 5, missing, true, DType::F64, &Device::Cpu, 0).err().unwrap().to_string();
-    assert!(e.contains("encoder.layer.2.attention.attention.key.weight") && e.contains("missing"), "{e}");
+    let e = Vit::from_tensors(
+        &cfg,
+        &peft,
+        Strategy::Lora,
+        5,
+        missing,
+        true,
+        DType::F64,
+        &Device::Cpu,
+        0,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("encoder.layer.2.attention.attention.key.weight") && e.contains("missing"),
+        "{e}"
+    );
 
     // Mis-shaped tensor: key and both shapes named.
     let mut bad = raw.clone();
-    bad.insert("layernorm.weight".into(), Tensor::zeros(63, DType::F64, &Device::Cpu).unwrap());
-    let e = Vit::from_tensors(&cfg, &peft, Strategy::Lora, 5, bad, true, DType::F64, &Device::Cpu, 0).err().unwrap().to_string();
-    assert!(e.contains("layernorm.weight") && e.contains("[64]") && e.contains("[63]"), "{e}");
+    bad.insert(
+        "layernorm.weight".into(),
+        Tensor::zeros(63, DType::F64, &Device::Cpu).unwrap(),
+    );
+    let e = Vit::from_tensors(&cfg, &peft, Strategy::Lora, 5, bad, true, DType::F64, &Device::Cpu, 0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("layernorm.weight") && e.contains("[64]") && e.contains("[63]"),
+        "{e}"
+    );
 
     // A head with another class count is re-initialised, the backbone kept.
     let other = Vit::load(&path, &cfg, &peft, Strategy::Lora, 7, DType::F64, &Device::Cpu, 0).unwrap();
@@ -195,7 +293,10 @@ fn checkpoint_round_trip_prefix_and_errors() {
     let bytes = std::fs::read(&path).unwrap();
     let cut = dir.join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let e = Vit::load(&cut, &cfg, &peft, Strategy::Lora, 5, DType::F64, &Device::Cpu, 0).err().unwrap().to_string();
+    let e = Vit::load(&cut, &cfg, &peft, Strategy::Lora, 5, DType::F64, &Device::Cpu, 0)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("cut.safetensors"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -207,7 +308,10 @@ fn merge_keeps_logits_for_lora_and_ia3() {
         let model = tiny_model(s, 21);
         perturb(&model, 0.1, 3);
         let merged = model.merge().unwrap();
-        assert!(merged.specs().iter().all(|p| p.role != Role::Peft), "merged model keeps no extra tensors");
+        assert!(
+            merged.specs().iter().all(|p| p.role != Role::Peft),
+            "merged model keeps no extra tensors"
+        );
         let d = max_abs_diff(&model.forward(&x).unwrap(), &merged.forward(&x).unwrap());
         // f64 rounding of a re-associated sum over ≤ 256 terms: far below 1e-10.
         assert!(d < 1e-10, "{}: merged logits differ by {d}", s.name());

@@ -1,6 +1,7 @@
 //! The validation engine on candle: ViT (tiny → Base, HF layout), the seven fine-tuning
 //! strategies, attacks and data. Runs on CPU at small scale; the same code runs on a GPU.
 
+pub mod attack;
 pub mod model;
 pub mod ops;
 pub mod peft;

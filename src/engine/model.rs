@@ -41,7 +41,9 @@ pub struct Vit {
 /// FNV-1a of a key: gives every tensor its own RNG stream, so a tensor's initial values do not
 /// depend on which other tensors were loaded from a checkpoint.
 fn key_hash(key: &str) -> u64 {
-    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn init_tensor(spec: &ParamSpec, seed: u64, dtype: DType, device: &Device) -> Result<Tensor> {
@@ -71,7 +73,17 @@ impl Vit {
         device: &Device,
         seed: u64,
     ) -> Result<Self> {
-        Self::from_tensors(cfg, peft, strategy, num_classes, HashMap::new(), false, dtype, device, seed)
+        Self::from_tensors(
+            cfg,
+            peft,
+            strategy,
+            num_classes,
+            HashMap::new(),
+            false,
+            dtype,
+            device,
+            seed,
+        )
     }
 
     /// Builds a model from loaded tensors (keys with or without the `vit.` prefix; `pooler.*` and
@@ -109,14 +121,20 @@ impl Vit {
                 Some(t) => {
                     return Err(Error::invalid(
                         spec.key.clone(),
-                        format!("checkpoint tensor has the wrong shape: expected {}", shape_str(&spec.shape)),
+                        format!(
+                            "checkpoint tensor has the wrong shape: expected {}",
+                            shape_str(&spec.shape)
+                        ),
                         format!("shape {}", shape_str(t.dims())),
                     ));
                 }
                 None if require_backbone && spec.role == Role::Backbone => {
                     return Err(Error::invalid(
                         spec.key.clone(),
-                        format!("missing from the checkpoint (expected shape {})", shape_str(&spec.shape)),
+                        format!(
+                            "missing from the checkpoint (expected shape {})",
+                            shape_str(&spec.shape)
+                        ),
                         "nothing",
                     ));
                 }
@@ -162,9 +180,11 @@ impl Vit {
             path: path.to_path_buf(),
             message: format!("not a readable safetensors file: {e}"),
         })?;
-        Self::from_tensors(cfg, peft, strategy, num_classes, loaded, true, dtype, device, seed).map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            message: e.to_string(),
+        Self::from_tensors(cfg, peft, strategy, num_classes, loaded, true, dtype, device, seed).map_err(|e| {
+            Error::Config {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }
         })
     }
 
@@ -213,13 +233,22 @@ impl Vit {
     }
 
     fn t(&self, key: &str) -> candle_core::Result<&Tensor> {
-        self.tensors.get(key).ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {key}")))
+        self.tensors
+            .get(key)
+            .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {key}")))
     }
 
     /// A projection with its PEFT hooks: x Wᵀ + b, plus LoRA's update, times (IA)³'s scale.
     fn proj(&self, x: &Tensor, key: &str) -> candle_core::Result<Tensor> {
-        let mut y = linear(x, self.t(&format!("{key}.weight"))?, Some(self.t(&format!("{key}.bias"))?))?;
-        if let (Some(a), Some(b)) = (self.tensors.get(&format!("{key}.lora_A")), self.tensors.get(&format!("{key}.lora_B"))) {
+        let mut y = linear(
+            x,
+            self.t(&format!("{key}.weight"))?,
+            Some(self.t(&format!("{key}.bias"))?),
+        )?;
+        if let (Some(a), Some(b)) = (
+            self.tensors.get(&format!("{key}.lora_A")),
+            self.tensors.get(&format!("{key}.lora_B")),
+        ) {
             y = (y + lora::delta(x, a, b, self.peft.lora_alpha / self.peft.lora_rank as f64)?)?;
         }
         if let Some(s) = self.tensors.get(&format!("{key}.ia3_scale")) {
@@ -237,13 +266,23 @@ impl Vit {
         if let Some(ds) = self.tensors.get(&format!("{compacter_site}.down.s")) {
             let g = |s: &str| self.t(&format!("{compacter_site}.{s}"));
             let rule = self.t(compacter::RULE_KEY)?;
-            return compacter::forward(&h, rule, [ds, g("down.t")?, g("down.bias")?], [g("up.s")?, g("up.t")?, g("up.bias")?]);
+            return compacter::forward(
+                &h,
+                rule,
+                [ds, g("down.t")?, g("down.bias")?],
+                [g("up.s")?, g("up.t")?, g("up.bias")?],
+            );
         }
         Ok(h)
     }
 
     fn ln(&self, x: &Tensor, key: &str) -> candle_core::Result<Tensor> {
-        layer_norm(x, self.t(&format!("{key}.weight"))?, self.t(&format!("{key}.bias"))?, self.cfg.layer_norm_eps)
+        layer_norm(
+            x,
+            self.t(&format!("{key}.weight"))?,
+            self.t(&format!("{key}.bias"))?,
+            self.cfg.layer_norm_eps,
+        )
     }
 
     /// Patch + CLS + position embeddings of images [B, C, H, W] in [0, 1]: [B, T, dim].
@@ -262,9 +301,18 @@ impl Vit {
         let g = c.image_size / p;
         let x = ((x - PIXEL_MEAN)? / PIXEL_STD)?;
         // Patches flattened in (channel, row, column) order, matching the conv weight [D, C, P, P].
-        let patches = x.reshape((b, ch, g, p, g, p))?.permute((0, 2, 4, 1, 3, 5))?.reshape((b, g * g, ch * p * p))?;
-        let wp = self.t("embeddings.patch_embeddings.projection.weight")?.reshape((c.dim, ch * p * p))?;
-        let emb = linear(&patches, &wp, Some(self.t("embeddings.patch_embeddings.projection.bias")?))?;
+        let patches = x
+            .reshape((b, ch, g, p, g, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .reshape((b, g * g, ch * p * p))?;
+        let wp = self
+            .t("embeddings.patch_embeddings.projection.weight")?
+            .reshape((c.dim, ch * p * p))?;
+        let emb = linear(
+            &patches,
+            &wp,
+            Some(self.t("embeddings.patch_embeddings.projection.bias")?),
+        )?;
         let cls = self.t("embeddings.cls_token")?.broadcast_as((b, 1, c.dim))?;
         Tensor::cat(&[&cls, &emb], 1)?.broadcast_add(self.t("embeddings.position_embeddings")?)
     }
@@ -314,12 +362,14 @@ impl Vit {
     /// model with the same function and no extra tensors (inference only: only the head trains).
     /// Other strategies are returned unchanged (cloned).
     pub fn merge(&self) -> Result<Vit> {
-        let mut tensors: HashMap<String, Tensor> =
-            self.tensors.iter().map(|(k, v)| (k.clone(), v.detach())).collect();
+        let mut tensors: HashMap<String, Tensor> = self.tensors.iter().map(|(k, v)| (k.clone(), v.detach())).collect();
         let scale = self.peft.lora_alpha / self.peft.lora_rank as f64;
         for k in &self.layers {
             for (proj, _, _) in lora::targets(&self.cfg, k) {
-                if let (Some(a), Some(b)) = (tensors.remove(&format!("{proj}.lora_A")), tensors.remove(&format!("{proj}.lora_B"))) {
+                if let (Some(a), Some(b)) = (
+                    tensors.remove(&format!("{proj}.lora_A")),
+                    tensors.remove(&format!("{proj}.lora_B")),
+                ) {
                     let wk = format!("{proj}.weight");
                     let merged = lora::merge(&tensors[&wk], &a, &b, scale)?;
                     tensors.insert(wk, merged);
@@ -338,7 +388,17 @@ impl Vit {
             Strategy::Lora | Strategy::Ia3 => Strategy::LinearProbe,
             s => s,
         };
-        Vit::from_tensors(&self.cfg, &self.peft, strategy, self.num_classes, tensors, true, self.dtype, &self.device, 0)
+        Vit::from_tensors(
+            &self.cfg,
+            &self.peft,
+            strategy,
+            self.num_classes,
+            tensors,
+            true,
+            self.dtype,
+            &self.device,
+            0,
+        )
     }
 }
 

@@ -74,7 +74,14 @@ mod tests {
         let x = Tensor::randn(0f32, 3.0, (4, 7), &dev).unwrap();
         let ours = softmax_last_dim(&x).unwrap();
         let theirs = candle_nn::ops::softmax_last_dim(&x).unwrap();
-        let diff = (ours.clone() - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (ours.clone() - theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(diff < 1e-6);
         let sums: Vec<f32> = ours.sum(1).unwrap().to_vec1().unwrap();
         assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-6));

@@ -45,12 +45,30 @@ fn ln_eps() -> f64 {
 impl VitConfig {
     /// `tiny`: dim 64, depth 4, 4 heads, MLP 256, 28 px, patch 4 — for tests and CPU runs.
     pub fn tiny() -> Self {
-        Self { image_size: 28, patch_size: 4, channels: 3, dim: 64, depth: 4, heads: 4, mlp_dim: 256, layer_norm_eps: 1e-12 }
+        Self {
+            image_size: 28,
+            patch_size: 4,
+            channels: 3,
+            dim: 64,
+            depth: 4,
+            heads: 4,
+            mlp_dim: 256,
+            layer_norm_eps: 1e-12,
+        }
     }
 
     /// `small`: dim 192, depth 6, 3 heads, MLP 768, 32 px, patch 4.
     pub fn small() -> Self {
-        Self { image_size: 32, patch_size: 4, channels: 3, dim: 192, depth: 6, heads: 3, mlp_dim: 768, layer_norm_eps: 1e-12 }
+        Self {
+            image_size: 32,
+            patch_size: 4,
+            channels: 3,
+            dim: 192,
+            depth: 6,
+            heads: 3,
+            mlp_dim: 768,
+            layer_norm_eps: 1e-12,
+        }
     }
 
     /// `base`: ViT-B/16 as in google/vit-base-patch16-224-in21k (`config.json`: hidden_size 768,
@@ -95,10 +113,18 @@ impl VitConfig {
             }
         }
         if !self.image_size.is_multiple_of(self.patch_size) {
-            return Err(Error::invalid("patch_size", format!("must divide image_size = {}", self.image_size), self.patch_size));
+            return Err(Error::invalid(
+                "patch_size",
+                format!("must divide image_size = {}", self.image_size),
+                self.patch_size,
+            ));
         }
         if !self.dim.is_multiple_of(self.heads) {
-            return Err(Error::invalid("heads", format!("must divide dim = {}", self.dim), self.heads));
+            return Err(Error::invalid(
+                "heads",
+                format!("must divide dim = {}", self.dim),
+                self.heads,
+            ));
         }
         if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
             return Err(Error::invalid("layer_norm_eps", "must be > 0", self.layer_norm_eps));
@@ -213,7 +239,13 @@ impl LayerKeys {
 }
 
 fn spec(key: String, shape: &[usize], init: Init, role: Role) -> ParamSpec {
-    ParamSpec { key, shape: shape.to_vec(), init, role, trainable: false }
+    ParamSpec {
+        key,
+        shape: shape.to_vec(),
+        init,
+        role,
+        trainable: false,
+    }
 }
 
 /// The backbone's tensors in HF `ViTModel` layout (no pooler), all frozen; strategies unfreeze.
@@ -222,9 +254,24 @@ pub fn backbone_spec(cfg: &VitConfig) -> Vec<ParamSpec> {
     let b = Role::Backbone;
     let mut out = vec![
         spec("embeddings.cls_token".into(), &[1, 1, d], Init::Normal(INIT_STD), b),
-        spec("embeddings.position_embeddings".into(), &[1, cfg.tokens(), d], Init::Normal(INIT_STD), b),
-        spec("embeddings.patch_embeddings.projection.weight".into(), &[d, c, p, p], Init::Normal(INIT_STD), b),
-        spec("embeddings.patch_embeddings.projection.bias".into(), &[d], Init::Zeros, b),
+        spec(
+            "embeddings.position_embeddings".into(),
+            &[1, cfg.tokens(), d],
+            Init::Normal(INIT_STD),
+            b,
+        ),
+        spec(
+            "embeddings.patch_embeddings.projection.weight".into(),
+            &[d, c, p, p],
+            Init::Normal(INIT_STD),
+            b,
+        ),
+        spec(
+            "embeddings.patch_embeddings.projection.bias".into(),
+            &[d],
+            Init::Zeros,
+            b,
+        ),
     ];
     for i in 0..cfg.depth {
         let k = LayerKeys::new(i);
@@ -251,7 +298,12 @@ pub fn backbone_spec(cfg: &VitConfig) -> Vec<ParamSpec> {
 
 /// The classification head `classifier.{weight,bias}` (HF `ViTForImageClassification`), trainable.
 pub fn head_spec(cfg: &VitConfig, num_classes: usize) -> Vec<ParamSpec> {
-    let mut w = spec("classifier.weight".into(), &[num_classes, cfg.dim], Init::Normal(INIT_STD), Role::Head);
+    let mut w = spec(
+        "classifier.weight".into(),
+        &[num_classes, cfg.dim],
+        Init::Normal(INIT_STD),
+        Role::Head,
+    );
     let mut b = spec("classifier.bias".into(), &[num_classes], Init::Zeros, Role::Head);
     w.trainable = true;
     b.trainable = true;
@@ -277,7 +329,8 @@ mod tests {
         c.heads = 3;
         assert!(c.validate().unwrap_err().to_string().contains("heads"));
         assert!(VitConfig::preset("huge").is_err());
-        let t: VitConfig = toml::from_str("image_size = 32\npatch_size = 8\ndim = 32\ndepth = 2\nheads = 2\nmlp_dim = 64").unwrap();
+        let t: VitConfig =
+            toml::from_str("image_size = 32\npatch_size = 8\ndim = 32\ndepth = 2\nheads = 2\nmlp_dim = 64").unwrap();
         assert_eq!(t.validate().unwrap().tokens(), 17);
     }
 }

@@ -15,14 +15,29 @@ pub const UP_INIT_STD: f64 = 1e-4;
 
 /// The two adapter sites of layer `k`: after `attention.output.dense` and after `output.dense`.
 pub fn sites(k: &LayerKeys) -> [String; 2] {
-    [format!("{}.attention.output.adapter", k.prefix), format!("{}.output.adapter", k.prefix)]
+    [
+        format!("{}.attention.output.adapter", k.prefix),
+        format!("{}.output.adapter", k.prefix),
+    ]
 }
 
 /// A linear layer's two tensors as specs.
 pub(crate) fn linear_spec(prefix: &str, out: usize, inp: usize, w: Init) -> [ParamSpec; 2] {
     [
-        ParamSpec { key: format!("{prefix}.weight"), shape: vec![out, inp], init: w, role: Role::Peft, trainable: true },
-        ParamSpec { key: format!("{prefix}.bias"), shape: vec![out], init: Init::Zeros, role: Role::Peft, trainable: true },
+        ParamSpec {
+            key: format!("{prefix}.weight"),
+            shape: vec![out, inp],
+            init: w,
+            role: Role::Peft,
+            trainable: true,
+        },
+        ParamSpec {
+            key: format!("{prefix}.bias"),
+            shape: vec![out],
+            init: Init::Zeros,
+            role: Role::Peft,
+            trainable: true,
+        },
     ]
 }
 
@@ -33,7 +48,12 @@ pub fn added(cfg: &VitConfig, p: &PeftConfig) -> Vec<ParamSpec> {
     for i in 0..cfg.depth {
         for site in sites(&LayerKeys::new(i)) {
             out.extend(linear_spec(&format!("{site}.down"), r, cfg.dim, Init::Normal(INIT_STD)));
-            out.extend(linear_spec(&format!("{site}.up"), cfg.dim, r, Init::Normal(UP_INIT_STD)));
+            out.extend(linear_spec(
+                &format!("{site}.up"),
+                cfg.dim,
+                r,
+                Init::Normal(UP_INIT_STD),
+            ));
         }
     }
     out

@@ -5,7 +5,10 @@ use crate::engine::vit::{ParamSpec, Role};
 
 /// Marks every backbone `*.bias` trainable.
 pub fn unfreeze(specs: &mut [ParamSpec]) {
-    for s in specs.iter_mut().filter(|s| s.role == Role::Backbone && s.key.ends_with(".bias")) {
+    for s in specs
+        .iter_mut()
+        .filter(|s| s.role == Role::Backbone && s.key.ends_with(".bias"))
+    {
         s.trainable = true;
     }
 }

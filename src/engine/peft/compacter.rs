@@ -20,11 +20,20 @@ pub const RULE_KEY: &str = "compacter.phm_rule";
 
 /// The two Compacter sites of layer `k` (same places as the Houlsby adapter).
 pub fn sites(k: &LayerKeys) -> [String; 2] {
-    [format!("{}.attention.output.compacter", k.prefix), format!("{}.output.compacter", k.prefix)]
+    [
+        format!("{}.attention.output.compacter", k.prefix),
+        format!("{}.output.compacter", k.prefix),
+    ]
 }
 
 fn pspec(key: String, shape: Vec<usize>, init: Init) -> ParamSpec {
-    ParamSpec { key, shape, init, role: Role::Peft, trainable: true }
+    ParamSpec {
+        key,
+        shape,
+        init,
+        role: Role::Peft,
+        trainable: true,
+    }
 }
 
 /// One PHM layer's tensors: `{prefix}.s` [n, in/n], `{prefix}.t` [n, out/n], `{prefix}.bias` [out].
@@ -45,7 +54,13 @@ pub fn added(cfg: &VitConfig, p: &PeftConfig) -> Vec<ParamSpec> {
     let glorot_down = (6.0 / ((cfg.dim / n + r / n) as f64)).sqrt();
     for i in 0..cfg.depth {
         for site in sites(&LayerKeys::new(i)) {
-            out.extend(phm_spec(&format!("{site}.down"), cfg.dim, r, n, Init::Uniform(glorot_down)));
+            out.extend(phm_spec(
+                &format!("{site}.down"),
+                cfg.dim,
+                r,
+                n,
+                Init::Uniform(glorot_down),
+            ));
             out.extend(phm_spec(&format!("{site}.up"), r, cfg.dim, n, Init::Normal(1e-4)));
         }
     }
@@ -83,7 +98,10 @@ mod tests {
     fn phm_weight_is_a_sum_of_kronecker_products() {
         let dev = Device::Cpu;
         let (n, p, q) = (2, 3, 2);
-        let rule = Tensor::arange(0f64, (n * n * n) as f64, &dev).unwrap().reshape((n, n, n)).unwrap();
+        let rule = Tensor::arange(0f64, (n * n * n) as f64, &dev)
+            .unwrap()
+            .reshape((n, n, n))
+            .unwrap();
         let s = Tensor::new(&[[1.0f64, 2.0, 3.0], [-1.0, 0.5, 2.0]], &dev).unwrap();
         let t = Tensor::new(&[[1.0f64, -1.0], [2.0, 0.25]], &dev).unwrap();
         let w: Vec<Vec<f64>> = phm_weight(&rule, &s, &t).unwrap().to_vec2().unwrap();

@@ -10,7 +10,12 @@ use crate::engine::vit::{Init, LayerKeys, ParamSpec, Role, VitConfig};
 
 /// The projections (IA)³ rescales, with their output sizes.
 pub fn targets(cfg: &VitConfig, k: &LayerKeys) -> Vec<(String, usize)> {
-    vec![(k.key.clone(), cfg.dim), (k.value.clone(), cfg.dim), (k.intermediate.clone(), cfg.mlp_dim), (k.output.clone(), cfg.dim)]
+    vec![
+        (k.key.clone(), cfg.dim),
+        (k.value.clone(), cfg.dim),
+        (k.intermediate.clone(), cfg.mlp_dim),
+        (k.output.clone(), cfg.dim),
+    ]
 }
 
 /// `{proj}.ia3_scale` [out] for every target of every layer.

@@ -38,7 +38,13 @@ pub struct PeftConfig {
 
 impl Default for PeftConfig {
     fn default() -> Self {
-        Self { lora_rank: 8, lora_alpha: 8.0, adapter_reduction: 8, compacter_reduction: 32, phm_n: 4 }
+        Self {
+            lora_rank: 8,
+            lora_alpha: 8.0,
+            adapter_reduction: 8,
+            compacter_reduction: 32,
+            phm_n: 4,
+        }
     }
 }
 
@@ -49,7 +55,8 @@ impl PeftConfig {
     pub fn default_for(cfg: &VitConfig) -> Self {
         let mut p = Self::default();
         while p.compacter_reduction > 1
-            && (!cfg.dim.is_multiple_of(p.compacter_reduction) || !(cfg.dim / p.compacter_reduction).is_multiple_of(p.phm_n))
+            && (!cfg.dim.is_multiple_of(p.compacter_reduction)
+                || !(cfg.dim / p.compacter_reduction).is_multiple_of(p.phm_n))
         {
             p.compacter_reduction /= 2;
         }
@@ -64,7 +71,10 @@ impl PeftConfig {
         if !(self.lora_alpha > 0.0 && self.lora_alpha.is_finite()) {
             return Err(Error::invalid("lora_alpha", "must be > 0", self.lora_alpha));
         }
-        for (name, r) in [("adapter_reduction", self.adapter_reduction), ("compacter_reduction", self.compacter_reduction)] {
+        for (name, r) in [
+            ("adapter_reduction", self.adapter_reduction),
+            ("compacter_reduction", self.compacter_reduction),
+        ] {
             if r == 0 || !cfg.dim.is_multiple_of(r) {
                 return Err(Error::invalid(name, format!("must divide dim = {}", cfg.dim), r));
             }
@@ -73,7 +83,10 @@ impl PeftConfig {
         if self.phm_n == 0 || !bottleneck.is_multiple_of(self.phm_n) || !cfg.dim.is_multiple_of(self.phm_n) {
             return Err(Error::invalid(
                 "phm_n",
-                format!("must divide dim = {} and the Compacter bottleneck = {bottleneck}", cfg.dim),
+                format!(
+                    "must divide dim = {} and the Compacter bottleneck = {bottleneck}",
+                    cfg.dim
+                ),
                 self.phm_n,
             ));
         }
@@ -94,12 +107,23 @@ pub fn parse_strategy(s: &str) -> Result<Strategy> {
             "(ia)3" | "ia³" => Some(Strategy::Ia3),
             _ => None,
         })
-        .ok_or_else(|| Error::invalid("strategy", "expected full, linear_probe, lora, adapter, compacter, bitfit or ia3", s))
+        .ok_or_else(|| {
+            Error::invalid(
+                "strategy",
+                "expected full, linear_probe, lora, adapter, compacter, bitfit or ia3",
+                s,
+            )
+        })
 }
 
 /// The complete parameter specification of a model fine-tuned with `strategy`: backbone (with
 /// the strategy's unfrozen tensors marked trainable), the strategy's added tensors, the head.
-pub fn model_spec(cfg: &VitConfig, peft: &PeftConfig, strategy: Strategy, num_classes: usize) -> Result<Vec<ParamSpec>> {
+pub fn model_spec(
+    cfg: &VitConfig,
+    peft: &PeftConfig,
+    strategy: Strategy,
+    num_classes: usize,
+) -> Result<Vec<ParamSpec>> {
     peft.validate(cfg)?;
     if num_classes == 0 {
         return Err(Error::invalid("num_classes", "must be >= 1", 0));
@@ -131,7 +155,11 @@ pub struct Counts {
 
 /// Counts from a specification.
 pub fn counts(specs: &[ParamSpec]) -> Counts {
-    let mut c = Counts { trainable_backbone: 0, trainable_head: 0, total: 0 };
+    let mut c = Counts {
+        trainable_backbone: 0,
+        trainable_head: 0,
+        total: 0,
+    };
     for s in specs {
         c.total += s.numel();
         if s.trainable {
@@ -171,9 +199,18 @@ mod tests {
     #[test]
     fn bad_hyper_parameters() {
         let cfg = VitConfig::tiny();
-        let p = PeftConfig { adapter_reduction: 3, ..PeftConfig::default() };
+        let p = PeftConfig {
+            adapter_reduction: 3,
+            ..PeftConfig::default()
+        };
         assert!(p.validate(&cfg).unwrap_err().to_string().contains("adapter_reduction"));
         // tiny: dim 64 / 32 = 2, not divisible by n = 4.
-        assert!(PeftConfig::default().validate(&cfg).unwrap_err().to_string().contains("phm_n"));
+        assert!(
+            PeftConfig::default()
+                .validate(&cfg)
+                .unwrap_err()
+                .to_string()
+                .contains("phm_n")
+        );
     }
 }
