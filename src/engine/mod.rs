@@ -2,6 +2,7 @@
 //! strategies, attacks and data. Runs on CPU at small scale; the same code runs on a GPU.
 
 pub mod attack;
+pub mod data;
 pub mod model;
 pub mod ops;
 pub mod peft;
