@@ -14,3 +14,9 @@ pub mod theory;
 pub mod tradeoff;
 
 pub use error::{Error, Result};
+
+/// mimalloc as the global allocator: candle allocates a fresh buffer for every op, and the
+/// system allocator maps and unmaps large ones each time (about 30% of a CPU training step went
+/// to page faults and TLB flushes; see README's performance section).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,12 +1,253 @@
-//! `validate`: fine-tune Vision Transformers with the seven strategies and measure the tradeoff.
-//! The validation engine is not built yet (see the engine issue); this binary says so and fails.
+//! `validate`: the validation engine — ViTs fine-tuned with the seven strategies, attacked and
+//! measured. Tracked runs and reports (`validate` with no arguments, `run`, `report`) are not
+//! built yet; `inspect`, `pretrain` and `bench` are.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use candle_core::Device;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use robustft::engine::data::synthetic::SyntheticSpec;
+use robustft::engine::peft::{self, PeftConfig, Strategy};
+use robustft::engine::pretrain::{PretrainConfig, pretrain};
+use robustft::engine::{VitConfig, bench};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "validate",
+    version,
+    about = "Validation engine: fine-tune ViTs with 7 strategies and measure robustness"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Trainable parameter counts of a model under a strategy, as one JSON object.
+    Inspect {
+        /// tiny, small or base.
+        #[arg(long, default_value = "base")]
+        model: String,
+        /// full, linear_probe, lora, adapter, compacter, bitfit or ia3.
+        #[arg(long)]
+        strategy: String,
+        /// Classes of the head.
+        #[arg(long, default_value_t = 1000)]
+        num_classes: usize,
+    },
+    /// Pretrain a backbone on the synthetic upstream task and save it (HF layout).
+    Pretrain {
+        /// tiny, small or base.
+        #[arg(long, default_value = "tiny")]
+        model: String,
+        /// synthetic-upstream (or synthetic-simple / synthetic-complex).
+        #[arg(long, default_value = "synthetic-upstream")]
+        task: String,
+        /// Optimiser steps.
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        /// Batch size.
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        /// Peak learning rate.
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output checkpoint (.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Time train steps, eval batches and PGD-15 per strategy.
+    Bench {
+        /// tiny, small or base.
+        #[arg(long, default_value = "tiny")]
+        model: String,
+        /// A strategy or `all`.
+        #[arg(long, default_value = "all")]
+        strategy: String,
+        /// Batch size.
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        /// Timed repetitions (median).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The answer of `validate inspect` (fields in this order).
+#[derive(serde::Serialize)]
+struct Inspect<'a> {
+    model: &'a str,
+    strategy: &'a str,
+    trainable_backbone: usize,
+    trainable_head: usize,
+    total: usize,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+fn strategies(s: &str) -> robustft::Result<Vec<Strategy>> {
+    if s == "all" {
+        Ok(Strategy::ALL.to_vec())
+    } else {
+        Ok(vec![peft::parse_strategy(s)?])
+    }
+}
+
 fn main() -> ExitCode {
-    eprintln!(
-        "validate: not yet available — the validation engine (ViT, 7 PEFT strategies, attacks) has not landed. \
-         Use `cargo run --release --bin simulate` for the theory simulator."
-    );
-    ExitCode::FAILURE
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let head: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            return fail(head.join(" ").trim_start_matches("error: "));
+        }
+    };
+    let device = Device::Cpu;
+    match cli.cmd {
+        None => {
+            eprintln!(
+                "validate: tracked fine-tuning runs and reports are not yet available (the engine is: see \
+                 `validate inspect`, `validate pretrain`, `validate bench`). Use `cargo run --release --bin simulate` \
+                 for the theory simulator."
+            );
+            ExitCode::FAILURE
+        }
+        Some(Cmd::Inspect {
+            model,
+            strategy,
+            num_classes,
+        }) => {
+            let run = || -> robustft::Result<String> {
+                let cfg = VitConfig::preset(&model).map_err(|e| e.rename_field("model", "--model"))?;
+                let s = peft::parse_strategy(&strategy).map_err(|e| e.rename_field("strategy", "--strategy"))?;
+                let specs = peft::model_spec(&cfg, &PeftConfig::default_for(&cfg), s, num_classes)
+                    .map_err(|e| e.rename_field("num_classes", "--num-classes"))?;
+                let c = peft::counts(&specs);
+                Ok(serde_json::to_string(&Inspect {
+                    model: &model,
+                    strategy: s.id(),
+                    trainable_backbone: c.trainable_backbone,
+                    trainable_head: c.trainable_head,
+                    total: c.total,
+                })
+                .expect("serialisable"))
+            };
+            match run() {
+                Ok(s) => {
+                    println!("{s}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Some(Cmd::Pretrain {
+            model,
+            task,
+            steps,
+            batch_size,
+            lr,
+            seed,
+            out,
+        }) => {
+            let setup = || -> robustft::Result<PretrainConfig> {
+                let cfg = VitConfig::preset(&model).map_err(|e| e.rename_field("model", "--model"))?;
+                let task = SyntheticSpec::named(&task, cfg.image_size).map_err(|e| e.rename_field("task", "--task"))?;
+                if steps == 0 {
+                    return Err(robustft::Error::invalid("--steps", "must be >= 1", 0));
+                }
+                let mut pc = PretrainConfig::new(cfg, task, steps, seed);
+                pc.train.batch_size = batch_size;
+                pc.train.lr = lr;
+                pc.train.validate().map_err(|e| {
+                    e.rename_field("train.lr", "--lr")
+                        .rename_field("train.batch_size", "--batch-size")
+                })?;
+                Ok(pc)
+            };
+            let pc = match setup() {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            let pb = ProgressBar::new(steps as u64);
+            pb.set_style(
+                ProgressStyle::with_template("pretrain [{bar:40}] {pos}/{len} loss {msg} ({elapsed}, eta {eta})")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            let res = pretrain(&pc, &device, &out, |_, loss| {
+                pb.set_message(format!("{loss:.4}"));
+                pb.inc(1);
+            });
+            pb.finish_and_clear();
+            match res {
+                Ok(r) => {
+                    println!(
+                        "pretrained {} on {} for {} steps in {:.1} s: final loss {:.4}, held-out accuracy {:.3}; wrote {}",
+                        model,
+                        pc.task.name,
+                        r.steps,
+                        r.seconds,
+                        r.final_loss,
+                        r.val_acc,
+                        out.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Cmd::Bench {
+            model,
+            strategy,
+            batch_size,
+            reps,
+            json,
+        }) => {
+            let cfg = match VitConfig::preset(&model) {
+                Ok(c) => c,
+                Err(e) => return fail(e.rename_field("model", "--model")),
+            };
+            let list = match strategies(&strategy) {
+                Ok(l) => l,
+                Err(e) => return fail(e.rename_field("strategy", "--strategy")),
+            };
+            match bench::run(&cfg, &list, batch_size, reps.max(1), &device) {
+                Ok(rows) => {
+                    if json {
+                        println!("{}", serde_json::to_string(&rows).expect("serialisable"));
+                    } else {
+                        print!("{}", bench::render(&rows));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
 }

@@ -2,10 +2,14 @@
 //! strategies, attacks and data. Runs on CPU at small scale; the same code runs on a GPU.
 
 pub mod attack;
+pub mod bench;
 pub mod data;
+pub mod eval;
 pub mod model;
 pub mod ops;
 pub mod peft;
+pub mod pretrain;
+pub mod train;
 pub mod vit;
 
 pub use model::Vit;

@@ -62,7 +62,11 @@ impl Dataset {
         for &i in ids {
             images.extend_from_slice(&self.images[i * il..(i + 1) * il]);
         }
-        Dataset { images, labels: ids.iter().map(|&i| self.labels[i]).collect(), ..self.clone_meta() }
+        Dataset {
+            images,
+            labels: ids.iter().map(|&i| self.labels[i]).collect(),
+            ..self.clone_meta()
+        }
     }
 
     fn clone_meta(&self) -> Dataset {
@@ -104,12 +108,25 @@ impl Dataset {
         if self.images.len() != self.len() * self.image_len() {
             return Err(Error::invalid(
                 format!("{}: images", self.name),
-                format!("expected {} pixels for {} images", self.len() * self.image_len(), self.len()),
+                format!(
+                    "expected {} pixels for {} images",
+                    self.len() * self.image_len(),
+                    self.len()
+                ),
                 self.images.len(),
             ));
         }
-        if let Some((i, l)) = self.labels.iter().enumerate().find(|(_, l)| **l as usize >= self.classes) {
-            return Err(Error::invalid(format!("{}: label of record {i}", self.name), format!("must be < {}", self.classes), l));
+        if let Some((i, l)) = self
+            .labels
+            .iter()
+            .enumerate()
+            .find(|(_, l)| **l as usize >= self.classes)
+        {
+            return Err(Error::invalid(
+                format!("{}: label of record {i}", self.name),
+                format!("must be < {}", self.classes),
+                l,
+            ));
         }
         Ok(())
     }
@@ -126,7 +143,11 @@ impl Dataset {
                 images.extend_from_slice(img);
             }
         }
-        Dataset { images, channels: 3, ..self }
+        Dataset {
+            images,
+            channels: 3,
+            ..self
+        }
     }
 
     /// Bilinear resize to `size` × `size` (align-corners = false, as PyTorch's default).
@@ -195,7 +216,14 @@ mod tests {
         let r = d.clone().resize(4);
         assert_eq!(r.images.len(), 10 * 3 * 16);
         // A constant image stays constant under bilinear resizing.
-        let c = Dataset { images: vec![0.25; 3 * 4], labels: vec![0], channels: 3, size: 2, classes: 1, name: "c".into() };
+        let c = Dataset {
+            images: vec![0.25; 3 * 4],
+            labels: vec![0],
+            channels: 3,
+            size: 2,
+            classes: 1,
+            name: "c".into(),
+        };
         assert!(c.resize(5).images.iter().all(|v| (v - 0.25).abs() < 1e-7));
         let mut bad = toy();
         bad.labels[4] = 9;

@@ -90,22 +90,39 @@ impl SyntheticSpec {
 
     /// The upstream (pretraining) task: 10 classes, 32 non-robust directions (bank 0..32).
     pub fn upstream(image_size: usize) -> Self {
-        Self { d: 32, seed: 100, ..Self::base("synthetic-upstream", image_size) }
+        Self {
+            d: 32,
+            seed: 100,
+            ..Self::base("synthetic-upstream", image_size)
+        }
     }
 
     /// A simple downstream task: few directions (4), all covered by the upstream bank.
     pub fn simple(image_size: usize) -> Self {
-        Self { d: 4, seed: 200, ..Self::base("synthetic-simple", image_size) }
+        Self {
+            d: 4,
+            seed: 200,
+            ..Self::base("synthetic-simple", image_size)
+        }
     }
 
     /// A complex downstream task: many directions (64), half of them outside the upstream bank.
     pub fn complex(image_size: usize) -> Self {
-        Self { d: 64, direction_offset: 16, seed: 300, ..Self::base("synthetic-complex", image_size) }
+        Self {
+            d: 64,
+            direction_offset: 16,
+            seed: 300,
+            ..Self::base("synthetic-complex", image_size)
+        }
     }
 
     /// The same task with shifted shape style (OOD).
     pub fn shifted(&self) -> Self {
-        Self { name: format!("{}-shifted", self.name), style: ShapeStyle::Shifted, ..self.clone() }
+        Self {
+            name: format!("{}-shifted", self.name),
+            style: ShapeStyle::Shifted,
+            ..self.clone()
+        }
     }
 
     /// A task by name: `synthetic-upstream`, `synthetic-simple`, `synthetic-complex`.
@@ -114,7 +131,11 @@ impl SyntheticSpec {
             "synthetic-upstream" | "upstream" => Ok(Self::upstream(image_size)),
             "synthetic-simple" | "simple" => Ok(Self::simple(image_size)),
             "synthetic-complex" | "complex" => Ok(Self::complex(image_size)),
-            other => Err(Error::invalid("task", "expected synthetic-upstream, synthetic-simple or synthetic-complex", other)),
+            other => Err(Error::invalid(
+                "task",
+                "expected synthetic-upstream, synthetic-simple or synthetic-complex",
+                other,
+            )),
         }
     }
 
@@ -144,15 +165,24 @@ impl SyntheticSpec {
         let codes: Vec<Vec<f32>> = (0..self.classes)
             .map(|c| {
                 let mut rng = StdRng::seed_from_u64(self.seed ^ 0xc0de ^ ((c as u64) << 32));
-                (0..self.d).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect()
+                (0..self.d)
+                    .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
+                    .collect()
             })
             .collect();
-        let bank: Vec<Vec<f32>> = (0..self.d).map(|j| pattern(self.bank_seed, self.direction_offset + j, 3 * px)).collect();
-        let scale = if self.d > 0 { (self.nr_amplitude / (self.d as f64).sqrt()) as f32 } else { 0.0 };
+        let bank: Vec<Vec<f32>> = (0..self.d)
+            .map(|j| pattern(self.bank_seed, self.direction_offset + j, 3 * px))
+            .collect();
+        let scale = if self.d > 0 {
+            (self.nr_amplitude / (self.d as f64).sqrt()) as f32
+        } else {
+            0.0
+        };
         let mut images = Vec::with_capacity(n * 3 * px);
         let mut labels = Vec::with_capacity(n);
         for i in 0..n {
-            let mut rng = StdRng::seed_from_u64(self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (split << 40) ^ i as u64);
+            let mut rng =
+                StdRng::seed_from_u64(self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (split << 40) ^ i as u64);
             let y = rng.random_range(0..self.classes);
             let shown = if rng.random::<f64>() < self.p {
                 y
@@ -175,7 +205,14 @@ impl SyntheticSpec {
             images.extend(img);
             labels.push(y as u32);
         }
-        Ok(Dataset { name: self.name.clone(), images, labels, channels: 3, size: s, classes: self.classes })
+        Ok(Dataset {
+            name: self.name.clone(),
+            images,
+            labels,
+            channels: 3,
+            size: s,
+            classes: self.classes,
+        })
     }
 
     /// Class c's shape as three channels of offsets from grey.
@@ -200,14 +237,22 @@ impl SyntheticSpec {
         for (y, row) in base.chunks_mut(s).enumerate() {
             for (x, v) in row.iter_mut().enumerate() {
                 let (u, w) = (x as f32 / s as f32, y as f32 / s as f32);
-                let t: f32 = waves.iter().map(|(fx, fy, ph)| (std::f32::consts::TAU * (fx * u + fy * w) + ph).cos()).sum::<f32>() / 2.0;
+                let t: f32 = waves
+                    .iter()
+                    .map(|(fx, fy, ph)| (std::f32::consts::TAU * (fx * u + fy * w) + ph).cos())
+                    .sum::<f32>()
+                    / 2.0;
                 *v = match self.style {
                     ShapeStyle::Plain => t,
                     ShapeStyle::Shifted => t.signum() * 0.8,
                 };
             }
         }
-        let pal = if self.style == ShapeStyle::Plain { colour } else { shifted };
+        let pal = if self.style == ShapeStyle::Plain {
+            colour
+        } else {
+            shifted
+        };
         std::array::from_fn(|ch| base.iter().map(|v| v * amp * pal[ch]).collect())
     }
 }
@@ -215,7 +260,9 @@ impl SyntheticSpec {
 /// Pattern j of the shared bank: i.i.d. ±1 pixels (the highest frequencies), seeded by (bank, j).
 fn pattern(bank_seed: u64, j: usize, len: usize) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(bank_seed ^ ((j as u64 + 1) << 20));
-    (0..len).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect()
+    (0..len)
+        .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
+        .collect()
 }
 
 #[cfg(test)]
@@ -242,19 +289,28 @@ mod tests {
     /// patterns recovers the class far above chance even with the shapes removed (p irrelevant).
     #[test]
     fn non_robust_component_is_predictive() {
-        let spec = SyntheticSpec { shape_amplitude: 0.0, noise: 0.0, ..SyntheticSpec::simple(16) };
+        let spec = SyntheticSpec {
+            shape_amplitude: 0.0,
+            noise: 0.0,
+            ..SyntheticSpec::simple(16)
+        };
         let d = spec.generate(200, 3).unwrap();
         let px = 3 * 16 * 16;
         let bank: Vec<Vec<f32>> = (0..spec.d).map(|j| pattern(spec.bank_seed, j, px)).collect();
         let codes: Vec<Vec<f32>> = (0..spec.classes)
             .map(|c| {
                 let mut rng = StdRng::seed_from_u64(spec.seed ^ 0xc0de ^ ((c as u64) << 32));
-                (0..spec.d).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect()
+                (0..spec.d)
+                    .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
+                    .collect()
             })
             .collect();
         let mut right = 0;
         for (img, y) in d.images.chunks(px).zip(&d.labels) {
-            let z: Vec<f32> = bank.iter().map(|p| p.iter().zip(img).map(|(a, b)| a * (b - 0.5)).sum()).collect();
+            let z: Vec<f32> = bank
+                .iter()
+                .map(|p| p.iter().zip(img).map(|(a, b)| a * (b - 0.5)).sum())
+                .collect();
             let best = (0..spec.classes)
                 .max_by(|&a, &b| {
                     let sa: f32 = codes[a].iter().zip(&z).map(|(c, v)| c * v).sum();
@@ -269,9 +325,15 @@ mod tests {
 
     #[test]
     fn bad_spec_names_field() {
-        let s = SyntheticSpec { classes: 1, ..SyntheticSpec::simple(8) };
+        let s = SyntheticSpec {
+            classes: 1,
+            ..SyntheticSpec::simple(8)
+        };
         assert!(s.generate(1, 0).unwrap_err().to_string().contains("classes"));
-        let s = SyntheticSpec { eta: -1.0, ..SyntheticSpec::simple(8) };
+        let s = SyntheticSpec {
+            eta: -1.0,
+            ..SyntheticSpec::simple(8)
+        };
         assert!(s.generate(1, 0).unwrap_err().to_string().contains("eta"));
     }
 }

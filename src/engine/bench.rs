@@ -1,0 +1,106 @@
+//! `validate bench`: per strategy, ms per AdamW train step, ms per clean eval batch, seconds for
+//! PGD-15 on a batch, and peak memory — measured in one run on the same machine (no timed tests).
+
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+
+use super::attack::{PgdConfig, StopRule, pgd};
+use super::data::synthetic::SyntheticSpec;
+use super::peft::{PeftConfig, Strategy};
+use super::train::{AdamW, TrainConfig, train_step};
+use super::{Vit, VitConfig};
+use crate::error::Result;
+
+/// One strategy's timings.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchRow {
+    /// Strategy id.
+    pub strategy: String,
+    /// Median ms per AdamW step (forward + backward + update).
+    pub train_step_ms: f64,
+    /// Median ms per clean forward of one batch.
+    pub eval_batch_ms: f64,
+    /// Seconds for PGD-15 on one batch, last-iterate (every point takes all 15 steps).
+    pub pgd15_s: f64,
+    /// Peak resident memory of the process so far, MiB (VmHWM).
+    pub peak_mib: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`), 0 where unavailable.
+pub fn peak_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Benchmarks `strategies` on `cfg` with batch `batch`, `reps` timed repetitions (median).
+pub fn run(
+    cfg: &VitConfig,
+    strategies: &[Strategy],
+    batch: usize,
+    reps: usize,
+    device: &Device,
+) -> Result<Vec<BenchRow>> {
+    let data = SyntheticSpec::simple(cfg.image_size).generate(batch, 0)?;
+    let ids: Vec<usize> = (0..batch).collect();
+    let (x, y) = data.batch(&ids, device)?;
+    let peft = PeftConfig::default_for(cfg);
+    let mut rows = Vec::new();
+    for &s in strategies {
+        let model = Vit::new(cfg, &peft, s, 10, DType::F32, device, 0)?;
+        let mut opt = AdamW::new(model.trainable().to_vec(), TrainConfig::paper(s, 1000))?;
+        train_step(&model, &mut opt, &x, &y)?; // warm-up
+        let mut t = Vec::new();
+        for _ in 0..reps {
+            let st = Instant::now();
+            train_step(&model, &mut opt, &x, &y)?;
+            t.push(st.elapsed().as_secs_f64() * 1e3);
+        }
+        let train_step_ms = median(t);
+        let mut t = Vec::new();
+        for _ in 0..reps {
+            let st = Instant::now();
+            let _ = model.forward(&x)?.to_vec2::<f32>()?;
+            t.push(st.elapsed().as_secs_f64() * 1e3);
+        }
+        let eval_batch_ms = median(t);
+        let cfg_pgd = PgdConfig {
+            stop: StopRule::LastIterate,
+            ..PgdConfig::default()
+        };
+        let st = Instant::now();
+        pgd(&model, &x, &y, &cfg_pgd, 0)?;
+        let pgd15_s = st.elapsed().as_secs_f64();
+        rows.push(BenchRow {
+            strategy: s.id().into(),
+            train_step_ms,
+            eval_batch_ms,
+            pgd15_s,
+            peak_mib: peak_mib(),
+        });
+    }
+    Ok(rows)
+}
+
+/// The table `validate bench` prints.
+pub fn render(rows: &[BenchRow]) -> String {
+    let mut s = format!(
+        "{:<14} {:>14} {:>14} {:>12} {:>10}\n",
+        "strategy", "train ms/step", "eval ms/batch", "PGD-15 s", "peak MiB"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:<14} {:>14.1} {:>14.1} {:>12.2} {:>10.0}\n",
+            r.strategy, r.train_step_ms, r.eval_batch_ms, r.pgd15_s, r.peak_mib
+        ));
+    }
+    s
+}

@@ -1,0 +1,73 @@
+//! Clean and robust evaluation of a model on a dataset, batch by batch.
+
+use candle_core::Device;
+
+use super::Vit;
+use super::attack::{ApgdConfig, AttackOutcome, PgdConfig, apgd, pgd};
+use super::data::Dataset;
+use crate::error::Result;
+
+/// Which attack measures robustness.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Attack {
+    /// PGD ℓ∞.
+    Pgd(PgdConfig),
+    /// APGD-CE.
+    Apgd(ApgdConfig),
+}
+
+impl Default for Attack {
+    fn default() -> Self {
+        Attack::Pgd(PgdConfig::default())
+    }
+}
+
+/// Counts from an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct EvalCounts {
+    /// Points evaluated.
+    pub n: usize,
+    /// Correct without attack.
+    pub clean: usize,
+    /// Correct under attack (0 when no attack ran).
+    pub robust: usize,
+}
+
+/// Clean accuracy counts of `model` on `ids` of `data`.
+pub fn clean_counts(model: &Vit, data: &Dataset, ids: &[usize], batch: usize, device: &Device) -> Result<EvalCounts> {
+    let mut c = EvalCounts::default();
+    for chunk in ids.chunks(batch.max(1)) {
+        let (x, y) = data.batch(chunk, device)?;
+        let x = x.to_dtype(model.dtype())?;
+        let ok = super::attack::correct(&model.forward(&x)?, &y)?;
+        c.n += chunk.len();
+        c.clean += ok.iter().filter(|b| **b).count();
+    }
+    Ok(c)
+}
+
+/// Clean and robust counts under `attack`; batch b uses seed `seed + b` for its random start.
+pub fn robust_counts(
+    model: &Vit,
+    data: &Dataset,
+    ids: &[usize],
+    batch: usize,
+    attack: &Attack,
+    seed: u64,
+    device: &Device,
+) -> Result<EvalCounts> {
+    let mut c = EvalCounts::default();
+    for (bi, chunk) in ids.chunks(batch.max(1)).enumerate() {
+        let (x, y) = data.batch(chunk, device)?;
+        let x = x.to_dtype(model.dtype())?;
+        let out: AttackOutcome = match attack {
+            Attack::Pgd(p) => pgd(model, &x, &y, p, seed + bi as u64)?,
+            Attack::Apgd(a) => apgd(model, &x, &y, a, seed + bi as u64)?,
+        };
+        c.n += chunk.len();
+        c.clean += out.clean_correct.iter().filter(|b| **b).count();
+        c.robust += out.robust.iter().filter(|b| **b).count();
+    }
+    Ok(c)
+}

@@ -1,0 +1,212 @@
+//! Training, pretraining and attacks on trained models (small configurations so the default suite
+//! stays fast; the `tiny`-preset versions run with `--ignored`).
+
+use std::process::Command;
+
+use candle_core::{DType, Device, Tensor};
+use robustft::engine::attack::{ApgdConfig, PgdConfig, StopRule};
+use robustft::engine::data::synthetic::SyntheticSpec;
+use robustft::engine::eval::{Attack, clean_counts, robust_counts};
+use robustft::engine::peft::{PeftConfig, Strategy};
+use robustft::engine::pretrain::{PretrainConfig, pretrain};
+use robustft::engine::train::{AdamW, TrainConfig, train_step};
+use robustft::engine::{Vit, VitConfig};
+
+fn micro() -> VitConfig {
+    VitConfig {
+        image_size: 16,
+        patch_size: 4,
+        channels: 3,
+        dim: 32,
+        depth: 2,
+        heads: 2,
+        mlp_dim: 64,
+        layer_norm_eps: 1e-12,
+    }
+}
+
+/// Trains `strategy` on the simple synthetic task and returns the model and held-out data.
+fn trained(cfg: &VitConfig, strategy: Strategy, steps: usize, lr: f64) -> (Vit, robustft::engine::data::Dataset) {
+    let task = SyntheticSpec::simple(cfg.image_size);
+    let train = task.generate(2048, 0).unwrap();
+    let test = task.generate(256, 1).unwrap();
+    let dev = Device::Cpu;
+    let model = Vit::new(cfg, &PeftConfig::default_for(cfg), strategy, 10, DType::F32, &dev, 1).unwrap();
+    let tc = TrainConfig {
+        lr,
+        warmup_steps: steps / 10,
+        total_steps: steps,
+        batch_size: 64,
+        ..TrainConfig::default()
+    };
+    let mut opt = AdamW::new(model.trainable().to_vec(), tc).unwrap();
+    for step in 0..steps {
+        let ids: Vec<usize> = (0..64).map(|i| (step * 64 + i) % train.len()).collect();
+        let (x, y) = train.batch(&ids, &dev).unwrap();
+        let loss = train_step(&model, &mut opt, &x, &y).unwrap();
+        assert!(loss.is_finite());
+    }
+    (model, test)
+}
+
+/// Full fine-tuning from scratch learns the planted task well above chance (10%): the robust
+/// shapes alone give p = 0.9 to a model that reads them.
+#[test]
+fn training_learns_the_synthetic_task() {
+    let (model, test) = trained(&micro(), Strategy::Full, 150, 3e-3);
+    let ids: Vec<usize> = (0..test.len()).collect();
+    let c = clean_counts(&model, &test, &ids, 128, &Device::Cpu).unwrap();
+    let acc = c.clean as f64 / c.n as f64;
+    assert!(acc > 0.5, "held-out accuracy {acc}");
+}
+
+/// On a trained model, with the same seed: robust ≤ clean, APGD ≤ PGD (early exit) ≤ PGD
+/// (last iterate), and a larger ε is never easier.
+#[test]
+fn attack_strength_order_on_a_trained_model() {
+    let (model, test) = trained(&micro(), Strategy::Full, 150, 3e-3);
+    let ids: Vec<usize> = (0..128).collect();
+    let dev = Device::Cpu;
+    let eps = 2.0 / 255.0;
+    let pgd = |stop| {
+        Attack::Pgd(PgdConfig {
+            eps,
+            alpha: eps / 4.0,
+            steps: 15,
+            random_start: true,
+            stop,
+        })
+    };
+    let early = robust_counts(&model, &test, &ids, 128, &pgd(StopRule::EarlyExit), 3, &dev).unwrap();
+    let last = robust_counts(&model, &test, &ids, 128, &pgd(StopRule::LastIterate), 3, &dev).unwrap();
+    let ap = robust_counts(
+        &model,
+        &test,
+        &ids,
+        128,
+        &Attack::Apgd(ApgdConfig { eps, steps: 50 }),
+        3,
+        &dev,
+    )
+    .unwrap();
+    assert!(early.robust <= early.clean);
+    assert!(
+        early.robust <= last.robust,
+        "early exit {} > last iterate {}",
+        early.robust,
+        last.robust
+    );
+    assert!(ap.robust <= early.robust, "APGD {} > PGD {}", ap.robust, early.robust);
+    let big = Attack::Pgd(PgdConfig {
+        eps: 4.0 * eps,
+        alpha: eps,
+        stop: StopRule::EarlyExit,
+        ..PgdConfig::default()
+    });
+    let stronger = robust_counts(&model, &test, &ids, 128, &big, 3, &dev).unwrap();
+    assert!(stronger.robust <= early.robust);
+    // Not vacuous: the attack changes something at the larger budget.
+    assert!(
+        stronger.robust < stronger.clean,
+        "robust {} clean {}",
+        stronger.robust,
+        stronger.clean
+    );
+}
+
+/// The same on the `tiny` preset (slow on 2 cores: run with --ignored).
+#[test]
+#[ignore]
+fn apgd_at_most_pgd_on_trained_tiny() {
+    let (model, test) = trained(&VitConfig::tiny(), Strategy::Full, 120, 2e-3);
+    let ids: Vec<usize> = (0..128).collect();
+    let dev = Device::Cpu;
+    let pgd = robust_counts(&model, &test, &ids, 128, &Attack::Pgd(PgdConfig::default()), 5, &dev).unwrap();
+    let ap = robust_counts(&model, &test, &ids, 128, &Attack::Apgd(ApgdConfig::default()), 5, &dev).unwrap();
+    assert!(ap.robust <= pgd.robust, "APGD {} > PGD {}", ap.robust, pgd.robust);
+}
+
+/// A NaN in a trainable tensor stops training with the step and the tensor named.
+#[test]
+fn non_finite_loss_names_step_and_tensor() {
+    let cfg = micro();
+    let dev = Device::Cpu;
+    let model = Vit::new(
+        &cfg,
+        &PeftConfig::default_for(&cfg),
+        Strategy::Lora,
+        10,
+        DType::F32,
+        &dev,
+        0,
+    )
+    .unwrap();
+    let (_, head) = model
+        .trainable()
+        .iter()
+        .find(|(k, _)| k == "classifier.weight")
+        .unwrap();
+    head.set(&Tensor::full(f32::NAN, head.shape(), &dev).unwrap()).unwrap();
+    let mut opt = AdamW::new(model.trainable().to_vec(), TrainConfig::default()).unwrap();
+    let d = SyntheticSpec::simple(16).generate(4, 0).unwrap();
+    let (x, y) = d.batch(&[0, 1, 2, 3], &dev).unwrap();
+    let e = train_step(&model, &mut opt, &x, &y).unwrap_err().to_string();
+    assert!(e.contains("step 0") && e.contains("classifier.weight"), "{e}");
+}
+
+/// Pretraining writes an HF-layout checkpoint that every strategy can start from.
+#[test]
+fn pretrain_then_fine_tune_from_the_checkpoint() {
+    let dir = std::env::temp_dir().join(format!("robustft-pretrain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = dir.join("up.safetensors");
+    let cfg = micro();
+    let mut pc = PretrainConfig::new(cfg.clone(), SyntheticSpec::upstream(16), 40, 0);
+    pc.train.batch_size = 32;
+    let mut seen = 0;
+    let r = pretrain(&pc, &Device::Cpu, &out, |_, _| seen += 1).unwrap();
+    assert_eq!(seen, 40);
+    assert!(r.final_loss.is_finite() && r.val_acc > 0.1, "{r:?}");
+    for s in Strategy::ALL {
+        let m = Vit::load(
+            &out,
+            &cfg,
+            &PeftConfig::default_for(&cfg),
+            s,
+            3,
+            DType::F32,
+            &Device::Cpu,
+            0,
+        )
+        .unwrap();
+        assert_eq!(m.num_classes(), 3);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn validate_cli_inspect_and_errors() {
+    let bin = env!("CARGO_BIN_EXE_validate");
+    let out = Command::new(bin)
+        .args(["inspect", "--model", "base", "--strategy", "adapter"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("{\"model\":\"base\",\"strategy\":\"adapter\",\"trainable_backbone\":3559680,"),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["trainable_head"], 768 * 1000 + 1000);
+    assert_eq!(v["total"], 85_798_656 + 3_559_680 + 769_000);
+    let out = Command::new(bin)
+        .args(["inspect", "--model", "tiny", "--strategy", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("--strategy"));
+    let out = Command::new(bin).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr).unwrap().contains("not yet available"));
+}
