@@ -1,0 +1,265 @@
+//! Datasets from files: Fashion-MNIST (IDX, gzipped or not), CIFAR-10 (binary batches) and image
+//! folders (one sub-folder per class, PNG/JPEG). Every loader validates what it reads: a wrong
+//! magic number, a truncated file, a label out of range or an unreadable image is an error naming
+//! the file (and the record) and what was expected.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::Dataset;
+use crate::error::{Error, Result};
+
+/// Where the Debian package `dataset-fashion-mnist` installs the IDX files.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// Training or test split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// The training files.
+    Train,
+    /// The test files.
+    Test,
+}
+
+fn bad(path: &Path, what: impl Into<String>, got: impl ToString) -> Error {
+    Error::invalid(path.display().to_string(), what, got)
+}
+
+/// Reads a file, transparently gunzipping `.gz`.
+fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|e| bad(path, "a readable gzip stream", format!("a damaged one ({e})")))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Parses an IDX file of unsigned bytes with `ndims` dimensions: returns (dims, data).
+/// IDX (LeCun et al., the MNIST format): magic 0x00 0x00 0x08 ndims, then ndims big-endian u32
+/// sizes, then the bytes.
+pub fn parse_idx(path: &Path, bytes: &[u8], ndims: u8) -> Result<(Vec<usize>, Vec<u8>)> {
+    let want = [0u8, 0, 0x08, ndims];
+    if bytes.len() < 4 || bytes[..4] != want {
+        let got: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        return Err(bad(
+            path,
+            format!("IDX magic number 00 00 08 {ndims:02x}"),
+            got.join(" "),
+        ));
+    }
+    let header = 4 + 4 * ndims as usize;
+    if bytes.len() < header {
+        return Err(bad(
+            path,
+            format!("a {header}-byte IDX header"),
+            format!("{} bytes (truncated)", bytes.len()),
+        ));
+    }
+    let dims: Vec<usize> = (0..ndims as usize)
+        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+        .collect();
+    let per: usize = dims[1..].iter().product();
+    let need = header + dims[0] * per;
+    if bytes.len() < need {
+        let complete = (bytes.len() - header) / per.max(1);
+        return Err(bad(
+            path,
+            format!("{} records of {per} bytes ({need} bytes)", dims[0]),
+            format!("{} bytes: truncated in record {complete}", bytes.len()),
+        ));
+    }
+    Ok((dims, bytes[header..need].to_vec()))
+}
+
+fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
+    for name in [stem.to_string(), format!("{stem}.gz")] {
+        let p = dir.join(&name);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    Err(Error::io(
+        dir.join(format!("{stem}[.gz]")),
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+    ))
+}
+
+/// Fashion-MNIST (Xiao et al. 2017) from IDX files in `dir`: 28×28 grey, 10 classes.
+pub fn fashion_mnist(dir: &Path, split: Split) -> Result<Dataset> {
+    let prefix = if split == Split::Train { "train" } else { "t10k" };
+    let ip = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
+    let lp = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
+    let (idims, pixels) = parse_idx(&ip, &read_maybe_gz(&ip)?, 3)?;
+    let (ldims, labels) = parse_idx(&lp, &read_maybe_gz(&lp)?, 1)?;
+    if idims[1] != idims[2] {
+        return Err(bad(&ip, "square images", format!("{}×{}", idims[1], idims[2])));
+    }
+    if ldims[0] != idims[0] {
+        return Err(bad(
+            &lp,
+            format!("{} labels, one per image of {}", idims[0], ip.display()),
+            ldims[0],
+        ));
+    }
+    if let Some((i, l)) = labels.iter().enumerate().find(|(_, l)| **l >= 10) {
+        return Err(bad(&lp, format!("labels 0..9 (record {i})"), l));
+    }
+    Ok(Dataset {
+        name: format!("fashion-mnist-{prefix}"),
+        images: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+        labels: labels.iter().map(|&l| l as u32).collect(),
+        channels: 1,
+        size: idims[1],
+        classes: 10,
+    })
+}
+
+/// CIFAR-10 binary batches (Krizhevsky 2009): records of 1 label byte + 3072 pixel bytes
+/// (1024 R, 1024 G, 1024 B, row-major 32×32). `dir` holds `data_batch_1.bin`…`data_batch_5.bin`
+/// and `test_batch.bin` (directly or in `cifar-10-batches-bin/`).
+pub fn cifar10(dir: &Path, split: Split) -> Result<Dataset> {
+    let dir = if dir.join("cifar-10-batches-bin").is_dir() {
+        dir.join("cifar-10-batches-bin")
+    } else {
+        dir.to_path_buf()
+    };
+    let files: Vec<PathBuf> = match split {
+        Split::Train => (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect(),
+        Split::Test => vec![dir.join("test_batch.bin")],
+    };
+    const REC: usize = 1 + 3072;
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for f in &files {
+        let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
+        if bytes.is_empty() || !bytes.len().is_multiple_of(REC) {
+            return Err(bad(
+                f,
+                format!("whole records of {REC} bytes"),
+                format!("{} bytes: truncated in record {}", bytes.len(), bytes.len() / REC),
+            ));
+        }
+        for (i, rec) in bytes.chunks(REC).enumerate() {
+            if rec[0] >= 10 {
+                return Err(bad(f, format!("labels 0..9 (record {i})"), rec[0]));
+            }
+            labels.push(rec[0] as u32);
+            images.extend(rec[1..].iter().map(|&p| p as f32 / 255.0));
+        }
+    }
+    let name = if split == Split::Train {
+        "cifar10-train"
+    } else {
+        "cifar10-test"
+    };
+    Ok(Dataset {
+        name: name.into(),
+        images,
+        labels,
+        channels: 3,
+        size: 32,
+        classes: 10,
+    })
+}
+
+/// An image folder: `root/<class>/<image>.{png,jpg,jpeg}`, classes in sorted folder order,
+/// every image converted to RGB and resized (bilinear) to `size` × `size`.
+pub fn image_folder(root: &Path, size: usize) -> Result<Dataset> {
+    let classes = class_names(root)?;
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for (ci, class) in classes.iter().enumerate() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(class))
+            .map_err(|e| Error::io(root.join(class), e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            let img = image::open(&f)
+                .map_err(|e| bad(&f, "a readable PNG or JPEG image", e))?
+                .to_rgb8();
+            let img = image::imageops::resize(&img, size as u32, size as u32, image::imageops::FilterType::Triangle);
+            for ch in 0..3 {
+                images.extend(img.pixels().map(|p| p.0[ch] as f32 / 255.0));
+            }
+            labels.push(ci as u32);
+        }
+    }
+    if labels.is_empty() {
+        return Err(bad(root, "class folders holding PNG or JPEG images", "no images"));
+    }
+    let name = root
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("images")
+        .to_string();
+    Ok(Dataset {
+        name,
+        images,
+        labels,
+        channels: 3,
+        size,
+        classes: classes.len(),
+    })
+}
+
+/// Sorted names of the class sub-folders of `root`.
+pub fn class_names(root: &Path) -> Result<Vec<String>> {
+    let mut classes: Vec<String> = std::fs::read_dir(root)
+        .map_err(|e| Error::io(root, e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    classes.sort();
+    Ok(classes)
+}
+
+/// DomainNet-style OOD: `root/<domain>/<class>/…` — train on `train_domain`, evaluate on the
+/// other domains pooled (as Li et al. 2025 do with DomainNet). Every domain must have the same
+/// class folders. Returns (train domain, pooled others).
+pub fn domains(root: &Path, train_domain: &str, size: usize) -> Result<(Dataset, Dataset)> {
+    let names = class_names(root)?;
+    if !names.iter().any(|n| n == train_domain) {
+        return Err(bad(
+            root,
+            format!("a domain folder named {train_domain}"),
+            names.join(", "),
+        ));
+    }
+    let train = image_folder(&root.join(train_domain), size)?;
+    let reference = class_names(&root.join(train_domain))?;
+    let mut pooled: Option<Dataset> = None;
+    for d in names.iter().filter(|n| *n != train_domain) {
+        let dir = root.join(d);
+        if class_names(&dir)? != reference {
+            return Err(bad(
+                &dir,
+                format!("the same class folders as {train_domain}"),
+                "different ones",
+            ));
+        }
+        let ds = image_folder(&dir, size)?;
+        pooled = Some(match pooled {
+            None => ds,
+            Some(mut p) => {
+                p.images.extend(ds.images);
+                p.labels.extend(ds.labels);
+                p
+            }
+        });
+    }
+    let mut ood = pooled.ok_or_else(|| bad(root, "at least two domain folders", 1))?;
+    ood.name = format!("{}-ood", root.file_name().and_then(|n| n.to_str()).unwrap_or("domains"));
+    Ok((train, ood))
+}
