@@ -12,6 +12,7 @@ pub mod plot;
 pub mod simulate;
 pub mod theory;
 pub mod tradeoff;
+pub mod validate;
 
 pub use error::{Error, Result};
 

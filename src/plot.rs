@@ -152,6 +152,8 @@ pub struct Series {
     pub style: Style,
     /// Optional vertical error bars (lo, hi) per point, in data units.
     pub err: Option<Vec<(f64, f64)>>,
+    /// Optional shaded band (lo, hi) per point (confidence intervals), in data units.
+    pub band: Option<Vec<(f64, f64)>>,
 }
 
 impl Series {
@@ -163,6 +165,7 @@ impl Series {
             color,
             style,
             err: None,
+            band: None,
         }
     }
 }
@@ -243,6 +246,24 @@ impl Figure for LineChart {
                 .map(|&(x, y)| (self.x.map(x), self.y.map(y)))
                 .collect();
             let c = s.color;
+            if let Some(band) = &s.band {
+                let mut poly: Vec<(f64, f64)> = s
+                    .points
+                    .iter()
+                    .zip(band)
+                    .map(|(&(x, _), &(lo, _))| (self.x.map(x), self.y.map(lo)))
+                    .collect();
+                poly.extend(
+                    s.points
+                        .iter()
+                        .zip(band)
+                        .rev()
+                        .map(|(&(x, _), &(_, hi))| (self.x.map(x), self.y.map(hi))),
+                );
+                chart
+                    .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.15).filled())))
+                    .map_err(err)?;
+            }
             let anno = match s.style {
                 Style::Line => chart.draw_series(LineSeries::new(pts.clone(), c.stroke_width(2))),
                 Style::Dashed => chart.draw_series(DashedLineSeries::new(pts.clone(), 8, 5, c.stroke_width(2))),

@@ -229,10 +229,3 @@ fn bad_config_writes_nothing() {
     assert!(!out_dir.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
-
-#[test]
-fn validate_says_not_yet_available() {
-    let out = Command::new(env!("CARGO_BIN_EXE_validate")).output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8(out.stderr).unwrap().contains("not yet available"));
-}

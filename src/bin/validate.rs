@@ -26,9 +26,34 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Run (or resume) a tracked fine-tuning experiment, then write its report.
+    Run {
+        /// Run configuration (TOML).
+        #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+        config: Option<PathBuf>,
+        /// Embedded preset: cpu-default or smoke.
+        #[arg(long)]
+        preset: Option<String>,
+        /// Output folder (default: validation/results/<name>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Write DIR/report/ from the records in DIR.
+    Report {
+        /// A run's output folder.
+        dir: PathBuf,
+    },
+    /// Theory's predicted ranking next to the measured AUC ranking, per dataset.
+    Compare {
+        /// A run's output folder.
+        dir: PathBuf,
+    },
     /// Trainable parameter counts of a model under a strategy, as one JSON object.
     Inspect {
-        /// tiny, small or base.
+        /// tiny, small, base, or a TOML file with a custom size.
         #[arg(long, default_value = "base")]
         model: String,
         /// full, linear_probe, lora, adapter, compacter, bitfit or ia3.
@@ -40,7 +65,7 @@ enum Cmd {
     },
     /// Pretrain a backbone on the synthetic upstream task and save it (HF layout).
     Pretrain {
-        /// tiny, small or base.
+        /// tiny, small, base, or a TOML file with a custom size.
         #[arg(long, default_value = "tiny")]
         model: String,
         /// synthetic-upstream (or synthetic-simple / synthetic-complex).
@@ -64,7 +89,7 @@ enum Cmd {
     },
     /// Time train steps, eval batches and PGD-15 per strategy.
     Bench {
-        /// tiny, small or base.
+        /// tiny, small, base, or a TOML file with a custom size.
         #[arg(long, default_value = "tiny")]
         model: String,
         /// A strategy or `all`.
@@ -97,6 +122,46 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+fn run(
+    config: Option<PathBuf>,
+    preset: Option<String>,
+    out: Option<PathBuf>,
+    quiet: bool,
+    device: &Device,
+) -> ExitCode {
+    let cfg = match (&config, &preset) {
+        (Some(p), _) => robustft::validate::RunConfig::load(p),
+        (None, Some(name)) => robustft::validate::RunConfig::preset(name),
+        (None, None) => return fail("invalid `--config`: give --config FILE or --preset NAME"),
+    };
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let out = out.unwrap_or_else(|| PathBuf::from("validation/results").join(&cfg.raw.name));
+    let start = std::time::Instant::now();
+    if let Err(e) = robustft::validate::runner::run_all(&cfg, &out, device, quiet) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    match robustft::validate::report::write_report(&out) {
+        Ok(r) => {
+            print!("{}", r.summary);
+            println!(
+                "run {} finished in {:.0} s; report in {}",
+                cfg.raw.name,
+                start.elapsed().as_secs_f64(),
+                out.join("report").display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn strategies(s: &str) -> robustft::Result<Vec<Strategy>> {
     if s == "all" {
         Ok(Strategy::ALL.to_vec())
@@ -124,21 +189,34 @@ fn main() -> ExitCode {
     };
     let device = Device::Cpu;
     match cli.cmd {
-        None => {
-            eprintln!(
-                "validate: tracked fine-tuning runs and reports are not yet available (the engine is: see \
-                 `validate inspect`, `validate pretrain`, `validate bench`). Use `cargo run --release --bin simulate` \
-                 for the theory simulator."
-            );
-            ExitCode::FAILURE
-        }
+        None => run(None, Some("cpu-default".into()), None, false, &device),
+        Some(Cmd::Run {
+            config,
+            preset,
+            out,
+            quiet,
+        }) => run(config, preset, out, quiet, &device),
+        Some(Cmd::Report { dir }) => match robustft::validate::report::write_report(&dir) {
+            Ok(r) => {
+                print!("{}", r.summary);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Some(Cmd::Compare { dir }) => match robustft::validate::compare::compare(&dir) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Some(Cmd::Inspect {
             model,
             strategy,
             num_classes,
         }) => {
             let run = || -> robustft::Result<String> {
-                let cfg = VitConfig::preset(&model).map_err(|e| e.rename_field("model", "--model"))?;
+                let cfg = VitConfig::from_arg(&model).map_err(|e| e.rename_field("model", "--model"))?;
                 let s = peft::parse_strategy(&strategy).map_err(|e| e.rename_field("strategy", "--strategy"))?;
                 let specs = peft::model_spec(&cfg, &PeftConfig::default_for(&cfg), s, num_classes)
                     .map_err(|e| e.rename_field("num_classes", "--num-classes"))?;
@@ -170,7 +248,7 @@ fn main() -> ExitCode {
             out,
         }) => {
             let setup = || -> robustft::Result<PretrainConfig> {
-                let cfg = VitConfig::preset(&model).map_err(|e| e.rename_field("model", "--model"))?;
+                let cfg = VitConfig::from_arg(&model).map_err(|e| e.rename_field("model", "--model"))?;
                 let task = SyntheticSpec::named(&task, cfg.image_size).map_err(|e| e.rename_field("task", "--task"))?;
                 if steps == 0 {
                     return Err(robustft::Error::invalid("--steps", "must be >= 1", 0));
@@ -226,7 +304,7 @@ fn main() -> ExitCode {
             reps,
             json,
         }) => {
-            let cfg = match VitConfig::preset(&model) {
+            let cfg = match VitConfig::from_arg(&model) {
                 Ok(c) => c,
                 Err(e) => return fail(e.rename_field("model", "--model")),
             };

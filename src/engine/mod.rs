@@ -18,6 +18,8 @@ pub use vit::VitConfig;
 
 impl From<candle_core::Error> for crate::error::Error {
     fn from(e: candle_core::Error) -> Self {
-        crate::error::Error::Engine(e.to_string())
+        // candle appends a captured backtrace to some messages: keep the message line only.
+        let text = e.to_string();
+        crate::error::Error::Engine(text.lines().next().unwrap_or("tensor operation failed").to_string())
     }
 }

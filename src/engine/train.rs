@@ -239,7 +239,23 @@ fn global_norm(params: &[(String, Var)], grads: &candle_core::backprop::GradStor
 /// A non-finite loss or gradient stops training with an error naming the step and the first
 /// offending tensor; the parameters are left as they were before the step.
 pub fn train_step(model: &Vit, opt: &mut AdamW, x: &Tensor, y: &Tensor) -> Result<f64> {
-    let loss = cross_entropy(&model.forward(x)?, y)?;
+    train_step_with(model, opt, y, |m| m.forward(x))
+}
+
+/// A training step of the head alone on cached backbone features [B, dim] (linear probing: the
+/// backbone is frozen, so its features never change and are computed once).
+pub fn head_step(model: &Vit, opt: &mut AdamW, features: &Tensor, y: &Tensor) -> Result<f64> {
+    train_step_with(model, opt, y, |m| m.head(features))
+}
+
+/// A training step on logits produced by `logits(model)`.
+pub fn train_step_with(
+    model: &Vit,
+    opt: &mut AdamW,
+    y: &Tensor,
+    logits: impl FnOnce(&Vit) -> candle_core::Result<Tensor>,
+) -> Result<f64> {
+    let loss = cross_entropy(&logits(model)?, y)?;
     let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     let step = opt.step_count();
     if !value.is_finite() {

@@ -93,8 +93,29 @@ impl VitConfig {
             "tiny" => Ok(Self::tiny()),
             "small" => Ok(Self::small()),
             "base" => Ok(Self::base()),
-            other => Err(Error::invalid("model", "expected tiny, small or base", other)),
+            other => Err(Error::invalid(
+                "model",
+                "expected tiny, small, base or a .toml file",
+                other,
+            )),
         }
+    }
+
+    /// A preset name, or the path of a TOML file with a custom size (keys as in this struct).
+    pub fn from_arg(arg: &str) -> Result<Self> {
+        if arg.ends_with(".toml") {
+            let path = std::path::Path::new(arg);
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            let cfg: VitConfig = toml::from_str(&text).map_err(|e| Error::Config {
+                path: path.to_path_buf(),
+                message: e.message().to_string(),
+            })?;
+            return cfg.validate().map_err(|e| Error::Config {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            });
+        }
+        Self::preset(arg)
     }
 
     /// Checks divisibility and positivity once; errors name the field.

@@ -1,6 +1,7 @@
 //! Datasets as f32 images in [0, 1] (channel-major [N, C, H, W]) with u32 labels: synthetic
 //! planted-feature tasks (built in), and later IDX / CIFAR / image folders and corruptions.
 
+pub mod corrupt;
 pub mod files;
 pub mod synthetic;
 

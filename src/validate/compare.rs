@@ -1,0 +1,237 @@
+//! `validate compare DIR`: the theory's prediction next to the measurement.
+//!
+//! The simulator predicts robustness at matched clean accuracy Φ(z − ε√(k+d)) with
+//! k = d·params/params_full (disjoint regime; see `theory::bound`), so its ranking of strategies is
+//! the order of increasing trainable parameter count, for any ε > 0 and any target accuracy. This
+//! module ranks the measured AUCs per dataset against that prediction (Spearman ρ), and both
+//! against the AUC table Li et al. 2025 measured on ViT-B (`validation/reference/li2025_auc.csv`,
+//! embedded), and says plainly where they disagree.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::SeriesLabelPosition;
+
+use super::RunConfig;
+use super::report::{load_runs, write_report};
+use crate::engine::data::synthetic::SyntheticSpec;
+use crate::engine::peft::Strategy;
+use crate::error::{Error, Result};
+use crate::plot::{Axis, Csv, LineChart, Series, Style, color, write_atomic, write_figure};
+use crate::simulate::figures::num;
+use crate::theory::predict_strategies;
+use crate::tradeoff::spearman;
+
+/// Li et al. 2025's measured AUC on ViT-B (their AUC table; CIFAR-10, CIFAR-100, Caltech-256,
+/// CUB-200, Stanford Dogs).
+pub const PAPER_AUC_CSV: &str = include_str!("../../validation/reference/li2025_auc.csv");
+
+/// The paper's AUC table: dataset names, and per strategy one AUC per dataset.
+pub type PaperTable = (Vec<String>, BTreeMap<Strategy, Vec<f64>>);
+
+/// Parsed reference table: (dataset names, strategy → AUC per dataset).
+pub fn paper_auc() -> Result<PaperTable> {
+    let mut lines = PAPER_AUC_CSV.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    let mut map = BTreeMap::new();
+    for l in lines.filter(|l| !l.trim().is_empty()) {
+        let mut parts = l.split(',');
+        let s = crate::engine::peft::parse_strategy(parts.next().unwrap_or(""))?;
+        let v = parts
+            .map(|x| {
+                x.parse::<f64>()
+                    .map_err(|_| Error::invalid("li2025_auc.csv", "numbers", x))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        map.insert(s, v);
+    }
+    Ok((header, map))
+}
+
+/// Attack size (feature units) used for the theory's prediction; only the ranking is compared,
+/// and it does not depend on this value.
+pub const THEORY_EPS: f64 = 0.02;
+
+fn ranks_desc(v: &[f64]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+    let mut r = vec![0; v.len()];
+    for (pos, &i) in idx.iter().enumerate() {
+        r[i] = pos + 1;
+    }
+    r
+}
+
+/// Writes `DIR/report/compare.{md,csv,png,svg}` and returns the Markdown.
+pub fn compare(dir: &Path) -> Result<String> {
+    let rep = write_report(dir)?;
+    let runs = load_runs(dir)?;
+    let (paper_ds, paper) = paper_auc()?;
+    let out = dir.join("report");
+    let mut md = String::from("# Theory against measurement\n\n");
+    let _ = writeln!(
+        md,
+        "Theory: robustness at matched clean accuracy Φ(z − ε√(k+d)), k = d·params/params_full (disjoint regime), \
+         so it ranks strategies by increasing parameter count (Linear Probing first, Full last). \
+         Measured: AUC of each strategy's (clean, robust) Pareto frontier. Paper: Li et al. 2025, ViT-B AUC table.\n"
+    );
+    let mut csv = Csv::new(&[
+        "dataset",
+        "strategy",
+        "params",
+        "theory_d",
+        "predicted_robust",
+        "predicted_rank",
+        "measured_auc",
+        "measured_rank",
+    ]);
+    let mut series = Vec::new();
+    let mut datasets: Vec<String> = rep.aucs.keys().map(|(d, _)| d.clone()).collect();
+    datasets.dedup();
+    for (di, ds) in datasets.iter().enumerate() {
+        let header = runs
+            .iter()
+            .find(|r| &r.header.dataset == ds)
+            .map(|r| &r.header)
+            .expect("dataset has runs");
+        let cfg: RunConfig = serde_json::from_value(header.config.clone())
+            .map_err(|e| Error::invalid("config", "a run configuration", e))?;
+        let spec = cfg
+            .datasets
+            .iter()
+            .find(|d| &d.name == ds)
+            .ok_or_else(|| Error::invalid("dataset", "in the run's configuration", ds))?;
+        let image = crate::engine::VitConfig::from_arg(&cfg.model)
+            .map(|m| m.image_size)
+            .unwrap_or(28);
+        let d = match (spec.theory_d, spec.task.as_deref()) {
+            (Some(d), _) => d,
+            (None, Some(t)) => SyntheticSpec::named(t, image).map(|s| s.d as f64).unwrap_or(10.0),
+            (None, None) => 10.0,
+        };
+        let pred = predict_strategies(d, 0.99, THEORY_EPS)?;
+        let strategies: Vec<Strategy> = Strategy::ALL
+            .iter()
+            .copied()
+            .filter(|s| rep.aucs.contains_key(&(ds.clone(), *s)))
+            .collect();
+        let p: Vec<f64> = strategies
+            .iter()
+            .map(|s| {
+                pred.iter()
+                    .find(|x| x.strategy == *s)
+                    .expect("all predicted")
+                    .robust_acc
+            })
+            .collect();
+        let m: Vec<f64> = strategies.iter().map(|s| rep.aucs[&(ds.clone(), *s)].0).collect();
+        let (pr, mr) = (ranks_desc(&p), ranks_desc(&m));
+        let _ = writeln!(
+            md,
+            "## {ds} (theory d = {d})\n\n| strategy | trainable params (ViT-B) | predicted robust | predicted rank | measured AUC | measured rank |\n|---|---|---|---|---|---|"
+        );
+        for (i, s) in strategies.iter().enumerate() {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.4} | {} | {:.4} | {} |",
+                s.name(),
+                s.vit_b16_params(),
+                p[i],
+                pr[i],
+                m[i],
+                mr[i]
+            );
+            csv.push(vec![
+                ds.clone(),
+                s.id().into(),
+                s.vit_b16_params().to_string(),
+                num(d),
+                num(p[i]),
+                pr[i].to_string(),
+                num(m[i]),
+                mr[i].to_string(),
+            ]);
+        }
+        let rho = spearman(&p, &m);
+        let best = strategies[mr.iter().position(|&r| r == 1).expect("rank 1 exists")];
+        let worst = strategies[mr
+            .iter()
+            .position(|&r| r == strategies.len())
+            .expect("last rank exists")];
+        let _ = writeln!(
+            md,
+            "\nSpearman ρ(predicted, measured) = {}. Measured best: {}, worst: {}; the theory puts Linear Probing first and Full last.",
+            rho.as_ref()
+                .map_or("undefined (ties)".to_string(), |r| format!("{r:.3}")),
+            best.name(),
+            worst.name()
+        );
+        let verdict = match rho {
+            Ok(r) if r > 0.5 => "The measured ranking agrees with the theory's.",
+            Ok(r) if r < -0.5 => "The measured ranking is close to the reverse of the theory's: they disagree.",
+            _ => "The measured ranking is unrelated to the theory's: they disagree.",
+        };
+        let _ = writeln!(md, "{verdict}");
+        // Against the paper's table.
+        for (pi, pd) in paper_ds.iter().enumerate() {
+            let pv: Vec<f64> = strategies
+                .iter()
+                .map(|s| paper.get(s).map_or(f64::NAN, |v| v[pi]))
+                .collect();
+            if pv.iter().any(|v| v.is_nan()) {
+                continue;
+            }
+            let a = spearman(&m, &pv).map_or("-".into(), |r| format!("{r:.2}"));
+            let b = spearman(&p, &pv).map_or("-".into(), |r| format!("{r:.2}"));
+            let _ = writeln!(md, "- vs paper {pd}: ρ(measured, paper) = {a}, ρ(theory, paper) = {b}");
+        }
+        md.push('\n');
+        let pts: Vec<(f64, f64)> = strategies
+            .iter()
+            .zip(&m)
+            .map(|(s, a)| ((s.param_fraction()).max(1e-4), *a))
+            .collect();
+        series.push(Series::new(
+            Some(format!("{ds} (ρ = {})", rho.map_or("-".into(), |r| format!("{r:.2}")))),
+            pts,
+            color(di),
+            Style::Markers,
+        ));
+    }
+    let chart = LineChart {
+        title: "Measured AUC against trainable-parameter fraction (theory: decreasing)".into(),
+        x: Axis::log(
+            "trainable backbone parameters / full (ViT-B counts; linear probing drawn at 10⁻⁴)",
+            1e-4,
+            1.5,
+        ),
+        y: Axis::linear("measured AUC (step rule)", 0.0, 1.0),
+        series,
+        legend: SeriesLabelPosition::UpperRight,
+    };
+    write_figure(&out, "compare", &chart, &csv)?;
+    write_atomic(&out.join("compare.md"), md.as_bytes())?;
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_table_parses() {
+        let (ds, m) = paper_auc().unwrap();
+        assert_eq!(ds.len(), 5);
+        assert_eq!(m.len(), 7);
+        assert_eq!(m[&Strategy::Bitfit][0], 0.21);
+        assert_eq!(m[&Strategy::Compacter][2], 0.34);
+        assert_eq!(ranks_desc(&[0.1, 0.3, 0.2]), vec![3, 1, 2]);
+    }
+}

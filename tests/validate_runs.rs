@@ -1,0 +1,190 @@
+//! Tracked runs end to end: the smoke preset, schedule alignment, report AUC, resume after
+//! SIGKILL, configuration errors.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use robustft::tradeoff::{AucRule, Point, auc};
+use robustft::validate::records;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_validate")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("robustft-runs-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn smoke_run_end_to_end() {
+    let out = scratch("smoke");
+    let t = Instant::now();
+    let o = Command::new(bin())
+        .args(["run", "--preset", "smoke", "--quiet", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(t.elapsed() < Duration::from_secs(60));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert!(stdout.contains("AUC"), "{stdout}");
+    for s in ["linear_probe", "lora", "bitfit"] {
+        let r = records::read(&out.join("simple").join(s).join("seed0.jsonl")).unwrap();
+        assert_eq!(r.header.strategy, s);
+        assert_eq!(r.header.eval_steps, vec![4, 8, 12]);
+        // Evaluations happen exactly at the schedule's steps.
+        assert_eq!(r.evals.iter().map(|e| e.step).collect::<Vec<_>>(), vec![4, 8, 12]);
+        for e in &r.evals {
+            assert_eq!(e.n_eval, 32);
+            assert!(e.robust_acc <= e.clean_acc);
+            assert!(e.clean_ci.lo <= e.clean_acc && e.clean_acc <= e.clean_ci.hi);
+            assert!(e.ood_acc.is_some());
+        }
+    }
+    let idx: Vec<usize> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("simple/eval_indices_seed0.json")).unwrap()).unwrap();
+    assert_eq!(idx.len(), 32);
+    // The report's AUC equals the tradeoff module's AUC on the same points.
+    let csv = std::fs::read_to_string(out.join("report/auc.csv")).unwrap();
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let r = records::read(&out.join(f[0]).join(f[1]).join("seed0.jsonl")).unwrap();
+        let pts: Vec<Point> = r
+            .evals
+            .iter()
+            .map(|e| Point {
+                acc: e.clean_acc,
+                rob: e.robust_acc,
+            })
+            .collect();
+        assert_eq!(f[2].parse::<f64>().unwrap(), auc(&pts, AucRule::Step));
+        assert_eq!(f[3].parse::<f64>().unwrap(), auc(&pts, AucRule::Trapezoid));
+    }
+    for f in [
+        "auc.md",
+        "peaks.csv",
+        "ood_correlation.csv",
+        "simple_frontier.png",
+        "simple_robust_vs_step.svg",
+        "simple_ood_vs_step.csv",
+    ] {
+        assert!(out.join("report").join(f).exists(), "{f}");
+    }
+    // compare writes its table and names the disagreement or agreement.
+    let o = Command::new(bin())
+        .args(["compare", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("Spearman") && text.contains("vs paper cifar10"), "{text}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+const RESUME_CFG: &str = r#"
+name = "resume"
+model = "tiny"
+strategies = ["lora"]
+seeds = [3]
+max_steps = 32
+schedule = [8, 16, 24, 32]
+eval_subset = 32
+batch_size = 16
+optimizer = "paper"
+[pretrain]
+steps = 4
+batch_size = 8
+lr = 1e-3
+[attack]
+kind = "pgd"
+eps = 0.0156862745
+alpha = 0.0039215686
+steps = 5
+[[datasets]]
+name = "simple"
+kind = "synthetic"
+task = "synthetic-simple"
+train_images = 256
+ood = "shifted"
+"#;
+
+fn run_cfg(cfg: &Path, out: &Path) -> std::process::Child {
+    Command::new(bin())
+        .args([
+            "run",
+            "--quiet",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Kill a run with SIGKILL right after its first checkpoint, resume it, and compare every record
+/// (timing fields aside) with an uninterrupted run of the same configuration and seed.
+#[test]
+fn resume_after_sigkill_gives_identical_records() {
+    let dir = scratch("resume");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("resume.toml");
+    std::fs::write(&cfg, RESUME_CFG).unwrap();
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    assert!(run_cfg(&cfg, &a).wait().unwrap().success());
+
+    let mut child = run_cfg(&cfg, &b);
+    let ckpt = b.join("ckpt/simple/lora/seed3.safetensors");
+    let t = Instant::now();
+    while !ckpt.exists() {
+        assert!(t.elapsed() < Duration::from_secs(60), "no checkpoint appeared");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let jsonl = b.join("simple/lora/seed3.jsonl");
+    let partial = records::read(&jsonl).unwrap();
+    assert!(partial.evals.len() < 4, "the kill came too late to test a resume");
+
+    assert!(run_cfg(&cfg, &b).wait().unwrap().success());
+    let ra = records::read(&a.join("simple/lora/seed3.jsonl")).unwrap();
+    let rb = records::read(&jsonl).unwrap();
+    assert_eq!(ra.evals.len(), 4);
+    let strip = |r: &records::RunRecords| r.evals.iter().map(|e| e.without_timing()).collect::<Vec<_>>();
+    assert_eq!(strip(&ra), strip(&rb));
+    assert_eq!(ra.header.config_hash, rb.header.config_hash);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_config_names_key_and_file_and_writes_nothing() {
+    let dir = scratch("badcfg");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, RESUME_CFG.replace("steps = 5", "steps = 5\nfoo = 1")).unwrap();
+    let out = dir.join("out");
+    let o = Command::new(bin())
+        .args(["run", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8(o.stderr).unwrap();
+    assert!(e.contains("bad.toml") && e.contains("foo"), "{e}");
+    std::fs::write(&cfg, RESUME_CFG.replace("eval_subset = 32", "eval_subset = 0")).unwrap();
+    let o = Command::new(bin())
+        .args(["run", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8(o.stderr).unwrap().contains("eval_subset"));
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
