@@ -203,3 +203,59 @@ fn shipped_configs_are_valid() {
     }
     assert!(n >= 3);
 }
+
+/// The GPU script's path, dry-run on the CPU with the smoke preset: it packs records and report
+/// (no checkpoints) into one archive, and a second slice on a fresh work folder restores the
+/// finished runs from that archive instead of redoing them.
+#[test]
+fn gpu_run_script_dry_run_on_cpu() {
+    let dir = scratch("gpu-dry");
+    let out = dir.join("out");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/gpu/run.sh");
+    let slice = |work: &Path, state: &Path| {
+        Command::new("bash")
+            .arg(&script)
+            .env("OUT", &out)
+            .env("DEVICE", "cpu")
+            .env(
+                "CONFIG",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/configs/smoke.toml"),
+            )
+            .env("BIN", bin())
+            .env("WORK", work)
+            .env("STATE", state)
+            .output()
+            .unwrap()
+    };
+    let o = slice(&dir.join("work1"), &dir.join("nostate"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let list = Command::new("tar")
+        .arg("-tzf")
+        .arg(out.join("results.tar.gz"))
+        .output()
+        .unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        list.contains("simple/lora/seed0.jsonl") && list.contains("report/auc.md"),
+        "{list}"
+    );
+    assert!(!list.contains("ckpt") && !list.contains("safetensors"), "{list}");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(out.join("results.tar.gz"))
+            .arg("-C")
+            .arg(&state)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let first = records::read(&state.join("simple/lora/seed0.jsonl")).unwrap();
+    let o = slice(&dir.join("work2"), &state);
+    assert!(o.status.success());
+    let again = records::read(&dir.join("work2/simple/lora/seed0.jsonl")).unwrap();
+    assert_eq!(first, again, "a finished run is kept as it was, timing included");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -40,6 +40,9 @@ enum Cmd {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+        /// cpu, cuda or cuda:N (default: CUDA if built with it and present, else CPU).
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Write DIR/report/ from the records in DIR.
     Report {
@@ -86,6 +89,9 @@ enum Cmd {
         /// Output checkpoint (.safetensors).
         #[arg(long)]
         out: PathBuf,
+        /// cpu, cuda or cuda:N.
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Time train steps, eval batches and PGD-15 per strategy.
     Bench {
@@ -104,6 +110,12 @@ enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// cpu, cuda or cuda:N.
+        #[arg(long)]
+        device: Option<String>,
+        /// Also run this PyTorch peer script (validation/peer/peer_bench_cpu.py) and print ratios.
+        #[arg(long, value_name = "SCRIPT")]
+        peer: Option<PathBuf>,
     },
 }
 
@@ -187,15 +199,19 @@ fn main() -> ExitCode {
             return fail(head.join(" ").trim_start_matches("error: "));
         }
     };
-    let device = Device::Cpu;
+    let pick = |d: &Option<String>| robustft::engine::device::select(d.as_deref());
     match cli.cmd {
-        None => run(None, Some("cpu-default".into()), None, false, &device),
+        None => run(None, Some("cpu-default".into()), None, false, &Device::Cpu),
         Some(Cmd::Run {
             config,
             preset,
             out,
             quiet,
-        }) => run(config, preset, out, quiet, &device),
+            device,
+        }) => match pick(&device) {
+            Ok(d) => run(config, preset, out, quiet, &d),
+            Err(e) => fail(e),
+        },
         Some(Cmd::Report { dir }) => match robustft::validate::report::write_report(&dir) {
             Ok(r) => {
                 print!("{}", r.summary);
@@ -246,7 +262,12 @@ fn main() -> ExitCode {
             lr,
             seed,
             out,
+            device,
         }) => {
+            let device = match pick(&device) {
+                Ok(d) => d,
+                Err(e) => return fail(e),
+            };
             let setup = || -> robustft::Result<PretrainConfig> {
                 let cfg = VitConfig::from_arg(&model).map_err(|e| e.rename_field("model", "--model"))?;
                 let task = SyntheticSpec::named(&task, cfg.image_size).map_err(|e| e.rename_field("task", "--task"))?;
@@ -303,7 +324,13 @@ fn main() -> ExitCode {
             batch_size,
             reps,
             json,
+            peer,
+            device,
         }) => {
+            let device = match pick(&device) {
+                Ok(d) => d,
+                Err(e) => return fail(e),
+            };
             let cfg = match VitConfig::from_arg(&model) {
                 Ok(c) => c,
                 Err(e) => return fail(e.rename_field("model", "--model")),
@@ -314,10 +341,17 @@ fn main() -> ExitCode {
             };
             match bench::run(&cfg, &list, batch_size, reps.max(1), &device) {
                 Ok(rows) => {
+                    let peer = match peer.map(|p| bench::run_peer(&p, batch_size, reps.max(1))).transpose() {
+                        Ok(p) => p,
+                        Err(e) => return fail(e),
+                    };
                     if json {
-                        println!("{}", serde_json::to_string(&rows).expect("serialisable"));
+                        println!("{}", serde_json::json!({"robustft": rows, "peer": peer}));
                     } else {
                         print!("{}", bench::render(&rows));
+                        if let Some(p) = &peer {
+                            print!("{}", bench::render_peer(&rows, p));
+                        }
                     }
                     ExitCode::SUCCESS
                 }

@@ -104,3 +104,66 @@ pub fn render(rows: &[BenchRow]) -> String {
     }
     s
 }
+
+/// Timings of the PyTorch peer (`validation/peer/peer_bench_cpu.py`), full fine-tuning.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct PeerTimings {
+    /// PyTorch version.
+    pub torch: String,
+    /// Threads it used.
+    pub threads: usize,
+    /// Median ms per AdamW step.
+    pub train_step_ms: f64,
+    /// Median ms per clean forward.
+    pub eval_batch_ms: f64,
+    /// Seconds for PGD-15.
+    pub pgd15_s: f64,
+}
+
+/// Runs the peer script with `python3` and parses its JSON line.
+pub fn run_peer(script: &std::path::Path, batch: usize, reps: usize) -> Result<PeerTimings> {
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(["--batch", &batch.to_string(), "--reps", &reps.to_string()])
+        .output()
+        .map_err(|e| crate::error::Error::io(script, e))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(crate::error::Error::invalid(
+            "--peer",
+            "a script that runs (is PyTorch installed? `pip install torch`)",
+            err.lines().last().unwrap_or("failed"),
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or(""))
+        .map_err(|e| crate::error::Error::invalid("--peer", "one JSON line of timings", e))
+}
+
+/// Ratios ours/peer for the full fine-tuning row (< 1: we are faster).
+pub fn render_peer(rows: &[BenchRow], peer: &PeerTimings) -> String {
+    let Some(full) = rows.iter().find(|r| r.strategy == "full") else {
+        return "peer comparison needs the `full` strategy in the benchmark\n".into();
+    };
+    format!(
+        "PyTorch {} eager ({} threads), full fine-tuning, same model and batch:\n{:<16} {:>12} {:>12} {:>14}\n{:<16} {:>12.1} {:>12.1} {:>14.2}\n{:<16} {:>12.1} {:>12.1} {:>14.2}\n{:<16} {:>11.2}x {:>11.2}x {:>13.2}x\n",
+        peer.torch,
+        peer.threads,
+        "",
+        "train ms",
+        "eval ms",
+        "PGD-15 s",
+        "robustft",
+        full.train_step_ms,
+        full.eval_batch_ms,
+        full.pgd15_s,
+        "pytorch",
+        peer.train_step_ms,
+        peer.eval_batch_ms,
+        peer.pgd15_s,
+        "ratio ours/peer",
+        full.train_step_ms / peer.train_step_ms,
+        full.eval_batch_ms / peer.eval_batch_ms,
+        full.pgd15_s / peer.pgd15_s
+    )
+}

@@ -4,6 +4,7 @@
 pub mod attack;
 pub mod bench;
 pub mod data;
+pub mod device;
 pub mod eval;
 pub mod model;
 pub mod ops;

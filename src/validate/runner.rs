@@ -252,7 +252,7 @@ pub fn run_one(
         config_hash: hash.clone(),
         git_commit: records::git_commit(),
         crate_version: env!("CARGO_PKG_VERSION").into(),
-        device: format!("{device:?}"),
+        device: crate::engine::device::describe(device),
         dataset: data.spec.name.clone(),
         strategy: strategy.id().into(),
         seed,
@@ -280,6 +280,11 @@ pub fn run_one(
                     old.header.config_hash
                 ),
             });
+        }
+        let last = *run.eval_steps.last().expect("validated non-empty");
+        if old.evals.last().map(|e| e.step) == Some(last) {
+            // Finished (possibly on another machine, without its checkpoint): nothing to redo.
+            return Ok(old);
         }
         if ckpt.exists() {
             let state = candle_core::safetensors::load(&ckpt, device)?;
