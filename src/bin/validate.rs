@@ -105,7 +105,7 @@ enum Cmd {
         #[arg(long, default_value_t = 128)]
         batch_size: usize,
         /// Timed repetitions (median).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         reps: usize,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -113,8 +113,9 @@ enum Cmd {
         /// cpu, cuda or cuda:N.
         #[arg(long)]
         device: Option<String>,
-        /// Also run this PyTorch peer script (validation/peer/peer_bench_cpu.py) and print ratios.
-        #[arg(long, value_name = "SCRIPT")]
+        /// Also run the PyTorch peer (default validation/peer/vit_bench.py; validation/gpu/peer_bench.py
+        /// on a GPU) in the same run and print the ratios.
+        #[arg(long, value_name = "SCRIPT", num_args = 0..=1, default_missing_value = "validation/peer/vit_bench.py")]
         peer: Option<PathBuf>,
     },
 }
@@ -339,14 +340,22 @@ fn main() -> ExitCode {
                 Ok(l) => l,
                 Err(e) => return fail(e.rename_field("strategy", "--strategy")),
             };
-            match bench::run(&cfg, &list, batch_size, reps.max(1), &device) {
+            match bench::run(&model, &cfg, &list, batch_size, reps.max(1), &device) {
                 Ok(rows) => {
-                    let peer = match peer.map(|p| bench::run_peer(&p, batch_size, reps.max(1))).transpose() {
+                    let peer = match peer
+                        .map(|p| bench::run_peer(&p, &cfg, batch_size, reps.max(1)))
+                        .transpose()
+                    {
                         Ok(p) => p,
                         Err(e) => return fail(e),
                     };
                     if json {
-                        println!("{}", serde_json::json!({"robustft": rows, "peer": peer}));
+                        for r in &rows {
+                            println!("{}", serde_json::to_string(r).expect("serialisable"));
+                        }
+                        if let Some(p) = &peer {
+                            println!("{}", serde_json::json!({ "peer": p }));
+                        }
                     } else {
                         print!("{}", bench::render(&rows));
                         if let Some(p) = &peer {

@@ -7,9 +7,24 @@
 
 use candle_core::{D, Result, Tensor};
 
+/// Whether the fused CPU kernels apply (CPU tensors of f32/f64).
+fn fused(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
+}
+
 /// LayerNorm over the last dimension: (x − mean)/√(var + eps)·w + b, biased variance as in
-/// PyTorch's `nn.LayerNorm`.
+/// PyTorch's `nn.LayerNorm`. Fused kernel on CPU, composed ops elsewhere.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    if fused(x) {
+        return x
+            .contiguous()?
+            .apply_op3(&w.contiguous()?, &b.contiguous()?, super::fused::LayerNorm { eps });
+    }
+    layer_norm_composed(x, w, b, eps)
+}
+
+/// LayerNorm from primitive differentiable ops (the reference and the GPU path).
+pub fn layer_norm_composed(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
     let mean = x.mean_keepdim(D::Minus1)?;
     let xc = x.broadcast_sub(&mean)?;
     let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -20,14 +35,26 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor
 /// Softmax over the last dimension. The row maximum is subtracted for stability and detached:
 /// softmax is shift-invariant, so its gradient through the maximum is exactly zero.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        return x.contiguous()?.apply_op1(super::fused::Softmax);
+    }
+    softmax_composed(x)
+}
+
+/// Softmax from primitive differentiable ops (the reference and the GPU path).
+pub fn softmax_composed(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
     let s = e.sum_keepdim(D::Minus1)?;
     e.broadcast_div(&s)
 }
 
-/// GELU, erf form (as ViT uses): x·Φ(x). candle's `gelu_erf` has a backward pass.
+/// GELU, erf form (as ViT uses): x·Φ(x). Fused kernel (vectorisable erf) on CPU, candle's
+/// `gelu_erf` elsewhere (it has a backward pass).
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    if fused(x) {
+        return x.contiguous()?.apply_op1(super::fused::Gelu);
+    }
     x.gelu_erf()
 }
 

@@ -7,7 +7,7 @@ normalisation (x - 0.5) / 0.5 inside the model. Full fine-tuning AdamW step on b
 forward of the batch, and PGD-15 (eps 1/255, alpha 0.25/255, uniform random start, every point all
 15 steps, as torchattacks). Prints one JSON object of median timings.
 
-Optional: `pip install torch` (CPU is enough). `validate bench --peer validation/peer/peer_bench_cpu.py`
+Optional: `pip install torch` (CPU is enough). `validate bench --peer`
 runs it in the same session and prints the ratios.
 """
 import argparse
@@ -75,11 +75,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--mlp", type=int, default=256)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = ViT()
+    model = ViT(dim=args.dim, depth=args.depth, mlp=args.mlp)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5)
     x = torch.rand(args.batch, 3, 28, 28)
     y = torch.randint(0, 10, (args.batch,))
