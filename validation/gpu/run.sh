@@ -11,7 +11,7 @@
 # the rest is redone. The upstream pretraining is deterministic and is redone when missing.
 #
 # Environment: CONFIG (default validation/configs/gpu-vit-base.toml), BIN (default
-# validation/gpu/bin/validate-cuda, built by setup-build.sh), DEVICE (cuda), SLICE_S (540).
+# validation/gpu/bin/validate-cuda, built by setup-build.sh; carried as validate-cuda.xz), DEVICE (cuda), SLICE_S (540).
 # CPU dry run of the same path: DEVICE=cpu CONFIG=validation/configs/smoke.toml BIN=target/release/validate
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +23,9 @@ SLICE_S=${SLICE_S:-540}
 WORK=${WORK:-validation/gpu/work/run}
 STATE=${STATE:-validation/gpu/state}
 mkdir -p "$OUT" "$WORK"
+if [ ! -x "$BIN" ] && [ -f "$BIN.xz" ]; then
+  xz -dkf "$BIN.xz" && chmod +x "$BIN"
+fi
 
 if [ -d "$STATE" ] && [ -n "$(ls -A "$STATE" 2>/dev/null)" ]; then
   # Keep what the state has and the work folder lacks (finished runs from an earlier machine).

@@ -42,7 +42,10 @@ cargo build --release --features cuda --bin validate --target-dir "$ROOT/target-
 mkdir -p validation/gpu/bin
 cp target-cuda/release/validate validation/gpu/bin/validate-cuda
 strip validation/gpu/bin/validate-cuda 2>/dev/null || true
-ls -l validation/gpu/bin/validate-cuda
+# The working tree that travels to the GPU machine is limited to 64 MiB: ship it xz-compressed
+# (about 7 MiB; run.sh unpacks it there).
+xz -T0 -6 -k -f validation/gpu/bin/validate-cuda
+ls -l validation/gpu/bin/validate-cuda validation/gpu/bin/validate-cuda.xz
 # Smoke check here, on the CPU: the stub driver makes CUDA unavailable, so --device cpu must work.
 LD_LIBRARY_PATH="$CU/lib:$CU/lib/stubs" validation/gpu/bin/validate-cuda inspect --model base --strategy lora
 echo "built validation/gpu/bin/validate-cuda for sm_${CUDA_COMPUTE_CAP} (CUDA ${CUDA_TK_PIP})"
