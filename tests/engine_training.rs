@@ -212,3 +212,43 @@ fn validate_cli_inspect_and_errors() {
         assert!(help.contains(sub), "{help}");
     }
 }
+
+/// `validate bench --json` prints one object per strategy with the fields the CPU-speed issue
+/// names (a tiny batch, one repetition: this checks the output, it times nothing).
+#[test]
+fn bench_json_fields() {
+    let out = Command::new(env!("CARGO_BIN_EXE_validate"))
+        .args([
+            "bench",
+            "--strategy",
+            "linear_probe",
+            "--reps",
+            "1",
+            "--batch-size",
+            "8",
+            "--json",
+            "--dtype",
+            "bf16",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    for k in [
+        "model",
+        "strategy",
+        "batch",
+        "threads",
+        "train_step_s",
+        "eval_batch_s",
+        "pgd15_s",
+        "pgd15_early_exit_s",
+        "peak_rss_mb",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k}: {text}");
+    }
+    assert_eq!(v["strategy"], "linear_probe");
+    assert_eq!(v["dtype"], "bf16");
+    assert_eq!(v["batch"], 8);
+}

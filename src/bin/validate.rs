@@ -107,6 +107,9 @@ enum Cmd {
         /// Timed repetitions (median).
         #[arg(long, default_value_t = 5)]
         reps: usize,
+        /// Element type of model and data: f32, bf16 or f16.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -327,7 +330,14 @@ fn main() -> ExitCode {
             json,
             peer,
             device,
+            dtype,
         }) => {
+            let dtype = match dtype.as_str() {
+                "f32" => candle_core::DType::F32,
+                "bf16" => candle_core::DType::BF16,
+                "f16" => candle_core::DType::F16,
+                other => return fail(format!("invalid `--dtype`: expected f32, bf16 or f16 (got {other})")),
+            };
             let device = match pick(&device) {
                 Ok(d) => d,
                 Err(e) => return fail(e),
@@ -340,7 +350,7 @@ fn main() -> ExitCode {
                 Ok(l) => l,
                 Err(e) => return fail(e.rename_field("strategy", "--strategy")),
             };
-            match bench::run(&model, &cfg, &list, batch_size, reps.max(1), &device) {
+            match bench::run(&model, &cfg, &list, batch_size, reps.max(1), dtype, &device) {
                 Ok(rows) => {
                     let peer = match peer
                         .map(|p| bench::run_peer(&p, &cfg, batch_size, reps.max(1)))

@@ -21,6 +21,8 @@ pub struct BenchRow {
     pub strategy: String,
     /// Batch size.
     pub batch: usize,
+    /// Element type (f32, bf16, …).
+    pub dtype: String,
     /// Worker threads candle uses (rayon).
     pub threads: usize,
     /// Median seconds per AdamW step (forward + backward + update).
@@ -56,15 +58,17 @@ pub fn run(
     strategies: &[Strategy],
     batch: usize,
     reps: usize,
+    dtype: DType,
     device: &Device,
 ) -> Result<Vec<BenchRow>> {
     let data = SyntheticSpec::simple(cfg.image_size).generate(batch, 0)?;
     let ids: Vec<usize> = (0..batch).collect();
     let (x, y) = data.batch(&ids, device)?;
+    let x = x.to_dtype(dtype)?;
     let peft = PeftConfig::default_for(cfg);
     let mut rows = Vec::new();
     for &s in strategies {
-        let model = Vit::new(cfg, &peft, s, 10, DType::F32, device, 0)?;
+        let model = Vit::new(cfg, &peft, s, 10, dtype, device, 0)?;
         let mut opt = AdamW::new(model.trainable().to_vec(), TrainConfig::paper(s, 1000))?;
         train_step(&model, &mut opt, &x, &y)?; // warm-up
         let mut t = Vec::new();
@@ -77,7 +81,7 @@ pub fn run(
         let mut t = Vec::new();
         for _ in 0..reps {
             let st = Instant::now();
-            let _ = model.forward(&x)?.to_vec2::<f32>()?;
+            let _ = model.forward(&x)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
             t.push(st.elapsed().as_secs_f64());
         }
         let eval_batch_s = median(t);
@@ -95,6 +99,7 @@ pub fn run(
             model: model_name.into(),
             strategy: s.id().into(),
             batch,
+            dtype: format!("{dtype:?}").to_lowercase(),
             threads: candle_core::utils::get_num_threads(),
             train_step_s,
             eval_batch_s,

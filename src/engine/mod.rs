@@ -20,8 +20,12 @@ pub use vit::VitConfig;
 
 impl From<candle_core::Error> for crate::error::Error {
     fn from(e: candle_core::Error) -> Self {
-        // candle appends a captured backtrace to some messages: keep the message line only.
+        // candle appends a captured backtrace to some messages: keep the message line only
+        // (set ROBUSTFT_BACKTRACE=1 to keep it).
         let text = e.to_string();
+        if std::env::var_os("ROBUSTFT_BACKTRACE").is_some() {
+            return crate::error::Error::Engine(text);
+        }
         crate::error::Error::Engine(text.lines().next().unwrap_or("tensor operation failed").to_string())
     }
 }
