@@ -6,6 +6,7 @@
 //! Layers (see `DESIGN.md` in the shared folder): [`theory`] (math) → [`tradeoff`] (curves) →
 //! jobs ([`simulate`]) → binaries. The theory layers never touch tensors.
 
+pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod plot;

@@ -210,31 +210,48 @@ fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
+type Chart<'a, DB> =
+    ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+/// A titled chart with both axes labelled (log axes as 10ⁿ ticks), with or without grid lines.
+fn axes<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    x: &Axis,
+    y: &Axis,
+    grid: bool,
+) -> std::result::Result<Chart<'a, DB>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 24))
+        .margin(18)
+        .x_label_area_size(55)
+        .y_label_area_size(75)
+        .build_cartesian_2d(x.mapped_range(), y.mapped_range())
+        .map_err(err)?;
+    let xf = |v: &f64| x.tick(*v);
+    let yf = |v: &f64| y.tick(*v);
+    let mut mesh = chart.configure_mesh();
+    if !grid {
+        mesh.disable_mesh();
+    }
+    mesh.x_desc(&x.label)
+        .y_desc(&y.label)
+        .x_label_formatter(&xf)
+        .y_label_formatter(&yf)
+        .x_labels(x.labels())
+        .y_labels(y.labels())
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
 impl Figure for LineChart {
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
         area.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(area)
-            .caption(&self.title, ("sans-serif", 24))
-            .margin(18)
-            .x_label_area_size(55)
-            .y_label_area_size(75)
-            .build_cartesian_2d(self.x.mapped_range(), self.y.mapped_range())
-            .map_err(err)?;
-        let xf = |v: &f64| self.x.tick(*v);
-        let yf = |v: &f64| self.y.tick(*v);
-        chart
-            .configure_mesh()
-            .x_desc(&self.x.label)
-            .y_desc(&self.y.label)
-            .x_label_formatter(&xf)
-            .y_label_formatter(&yf)
-            .x_labels(self.x.labels())
-            .y_labels(self.y.labels())
-            .label_style(("sans-serif", 16))
-            .axis_desc_style(("sans-serif", 18))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(err)?;
+        let mut chart = axes(area, &self.title, &self.x, &self.y, true)?;
         let mut labelled = false;
         for s in &self.series {
             let pts: Vec<(f64, f64)> = s
@@ -349,28 +366,7 @@ impl Figure for Heatmap {
                 (lo.min(c.4), hi.max(c.4))
             });
         let norm = |v: f64| if vmax > vmin { (v - vmin) / (vmax - vmin) } else { 0.5 };
-        let mut chart = ChartBuilder::on(&main)
-            .caption(&self.title, ("sans-serif", 24))
-            .margin(18)
-            .x_label_area_size(55)
-            .y_label_area_size(75)
-            .build_cartesian_2d(self.x.mapped_range(), self.y.mapped_range())
-            .map_err(err)?;
-        let xf = |v: &f64| self.x.tick(*v);
-        let yf = |v: &f64| self.y.tick(*v);
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_desc(&self.x.label)
-            .y_desc(&self.y.label)
-            .x_label_formatter(&xf)
-            .y_label_formatter(&yf)
-            .x_labels(self.x.labels())
-            .y_labels(self.y.labels())
-            .label_style(("sans-serif", 16))
-            .axis_desc_style(("sans-serif", 18))
-            .draw()
-            .map_err(err)?;
+        let mut chart = axes(&main, &self.title, &self.x, &self.y, false)?;
         chart
             .draw_series(self.cells.iter().map(|&(x0, x1, y0, y1, v)| {
                 Rectangle::new(

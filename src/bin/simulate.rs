@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use robustft::cli::fail;
+
 use clap::{Parser, Subcommand};
 use robustft::simulate::{self, SimConfig, bench};
 use robustft::theory::DEFAULT_TARGET_ACC;
@@ -71,12 +73,6 @@ enum Cmd {
     },
 }
 
-/// Prints one line on stderr and exits 2 (bad input) — nothing has been written.
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::from(2)
-}
-
 fn parse_uniform(spec: &str) -> Result<Vec<f64>, String> {
     let bad = || format!("invalid `--uniform`: expected M:B with M a whole number >= 1 and B a number (got {spec})");
     let (m, b) = spec.split_once(':').ok_or_else(bad)?;
@@ -99,23 +95,9 @@ fn load(config: &Option<PathBuf>) -> robustft::Result<simulate::ValidConfig> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match robustft::cli::parse() {
         Ok(c) => c,
-        Err(e) if !e.use_stderr() => {
-            // --help / --version
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            // clap's message up to its usage block, folded onto one line.
-            let text = e.render().to_string();
-            let head: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            return fail(head.join(" ").trim_start_matches("error: "));
-        }
+        Err(code) => return code,
     };
     match cli.cmd {
         Some(Cmd::Bound { k, d, target_acc }) => match simulate::bound_answer(k, d, target_acc) {

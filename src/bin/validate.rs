@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use robustft::cli::fail;
+
 use candle_core::Device;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -133,11 +135,6 @@ struct Inspect<'a> {
     total: usize,
 }
 
-fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::from(2)
-}
-
 fn run(
     config: Option<PathBuf>,
     preset: Option<String>,
@@ -187,21 +184,9 @@ fn strategies(s: &str) -> robustft::Result<Vec<Strategy>> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match robustft::cli::parse() {
         Ok(c) => c,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.render().to_string();
-            let head: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            return fail(head.join(" ").trim_start_matches("error: "));
-        }
+        Err(code) => return code,
     };
     let pick = |d: &Option<String>| robustft::engine::device::select(d.as_deref());
     match cli.cmd {
