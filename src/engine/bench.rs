@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use super::attack::{PgdConfig, StopRule, pgd};
 use super::data::synthetic::SyntheticSpec;
 use super::peft::{PeftConfig, Strategy};
-use super::train::{AdamW, TrainConfig, train_step};
+use super::train::{AdamW, TrainConfig, train_step, train_step_split};
 use super::{Vit, VitConfig};
 use crate::error::Result;
 
@@ -29,6 +29,9 @@ pub struct BenchRow {
     pub train_step_s: f64,
     /// Median seconds per clean forward of one batch.
     pub eval_batch_s: f64,
+    /// Median seconds per data-parallel AdamW step (batch split over the machine's cores,
+    /// `train_step_split`).
+    pub train_step_split_s: f64,
     /// Seconds for PGD-15 on one batch, last-iterate (every point takes all 15 steps).
     pub pgd15_s: f64,
     /// Seconds for PGD-15 with the early-exit rule (only clean-correct points, stop on success).
@@ -78,6 +81,14 @@ pub fn run(
             t.push(st.elapsed().as_secs_f64());
         }
         let train_step_s = median(t);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut t = Vec::new();
+        for _ in 0..reps {
+            let st = Instant::now();
+            train_step_split(&model, &mut opt, &x, &y, cores)?;
+            t.push(st.elapsed().as_secs_f64());
+        }
+        let train_step_split_s = median(t);
         let mut t = Vec::new();
         for _ in 0..reps {
             let st = Instant::now();
@@ -103,6 +114,7 @@ pub fn run(
             threads: candle_core::utils::get_num_threads(),
             train_step_s,
             eval_batch_s,
+            train_step_split_s,
             pgd15_s,
             pgd15_early_exit_s,
             peak_rss_mb: peak_mib(),
@@ -114,14 +126,15 @@ pub fn run(
 /// The table `validate bench` prints.
 pub fn render(rows: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:<14} {:>14} {:>14} {:>10} {:>14} {:>10}\n",
-        "strategy", "train ms/step", "eval ms/batch", "PGD-15 s", "PGD early s", "peak MiB"
+        "{:<14} {:>14} {:>14} {:>14} {:>10} {:>14} {:>10}\n",
+        "strategy", "train ms/step", "split ms/step", "eval ms/batch", "PGD-15 s", "PGD early s", "peak MiB"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<14} {:>14.1} {:>14.1} {:>10.2} {:>14.2} {:>10.0}\n",
+            "{:<14} {:>14.1} {:>14.1} {:>14.1} {:>10.2} {:>14.2} {:>10.0}\n",
             r.strategy,
             r.train_step_s * 1e3,
+            r.train_step_split_s * 1e3,
             r.eval_batch_s * 1e3,
             r.pgd15_s,
             r.pgd15_early_exit_s,

@@ -152,6 +152,16 @@ impl AdamW {
     /// One update from `grads` at the scheduled learning rate. A parameter without a gradient
     /// (unused in the loss) is left unchanged.
     pub fn step(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
+        let g: Vec<Option<Tensor>> = self
+            .params
+            .iter()
+            .map(|(_, v)| grads.get(v.as_tensor()).cloned())
+            .collect();
+        self.step_with(&g)
+    }
+
+    /// One update from per-parameter gradients (in the order of the parameters).
+    pub fn step_with(&mut self, grads: &[Option<Tensor>]) -> Result<()> {
         let lr = self.cfg.lr_at(self.step);
         self.step += 1;
         let t = self.step as i32;
@@ -159,13 +169,17 @@ impl AdamW {
         let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
         let clip = match self.cfg.clip_grad_norm {
             Some(max) => {
-                let norm = global_norm(&self.params, grads)?;
+                let mut sq = 0.0;
+                for g in grads.iter().flatten() {
+                    sq += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+                }
+                let norm = sq.sqrt();
                 if norm > max { max / (norm + 1e-6) } else { 1.0 }
             }
             None => 1.0,
         };
         for (i, (_, var)) in self.params.iter().enumerate() {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let Some(g) = &grads[i] else { continue };
             let g = if clip != 1.0 { (g * clip)? } else { g.clone() };
             let m = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?;
             let v = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
@@ -225,16 +239,6 @@ impl AdamW {
     }
 }
 
-fn global_norm(params: &[(String, Var)], grads: &candle_core::backprop::GradStore) -> Result<f64> {
-    let mut sq = 0.0;
-    for (_, v) in params {
-        if let Some(g) = grads.get(v.as_tensor()) {
-            sq += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
-        }
-    }
-    Ok(sq.sqrt())
-}
-
 /// One training step on a batch: forward, cross-entropy, backward, AdamW. Returns the loss.
 /// A non-finite loss or gradient stops training with an error naming the step and the first
 /// offending tensor; the parameters are left as they were before the step.
@@ -285,6 +289,69 @@ pub fn train_step_with(
     }
     opt.step(&grads)?;
     Ok(value)
+}
+
+/// One chunk's share of a data-parallel step: (mean loss, chunk size, gradient per parameter).
+type ChunkGrads = (f64, usize, Vec<Option<Tensor>>);
+
+/// A data-parallel training step: the batch is split into `parts` contiguous chunks whose
+/// forward and backward passes run on separate threads; the chunk gradients are combined with
+/// weights n_i/n (the mean loss over the batch), then one AdamW update. Same gradient as
+/// [`train_step`] up to floating-point summation order; deterministic for a fixed `parts`.
+/// Pays off when candle's own pool is single-threaded (`CANDLE_NUM_THREADS=1`).
+pub fn train_step_split(model: &Vit, opt: &mut AdamW, x: &Tensor, y: &Tensor, parts: usize) -> Result<f64> {
+    let n = x.dim(0)?;
+    let parts = parts.clamp(1, n.max(1));
+    if parts == 1 {
+        return train_step(model, opt, x, y);
+    }
+    let per = n.div_ceil(parts);
+    let results: Vec<Result<ChunkGrads>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..parts)
+            .filter(|i| i * per < n)
+            .map(|i| {
+                let (start, len) = (i * per, per.min(n - i * per));
+                s.spawn(move || -> Result<ChunkGrads> {
+                    let (xi, yi) = (x.narrow(0, start, len)?, y.narrow(0, start, len)?);
+                    let loss = cross_entropy(&model.forward(&xi)?, &yi)?;
+                    let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                    let grads = loss.backward()?;
+                    let g = model
+                        .trainable()
+                        .iter()
+                        .map(|(_, v)| grads.get(v.as_tensor()).cloned())
+                        .collect();
+                    Ok((value, len, g))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("training thread panicked"))
+            .collect()
+    });
+    let mut total = 0.0;
+    let mut combined: Vec<Option<Tensor>> = vec![None; model.trainable().len()];
+    for r in results {
+        let (value, len, grads) = r?;
+        let w = len as f64 / n as f64;
+        total += w * value;
+        for (slot, g) in combined.iter_mut().zip(grads) {
+            if let Some(g) = g {
+                let g = (g * w)?;
+                *slot = Some(match slot.take() {
+                    Some(acc) => (acc + g)?,
+                    None => g,
+                });
+            }
+        }
+    }
+    let step = opt.step_count();
+    if !total.is_finite() {
+        return Err(Error::invalid(format!("loss at step {step}"), "is not finite", total));
+    }
+    opt.step_with(&combined)?;
+    Ok(total)
 }
 
 fn finite(t: &Tensor) -> Result<bool> {
