@@ -201,3 +201,20 @@ fn early_exit_and_apgd_strength() {
     );
     assert!(ap.robust_accuracy() <= early.robust_accuracy());
 }
+
+/// Splitting the batch over threads draws the same random starts and attacks each point the same
+/// way: on a linear model (row-independent arithmetic) the outcome is identical.
+#[test]
+fn split_pgd_equals_pgd() {
+    use robustft::engine::attack::pgd_split;
+    let (model, x, y, _, _) = setup(101, 4);
+    for stop in [StopRule::EarlyExit, StopRule::LastIterate] {
+        let cfg = PgdConfig { eps: 0.03, alpha: 0.01, steps: 7, random_start: true, stop };
+        let whole = pgd(&model, &x, &y, &cfg, 11).unwrap();
+        let split = pgd_split(&model, &x, &y, &cfg, 11, 3).unwrap();
+        assert_eq!(whole.robust, split.robust, "{stop:?}");
+        assert_eq!(whole.clean_correct, split.clean_correct);
+        let d = (&whole.adv - &split.adv).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-6, "{stop:?}");
+    }
+}

@@ -184,6 +184,7 @@ fn strategies(s: &str) -> robustft::Result<Vec<Strategy>> {
 }
 
 fn main() -> ExitCode {
+    robustft::engine::prefer_batch_parallelism();
     let cli: Cli = match robustft::cli::parse() {
         Ok(c) => c,
         Err(code) => return code,

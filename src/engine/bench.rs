@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 
-use super::attack::{PgdConfig, StopRule, pgd};
+use super::attack::{PgdConfig, StopRule, pgd, pgd_split};
 use super::data::synthetic::SyntheticSpec;
 use super::peft::{PeftConfig, Strategy};
 use super::train::{AdamW, TrainConfig, train_step, train_step_split};
@@ -34,6 +34,8 @@ pub struct BenchRow {
     pub train_step_split_s: f64,
     /// Seconds for PGD-15 on one batch, last-iterate (every point takes all 15 steps).
     pub pgd15_s: f64,
+    /// Seconds for PGD-15 (last-iterate) with the batch split over the machine's cores.
+    pub pgd15_split_s: f64,
     /// Seconds for PGD-15 with the early-exit rule (only clean-correct points, stop on success).
     pub pgd15_early_exit_s: f64,
     /// Peak resident memory of the process so far, MiB (VmHWM).
@@ -104,6 +106,9 @@ pub fn run(
         pgd(&model, &x, &y, &cfg_pgd, 0)?;
         let pgd15_s = st.elapsed().as_secs_f64();
         let st = Instant::now();
+        pgd_split(&model, &x, &y, &cfg_pgd, 0, cores)?;
+        let pgd15_split_s = st.elapsed().as_secs_f64();
+        let st = Instant::now();
         pgd(&model, &x, &y, &PgdConfig::default(), 0)?;
         let pgd15_early_exit_s = st.elapsed().as_secs_f64();
         rows.push(BenchRow {
@@ -116,6 +121,7 @@ pub fn run(
             eval_batch_s,
             train_step_split_s,
             pgd15_s,
+            pgd15_split_s,
             pgd15_early_exit_s,
             peak_rss_mb: peak_mib(),
         });
@@ -126,17 +132,18 @@ pub fn run(
 /// The table `validate bench` prints.
 pub fn render(rows: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:<14} {:>14} {:>14} {:>14} {:>10} {:>14} {:>10}\n",
-        "strategy", "train ms/step", "split ms/step", "eval ms/batch", "PGD-15 s", "PGD early s", "peak MiB"
+        "{:<14} {:>14} {:>14} {:>14} {:>10} {:>10} {:>12} {:>9}\n",
+        "strategy", "train ms/step", "split ms/step", "eval ms/batch", "PGD-15 s", "split s", "PGD early s", "peak MiB"
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<14} {:>14.1} {:>14.1} {:>14.1} {:>10.2} {:>14.2} {:>10.0}\n",
+            "{:<14} {:>14.1} {:>14.1} {:>14.1} {:>10.2} {:>10.2} {:>12.2} {:>9.0}\n",
             r.strategy,
             r.train_step_s * 1e3,
             r.train_step_split_s * 1e3,
             r.eval_batch_s * 1e3,
             r.pgd15_s,
+            r.pgd15_split_s,
             r.pgd15_early_exit_s,
             r.peak_rss_mb
         ));

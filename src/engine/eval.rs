@@ -3,7 +3,7 @@
 use candle_core::Device;
 
 use super::Vit;
-use super::attack::{ApgdConfig, AttackOutcome, PgdConfig, apgd, pgd};
+use super::attack::{ApgdConfig, AttackOutcome, PgdConfig, apgd, pgd_split};
 use super::data::Dataset;
 use crate::error::Result;
 
@@ -62,7 +62,7 @@ pub fn robust_counts(
         let (x, y) = data.batch(chunk, device)?;
         let x = x.to_dtype(model.dtype())?;
         let out: AttackOutcome = match attack {
-            Attack::Pgd(p) => pgd(model, &x, &y, p, seed + bi as u64)?,
+            Attack::Pgd(p) => pgd_split(model, &x, &y, p, seed + bi as u64, super::batch_parts(device))?,
             Attack::Apgd(a) => apgd(model, &x, &y, a, seed + bi as u64)?,
         };
         c.n += chunk.len();

@@ -18,6 +18,28 @@ pub use model::Vit;
 pub use peft::{PeftConfig, Strategy};
 pub use vit::VitConfig;
 
+/// How many parts a CPU batch is split into for data-parallel training and attacks
+/// (`train::train_step_split`, `attack::pgd_split`). Fixed (not the core count) so that the same
+/// seed gives the same numbers on any CPU; 1 on a GPU, where the batch stays whole.
+pub fn batch_parts(device: &candle_core::Device) -> usize {
+    if device.is_cpu() { CPU_BATCH_PARTS } else { 1 }
+}
+
+/// See [`batch_parts`]: the machines this project runs on have 2 cores.
+pub const CPU_BATCH_PARTS: usize = 2;
+
+/// Makes candle's own CPU thread pool single-threaded unless the user chose otherwise: on these
+/// model sizes its second thread buys nothing (README, performance), while splitting the batch
+/// across threads does. Call at the start of `main`, before any thread exists.
+pub fn prefer_batch_parallelism() {
+    for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
+        if std::env::var_os(var).is_none() {
+            // SAFETY: called first thing in main, while the process is single-threaded.
+            unsafe { std::env::set_var(var, "1") };
+        }
+    }
+}
+
 impl From<candle_core::Error> for crate::error::Error {
     fn from(e: candle_core::Error) -> Self {
         // candle appends a captured backtrace to some messages: keep the message line only

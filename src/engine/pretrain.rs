@@ -13,7 +13,7 @@ use rand::seq::SliceRandom;
 use super::data::synthetic::SyntheticSpec;
 use super::eval::clean_counts;
 use super::peft::{PeftConfig, Strategy};
-use super::train::{AdamW, TrainConfig, train_step};
+use super::train::{AdamW, TrainConfig, train_step_split};
 use super::{Vit, VitConfig};
 use crate::error::Result;
 
@@ -106,7 +106,7 @@ pub fn pretrain(
         }
         let ids: Vec<usize> = order.drain(..bs).collect();
         let (x, y) = data.batch(&ids, device)?;
-        let loss = train_step(&model, &mut opt, &x, &y)?;
+        let loss = train_step_split(&model, &mut opt, &x, &y, super::batch_parts(device))?;
         losses.push(loss);
         on_step(step, loss);
     }

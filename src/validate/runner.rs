@@ -28,7 +28,7 @@ use crate::engine::eval::{clean_counts, robust_counts};
 use crate::engine::model::save_atomic;
 use crate::engine::peft::{PeftConfig, Strategy};
 use crate::engine::pretrain::{PretrainConfig, pretrain};
-use crate::engine::train::{AdamW, TrainConfig, head_step, train_step};
+use crate::engine::train::{AdamW, TrainConfig, head_step, train_step_split};
 use crate::error::{Error, Result};
 use crate::tradeoff::wilson;
 
@@ -353,7 +353,7 @@ pub fn run_one(
             }
             None => {
                 let (x, y) = data.train.batch(&ids, device)?;
-                train_step(&model, &mut opt, &x, &y)?
+                train_step_split(&model, &mut opt, &x, &y, crate::engine::batch_parts(device))?
             }
         };
         t_train += t0.elapsed().as_secs_f64();

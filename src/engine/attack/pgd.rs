@@ -75,18 +75,80 @@ pub fn pgd<M: Classifier + ?Sized>(
     cfg: &PgdConfig,
     seed: u64,
 ) -> CResult<AttackOutcome> {
+    let noise = start_noise(x, cfg, seed)?;
+    pgd_from(model, x, y, cfg, noise.as_ref())
+}
+
+/// The random start's noise for the whole batch (None without a random start).
+fn start_noise(x: &Tensor, cfg: &PgdConfig, seed: u64) -> CResult<Option<Tensor>> {
+    if cfg.random_start && cfg.eps > 0.0 {
+        Ok(Some(uniform_noise(x.dims(), cfg.eps, seed, x.dtype(), x.device())?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// PGD with the batch split into `parts` contiguous chunks attacked on separate threads. The
+/// random start is drawn for the whole batch first, so each point starts where [`pgd`] would start
+/// it with the same seed; points are attacked independently, so the outcome is [`pgd`]'s up to
+/// floating-point differences of batch-size-dependent matmul blocking. Pays off when candle's own
+/// pool is single-threaded (`CANDLE_NUM_THREADS=1`).
+pub fn pgd_split<M: Classifier + Sync + ?Sized>(
+    model: &M,
+    x: &Tensor,
+    y: &Tensor,
+    cfg: &PgdConfig,
+    seed: u64,
+    parts: usize,
+) -> CResult<AttackOutcome> {
+    let b = x.dim(0)?;
+    let parts = parts.clamp(1, b.max(1));
+    let noise = start_noise(x, cfg, seed)?;
+    if parts == 1 {
+        return pgd_from(model, x, y, cfg, noise.as_ref());
+    }
+    let per = b.div_ceil(parts);
+    let outs: Vec<CResult<AttackOutcome>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..parts)
+            .filter(|i| i * per < b)
+            .map(|i| {
+                let (start, len) = (i * per, per.min(b - i * per));
+                let noise = &noise;
+                s.spawn(move || {
+                    let n = noise.as_ref().map(|t| t.narrow(0, start, len)).transpose()?;
+                    pgd_from(model, &x.narrow(0, start, len)?, &y.narrow(0, start, len)?, cfg, n.as_ref())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("attack thread panicked")).collect()
+    });
+    let mut advs = Vec::new();
+    let mut out = AttackOutcome { adv: x.clone(), clean_correct: Vec::new(), robust: Vec::new(), image_forwards: 0 };
+    for o in outs {
+        let o = o?;
+        advs.push(o.adv);
+        out.clean_correct.extend(o.clean_correct);
+        out.robust.extend(o.robust);
+        out.image_forwards += o.image_forwards;
+    }
+    out.adv = Tensor::cat(&advs, 0)?;
+    Ok(out)
+}
+
+fn pgd_from<M: Classifier + ?Sized>(
+    model: &M,
+    x: &Tensor,
+    y: &Tensor,
+    cfg: &PgdConfig,
+    noise: Option<&Tensor>,
+) -> CResult<AttackOutcome> {
     let b = x.dim(0)?;
     let clean_logits = model.logits(x)?.detach();
     let clean_correct = correct(&clean_logits, y)?;
     let mut forwards = b;
-    let start = if cfg.random_start && cfg.eps > 0.0 {
-        project(
-            &(x + uniform_noise(x.dims(), cfg.eps, seed, x.dtype(), x.device())?)?,
-            x,
-            cfg.eps,
-        )?
-    } else {
-        x.clone()
+    let start = match noise {
+        Some(n) => project(&(x + n)?, x, cfg.eps)?,
+        None => x.clone(),
     };
     match cfg.stop {
         StopRule::LastIterate => {
