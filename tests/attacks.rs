@@ -209,12 +209,25 @@ fn split_pgd_equals_pgd() {
     use robustft::engine::attack::pgd_split;
     let (model, x, y, _, _) = setup(101, 4);
     for stop in [StopRule::EarlyExit, StopRule::LastIterate] {
-        let cfg = PgdConfig { eps: 0.03, alpha: 0.01, steps: 7, random_start: true, stop };
+        let cfg = PgdConfig {
+            eps: 0.03,
+            alpha: 0.01,
+            steps: 7,
+            random_start: true,
+            stop,
+        };
         let whole = pgd(&model, &x, &y, &cfg, 11).unwrap();
         let split = pgd_split(&model, &x, &y, &cfg, 11, 3).unwrap();
         assert_eq!(whole.robust, split.robust, "{stop:?}");
         assert_eq!(whole.clean_correct, split.clean_correct);
-        let d = (&whole.adv - &split.adv).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        let d = (&whole.adv - &split.adv)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 1e-6, "{stop:?}");
     }
 }

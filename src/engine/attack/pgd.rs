@@ -116,14 +116,27 @@ pub fn pgd_split<M: Classifier + Sync + ?Sized>(
                 let noise = &noise;
                 s.spawn(move || {
                     let n = noise.as_ref().map(|t| t.narrow(0, start, len)).transpose()?;
-                    pgd_from(model, &x.narrow(0, start, len)?, &y.narrow(0, start, len)?, cfg, n.as_ref())
+                    pgd_from(
+                        model,
+                        &x.narrow(0, start, len)?,
+                        &y.narrow(0, start, len)?,
+                        cfg,
+                        n.as_ref(),
+                    )
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().expect("attack thread panicked")).collect()
+        hs.into_iter()
+            .map(|h| h.join().expect("attack thread panicked"))
+            .collect()
     });
     let mut advs = Vec::new();
-    let mut out = AttackOutcome { adv: x.clone(), clean_correct: Vec::new(), robust: Vec::new(), image_forwards: 0 };
+    let mut out = AttackOutcome {
+        adv: x.clone(),
+        clean_correct: Vec::new(),
+        robust: Vec::new(),
+        image_forwards: 0,
+    };
     for o in outs {
         let o = o?;
         advs.push(o.adv);
