@@ -3,6 +3,8 @@
 use candle_core::{Device, Result as CResult, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+mod common;
+
 use robustft::engine::attack::{ApgdConfig, Classifier, PgdConfig, StopRule, apgd, pgd};
 
 /// Two-class linear model: logits (0, s) with s = wᵀx + b on flattened pixels.
@@ -108,17 +110,8 @@ fn attack_invariants() {
             stop,
         };
         let out = pgd(&model, &x, &y, &cfg, 5).unwrap();
-        let d = (&out.adv - &x)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(d <= eps as f32 + 1e-6, "{stop:?}: left the ε-ball by {d}");
+        let d = common::max_abs_diff(&out.adv, &x);
+        assert!(d <= eps + 1e-6, "{stop:?}: left the ε-ball by {d}");
         let lo = out
             .adv
             .flatten_all()
@@ -220,14 +213,6 @@ fn split_pgd_equals_pgd() {
         let split = pgd_split(&model, &x, &y, &cfg, 11, 3).unwrap();
         assert_eq!(whole.robust, split.robust, "{stop:?}");
         assert_eq!(whole.clean_correct, split.clean_correct);
-        let d = (&whole.adv - &split.adv)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap();
-        assert!(d.to_scalar::<f32>().unwrap() < 1e-6, "{stop:?}");
+        assert!(common::max_abs_diff(&whole.adv, &split.adv) < 1e-6, "{stop:?}");
     }
 }

@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
 use robustft::engine::Vit;
 use robustft::engine::ops::cross_entropy;
@@ -190,18 +192,7 @@ fn scratch(name: &str) -> std::path::PathBuf {
     d
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
+use common::max_abs_diff;
 
 #[test]
 fn checkpoint_round_trip_prefix_and_errors() {

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use robustft::engine::attack::{ApgdConfig, PgdConfig, StopRule};
 use robustft::engine::data::synthetic::SyntheticSpec;
@@ -289,16 +291,7 @@ fn split_step_matches_the_single_batch_step() {
     let lb = train_step_split(&b, &mut ob, &x, &y, 3).unwrap();
     assert!((la - lb).abs() < 1e-12, "{la} vs {lb}");
     for ((k, va), (_, vb)) in a.trainable().iter().zip(b.trainable()) {
-        let d = (va.as_tensor() - vb.as_tensor())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let d = common::max_abs_diff(va.as_tensor(), vb.as_tensor());
         // Gradients agree to f64 rounding (~1e-15 relative); Adam's first step is lr·g/(|g| + ε),
         // so a parameter can differ by at most lr·(relative gradient error) ≪ 1e-9.
         assert!(d < 1e-9, "{k}: {d}");
