@@ -162,14 +162,7 @@ impl SyntheticSpec {
         let s = self.image_size;
         let px = s * s;
         let shapes: Vec<[Vec<f32>; 3]> = (0..self.classes).map(|c| self.shape(c)).collect();
-        let codes: Vec<Vec<f32>> = (0..self.classes)
-            .map(|c| {
-                let mut rng = StdRng::seed_from_u64(self.seed ^ 0xc0de ^ ((c as u64) << 32));
-                (0..self.d)
-                    .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
-                    .collect()
-            })
-            .collect();
+        let codes = self.class_codes();
         let bank: Vec<Vec<f32>> = (0..self.d)
             .map(|j| pattern(self.bank_seed, self.direction_offset + j, 3 * px))
             .collect();
@@ -213,6 +206,18 @@ impl SyntheticSpec {
             size: s,
             classes: self.classes,
         })
+    }
+
+    /// The class codes μ_c ∈ {±1}^d: the sign of each non-robust coefficient's mean for class c.
+    pub fn class_codes(&self) -> Vec<Vec<f32>> {
+        (0..self.classes)
+            .map(|c| {
+                let mut rng = StdRng::seed_from_u64(self.seed ^ 0xc0de ^ ((c as u64) << 32));
+                (0..self.d)
+                    .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Class c's shape as three channels of offsets from grey.
@@ -297,14 +302,7 @@ mod tests {
         let d = spec.generate(200, 3).unwrap();
         let px = 3 * 16 * 16;
         let bank: Vec<Vec<f32>> = (0..spec.d).map(|j| pattern(spec.bank_seed, j, px)).collect();
-        let codes: Vec<Vec<f32>> = (0..spec.classes)
-            .map(|c| {
-                let mut rng = StdRng::seed_from_u64(spec.seed ^ 0xc0de ^ ((c as u64) << 32));
-                (0..spec.d)
-                    .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
-                    .collect()
-            })
-            .collect();
+        let codes = spec.class_codes();
         let mut right = 0;
         for (img, y) in d.images.chunks(px).zip(&d.labels) {
             let z: Vec<f32> = bank
