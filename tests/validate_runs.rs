@@ -80,6 +80,15 @@ fn smoke_run_end_to_end() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(text.contains("Spearman") && text.contains("vs paper cifar10"), "{text}");
+    assert!(
+        text.contains("ρ(dynamics, measured)") && text.contains("dynamics AUC"),
+        "{text}"
+    );
+    let csv = std::fs::read_to_string(out.join("report").join("compare.csv")).unwrap();
+    assert!(
+        csv.lines().next().unwrap().ends_with("dynamics_auc,dynamics_rank"),
+        "{csv}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 

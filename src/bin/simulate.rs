@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use robustft::cli::fail;
 
 use clap::{Parser, Subcommand};
+use robustft::simulate::dynamics::DynamicsConfig;
 use robustft::simulate::{self, SimConfig, bench};
 use robustft::theory::DEFAULT_TARGET_ACC;
 
@@ -64,6 +65,16 @@ enum Cmd {
         /// Bias β.
         #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
         bias: f64,
+    },
+    /// Training dynamics of the seven strategies on a two-layer linear model: trajectories,
+    /// frontiers, AUC against d, and the phenomenon sweep (figures/dynamics_*).
+    Dynamics {
+        /// Dynamics configuration (TOML); default: the embedded simulations/dynamics.toml.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Output folder for figures and CSVs.
+        #[arg(long, value_name = "DIR", default_value = "figures")]
+        out: PathBuf,
     },
     /// Time the sweep, the closed forms and the full job against baselines; prints ratios.
     Bench {
@@ -128,6 +139,22 @@ fn main() -> ExitCode {
             match simulate::eval_answer(p, eta, eps, &w, bias) {
                 Ok(a) => {
                     println!("{}", serde_json::to_string(&a).expect("serialisable"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Some(Cmd::Dynamics { config, out }) => {
+            let cfg = match config {
+                Some(path) => match DynamicsConfig::load(&path) {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                },
+                None => DynamicsConfig::default_config(),
+            };
+            match simulate::dynamics::run(&cfg, &out) {
+                Ok(summary) => {
+                    print!("{}", summary.render(&cfg));
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),

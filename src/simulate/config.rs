@@ -142,14 +142,14 @@ fn range(field: &str, r: [f64; 2]) -> Result<()> {
     Ok(())
 }
 
-fn non_empty<T: std::fmt::Debug>(field: &str, v: &[T]) -> Result<()> {
+pub(crate) fn non_empty<T: std::fmt::Debug>(field: &str, v: &[T]) -> Result<()> {
     if v.is_empty() {
         return Err(Error::invalid(field, "needs at least one value", "[]"));
     }
     Ok(())
 }
 
-fn at_least(field: &str, v: usize, min: usize) -> Result<()> {
+pub(crate) fn at_least(field: &str, v: usize, min: usize) -> Result<()> {
     if v < min {
         return Err(Error::invalid(field, format!("must be >= {min}"), v));
     }
@@ -237,7 +237,7 @@ impl SimConfig {
 }
 
 /// " (line L, column C)" for a parser error span.
-fn span(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+pub(crate) fn span(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     match span {
         Some(r) => {
             let before = &text[..r.start.min(text.len())];

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod dynamics;
 pub mod figures;
 
 use std::path::{Path, PathBuf};
@@ -43,7 +44,7 @@ pub struct Summary {
     pub elapsed_s: f64,
 }
 
-fn progress(len: u64, msg: &'static str) -> ProgressBar {
+pub(crate) fn progress(len: u64, msg: &'static str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
         ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} ({elapsed})")

@@ -5,7 +5,10 @@
 //! the order of increasing trainable parameter count, for any ε > 0 and any target accuracy. This
 //! module ranks the measured AUCs per dataset against that prediction (Spearman ρ), and both
 //! against the AUC table Li et al. 2025 measured on ViT-B (`validation/reference/li2025_auc.csv`,
-//! embedded), and says plainly where they disagree.
+//! embedded), and says plainly where they disagree. A second theory column comes from the
+//! training-dynamics model (`simulate dynamics`, `theory::dynamics`): the AUC of each strategy's
+//! predicted trajectory at the dataset's d ([`crate::simulate::dynamics::predicted_auc`], embedded
+//! `simulations/dynamics.toml`), ranked against the measurement the same way.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,6 +22,7 @@ use crate::engine::data::synthetic::SyntheticSpec;
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
 use crate::plot::{Axis, Csv, LineChart, Series, Style, color, write_atomic, write_figure};
+use crate::simulate::dynamics::{DynamicsConfig, predicted_auc};
 use crate::simulate::figures::num;
 use crate::theory::predict_strategies;
 use crate::tradeoff::spearman;
@@ -91,7 +95,10 @@ pub fn compare(dir: &Path) -> Result<String> {
         "predicted_rank",
         "measured_auc",
         "measured_rank",
+        "dynamics_auc",
+        "dynamics_rank",
     ]);
+    let dyn_cfg = DynamicsConfig::default_config();
     let mut series = Vec::new();
     let mut datasets: Vec<String> = rep.aucs.keys().map(|(d, _)| d.clone()).collect();
     datasets.dedup();
@@ -132,21 +139,28 @@ pub fn compare(dir: &Path) -> Result<String> {
             })
             .collect();
         let m: Vec<f64> = strategies.iter().map(|s| rep.aucs[&(ds.clone(), *s)].0).collect();
-        let (pr, mr) = (ranks_desc(&p), ranks_desc(&m));
+        let dyn_auc = predicted_auc(&dyn_cfg, (d.round() as usize).max(1))?;
+        let q: Vec<f64> = strategies
+            .iter()
+            .map(|s| dyn_auc.iter().find(|x| x.0 == *s).expect("all predicted").1)
+            .collect();
+        let (pr, mr, qr) = (ranks_desc(&p), ranks_desc(&m), ranks_desc(&q));
         let _ = writeln!(
             md,
-            "## {ds} (theory d = {d})\n\n| strategy | trainable params (ViT-B) | predicted robust | predicted rank | measured AUC | measured rank |\n|---|---|---|---|---|---|"
+            "## {ds} (theory d = {d})\n\n| strategy | trainable params (ViT-B) | predicted robust | predicted rank | measured AUC | measured rank | dynamics AUC | dynamics rank |\n|---|---|---|---|---|---|---|---|"
         );
         for (i, s) in strategies.iter().enumerate() {
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.4} | {} | {:.4} | {} |",
+                "| {} | {} | {:.4} | {} | {:.4} | {} | {:.4} | {} |",
                 s.name(),
                 s.vit_b16_params(),
                 p[i],
                 pr[i],
                 m[i],
-                mr[i]
+                mr[i],
+                q[i],
+                qr[i]
             );
             csv.push(vec![
                 ds.clone(),
@@ -157,6 +171,8 @@ pub fn compare(dir: &Path) -> Result<String> {
                 pr[i].to_string(),
                 num(m[i]),
                 mr[i].to_string(),
+                num(q[i]),
+                qr[i].to_string(),
             ]);
         }
         let rho = spearman(&p, &m);
@@ -179,6 +195,18 @@ pub fn compare(dir: &Path) -> Result<String> {
             _ => "The measured ranking is unrelated to the theory's: they disagree.",
         };
         let _ = writeln!(md, "{verdict}");
+        let _ = writeln!(
+            md,
+            "Training-dynamics model (simulations/dynamics.toml at d = {}): ρ(dynamics, measured) = {}; it puts {} first and {} last.",
+            (d.round() as usize).max(1),
+            spearman(&q, &m).map_or("undefined (ties)".to_string(), |r| format!("{r:.3}")),
+            strategies[qr.iter().position(|&r| r == 1).expect("rank 1 exists")].name(),
+            strategies[qr
+                .iter()
+                .position(|&r| r == strategies.len())
+                .expect("last rank exists")]
+            .name()
+        );
         // Against the paper's table.
         for (pi, pd) in paper_ds.iter().enumerate() {
             let pv: Vec<f64> = strategies

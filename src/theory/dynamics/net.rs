@@ -1,0 +1,569 @@
+//! The two-layer linear network and the seven strategies as parameterisations of its update.
+//!
+//! Backbone z = W x + b (W ∈ R^{h×n}, n = 1 + D), head s = uᵀz + c. Every strategy trains the head
+//! (u, c) and, on top of it (r: rank, N: Compacter's Kronecker factor):
+//!
+//! | strategy | backbone (W, b) | extra trainable | count (incl. head h + 1) |
+//! |---|---|---|---|
+//! | Full | W, b free, from W₀, b₀ | W, b | h·n + h + h + 1 |
+//! | Linear probing | W₀, b₀ | – | h + 1 |
+//! | BitFit | W₀, b free | b | h + h + 1 |
+//! | LoRA | W₀ + B A, b₀ (B = 0 at start) | A ∈ R^{r×n}, B ∈ R^{h×r} | r·(n + h) + h + 1 |
+//! | (IA)³ | diag(ℓ)·W₀, ℓ ⊙ b₀ (ℓ = 1 at start) | ℓ ∈ R^h | h + h + 1 |
+//! | Adapter | M W₀, M b₀ with M = I + U Dᵀ (U = 0 at start) | U, D ∈ R^{h×r} | 2·h·r + h + 1 |
+//! | Compacter | the adapter with U, D = Σᵢ Aᵢ ⊗ (sᵢ tᵢᵀ) | Aᵢ ∈ R^{N×N} shared by U and D; sᵢ ∈ R^{h/N}, tᵢ ∈ R^{r/N} per projection | N³ + 2(h + r) + h + 1 |
+//!
+//! The adapter is the z + U Dᵀ z: a linear bottleneck without biases or non-linearity, so
+//! the whole network stays linear. Compacter follows Karimi Mahabadi et al. 2021 (NeurIPS,
+//! "Compacter", eq. (4)–(5)): parameterised hypercomplex multiplication with shared Aᵢ and rank-one
+//! "slow" factors Bᵢ = sᵢ tᵢᵀ; its up projection starts at zero through t.
+//!
+//! A consequence the results depend on: BitFit, (IA)³, Adapter and Compacter change w = Wᵀu only
+//! inside the row space of W₀ (for the adapter, w = W₀ᵀ Mᵀ u), exactly like linear probing; only
+//! Full and LoRA can reach features the pretrained backbone does not carry. They differ from
+//! linear probing through their parameterisation, i.e. through the path gradient descent takes.
+//!
+//! Parameters live in one flat vector θ = [u, c, strategy block]; [`Net::effective`] maps θ to
+//! (w, β) and [`Net::backward`] maps ∂L/∂(w, β) back to ∂L/∂θ.
+
+use rand::Rng;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::StandardNormal;
+
+use crate::error::{Error, Result};
+use crate::theory::Strategy;
+
+/// The pretrained backbone (W₀, b₀), h × (1 + D).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backbone {
+    hidden: usize,
+    inputs: usize,
+    w: Vec<f64>,
+    b: Vec<f64>,
+}
+
+impl Backbone {
+    /// A backbone from explicit weights (row-major h × inputs) and biases (h).
+    pub fn new(hidden: usize, inputs: usize, w: Vec<f64>, b: Vec<f64>) -> Result<Self> {
+        if hidden == 0 || inputs < 2 {
+            return Err(Error::invalid("hidden", "need h >= 1 and at least 2 inputs", hidden));
+        }
+        if w.len() != hidden * inputs || b.len() != hidden {
+            return Err(Error::invalid(
+                "backbone",
+                format!("need {} weights and {hidden} biases", hidden * inputs),
+                format!("{} weights, {} biases", w.len(), b.len()),
+            ));
+        }
+        if w.iter().chain(&b).any(|x| !x.is_finite()) {
+            return Err(Error::invalid("backbone", "weights must be finite", "NaN or inf"));
+        }
+        Ok(Self { hidden, inputs, w, b })
+    }
+
+    /// The pretrained backbone of an upstream task that used the robust feature and the
+    /// non-robust features `upstream` (1-based): W₀ = Q·E, where E selects coordinates
+    /// {0} ∪ upstream and Q ∈ R^{h×(1+|upstream|)} has orthonormal columns (Gram–Schmidt on a seeded
+    /// Gaussian matrix; needs h ≥ 1 + |upstream|), b₀ = 0. So z carries exactly those coordinates,
+    /// isometrically, and nothing else: W₀ᵀW₀ is the projection onto them.
+    pub fn pretrained(hidden: usize, dim: usize, upstream: &[usize], seed: u64) -> Result<Self> {
+        let cols: Vec<usize> = std::iter::once(0).chain(upstream.iter().copied()).collect();
+        if let Some(&j) = upstream.iter().find(|&&j| j == 0 || j > dim) {
+            return Err(Error::invalid("upstream", format!("indices must lie in 1..={dim}"), j));
+        }
+        if hidden < cols.len() {
+            return Err(Error::invalid(
+                "hidden",
+                format!("must be >= 1 + upstream features = {}", cols.len()),
+                hidden,
+            ));
+        }
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut q: Vec<Vec<f64>> = Vec::with_capacity(cols.len());
+        while q.len() < cols.len() {
+            let mut v: Vec<f64> = (0..hidden).map(|_| rng.sample(StandardNormal)).collect();
+            for _ in 0..2 {
+                for e in &q {
+                    let d: f64 = v.iter().zip(e).map(|(a, b)| a * b).sum();
+                    v.iter_mut().zip(e).for_each(|(a, b)| *a -= d * b);
+                }
+            }
+            let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            if norm > 1e-8 {
+                q.push(v.into_iter().map(|a| a / norm).collect());
+            }
+        }
+        let inputs = 1 + dim;
+        let mut w = vec![0.0; hidden * inputs];
+        for (k, &j) in cols.iter().enumerate() {
+            for i in 0..hidden {
+                w[i * inputs + j] = q[k][i];
+            }
+        }
+        Self::new(hidden, inputs, w, vec![0.0; hidden])
+    }
+
+    /// Width h of z.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+    /// Input width n = 1 + D.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+    /// W₀ (row-major).
+    pub fn weights(&self) -> &[f64] {
+        &self.w
+    }
+    /// b₀.
+    pub fn biases(&self) -> &[f64] {
+        &self.b
+    }
+}
+
+/// Sizes of the PEFT modules and the scale of the random head.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetShape {
+    /// LoRA rank r.
+    pub lora_rank: usize,
+    /// Adapter bottleneck r.
+    pub adapter_rank: usize,
+    /// Compacter's Kronecker factor N (divides h and the bottleneck).
+    pub compacter_n: usize,
+    /// Compacter bottleneck r.
+    pub compacter_rank: usize,
+    /// Standard deviation of the initial head weights u (c starts at 0).
+    pub head_init: f64,
+}
+
+/// Trainable parameter count of `strategy` by its formula (the table in the module doc).
+pub fn trainable_count(strategy: Strategy, hidden: usize, inputs: usize, shape: &NetShape) -> usize {
+    let (h, n) = (hidden, inputs);
+    let head = h + 1;
+    head + match strategy {
+        Strategy::Full => h * n + h,
+        Strategy::LinearProbe => 0,
+        Strategy::Bitfit | Strategy::Ia3 => h,
+        Strategy::Lora => shape.lora_rank * (n + h),
+        Strategy::Adapter => 2 * h * shape.adapter_rank,
+        Strategy::Compacter => shape.compacter_n.pow(3) + 2 * (h + shape.compacter_rank),
+    }
+}
+
+/// One strategy on one backbone.
+#[derive(Debug, Clone)]
+pub struct Net<'a> {
+    backbone: &'a Backbone,
+    strategy: Strategy,
+    shape: NetShape,
+    len: usize,
+}
+
+/// The effective classifier (w, β) and the backbone (W, b) that produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effective {
+    /// w = Wᵀu (robust coordinate first).
+    pub w: Vec<f64>,
+    /// β = uᵀb + c.
+    pub beta: f64,
+    /// Current backbone weights W (row-major h × n).
+    pub backbone_w: Vec<f64>,
+    /// Current backbone biases b.
+    pub backbone_b: Vec<f64>,
+}
+
+impl<'a> Net<'a> {
+    /// Validates the shape against the backbone (ranks ≥ 1, N divides h and the Compacter bottleneck).
+    pub fn new(backbone: &'a Backbone, strategy: Strategy, shape: NetShape) -> Result<Self> {
+        let h = backbone.hidden;
+        for (name, r) in [
+            ("lora_rank", shape.lora_rank),
+            ("adapter_rank", shape.adapter_rank),
+            ("compacter_rank", shape.compacter_rank),
+            ("compacter_n", shape.compacter_n),
+        ] {
+            if r == 0 {
+                return Err(Error::invalid(name, "must be >= 1", 0));
+            }
+        }
+        if !h.is_multiple_of(shape.compacter_n) || !shape.compacter_rank.is_multiple_of(shape.compacter_n) {
+            return Err(Error::invalid(
+                "compacter_n",
+                format!(
+                    "must divide both the hidden width ({h}) and compacter_rank ({})",
+                    shape.compacter_rank
+                ),
+                shape.compacter_n,
+            ));
+        }
+        if !(shape.head_init.is_finite() && shape.head_init >= 0.0) {
+            return Err(Error::invalid(
+                "head_init",
+                "must be a finite number >= 0",
+                shape.head_init,
+            ));
+        }
+        let len = trainable_count(strategy, h, backbone.inputs, &shape);
+        Ok(Self {
+            backbone,
+            strategy,
+            shape,
+            len,
+        })
+    }
+
+    /// The strategy.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+    /// Trainable parameters (the length of θ).
+    pub fn trainable(&self) -> usize {
+        self.len
+    }
+    /// The backbone.
+    pub fn backbone(&self) -> &Backbone {
+        self.backbone
+    }
+
+    /// Initial θ: u ~ N(0, head_init²), c = 0; B = 0 (LoRA), ℓ = 1 ((IA)³), U = 0 (Adapter;
+    /// Compacter through t of the up projection), W = W₀ and b = b₀ (Full, BitFit); the random
+    /// factors A ~ N(0, 1/n) (LoRA), D ~ N(0, 1/h) (Adapter), Aᵢ ~ N(0, 1/N), sᵢ ~ N(0, 1),
+    /// t'ᵢ ~ N(0, 1/h) (Compacter down projection). So every strategy starts at the same effective
+    /// classifier: W₀ with the random head.
+    pub fn init(&self, seed: u64) -> Vec<f64> {
+        let (h, n) = (self.backbone.hidden, self.backbone.inputs);
+        // Streams of their own (the backbone draws from `seed` itself: sharing it would align the
+        // head with W₀'s first column); the module factors apart from the head so that the head
+        // is the same for every strategy.
+        let mut head_rng = StdRng::seed_from_u64(splitmix64(seed ^ 0xa5a5_a5a5_a5a5_a5a5));
+        let mut rng = StdRng::seed_from_u64(splitmix64(seed ^ 0x9e37_79b9_7f4a_7c15));
+        let mut gauss =
+            |std: f64, k: usize| -> Vec<f64> { (0..k).map(|_| std * rng.sample::<f64, _>(StandardNormal)).collect() };
+        let mut theta: Vec<f64> = (0..h)
+            .map(|_| self.shape.head_init * head_rng.sample::<f64, _>(StandardNormal))
+            .collect();
+        theta.push(0.0);
+        match self.strategy {
+            Strategy::Full => {
+                theta.extend_from_slice(&self.backbone.w);
+                theta.extend_from_slice(&self.backbone.b);
+            }
+            Strategy::LinearProbe => {}
+            Strategy::Bitfit => theta.extend_from_slice(&self.backbone.b),
+            Strategy::Ia3 => theta.extend(std::iter::repeat_n(1.0, h)),
+            Strategy::Lora => {
+                let r = self.shape.lora_rank;
+                theta.extend(gauss((1.0 / n as f64).sqrt(), r * n));
+                theta.extend(std::iter::repeat_n(0.0, h * r));
+            }
+            Strategy::Adapter => {
+                let r = self.shape.adapter_rank;
+                theta.extend(std::iter::repeat_n(0.0, h * r));
+                theta.extend(gauss((1.0 / h as f64).sqrt(), h * r));
+            }
+            Strategy::Compacter => {
+                let (nn, r) = (self.shape.compacter_n, self.shape.compacter_rank);
+                theta.extend(gauss((1.0 / nn as f64).sqrt(), nn * nn * nn));
+                theta.extend(gauss(1.0, h)); // up s
+                theta.extend(std::iter::repeat_n(0.0, r)); // up t = 0
+                theta.extend(gauss(1.0, h)); // down s
+                theta.extend(gauss((1.0 / h as f64).sqrt(), r)); // down t
+            }
+        }
+        debug_assert_eq!(theta.len(), self.len);
+        theta
+    }
+
+    fn check(&self, theta: &[f64]) -> Result<()> {
+        if theta.len() != self.len {
+            return Err(Error::invalid(
+                "theta",
+                format!("{} needs {} parameters", self.strategy.name(), self.len),
+                theta.len(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Compacter's two h × r matrices from θ's block.
+    fn compacter_mats(&self, blk: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let (h, nn, r) = (self.backbone.hidden, self.shape.compacter_n, self.shape.compacter_rank);
+        let (a, rest) = blk.split_at(nn * nn * nn);
+        let (us, rest) = rest.split_at(h);
+        let (ut, rest) = rest.split_at(r);
+        let (ds, dt) = rest.split_at(h);
+        (kron_sum(a, us, ut, nn, h, r), kron_sum(a, ds, dt, nn, h, r))
+    }
+
+    /// θ ↦ (w, β) and the current (W, b).
+    pub fn effective(&self, theta: &[f64]) -> Result<Effective> {
+        self.check(theta)?;
+        let (h, n) = (self.backbone.hidden, self.backbone.inputs);
+        let (u, rest) = theta.split_at(h);
+        let (c, blk) = (rest[0], &rest[1..]);
+        let (w0, b0) = (&self.backbone.w, &self.backbone.b);
+        let (bw, bb): (Vec<f64>, Vec<f64>) = match self.strategy {
+            Strategy::Full => (blk[..h * n].to_vec(), blk[h * n..].to_vec()),
+            Strategy::LinearProbe => (w0.clone(), b0.clone()),
+            Strategy::Bitfit => (w0.clone(), blk.to_vec()),
+            Strategy::Ia3 => (
+                (0..h * n).map(|k| blk[k / n] * w0[k]).collect(),
+                (0..h).map(|i| blk[i] * b0[i]).collect(),
+            ),
+            Strategy::Lora => {
+                let r = self.shape.lora_rank;
+                let (a, bm) = blk.split_at(r * n);
+                let mut w = w0.clone();
+                for i in 0..h {
+                    for k in 0..r {
+                        let f = bm[i * r + k];
+                        if f != 0.0 {
+                            let row = &a[k * n..(k + 1) * n];
+                            w[i * n..(i + 1) * n].iter_mut().zip(row).for_each(|(x, y)| *x += f * y);
+                        }
+                    }
+                }
+                (w, b0.clone())
+            }
+            Strategy::Adapter | Strategy::Compacter => {
+                let (up, down, r) = self.adapter_mats(blk);
+                // M = I + U Dᵀ applied to W₀ and b₀: M W₀ = W₀ + U (Dᵀ W₀).
+                let mut dw = vec![0.0; r * n];
+                let mut db = vec![0.0; r];
+                for i in 0..h {
+                    for k in 0..r {
+                        let f = down[i * r + k];
+                        dw[k * n..(k + 1) * n]
+                            .iter_mut()
+                            .zip(&w0[i * n..(i + 1) * n])
+                            .for_each(|(x, y)| *x += f * y);
+                        db[k] += f * b0[i];
+                    }
+                }
+                let mut w = w0.clone();
+                let mut b = b0.clone();
+                for i in 0..h {
+                    for k in 0..r {
+                        let f = up[i * r + k];
+                        if f != 0.0 {
+                            w[i * n..(i + 1) * n]
+                                .iter_mut()
+                                .zip(&dw[k * n..(k + 1) * n])
+                                .for_each(|(x, y)| *x += f * y);
+                            b[i] += f * db[k];
+                        }
+                    }
+                }
+                (w, b)
+            }
+        };
+        let mut w = vec![0.0; n];
+        for i in 0..h {
+            w.iter_mut()
+                .zip(&bw[i * n..(i + 1) * n])
+                .for_each(|(x, y)| *x += u[i] * y);
+        }
+        let beta = u.iter().zip(&bb).map(|(a, b)| a * b).sum::<f64>() + c;
+        Ok(Effective {
+            w,
+            beta,
+            backbone_w: bw,
+            backbone_b: bb,
+        })
+    }
+
+    /// (U, D, r) of the adapter or Compacter block.
+    fn adapter_mats(&self, blk: &[f64]) -> (Vec<f64>, Vec<f64>, usize) {
+        let h = self.backbone.hidden;
+        match self.strategy {
+            Strategy::Compacter => {
+                let (u, d) = self.compacter_mats(blk);
+                (u, d, self.shape.compacter_rank)
+            }
+            _ => {
+                let r = self.shape.adapter_rank;
+                (blk[..h * r].to_vec(), blk[h * r..].to_vec(), r)
+            }
+        }
+    }
+
+    /// ∂L/∂θ from ∂L/∂w (`gw`) and ∂L/∂β (`gbeta`) at θ; `eff` is [`Net::effective`] at θ.
+    pub fn backward(&self, theta: &[f64], eff: &Effective, gw: &[f64], gbeta: f64) -> Result<Vec<f64>> {
+        self.check(theta)?;
+        let (h, n) = (self.backbone.hidden, self.backbone.inputs);
+        if gw.len() != n {
+            return Err(Error::invalid("gw", format!("need {n} entries"), gw.len()));
+        }
+        let u = &theta[..h];
+        let blk = &theta[h + 1..];
+        let (w0, b0) = (&self.backbone.w, &self.backbone.b);
+        let mut g = Vec::with_capacity(self.len);
+        // Head: ∂L/∂u = W gw + b·gβ, ∂L/∂c = gβ.
+        for i in 0..h {
+            let row = &eff.backbone_w[i * n..(i + 1) * n];
+            g.push(dot(row, gw) + eff.backbone_b[i] * gbeta);
+        }
+        g.push(gbeta);
+        // Backbone: ∂L/∂W = u gwᵀ, ∂L/∂b = u·gβ, pushed through each parameterisation.
+        match self.strategy {
+            Strategy::Full => {
+                for &ui in u {
+                    g.extend(gw.iter().map(|x| ui * x));
+                }
+                g.extend(u.iter().map(|ui| ui * gbeta));
+            }
+            Strategy::LinearProbe => {}
+            Strategy::Bitfit => g.extend(u.iter().map(|ui| ui * gbeta)),
+            Strategy::Ia3 => {
+                for i in 0..h {
+                    g.push(u[i] * (dot(&w0[i * n..(i + 1) * n], gw) + b0[i] * gbeta));
+                }
+            }
+            Strategy::Lora => {
+                let r = self.shape.lora_rank;
+                let (a, bm) = blk.split_at(r * n);
+                let a_gw: Vec<f64> = (0..r).map(|k| dot(&a[k * n..(k + 1) * n], gw)).collect();
+                let bt_u: Vec<f64> = (0..r).map(|k| (0..h).map(|i| bm[i * r + k] * u[i]).sum()).collect();
+                for &bk in &bt_u {
+                    g.extend(gw.iter().map(|x| bk * x));
+                }
+                for &ui in u {
+                    g.extend(a_gw.iter().map(|x| ui * x));
+                }
+            }
+            Strategy::Adapter | Strategy::Compacter => {
+                let (up, down, r) = self.adapter_mats(blk);
+                // q = W₀ gw + gβ b₀; ∂L/∂U = u (Dᵀq)ᵀ; ∂L/∂D = q (Uᵀu)ᵀ.
+                let q: Vec<f64> = (0..h)
+                    .map(|i| dot(&w0[i * n..(i + 1) * n], gw) + gbeta * b0[i])
+                    .collect();
+                let dt_q: Vec<f64> = (0..r).map(|k| (0..h).map(|i| down[i * r + k] * q[i]).sum()).collect();
+                let ut_u: Vec<f64> = (0..r).map(|k| (0..h).map(|i| up[i * r + k] * u[i]).sum()).collect();
+                let mut g_up = Vec::with_capacity(h * r);
+                let mut g_down = Vec::with_capacity(h * r);
+                for i in 0..h {
+                    g_up.extend(dt_q.iter().map(|x| u[i] * x));
+                    g_down.extend(ut_u.iter().map(|x| q[i] * x));
+                }
+                if self.strategy == Strategy::Adapter {
+                    g.extend(g_up);
+                    g.extend(g_down);
+                } else {
+                    g.extend(self.compacter_backward(blk, &g_up, &g_down));
+                }
+            }
+        }
+        debug_assert_eq!(g.len(), self.len);
+        Ok(g)
+    }
+
+    fn compacter_backward(&self, blk: &[f64], g_up: &[f64], g_down: &[f64]) -> Vec<f64> {
+        let (h, nn, r) = (self.backbone.hidden, self.shape.compacter_n, self.shape.compacter_rank);
+        let (a, rest) = blk.split_at(nn * nn * nn);
+        let (us, rest) = rest.split_at(h);
+        let (ut, rest) = rest.split_at(r);
+        let (ds, dt) = rest.split_at(h);
+        let (ga1, gus, gut) = kron_sum_backward(a, us, ut, g_up, nn, h, r);
+        let (ga2, gds, gdt) = kron_sum_backward(a, ds, dt, g_down, nn, h, r);
+        let mut g: Vec<f64> = ga1.iter().zip(&ga2).map(|(x, y)| x + y).collect();
+        g.extend(gus);
+        g.extend(gut);
+        g.extend(gds);
+        g.extend(gdt);
+        g
+    }
+}
+
+/// SplitMix64's finaliser (Steele, Lea & Flood 2014): decorrelates derived seeds.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Σᵢ Aᵢ ⊗ (sᵢ tᵢᵀ) as an h × r row-major matrix; `a` holds N matrices N × N, `s` N vectors of
+/// h/N, `t` N vectors of r/N. Entry (p·h/N + q, p'·r/N + k) = Σᵢ Aᵢ[p, p']·sᵢ[q]·tᵢ[k].
+fn kron_sum(a: &[f64], s: &[f64], t: &[f64], nn: usize, h: usize, r: usize) -> Vec<f64> {
+    let (hh, rr) = (h / nn, r / nn);
+    let mut m = vec![0.0; h * r];
+    for i in 0..nn {
+        for p in 0..nn {
+            for pp in 0..nn {
+                let aij = a[i * nn * nn + p * nn + pp];
+                for q in 0..hh {
+                    let f = aij * s[i * hh + q];
+                    for k in 0..rr {
+                        m[(p * hh + q) * r + pp * rr + k] += f * t[i * rr + k];
+                    }
+                }
+            }
+        }
+    }
+    m
+}
+
+/// Gradients of a loss with respect to (A, s, t) given its gradient `gm` with respect to
+/// [`kron_sum`]'s output.
+fn kron_sum_backward(
+    a: &[f64],
+    s: &[f64],
+    t: &[f64],
+    gm: &[f64],
+    nn: usize,
+    h: usize,
+    r: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (hh, rr) = (h / nn, r / nn);
+    let (mut ga, mut gs, mut gt) = (vec![0.0; a.len()], vec![0.0; s.len()], vec![0.0; t.len()]);
+    for i in 0..nn {
+        for p in 0..nn {
+            for pp in 0..nn {
+                let aij = a[i * nn * nn + p * nn + pp];
+                for q in 0..hh {
+                    let sq = s[i * hh + q];
+                    for k in 0..rr {
+                        let gv = gm[(p * hh + q) * r + pp * rr + k];
+                        let tk = t[i * rr + k];
+                        ga[i * nn * nn + p * nn + pp] += gv * sq * tk;
+                        gs[i * hh + q] += gv * aij * tk;
+                        gt[i * rr + k] += gv * aij * sq;
+                    }
+                }
+            }
+        }
+    }
+    (ga, gs, gt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// kron_sum against the Kronecker product written out for N = 2, h = 4, r = 2.
+    #[test]
+    fn kron_sum_is_the_sum_of_kronecker_products() {
+        let a = [1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 0.0, 2.0]; // A₀ = [[1,2],[3,4]], A₁ = [[-1,.5],[0,2]]
+        let s = [1.0, -2.0, 0.5, 3.0]; // s₀ = (1, −2), s₁ = (0.5, 3)
+        let t = [2.0, -1.0]; // t₀ = (2), t₁ = (−1)
+        let m = kron_sum(&a, &s, &t, 2, 4, 2);
+        // A ⊗ (s tᵀ) with s tᵀ a 2×1 block: entry (2p + q, p') = A[p][p']·s[q]·t.
+        let mut want = [0.0; 8];
+        for i in 0..2 {
+            for p in 0..2 {
+                for pp in 0..2 {
+                    for q in 0..2 {
+                        want[(2 * p + q) * 2 + pp] += a[4 * i + 2 * p + pp] * s[2 * i + q] * t[i];
+                    }
+                }
+            }
+        }
+        assert_eq!(m, want.to_vec());
+        assert_eq!(m[0], 2.0 + 0.5); // (0,0): A₀[0][0]s₀[0]t₀ + A₁[0][0]s₁[0]t₁ = 1·1·2 + (−1)·0.5·(−1)
+    }
+}
