@@ -244,6 +244,7 @@ fn bench_json_fields() {
         "threads",
         "train_step_s",
         "eval_batch_s",
+        "eval_batch_split_s",
         "pgd15_s",
         "pgd15_early_exit_s",
         "peak_rss_mb",
@@ -296,4 +297,31 @@ fn split_step_matches_the_single_batch_step() {
         // so a parameter can differ by at most lr·(relative gradient error) ≪ 1e-9.
         assert!(d < 1e-9, "{k}: {d}");
     }
+    // The split clean forward returns the whole-batch logits, in order, for an uneven split.
+    use robustft::engine::eval::forward_split;
+    let whole = a.forward(&x).unwrap();
+    for parts in [1, 2, 3, 13, 40] {
+        let split = forward_split(&a, &x, parts).unwrap();
+        assert_eq!(split.dims(), whole.dims());
+        assert!(common::max_abs_diff(&whole, &split) < 1e-12, "{parts} parts");
+    }
+    // The frozen view (what attacks run on) computes the same function and the same attack,
+    // with no trainable Vars.
+    use robustft::engine::attack::{PgdConfig, StopRule, pgd};
+    let frozen = a.frozen();
+    assert!(frozen.trainable().is_empty() && !a.trainable().is_empty());
+    assert!(common::max_abs_diff(&whole, &frozen.forward(&x).unwrap()) == 0.0);
+    let cfg = PgdConfig {
+        eps: 0.05,
+        alpha: 0.02,
+        steps: 4,
+        random_start: true,
+        stop: StopRule::LastIterate,
+    };
+    let (pa, pf) = (
+        pgd(&a, &x, &y, &cfg, 5).unwrap(),
+        pgd(&frozen, &x, &y, &cfg, 5).unwrap(),
+    );
+    assert_eq!(pa.robust, pf.robust);
+    assert!(common::max_abs_diff(&pa.adv, &pf.adv) < 1e-12);
 }

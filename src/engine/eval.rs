@@ -1,6 +1,6 @@
 //! Clean and robust evaluation of a model on a dataset, batch by batch.
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 
 use super::Vit;
 use super::attack::{ApgdConfig, AttackOutcome, PgdConfig, apgd, pgd_split};
@@ -34,13 +34,39 @@ pub struct EvalCounts {
     pub robust: usize,
 }
 
-/// Clean accuracy counts of `model` on `ids` of `data`.
+/// Logits of `x` with the batch cut into `parts` contiguous slices, each forwarded on its own
+/// thread and concatenated in order (CPU data parallelism, as `train_step_split` and `pgd_split`;
+/// `parts` = 1 is [`Vit::forward`]). Equal to the whole-batch forward up to float rounding.
+pub fn forward_split(model: &Vit, x: &Tensor, parts: usize) -> Result<Tensor> {
+    let b = x.dim(0)?;
+    let parts = parts.clamp(1, b.max(1));
+    if parts == 1 {
+        return Ok(model.forward(x)?);
+    }
+    let per = b.div_ceil(parts);
+    let outs: Vec<candle_core::Result<Tensor>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..parts)
+            .filter(|i| i * per < b)
+            .map(|i| {
+                let (start, len) = (i * per, per.min(b - i * per));
+                s.spawn(move || model.forward(&x.narrow(0, start, len)?))
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("forward thread panicked"))
+            .collect()
+    });
+    let outs = outs.into_iter().collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&outs, 0)?)
+}
+
+/// Clean accuracy counts of `model` on `ids` of `data` (batches forwarded with [`forward_split`]).
 pub fn clean_counts(model: &Vit, data: &Dataset, ids: &[usize], batch: usize, device: &Device) -> Result<EvalCounts> {
     let mut c = EvalCounts::default();
     for chunk in ids.chunks(batch.max(1)) {
         let (x, y) = data.batch(chunk, device)?;
         let x = x.to_dtype(model.dtype())?;
-        let ok = super::attack::correct(&model.forward(&x)?, &y)?;
+        let ok = super::attack::correct(&forward_split(model, &x, super::batch_parts(device))?, &y)?;
         c.n += chunk.len();
         c.clean += ok.iter().filter(|b| **b).count();
     }
@@ -58,6 +84,8 @@ pub fn robust_counts(
     device: &Device,
 ) -> Result<EvalCounts> {
     let mut c = EvalCounts::default();
+    // Attack a frozen view: input gradients only, no parameter gradients.
+    let model = &model.frozen();
     for (bi, chunk) in ids.chunks(batch.max(1)).enumerate() {
         let (x, y) = data.batch(chunk, device)?;
         let x = x.to_dtype(model.dtype())?;

@@ -358,6 +358,25 @@ impl Vit {
         self.head(&self.features(x)?)
     }
 
+    /// The same model with every tensor detached and no trainable `Var`s: tensors share storage
+    /// with `self` (no copy). Attacks run on it, so that backpropagating to the input does not also
+    /// compute parameter gradients (weight matmuls and the bias reductions of broadcast adds),
+    /// which candle would otherwise do for every tracked `Var`.
+    pub fn frozen(&self) -> Vit {
+        Vit {
+            cfg: self.cfg.clone(),
+            peft: self.peft.clone(),
+            strategy: self.strategy,
+            num_classes: self.num_classes,
+            specs: self.specs.clone(),
+            tensors: self.tensors.iter().map(|(k, v)| (k.clone(), v.detach())).collect(),
+            vars: Vec::new(),
+            layers: self.layers.clone(),
+            device: self.device.clone(),
+            dtype: self.dtype,
+        }
+    }
+
     /// Folds LoRA and (IA)³ into the backbone weights (W + (α/r)BA; diag(ℓ)W, ℓ⊙b) and returns a
     /// model with the same function and no extra tensors (inference only: only the head trains).
     /// Other strategies are returned unchanged (cloned).
