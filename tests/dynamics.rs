@@ -331,22 +331,27 @@ fn scratch(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// `simulate dynamics --config CFG --out OUT`.
+fn run_dynamics(cfg: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_simulate"))
+        .args([
+            "dynamics",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn simulate_dynamics_end_to_end() {
     let dir = scratch("e2e");
     let cfg_path = dir.join("dyn.toml");
     std::fs::write(&cfg_path, tiny_config("")).unwrap();
     let out = dir.join("out");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_simulate"))
-        .args([
-            "dynamics",
-            "--config",
-            cfg_path.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = run_dynamics(&cfg_path, &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("Robustness rises, then falls"), "{stdout}");
@@ -372,16 +377,7 @@ fn simulate_dynamics_end_to_end() {
     }
     // Deterministic: a second run writes the same numbers.
     let out2 = dir.join("out2");
-    let o2 = std::process::Command::new(env!("CARGO_BIN_EXE_simulate"))
-        .args([
-            "dynamics",
-            "--config",
-            cfg_path.to_str().unwrap(),
-            "--out",
-            out2.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o2 = run_dynamics(&cfg_path, &out2);
     assert!(o2.status.success());
     for f in ["dynamics_curves.csv", "predicted_auc.csv", "dynamics_sweep.csv"] {
         assert_eq!(
@@ -418,16 +414,7 @@ fn bad_dynamics_configs_name_the_key_and_write_nothing() {
         let path = dir.join(format!("bad{i}.toml"));
         std::fs::write(&path, text).unwrap();
         let out = dir.join(format!("out{i}"));
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_simulate"))
-            .args([
-                "dynamics",
-                "--config",
-                path.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
+        let o = run_dynamics(&path, &out);
         assert!(!o.status.success(), "case {i} should fail");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(key), "case {i}: error should name `{key}`: {err}");

@@ -156,13 +156,18 @@ pub(crate) fn at_least(field: &str, v: usize, min: usize) -> Result<()> {
     Ok(())
 }
 
+/// Parses TOML text into `T`; a parser error names `origin` and the line and column.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
+    toml::from_str(text).map_err(|e| Error::Config {
+        path: origin.to_path_buf(),
+        message: e.message().to_string() + &span(text, e.span()),
+    })
+}
+
 impl SimConfig {
     /// Parses TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Config {
-            path: origin.to_path_buf(),
-            message: e.message().to_string() + &span(text, e.span()),
-        })
+        parse_toml(text, origin)
     }
 
     /// Reads and parses a file.
@@ -237,7 +242,7 @@ impl SimConfig {
 }
 
 /// " (line L, column C)" for a parser error span.
-pub(crate) fn span(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+fn span(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     match span {
         Some(r) => {
             let before = &text[..r.start.min(text.len())];

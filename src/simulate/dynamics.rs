@@ -18,7 +18,7 @@ use std::time::Instant;
 use plotters::prelude::SeriesLabelPosition;
 use serde::Deserialize;
 
-use super::config::{at_least, non_empty, span};
+use super::config::{at_least, non_empty, parse_toml};
 use super::figures::num;
 use super::progress;
 use crate::error::{Error, Result, check};
@@ -143,10 +143,7 @@ pub struct Setting {
 impl DynamicsConfig {
     /// Parses TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Config {
-            path: origin.to_path_buf(),
-            message: e.message().to_string() + &span(text, e.span()),
-        })
+        parse_toml(text, origin)
     }
 
     /// Reads, parses and validates a file; errors name the file and the key.

@@ -27,7 +27,7 @@ pub mod train;
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-use super::feature_model::{ScoreSummary, accuracy};
+use super::feature_model::{FeatureModel, ScoreSummary, accuracy};
 use super::quadrature::GaussHermite;
 use crate::error::{Error, Result, check};
 
@@ -64,15 +64,8 @@ impl Task {
     /// p ∈ (0.5, 1), η > 0, D ≥ 1 non-robust features of which those in `relevant` (1-based
     /// indices into 1..=D, no repeats) carry the label.
     pub fn new(p: f64, eta: f64, dim: usize, relevant: &[usize]) -> Result<Self> {
-        check::open("p", p, 0.5, 1.0)?;
-        check::positive("eta", eta)?;
-        if dim == 0 {
-            return Err(Error::invalid(
-                "dim",
-                "need at least one non-robust feature (D >= 1)",
-                0,
-            ));
-        }
+        // Same admissible p, η and D as the feature model (one validation, one set of messages).
+        FeatureModel::new(p, eta, dim)?;
         let mut mu = vec![0.0; dim];
         for &j in relevant {
             if j == 0 || j > dim {
