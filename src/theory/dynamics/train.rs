@@ -163,25 +163,22 @@ pub fn train(task: &Task, net: &Net, theta0: &[f64], spec: &TrainSpec) -> Result
     let mut next = spec.eval_steps.iter().peekable();
     let mut eff = net.effective(&theta)?;
     for step in 0..=spec.steps {
-        let pop = task.population(&gh, &eff.w, eff.beta)?;
-        if !pop.loss.is_finite() || pop.w.iter().any(|g| !g.is_finite()) {
-            return Err(Error::invalid(
-                "lr",
-                format!(
-                    "{} diverged at step {step} (loss {}); use a smaller step size",
-                    net.strategy().name(),
-                    pop.loss
-                ),
-                spec.lr,
-            ));
-        }
-        if next.peek() == Some(&&step) {
+        let at_eval = next.peek() == Some(&&step);
+        // The population gradient is needed to step (GD) or to report the loss (evaluations);
+        // SGD between evaluations needs only its sampled gradient.
+        let pop = if spec.batch.is_none() || at_eval {
+            Some(task.population(&gh, &eff.w, eff.beta)?)
+        } else {
+            None
+        };
+        if at_eval {
             next.next();
+            let loss = pop.as_ref().expect("computed at evaluations").loss;
             let l2 = task.population(&gh2, &eff.w, eff.beta)?.loss;
             let l1: f64 = eff.w.iter().map(|x| x.abs()).sum();
             points.push(TrajPoint {
                 step,
-                loss: pop.loss,
+                loss,
                 clean: task.accuracy(&eff.w, eff.beta, 0.0)?,
                 robust: spec
                     .eps
@@ -189,16 +186,28 @@ pub fn train(task: &Task, net: &Net, theta0: &[f64], spec: &TrainSpec) -> Result
                     .map(|&e| task.accuracy(&eff.w, eff.beta, e))
                     .collect::<Result<_>>()?,
                 robust_share: if l1 > 0.0 { eff.w[0].abs() / l1 } else { 0.0 },
-                quad_gap: (pop.loss - l2).abs(),
+                quad_gap: (loss - l2).abs(),
             });
         }
         if step == spec.steps {
             break;
         }
-        let g = match spec.batch {
-            None => pop,
-            Some(b) => sampled_gradient(task, &eff.w, eff.beta, b, &mut rng)?,
+        let g = match (spec.batch, pop) {
+            (None, Some(pop)) => pop,
+            (Some(b), _) => sampled_gradient(task, &eff.w, eff.beta, b, &mut rng)?,
+            (None, None) => unreachable!("population gradient computed for GD"),
         };
+        if !g.loss.is_finite() || g.w.iter().any(|x| !x.is_finite()) {
+            return Err(Error::invalid(
+                "lr",
+                format!(
+                    "{} diverged at step {step} (loss {}); use a smaller step size",
+                    net.strategy().name(),
+                    g.loss
+                ),
+                spec.lr,
+            ));
+        }
         let grad = net.backward(&theta, &eff, &g.w, g.beta)?;
         theta.iter_mut().zip(&grad).for_each(|(t, g)| *t -= spec.lr * g);
         eff = net.effective(&theta)?;
