@@ -26,6 +26,8 @@
 //! Parameters live in one flat vector θ = [u, c, strategy block]; [`Net::effective`] maps θ to
 //! (w, β) and [`Net::backward`] maps ∂L/∂(w, β) back to ∂L/∂θ.
 
+use std::borrow::Cow;
+
 use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -162,15 +164,16 @@ pub struct Net<'a> {
 
 /// The effective classifier (w, β) and the backbone (W, b) that produced it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Effective {
+pub struct Effective<'a> {
     /// w = Wᵀu (robust coordinate first).
     pub w: Vec<f64>,
     /// β = uᵀb + c.
     pub beta: f64,
     /// Current backbone weights W (row-major h × n).
-    pub backbone_w: Vec<f64>,
+    /// (Borrowed from the pretrained backbone where the strategy leaves it unchanged.)
+    pub backbone_w: Cow<'a, [f64]>,
     /// Current backbone biases b.
-    pub backbone_b: Vec<f64>,
+    pub backbone_b: Cow<'a, [f64]>,
 }
 
 impl<'a> Net<'a> {
@@ -297,19 +300,20 @@ impl<'a> Net<'a> {
     }
 
     /// θ ↦ (w, β) and the current (W, b).
-    pub fn effective(&self, theta: &[f64]) -> Result<Effective> {
+    pub fn effective(&self, theta: &[f64]) -> Result<Effective<'a>> {
         self.check(theta)?;
         let (h, n) = (self.backbone.hidden, self.backbone.inputs);
         let (u, rest) = theta.split_at(h);
         let (c, blk) = (rest[0], &rest[1..]);
-        let (w0, b0) = (&self.backbone.w, &self.backbone.b);
-        let (bw, bb): (Vec<f64>, Vec<f64>) = match self.strategy {
-            Strategy::Full => (blk[..h * n].to_vec(), blk[h * n..].to_vec()),
-            Strategy::LinearProbe => (w0.clone(), b0.clone()),
-            Strategy::Bitfit => (w0.clone(), blk.to_vec()),
+        let backbone: &'a Backbone = self.backbone;
+        let (w0, b0) = (&backbone.w, &backbone.b);
+        let (bw, bb): (Cow<'a, [f64]>, Cow<'a, [f64]>) = match self.strategy {
+            Strategy::Full => (blk[..h * n].to_vec().into(), blk[h * n..].to_vec().into()),
+            Strategy::LinearProbe => (w0.as_slice().into(), b0.as_slice().into()),
+            Strategy::Bitfit => (w0.as_slice().into(), blk.to_vec().into()),
             Strategy::Ia3 => (
-                (0..h * n).map(|k| blk[k / n] * w0[k]).collect(),
-                (0..h).map(|i| blk[i] * b0[i]).collect(),
+                (0..h * n).map(|k| blk[k / n] * w0[k]).collect::<Vec<_>>().into(),
+                (0..h).map(|i| blk[i] * b0[i]).collect::<Vec<_>>().into(),
             ),
             Strategy::Lora => {
                 let r = self.shape.lora_rank;
@@ -324,7 +328,7 @@ impl<'a> Net<'a> {
                         }
                     }
                 }
-                (w, b0.clone())
+                (w.into(), b0.as_slice().into())
             }
             Strategy::Adapter | Strategy::Compacter => {
                 let (up, down, r) = self.adapter_mats(blk);
@@ -355,7 +359,7 @@ impl<'a> Net<'a> {
                         }
                     }
                 }
-                (w, b)
+                (w.into(), b.into())
             }
         };
         let mut w = vec![0.0; n];
@@ -364,7 +368,7 @@ impl<'a> Net<'a> {
                 .zip(&bw[i * n..(i + 1) * n])
                 .for_each(|(x, y)| *x += u[i] * y);
         }
-        let beta = u.iter().zip(&bb).map(|(a, b)| a * b).sum::<f64>() + c;
+        let beta = u.iter().zip(bb.iter()).map(|(a, b)| a * b).sum::<f64>() + c;
         Ok(Effective {
             w,
             beta,
