@@ -284,18 +284,7 @@ mod reference {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
+        crate::engine::ops::max_abs_diff(a, b).unwrap()
     }
 
     /// Fused against composed, values and gradients (of a random linear functional of the

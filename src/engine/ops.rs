@@ -7,6 +7,17 @@
 
 use candle_core::{D, Result, Tensor};
 
+/// max |a − b| over all elements, as f64 (any float dtype): how far two computations of the same
+/// tensor (fused vs composed, split vs whole batch, merged vs unmerged) are apart.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
+    (a - b)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_dtype(candle_core::DType::F64)?
+        .to_scalar::<f64>()
+}
+
 /// Whether the fused CPU kernels apply (CPU tensors of f32/f64).
 fn fused(x: &Tensor) -> bool {
     x.device().is_cpu() && matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64)
