@@ -6,23 +6,14 @@ use std::collections::{BTreeSet, HashMap};
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use robustft::engine::Vit;
 use robustft::engine::ops::cross_entropy;
 use robustft::engine::peft::{PeftConfig, Strategy, model_spec};
 use robustft::engine::vit::{Role, VitConfig};
+use robustft::engine::{Vit, VitSpec};
 
 fn tiny_model(strategy: Strategy, seed: u64) -> Vit {
     let cfg = VitConfig::tiny();
-    Vit::new(
-        &cfg,
-        &PeftConfig::default_for(&cfg),
-        strategy,
-        5,
-        DType::F64,
-        &Device::Cpu,
-        seed,
-    )
-    .unwrap()
+    Vit::new(&VitSpec::new(&cfg, strategy, 5, DType::F64, &Device::Cpu, seed)).unwrap()
 }
 
 fn images(n: usize, seed: u64) -> Tensor {
@@ -198,13 +189,14 @@ use common::max_abs_diff;
 fn checkpoint_round_trip_prefix_and_errors() {
     let dir = scratch("ckpt");
     let cfg = VitConfig::tiny();
-    let peft = PeftConfig::default_for(&cfg);
+    // LoRA, 5 classes, f64 on the CPU, seed `seed`.
+    let lora = |classes: usize, seed: u64| VitSpec::new(&cfg, Strategy::Lora, classes, DType::F64, &Device::Cpu, seed);
     let model = tiny_model(Strategy::Lora, 11);
     perturb(&model, 0.05, 1);
     let path = dir.join("m.safetensors");
     model.save(&path).unwrap();
     let x = images(3, 5);
-    let back = Vit::load(&path, &cfg, &peft, Strategy::Lora, 5, DType::F64, &Device::Cpu, 99).unwrap();
+    let back = Vit::load(&path, &lora(5, 99)).unwrap();
     assert_eq!(
         max_abs_diff(&model.forward(&x).unwrap(), &back.forward(&x).unwrap()),
         0.0
@@ -225,37 +217,13 @@ fn checkpoint_round_trip_prefix_and_errors() {
             )
         })
         .collect();
-    let m2 = Vit::from_tensors(
-        &cfg,
-        &peft,
-        Strategy::Lora,
-        5,
-        prefixed,
-        true,
-        DType::F64,
-        &Device::Cpu,
-        0,
-    )
-    .unwrap();
+    let m2 = Vit::from_tensors(&lora(5, 0), prefixed, true).unwrap();
     assert_eq!(max_abs_diff(&model.forward(&x).unwrap(), &m2.forward(&x).unwrap()), 0.0);
 
     // Missing key: named.
     let mut missing = raw.clone();
     missing.remove("encoder.layer.2.attention.attention.key.weight");
-    let e = Vit::from_tensors(
-        &cfg,
-        &peft,
-        Strategy::Lora,
-        5,
-        missing,
-        true,
-        DType::F64,
-        &Device::Cpu,
-        0,
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let e = Vit::from_tensors(&lora(5, 0), missing, true).err().unwrap().to_string();
     assert!(
         e.contains("encoder.layer.2.attention.attention.key.weight") && e.contains("missing"),
         "{e}"
@@ -267,27 +235,21 @@ fn checkpoint_round_trip_prefix_and_errors() {
         "layernorm.weight".into(),
         Tensor::zeros(63, DType::F64, &Device::Cpu).unwrap(),
     );
-    let e = Vit::from_tensors(&cfg, &peft, Strategy::Lora, 5, bad, true, DType::F64, &Device::Cpu, 0)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = Vit::from_tensors(&lora(5, 0), bad, true).err().unwrap().to_string();
     assert!(
         e.contains("layernorm.weight") && e.contains("[64]") && e.contains("[63]"),
         "{e}"
     );
 
     // A head with another class count is re-initialised, the backbone kept.
-    let other = Vit::load(&path, &cfg, &peft, Strategy::Lora, 7, DType::F64, &Device::Cpu, 0).unwrap();
+    let other = Vit::load(&path, &lora(7, 0)).unwrap();
     assert_eq!(other.forward(&x).unwrap().dims(), &[3, 7]);
 
     // Truncated file: an error naming the file.
     let bytes = std::fs::read(&path).unwrap();
     let cut = dir.join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let e = Vit::load(&cut, &cfg, &peft, Strategy::Lora, 5, DType::F64, &Device::Cpu, 0)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = Vit::load(&cut, &lora(5, 0)).err().unwrap().to_string();
     assert!(e.contains("cut.safetensors"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,10 +9,10 @@ use candle_core::{DType, Device, Tensor};
 use robustft::engine::attack::{ApgdConfig, PgdConfig, StopRule};
 use robustft::engine::data::synthetic::SyntheticSpec;
 use robustft::engine::eval::{Attack, clean_counts, robust_counts};
-use robustft::engine::peft::{PeftConfig, Strategy};
+use robustft::engine::peft::Strategy;
 use robustft::engine::pretrain::{PretrainConfig, pretrain};
 use robustft::engine::train::{AdamW, TrainConfig, train_step};
-use robustft::engine::{Vit, VitConfig};
+use robustft::engine::{Vit, VitConfig, VitSpec};
 
 fn micro() -> VitConfig {
     VitConfig {
@@ -33,7 +33,7 @@ fn trained(cfg: &VitConfig, strategy: Strategy, steps: usize, lr: f64) -> (Vit, 
     let train = task.generate(2048, 0).unwrap();
     let test = task.generate(256, 1).unwrap();
     let dev = Device::Cpu;
-    let model = Vit::new(cfg, &PeftConfig::default_for(cfg), strategy, 10, DType::F32, &dev, 1).unwrap();
+    let model = Vit::new(&VitSpec::new(cfg, strategy, 10, DType::F32, &dev, 1)).unwrap();
     let tc = TrainConfig {
         lr,
         warmup_steps: steps / 10,
@@ -133,16 +133,7 @@ fn apgd_at_most_pgd_on_trained_tiny() {
 fn non_finite_loss_names_step_and_tensor() {
     let cfg = micro();
     let dev = Device::Cpu;
-    let model = Vit::new(
-        &cfg,
-        &PeftConfig::default_for(&cfg),
-        Strategy::Lora,
-        10,
-        DType::F32,
-        &dev,
-        0,
-    )
-    .unwrap();
+    let model = Vit::new(&VitSpec::new(&cfg, Strategy::Lora, 10, DType::F32, &dev, 0)).unwrap();
     let (_, head) = model
         .trainable()
         .iter()
@@ -170,17 +161,7 @@ fn pretrain_then_fine_tune_from_the_checkpoint() {
     assert_eq!(seen, 40);
     assert!(r.final_loss.is_finite() && r.val_acc > 0.1, "{r:?}");
     for s in Strategy::ALL {
-        let m = Vit::load(
-            &out,
-            &cfg,
-            &PeftConfig::default_for(&cfg),
-            s,
-            3,
-            DType::F32,
-            &Device::Cpu,
-            0,
-        )
-        .unwrap();
+        let m = Vit::load(&out, &VitSpec::new(&cfg, s, 3, DType::F32, &Device::Cpu, 0)).unwrap();
         assert_eq!(m.num_classes(), 3);
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -267,18 +248,7 @@ fn split_step_matches_the_single_batch_step() {
     let ids: Vec<usize> = (0..13).collect();
     let (x, y) = d.batch(&ids, &dev).unwrap();
     let x = x.to_dtype(DType::F64).unwrap();
-    let mk = || {
-        Vit::new(
-            &cfg,
-            &PeftConfig::default_for(&cfg),
-            Strategy::Lora,
-            10,
-            DType::F64,
-            &dev,
-            4,
-        )
-        .unwrap()
-    };
+    let mk = || Vit::new(&VitSpec::new(&cfg, Strategy::Lora, 10, DType::F64, &dev, 4)).unwrap();
     let tc = TrainConfig {
         lr: 1e-2,
         warmup_steps: 0,

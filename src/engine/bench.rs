@@ -8,9 +8,9 @@ use candle_core::{DType, Device};
 use super::attack::{PgdConfig, StopRule, pgd, pgd_split};
 use super::data::synthetic::SyntheticSpec;
 use super::eval::forward_split;
-use super::peft::{PeftConfig, Strategy};
+use super::peft::Strategy;
 use super::train::{AdamW, TrainConfig, train_step, train_step_split};
-use super::{Vit, VitConfig};
+use super::{Vit, VitConfig, VitSpec};
 use crate::error::Result;
 
 /// One strategy's timings (JSON field names as the CPU-speed issue asks; times in ms/s as named).
@@ -74,10 +74,9 @@ pub fn run(
     let ids: Vec<usize> = (0..batch).collect();
     let (x, y) = data.batch(&ids, device)?;
     let x = x.to_dtype(dtype)?;
-    let peft = PeftConfig::default_for(cfg);
     let mut rows = Vec::new();
     for &s in strategies {
-        let model = Vit::new(cfg, &peft, s, 10, dtype, device, 0)?;
+        let model = Vit::new(&VitSpec::new(cfg, s, 10, dtype, device, 0))?;
         let mut opt = AdamW::new(model.trainable().to_vec(), TrainConfig::paper(s, 1000))?;
         train_step(&model, &mut opt, &x, &y)?; // warm-up
         let mut t = Vec::new();

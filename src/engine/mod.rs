@@ -14,7 +14,7 @@ pub mod pretrain;
 pub mod train;
 pub mod vit;
 
-pub use model::Vit;
+pub use model::{Vit, VitSpec};
 pub use peft::{PeftConfig, Strategy};
 pub use vit::VitConfig;
 

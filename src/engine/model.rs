@@ -24,18 +24,55 @@ pub const PIXEL_MEAN: f64 = 0.5;
 /// See [`PIXEL_MEAN`].
 pub const PIXEL_STD: f64 = 0.5;
 
+/// What to build: architecture, strategy (with its module sizes), head size, element type,
+/// device, and the seed of every freshly initialised tensor.
+#[derive(Debug, Clone)]
+pub struct VitSpec {
+    /// Architecture.
+    pub cfg: VitConfig,
+    /// PEFT module sizes.
+    pub peft: PeftConfig,
+    /// Fine-tuning strategy.
+    pub strategy: Strategy,
+    /// Classes of the head.
+    pub num_classes: usize,
+    /// Element type.
+    pub dtype: DType,
+    /// Device.
+    pub device: Device,
+    /// Initialisation seed (tensors not loaded from a checkpoint).
+    pub seed: u64,
+}
+
+impl VitSpec {
+    /// `strategy` on `cfg` with the default module sizes for `cfg` ([`PeftConfig::default_for`]).
+    pub fn new(
+        cfg: &VitConfig,
+        strategy: Strategy,
+        num_classes: usize,
+        dtype: DType,
+        device: &Device,
+        seed: u64,
+    ) -> Self {
+        Self {
+            cfg: cfg.clone(),
+            peft: PeftConfig::default_for(cfg),
+            strategy,
+            num_classes,
+            dtype,
+            device: device.clone(),
+            seed,
+        }
+    }
+}
+
 /// A Vision Transformer with a fine-tuning strategy applied.
 pub struct Vit {
-    cfg: VitConfig,
-    peft: PeftConfig,
-    strategy: Strategy,
-    num_classes: usize,
+    spec: VitSpec,
     specs: Vec<ParamSpec>,
     tensors: HashMap<String, Tensor>,
     vars: Vec<(String, Var)>,
     layers: Vec<LayerKeys>,
-    device: Device,
-    dtype: DType,
 }
 
 /// FNV-1a of a key: gives every tensor its own RNG stream, so a tensor's initial values do not
@@ -64,26 +101,8 @@ fn shape_str(s: &[usize]) -> String {
 
 impl Vit {
     /// A freshly initialised model (HF init: N(0, 0.02²) weights, zero biases, unit LayerNorm).
-    pub fn new(
-        cfg: &VitConfig,
-        peft: &PeftConfig,
-        strategy: Strategy,
-        num_classes: usize,
-        dtype: DType,
-        device: &Device,
-        seed: u64,
-    ) -> Result<Self> {
-        Self::from_tensors(
-            cfg,
-            peft,
-            strategy,
-            num_classes,
-            HashMap::new(),
-            false,
-            dtype,
-            device,
-            seed,
-        )
+    pub fn new(spec: &VitSpec) -> Result<Self> {
+        Self::from_tensors(spec, HashMap::new(), false)
     }
 
     /// Builds a model from loaded tensors (keys with or without the `vit.` prefix; `pooler.*` and
@@ -91,100 +110,73 @@ impl Vit {
     /// a present tensor of the wrong shape is an error naming the key and both shapes. A head
     /// whose class count differs is re-initialised (fine-tuning to a new label set). PEFT tensors
     /// found in the file are used; missing ones are initialised.
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_tensors(
-        cfg: &VitConfig,
-        peft: &PeftConfig,
-        strategy: Strategy,
-        num_classes: usize,
-        loaded: HashMap<String, Tensor>,
-        require_backbone: bool,
-        dtype: DType,
-        device: &Device,
-        seed: u64,
-    ) -> Result<Self> {
-        let cfg = cfg.clone().validate()?;
-        let specs = peft::model_spec(&cfg, peft, strategy, num_classes)?;
+    pub fn from_tensors(spec: &VitSpec, loaded: HashMap<String, Tensor>, require_backbone: bool) -> Result<Self> {
+        let spec = VitSpec {
+            cfg: spec.cfg.clone().validate()?,
+            ..spec.clone()
+        };
+        let (cfg, dtype, device, seed) = (&spec.cfg, spec.dtype, &spec.device, spec.seed);
+        let specs = peft::model_spec(cfg, &spec.peft, spec.strategy, spec.num_classes)?;
         let mut loaded: HashMap<String, Tensor> = loaded
             .into_iter()
             .map(|(k, v)| (k.strip_prefix("vit.").map(str::to_string).unwrap_or(k), v))
             .collect();
         let mut tensors = HashMap::with_capacity(specs.len());
         let mut vars = Vec::new();
-        for spec in &specs {
-            let t = match loaded.remove(&spec.key) {
-                Some(t) if t.dims() == spec.shape.as_slice() => t.to_dtype(dtype)?.to_device(device)?,
-                Some(t) if spec.role == Role::Head => {
+        for p in &specs {
+            let t = match loaded.remove(&p.key) {
+                Some(t) if t.dims() == p.shape.as_slice() => t.to_dtype(dtype)?.to_device(device)?,
+                Some(t) if p.role == Role::Head => {
                     let _ = t; // different class count: start a new head
-                    init_tensor(spec, seed, dtype, device)?
+                    init_tensor(p, seed, dtype, device)?
                 }
                 Some(t) => {
                     return Err(Error::invalid(
-                        spec.key.clone(),
+                        p.key.clone(),
                         format!(
                             "checkpoint tensor has the wrong shape: expected {}",
-                            shape_str(&spec.shape)
+                            shape_str(&p.shape)
                         ),
                         format!("shape {}", shape_str(t.dims())),
                     ));
                 }
-                None if require_backbone && spec.role == Role::Backbone => {
+                None if require_backbone && p.role == Role::Backbone => {
                     return Err(Error::invalid(
-                        spec.key.clone(),
-                        format!(
-                            "missing from the checkpoint (expected shape {})",
-                            shape_str(&spec.shape)
-                        ),
+                        p.key.clone(),
+                        format!("missing from the checkpoint (expected shape {})", shape_str(&p.shape)),
                         "nothing",
                     ));
                 }
-                None => init_tensor(spec, seed, dtype, device)?,
+                None => init_tensor(p, seed, dtype, device)?,
             };
-            let t = if spec.trainable {
+            let t = if p.trainable {
                 let v = Var::from_tensor(&t.contiguous()?)?;
                 let t = v.as_tensor().clone();
-                vars.push((spec.key.clone(), v));
+                vars.push((p.key.clone(), v));
                 t
             } else {
                 t.detach()
             };
-            tensors.insert(spec.key.clone(), t);
+            tensors.insert(p.key.clone(), t);
         }
         Ok(Self {
             layers: (0..cfg.depth).map(LayerKeys::new).collect(),
-            cfg,
-            peft: peft.clone(),
-            strategy,
-            num_classes,
             specs,
             tensors,
             vars,
-            device: device.clone(),
-            dtype,
+            spec,
         })
     }
 
     /// Loads a safetensors checkpoint (HF layout); see [`Vit::from_tensors`]. Errors name the file.
-    #[allow(clippy::too_many_arguments)]
-    pub fn load(
-        path: &Path,
-        cfg: &VitConfig,
-        peft: &PeftConfig,
-        strategy: Strategy,
-        num_classes: usize,
-        dtype: DType,
-        device: &Device,
-        seed: u64,
-    ) -> Result<Self> {
-        let loaded = candle_core::safetensors::load(path, device).map_err(|e| Error::Config {
+    pub fn load(path: &Path, spec: &VitSpec) -> Result<Self> {
+        let loaded = candle_core::safetensors::load(path, &spec.device).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             message: format!("not a readable safetensors file: {e}"),
         })?;
-        Self::from_tensors(cfg, peft, strategy, num_classes, loaded, true, dtype, device, seed).map_err(|e| {
-            Error::Config {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }
+        Self::from_tensors(spec, loaded, true).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
         })
     }
 
@@ -197,23 +189,27 @@ impl Vit {
 
     /// Configuration.
     pub fn config(&self) -> &VitConfig {
-        &self.cfg
+        &self.spec.cfg
+    }
+    /// What the model was built from.
+    pub fn spec(&self) -> &VitSpec {
+        &self.spec
     }
     /// Strategy.
     pub fn strategy(&self) -> Strategy {
-        self.strategy
+        self.spec.strategy
     }
     /// Number of classes of the head.
     pub fn num_classes(&self) -> usize {
-        self.num_classes
+        self.spec.num_classes
     }
     /// Device.
     pub fn device(&self) -> &Device {
-        &self.device
+        &self.spec.device
     }
     /// Element type.
     pub fn dtype(&self) -> DType {
-        self.dtype
+        self.spec.dtype
     }
     /// The specification the model was built from.
     pub fn specs(&self) -> &[ParamSpec] {
@@ -249,7 +245,7 @@ impl Vit {
             self.tensors.get(&format!("{key}.lora_A")),
             self.tensors.get(&format!("{key}.lora_B")),
         ) {
-            y = (y + lora::delta(x, a, b, self.peft.lora_alpha / self.peft.lora_rank as f64)?)?;
+            y = (y + lora::delta(x, a, b, self.spec.peft.lora_alpha / self.spec.peft.lora_rank as f64)?)?;
         }
         if let Some(s) = self.tensors.get(&format!("{key}.ia3_scale")) {
             y = y.broadcast_mul(s)?;
@@ -281,13 +277,13 @@ impl Vit {
             x,
             self.t(&format!("{key}.weight"))?,
             self.t(&format!("{key}.bias"))?,
-            self.cfg.layer_norm_eps,
+            self.spec.cfg.layer_norm_eps,
         )
     }
 
     /// Patch + CLS + position embeddings of images [B, C, H, W] in [0, 1]: [B, T, dim].
     fn embed(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let c = &self.cfg;
+        let c = &self.spec.cfg;
         let (b, ch, h, w) = x.dims4()?;
         if ch != c.channels || h != c.image_size || w != c.image_size {
             candle_core::bail!(
@@ -318,7 +314,7 @@ impl Vit {
     }
 
     fn layer(&self, x: &Tensor, k: &LayerKeys) -> candle_core::Result<Tensor> {
-        let c = &self.cfg;
+        let c = &self.spec.cfg;
         let (b, t, d) = x.dims3()?;
         let (nh, hd) = (c.heads, c.head_dim());
         let h = self.ln(x, &k.ln_before)?;
@@ -364,16 +360,11 @@ impl Vit {
     /// which candle would otherwise do for every tracked `Var`.
     pub fn frozen(&self) -> Vit {
         Vit {
-            cfg: self.cfg.clone(),
-            peft: self.peft.clone(),
-            strategy: self.strategy,
-            num_classes: self.num_classes,
+            spec: self.spec.clone(),
             specs: self.specs.clone(),
             tensors: self.tensors.iter().map(|(k, v)| (k.clone(), v.detach())).collect(),
             vars: Vec::new(),
             layers: self.layers.clone(),
-            device: self.device.clone(),
-            dtype: self.dtype,
         }
     }
 
@@ -382,9 +373,9 @@ impl Vit {
     /// Other strategies are returned unchanged (cloned).
     pub fn merge(&self) -> Result<Vit> {
         let mut tensors: HashMap<String, Tensor> = self.tensors.iter().map(|(k, v)| (k.clone(), v.detach())).collect();
-        let scale = self.peft.lora_alpha / self.peft.lora_rank as f64;
+        let scale = self.spec.peft.lora_alpha / self.spec.peft.lora_rank as f64;
         for k in &self.layers {
-            for (proj, _, _) in lora::targets(&self.cfg, k) {
+            for (proj, _, _) in lora::targets(&self.spec.cfg, k) {
                 if let (Some(a), Some(b)) = (
                     tensors.remove(&format!("{proj}.lora_A")),
                     tensors.remove(&format!("{proj}.lora_B")),
@@ -394,7 +385,7 @@ impl Vit {
                     tensors.insert(wk, merged);
                 }
             }
-            for (proj, _) in ia3::targets(&self.cfg, k) {
+            for (proj, _) in ia3::targets(&self.spec.cfg, k) {
                 if let Some(s) = tensors.remove(&format!("{proj}.ia3_scale")) {
                     let (wk, bk) = (format!("{proj}.weight"), format!("{proj}.bias"));
                     let (w, b) = ia3::merge(&tensors[&wk], &tensors[&bk], &s)?;
@@ -403,21 +394,16 @@ impl Vit {
                 }
             }
         }
-        let strategy = match self.strategy {
+        let strategy = match self.spec.strategy {
             Strategy::Lora | Strategy::Ia3 => Strategy::LinearProbe,
             s => s,
         };
-        Vit::from_tensors(
-            &self.cfg,
-            &self.peft,
+        let spec = VitSpec {
             strategy,
-            self.num_classes,
-            tensors,
-            true,
-            self.dtype,
-            &self.device,
-            0,
-        )
+            seed: 0,
+            ..self.spec.clone()
+        };
+        Vit::from_tensors(&spec, tensors, true)
     }
 }
 

@@ -12,9 +12,9 @@ use rand::seq::SliceRandom;
 
 use super::data::synthetic::SyntheticSpec;
 use super::eval::clean_counts;
-use super::peft::{PeftConfig, Strategy};
+use super::peft::Strategy;
 use super::train::{AdamW, TrainConfig, train_step_split};
-use super::{Vit, VitConfig};
+use super::{Vit, VitConfig, VitSpec};
 use crate::error::Result;
 
 /// What a pretraining run did.
@@ -83,16 +83,14 @@ pub fn pretrain(
     };
     let data = task.generate(cfg.train_images, 0)?;
     let val = task.generate(1000, 1)?;
-    let peft = PeftConfig::default_for(&cfg.model);
-    let model = Vit::new(
+    let model = Vit::new(&VitSpec::new(
         &cfg.model,
-        &peft,
         Strategy::Full,
         task.classes,
         DType::F32,
         device,
         cfg.seed,
-    )?;
+    ))?;
     let mut opt = AdamW::new(model.trainable().to_vec(), cfg.train.clone())?;
     let mut order: Vec<usize> = Vec::new();
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0xba7c);

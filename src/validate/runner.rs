@@ -19,16 +19,16 @@ use rand::seq::SliceRandom;
 
 use super::config::{DatasetSpec, Ood, ValidRun};
 use super::records::{self, EvalRecord, Header, RunRecords, SCHEMA_VERSION};
-use crate::engine::Vit;
 use crate::engine::data::Dataset;
 use crate::engine::data::corrupt::corrupt;
 use crate::engine::data::files::{self, Split};
 use crate::engine::data::synthetic::SyntheticSpec;
 use crate::engine::eval::{clean_counts, robust_counts};
 use crate::engine::model::save_atomic;
-use crate::engine::peft::{PeftConfig, Strategy};
+use crate::engine::peft::Strategy;
 use crate::engine::pretrain::{PretrainConfig, pretrain};
 use crate::engine::train::{AdamW, TrainConfig, head_step, train_step_split};
+use crate::engine::{Vit, VitSpec};
 use crate::error::{Error, Result};
 use crate::tradeoff::wilson;
 
@@ -233,16 +233,9 @@ pub fn run_one(
     let config = serde_json::to_value(&run.raw).expect("config serialises");
     let hash = records::config_hash(&config);
     let (jsonl, ckpt) = run_paths(out, &data.spec.name, strategy, seed);
-    let peft = PeftConfig::default_for(&run.model);
     let model = Vit::load(
         upstream_ckpt,
-        &run.model,
-        &peft,
-        strategy,
-        data.train.classes,
-        DType::F32,
-        device,
-        seed,
+        &VitSpec::new(&run.model, strategy, data.train.classes, DType::F32, device, seed),
     )?;
     let counts = model.counts();
     let header = Header {
