@@ -12,6 +12,11 @@ fn simulate(args: &[&str]) -> Output {
         .expect("run simulate")
 }
 
+/// `simulate` with a command line split on whitespace (for arguments without spaces).
+fn simulate_line(line: &str) -> Output {
+    simulate(&line.split_whitespace().collect::<Vec<_>>())
+}
+
 fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout.clone()).unwrap();
@@ -39,37 +44,17 @@ fn bound_matches_library() {
 
 #[test]
 fn eval_matches_library_and_uniform_shorthand() {
-    let v = json(&simulate(&[
-        "eval",
-        "--p",
-        "0.9",
-        "--eta",
-        "0.1",
-        "--eps",
-        "0.25",
-        "--weights",
-        "0.5,0.2,-0.1,0.3",
-        "--bias",
-        "-0.05",
-    ]));
+    let v = json(&simulate_line(
+        "eval --p 0.9 --eta 0.1 --eps 0.25 --weights 0.5,0.2,-0.1,0.3 --bias -0.05",
+    ));
     let lib = eval_answer(0.9, 0.1, 0.25, &[0.5, 0.2, -0.1, 0.3], -0.05).unwrap();
     assert_eq!(v["clean_acc"].as_f64().unwrap(), lib.clean_acc);
     assert_eq!(v["robust_acc"].as_f64().unwrap(), lib.robust_acc);
     assert_eq!(v["tsipras_bound"].as_f64().unwrap(), lib.tsipras_bound.unwrap());
     // ε < 2η: no bound, null.
-    let v = json(&simulate(&[
-        "eval",
-        "--p",
-        "0.9",
-        "--eta",
-        "0.1",
-        "--eps",
-        "0.05",
-        "--weights",
-        "0",
-        "--uniform",
-        "16:0.0625",
-    ]));
+    let v = json(&simulate_line(
+        "eval --p 0.9 --eta 0.1 --eps 0.05 --weights 0 --uniform 16:0.0625",
+    ));
     assert!(v["tsipras_bound"].is_null());
     // Uniform-16, a = 0: clean Φ(η·4), robust Φ((η−ε)·4).
     let phi = robustft::theory::phi;
@@ -79,71 +64,25 @@ fn eval_matches_library_and_uniform_shorthand() {
 
 #[test]
 fn bad_flags_exit_2_with_one_line_naming_the_flag() {
-    let cases: &[(&[&str], &str)] = &[
-        (&["bound", "--k", "-1", "--d", "3"], "--k"),
-        (&["bound", "--k", "1", "--d", "0"], "--d"),
+    // Each case: the command line (no argument contains a space) and the flag the error must name.
+    let cases: &[(&str, &str)] = &[
+        ("bound --k -1 --d 3", "--k"),
+        ("bound --k 1 --d 0", "--d"),
+        ("bound --k 1 --d 3 --target-acc 1.5", "--target-acc"),
+        ("bound --k x --d 3", "--k"),
+        ("bound --d 3", "--k"),
+        ("eval --p 1.2 --eta 0.1 --eps 0.1 --weights 1,1", "--p"),
+        ("eval --p 0.9 --eta 0 --eps 0.1 --weights 1,1", "--eta"),
+        ("eval --p 0.9 --eta 0.1 --eps -0.1 --weights 1,1", "--eps"),
+        ("eval --p 0.9 --eta 0.1 --eps 0.1 --weights 1,nan", "--weights"),
         (
-            &["bound", "--k", "1", "--d", "3", "--target-acc", "1.5"],
-            "--target-acc",
-        ),
-        (&["bound", "--k", "x", "--d", "3"], "--k"),
-        (&["bound", "--d", "3"], "--k"),
-        (
-            &["eval", "--p", "1.2", "--eta", "0.1", "--eps", "0.1", "--weights", "1,1"],
-            "--p",
-        ),
-        (
-            &["eval", "--p", "0.9", "--eta", "0", "--eps", "0.1", "--weights", "1,1"],
-            "--eta",
-        ),
-        (
-            &[
-                "eval",
-                "--p",
-                "0.9",
-                "--eta",
-                "0.1",
-                "--eps",
-                "-0.1",
-                "--weights",
-                "1,1",
-            ],
-            "--eps",
-        ),
-        (
-            &[
-                "eval",
-                "--p",
-                "0.9",
-                "--eta",
-                "0.1",
-                "--eps",
-                "0.1",
-                "--weights",
-                "1,nan",
-            ],
-            "--weights",
-        ),
-        (
-            &[
-                "eval",
-                "--p",
-                "0.9",
-                "--eta",
-                "0.1",
-                "--eps",
-                "0.1",
-                "--weights",
-                "1",
-                "--uniform",
-                "0:1",
-            ],
+            "eval --p 0.9 --eta 0.1 --eps 0.1 --weights 1 --uniform 0:1",
             "--uniform",
         ),
-        (&["--bogus"], "--bogus"),
+        ("--bogus", "--bogus"),
     ];
     for (args, flag) in cases {
-        let out = simulate(args);
+        let out = simulate_line(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8(out.stderr).unwrap();
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
