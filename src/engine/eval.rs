@@ -38,25 +38,10 @@ pub struct EvalCounts {
 /// thread and concatenated in order (CPU data parallelism, as `train_step_split` and `pgd_split`;
 /// `parts` = 1 is [`Vit::forward`]). Equal to the whole-batch forward up to float rounding.
 pub fn forward_split(model: &Vit, x: &Tensor, parts: usize) -> Result<Tensor> {
-    let b = x.dim(0)?;
-    let parts = parts.clamp(1, b.max(1));
-    if parts == 1 {
+    if parts <= 1 {
         return Ok(model.forward(x)?);
     }
-    let per = b.div_ceil(parts);
-    let outs: Vec<candle_core::Result<Tensor>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..parts)
-            .filter(|i| i * per < b)
-            .map(|i| {
-                let (start, len) = (i * per, per.min(b - i * per));
-                s.spawn(move || model.forward(&x.narrow(0, start, len)?))
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().expect("forward thread panicked"))
-            .collect()
-    });
-    let outs = outs.into_iter().collect::<candle_core::Result<Vec<_>>>()?;
+    let outs = super::split_batch(x.dim(0)?, parts, |start, len| model.forward(&x.narrow(0, start, len)?))?;
     Ok(Tensor::cat(&outs, 0)?)
 }
 

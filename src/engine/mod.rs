@@ -25,6 +25,33 @@ pub fn batch_parts(device: &candle_core::Device) -> usize {
     if device.is_cpu() { CPU_BATCH_PARTS } else { 1 }
 }
 
+/// Runs `f(start, len)` on `parts` contiguous slices of a batch of `n` rows (the last may be
+/// shorter), each on its own thread, and returns the results in slice order, or the first error
+/// in slice order. `parts` is clamped to 1..=n; a single part runs on the calling thread. The one
+/// splitting rule behind `train_step_split`, `pgd_split` and `eval::forward_split`.
+pub fn split_batch<T: Send, E: Send>(
+    n: usize,
+    parts: usize,
+    f: impl Fn(usize, usize) -> std::result::Result<T, E> + Sync,
+) -> std::result::Result<Vec<T>, E> {
+    let parts = parts.clamp(1, n.max(1));
+    if parts == 1 {
+        return Ok(vec![f(0, n)?]);
+    }
+    let per = n.div_ceil(parts);
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..parts)
+            .filter(|i| i * per < n)
+            .map(|i| s.spawn(move || f(i * per, per.min(n - i * per))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("batch worker thread panicked"))
+            .collect()
+    })
+}
+
 /// See [`batch_parts`]: the machines this project runs on have 2 cores.
 pub const CPU_BATCH_PARTS: usize = 2;
 

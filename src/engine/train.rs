@@ -305,35 +305,21 @@ pub fn train_step_split(model: &Vit, opt: &mut AdamW, x: &Tensor, y: &Tensor, pa
     if parts == 1 {
         return train_step(model, opt, x, y);
     }
-    let per = n.div_ceil(parts);
-    let results: Vec<Result<ChunkGrads>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..parts)
-            .filter(|i| i * per < n)
-            .map(|i| {
-                let (start, len) = (i * per, per.min(n - i * per));
-                s.spawn(move || -> Result<ChunkGrads> {
-                    let (xi, yi) = (x.narrow(0, start, len)?, y.narrow(0, start, len)?);
-                    let loss = cross_entropy(&model.forward(&xi)?, &yi)?;
-                    let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                    let grads = loss.backward()?;
-                    let g = model
-                        .trainable()
-                        .iter()
-                        .map(|(_, v)| grads.get(v.as_tensor()).cloned())
-                        .collect();
-                    Ok((value, len, g))
-                })
-            })
+    let results: Vec<ChunkGrads> = super::split_batch(n, parts, |start, len| -> Result<ChunkGrads> {
+        let (xi, yi) = (x.narrow(0, start, len)?, y.narrow(0, start, len)?);
+        let loss = cross_entropy(&model.forward(&xi)?, &yi)?;
+        let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let grads = loss.backward()?;
+        let g = model
+            .trainable()
+            .iter()
+            .map(|(_, v)| grads.get(v.as_tensor()).cloned())
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("training thread panicked"))
-            .collect()
-    });
+        Ok((value, len, g))
+    })?;
     let mut total = 0.0;
     let mut combined: Vec<Option<Tensor>> = vec![None; model.trainable().len()];
-    for r in results {
-        let (value, len, grads) = r?;
+    for (value, len, grads) in results {
         let w = len as f64 / n as f64;
         total += w * value;
         for (slot, g) in combined.iter_mut().zip(grads) {

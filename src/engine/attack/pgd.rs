@@ -107,29 +107,16 @@ pub fn pgd_split<M: Classifier + Sync + ?Sized>(
     if parts == 1 {
         return pgd_from(model, x, y, cfg, noise.as_ref());
     }
-    let per = b.div_ceil(parts);
-    let outs: Vec<CResult<AttackOutcome>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..parts)
-            .filter(|i| i * per < b)
-            .map(|i| {
-                let (start, len) = (i * per, per.min(b - i * per));
-                let noise = &noise;
-                s.spawn(move || {
-                    let n = noise.as_ref().map(|t| t.narrow(0, start, len)).transpose()?;
-                    pgd_from(
-                        model,
-                        &x.narrow(0, start, len)?,
-                        &y.narrow(0, start, len)?,
-                        cfg,
-                        n.as_ref(),
-                    )
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().expect("attack thread panicked"))
-            .collect()
-    });
+    let outs = crate::engine::split_batch(b, parts, |start, len| {
+        let n = noise.as_ref().map(|t| t.narrow(0, start, len)).transpose()?;
+        pgd_from(
+            model,
+            &x.narrow(0, start, len)?,
+            &y.narrow(0, start, len)?,
+            cfg,
+            n.as_ref(),
+        )
+    })?;
     let mut advs = Vec::new();
     let mut out = AttackOutcome {
         adv: x.clone(),
@@ -138,7 +125,6 @@ pub fn pgd_split<M: Classifier + Sync + ?Sized>(
         image_forwards: 0,
     };
     for o in outs {
-        let o = o?;
         advs.push(o.adv);
         out.clean_correct.extend(o.clean_correct);
         out.robust.extend(o.robust);
