@@ -398,26 +398,24 @@ fn auc_markdown(
     peaks: &Csv,
     oodc: &Csv,
 ) -> String {
+    // "| strategy | d1 | d2 |" and its separator row.
+    let header = |s: &mut String| {
+        s.push_str("| strategy |");
+        for d in ds {
+            let _ = write!(s, " {d} |");
+        }
+        s.push_str("\n|---|");
+        s.push_str(&"---|".repeat(ds.len()));
+        s.push('\n');
+    };
     let mut s = String::from(
-        "# AUC of the Pareto frontier\n\nStep rule (area dominated by the frontier, reference (0, 0)); in brackets: % above the dataset's average over strategies.\n\n| strategy |",
+        "# AUC of the Pareto frontier\n\nStep rule (area dominated by the frontier, reference (0, 0)); in brackets: % above the dataset's average over strategies.\n\n",
     );
-    for d in ds {
-        let _ = write!(s, " {d} |");
-    }
-    s.push_str("\n|---|");
-    s.push_str(&"---|".repeat(ds.len()));
-    s.push('\n');
+    header(&mut s);
     for rule in [0, 1] {
         if rule == 1 {
-            s.push_str(
-                "\nTrapezoid rule (area under the piecewise-linear frontier, flat to accuracy 0):\n\n| strategy |",
-            );
-            for d in ds {
-                let _ = write!(s, " {d} |");
-            }
-            s.push_str("\n|---|");
-            s.push_str(&"---|".repeat(ds.len()));
-            s.push('\n');
+            s.push_str("\nTrapezoid rule (area under the piecewise-linear frontier, flat to accuracy 0):\n\n");
+            header(&mut s);
         }
         for st in Strategy::ALL {
             if !ds.iter().any(|d| aucs.contains_key(&(d.clone(), st))) {
