@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
-use super::ops::{gelu, layer_norm, linear, softmax_last_dim};
+use super::ops::{attention, gelu, layer_norm, linear};
 use super::peft::{self, Counts, PeftConfig, Strategy, adapter, compacter, ia3, lora};
 use super::vit::{Init, LayerKeys, ParamSpec, Role, VitConfig};
 use crate::error::{Error, Result};
@@ -315,16 +315,11 @@ impl Vit {
 
     fn layer(&self, x: &Tensor, k: &LayerKeys) -> candle_core::Result<Tensor> {
         let c = &self.spec.cfg;
-        let (b, t, d) = x.dims3()?;
-        let (nh, hd) = (c.heads, c.head_dim());
         let h = self.ln(x, &k.ln_before)?;
-        let split = |y: Tensor| y.reshape((b, t, nh, hd))?.transpose(1, 2)?.contiguous();
-        let q = split(self.proj(&h, &k.query)?)?;
-        let kk = split(self.proj(&h, &k.key)?)?;
-        let v = split(self.proj(&h, &k.value)?)?;
-        let att = (q.matmul(&kk.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-        let att = softmax_last_dim(&att)?;
-        let ctx = att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let q = self.proj(&h, &k.query)?;
+        let kk = self.proj(&h, &k.key)?;
+        let v = self.proj(&h, &k.value)?;
+        let ctx = attention(&q, &kk, &v, c.heads)?;
         let a = self.proj(&ctx, &k.attn_out)?;
         let [ad0, ad1] = adapter::sites(k);
         let [cp0, cp1] = compacter::sites(k);

@@ -70,12 +70,44 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
 }
 
 /// y = x·Wᵀ + b for x of shape [..., in] and W of shape [out, in] (PyTorch `nn.Linear` layout).
+/// The leading dimensions are flattened first, so the weight gradient is one [out, in] product
+/// (a broadcast matmul would form one per batch element and sum them). With a bias, on CPU, one
+/// fused op (`fused::Linear`: bias-initialised gemm forward; gemm ∂x and ∂W, one-pass ∂b).
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let y = x.broadcast_matmul(&w.t()?)?;
-    match b {
-        Some(b) => y.broadcast_add(b),
-        None => Ok(y),
+    let dims = x.dims();
+    let (k, lead) = (dims[dims.len() - 1], x.elem_count() / dims[dims.len() - 1].max(1));
+    let x2 = x.contiguous()?.reshape((lead, k))?;
+    let y = match b {
+        Some(b) if fused(x) => x2.apply_op3(&w.contiguous()?, &b.contiguous()?, super::fused::Linear)?,
+        Some(b) => x2.matmul(&w.t()?)?.broadcast_add(b)?,
+        None => x2.matmul(&w.t()?)?,
+    };
+    let mut out = dims.to_vec();
+    *out.last_mut().expect("x has a last dimension") = w.dim(0)?;
+    y.reshape(out)
+}
+
+/// Multi-head attention softmax(Q_h K_hᵀ/√d_h)·V_h for q, k, v of shape [B, T, D] with `heads`
+/// heads side by side along D; output [B, T, D] (heads concatenated, as ViT's context layer).
+/// Fused on CPU (`fused::Attention`: no head transposes), composed elsewhere.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+    if fused(q) {
+        return q
+            .contiguous()?
+            .apply_op3(&k.contiguous()?, &v.contiguous()?, super::fused::Attention { heads });
     }
+    attention_composed(q, k, v, heads)
+}
+
+/// Attention from primitive differentiable ops (the reference and the GPU path).
+pub fn attention_composed(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, t, d) = q.dims3()?;
+    let hd = d / heads;
+    let split = |y: &Tensor| y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous();
+    let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+    let att = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+    let att = softmax_last_dim(&att)?;
+    att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))
 }
 
 /// Mean cross-entropy of logits [N, C] against u32 labels [N] (candle-nn's composition of
