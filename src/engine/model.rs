@@ -234,21 +234,59 @@ impl Vit {
             .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {key}")))
     }
 
-    /// A projection with its PEFT hooks: x Wᵀ + b, plus LoRA's update, times (IA)³'s scale.
-    fn proj(&self, x: &Tensor, key: &str) -> candle_core::Result<Tensor> {
-        let mut y = linear(
-            x,
-            self.t(&format!("{key}.weight"))?,
-            Some(self.t(&format!("{key}.bias"))?),
-        )?;
-        if let (Some(a), Some(b)) = (
-            self.tensors.get(&format!("{key}.lora_A")),
-            self.tensors.get(&format!("{key}.lora_B")),
-        ) {
-            y = (y + lora::delta(x, a, b, self.spec.peft.lora_alpha / self.spec.peft.lora_rank as f64)?)?;
+    /// Projections with their PEFT hooks, side by side along the last dimension: for each key,
+    /// x Wᵀ + b, plus LoRA's update, times (IA)³'s scale. Several keys (query, key, value) run as
+    /// one linear layer on the concatenated weights (one gemm instead of three, and one gradient
+    /// for x); a key without a hook gets a zero update or a unit scale.
+    fn proj(&self, x: &Tensor, keys: &[&str]) -> candle_core::Result<Tensor> {
+        let cat = |parts: Vec<Tensor>, dim: usize| match parts.len() {
+            1 => Ok(parts.into_iter().next().expect("one part")),
+            _ => Tensor::cat(&parts, dim),
+        };
+        let each = |suffix: &str| -> candle_core::Result<Vec<Tensor>> {
+            keys.iter().map(|k| self.t(&format!("{k}.{suffix}")).cloned()).collect()
+        };
+        let weights = each("weight")?;
+        let outs: Vec<usize> = weights.iter().map(|w| w.dim(0)).collect::<candle_core::Result<_>>()?;
+        let mut y = linear(x, &cat(weights, 0)?, Some(&cat(each("bias")?, 0)?))?;
+        let last = y.rank() - 1;
+        let lora: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let a = self.tensors.get(&format!("{k}.lora_A"));
+                a.zip(self.tensors.get(&format!("{k}.lora_B")))
+            })
+            .collect();
+        if lora.iter().any(Option::is_some) {
+            let scale = self.spec.peft.lora_alpha / self.spec.peft.lora_rank as f64;
+            let parts = lora
+                .iter()
+                .zip(&outs)
+                .map(|(ab, &o)| match ab {
+                    Some((a, b)) => lora::delta(x, a, b, scale),
+                    None => {
+                        let mut dims = x.dims().to_vec();
+                        dims[last] = o;
+                        Tensor::zeros(dims, x.dtype(), x.device())
+                    }
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            y = (y + cat(parts, last)?)?;
         }
-        if let Some(s) = self.tensors.get(&format!("{key}.ia3_scale")) {
-            y = y.broadcast_mul(s)?;
+        let ia3: Vec<_> = keys
+            .iter()
+            .map(|k| self.tensors.get(&format!("{k}.ia3_scale")))
+            .collect();
+        if ia3.iter().any(Option::is_some) {
+            let parts = ia3
+                .iter()
+                .zip(&outs)
+                .map(|(s, &o)| match s {
+                    Some(s) => Ok((*s).clone()),
+                    None => Tensor::ones(o, y.dtype(), y.device()),
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            y = y.broadcast_mul(&cat(parts, 0)?)?;
         }
         Ok(y)
     }
@@ -316,17 +354,15 @@ impl Vit {
     fn layer(&self, x: &Tensor, k: &LayerKeys) -> candle_core::Result<Tensor> {
         let c = &self.spec.cfg;
         let h = self.ln(x, &k.ln_before)?;
-        let q = self.proj(&h, &k.query)?;
-        let kk = self.proj(&h, &k.key)?;
-        let v = self.proj(&h, &k.value)?;
-        let ctx = attention(&q, &kk, &v, c.heads)?;
-        let a = self.proj(&ctx, &k.attn_out)?;
+        let qkv = self.proj(&h, &[&k.query, &k.key, &k.value])?;
+        let ctx = attention(&qkv, c.heads)?;
+        let a = self.proj(&ctx, &[&k.attn_out])?;
         let [ad0, ad1] = adapter::sites(k);
         let [cp0, cp1] = compacter::sites(k);
         let x = (x + self.site(a, &ad0, &cp0)?)?;
         let h = self.ln(&x, &k.ln_after)?;
-        let m = gelu(&self.proj(&h, &k.intermediate)?)?;
-        let o = self.proj(&m, &k.output)?;
+        let m = gelu(&self.proj(&h, &[&k.intermediate])?)?;
+        let o = self.proj(&m, &[&k.output])?;
         &x + self.site(o, &ad1, &cp1)?
     }
 

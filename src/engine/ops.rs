@@ -87,24 +87,28 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     y.reshape(out)
 }
 
-/// Multi-head attention softmax(Q_h K_hᵀ/√d_h)·V_h for q, k, v of shape [B, T, D] with `heads`
-/// heads side by side along D; output [B, T, D] (heads concatenated, as ViT's context layer).
-/// Fused on CPU (`fused::Attention`: no head transposes), composed elsewhere.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
-    if fused(q) {
-        return q
-            .contiguous()?
-            .apply_op3(&k.contiguous()?, &v.contiguous()?, super::fused::Attention { heads });
+/// Multi-head attention softmax(Q_h K_hᵀ/√d_h)·V_h on packed projections qkv = [Q | K | V] of
+/// shape [B, T, 3D] with `heads` heads side by side within each; output [B, T, D] (heads
+/// concatenated, as ViT's context layer). Fused on CPU (`fused::Attention`: no head transposes,
+/// ∂qkv written packed), composed elsewhere.
+pub fn attention(qkv: &Tensor, heads: usize) -> Result<Tensor> {
+    if fused(qkv) {
+        return qkv.contiguous()?.apply_op1(super::fused::Attention { heads });
     }
-    attention_composed(q, k, v, heads)
+    attention_composed(qkv, heads)
 }
 
 /// Attention from primitive differentiable ops (the reference and the GPU path).
-pub fn attention_composed(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
-    let (b, t, d) = q.dims3()?;
-    let hd = d / heads;
-    let split = |y: &Tensor| y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous();
-    let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+pub fn attention_composed(qkv: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, t, d3) = qkv.dims3()?;
+    let (d, hd) = (d3 / 3, d3 / 3 / heads);
+    let split = |i: usize| {
+        qkv.narrow(2, i * d, d)?
+            .reshape((b, t, heads, hd))?
+            .transpose(1, 2)?
+            .contiguous()
+    };
+    let (q, k, v) = (split(0)?, split(1)?, split(2)?);
     let att = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
     let att = softmax_last_dim(&att)?;
     att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))
