@@ -29,6 +29,8 @@ pub mod num_traits_like {
         fn sqrt_(self) -> Self;
         /// erf (f32: Abramowitz & Stegun 7.1.26, |error| ≤ 1.5e-7; f64: libm).
         fn erf_(self) -> Self;
+        /// (erf x, e^(−x²)).
+        fn erf_exp_(self) -> (Self, Self);
         /// −∞.
         const NEG_INF: Self;
     }
@@ -45,6 +47,10 @@ pub mod num_traits_like {
         fn erf_(self) -> f32 {
             super::erf_f32(self)
         }
+        #[inline(always)]
+        fn erf_exp_(self) -> (f32, f32) {
+            super::erf_exp_f32(self)
+        }
         const NEG_INF: f32 = f32::NEG_INFINITY;
     }
     impl Real for f64 {
@@ -59,6 +65,10 @@ pub mod num_traits_like {
         #[inline(always)]
         fn erf_(self) -> f64 {
             libm::erf(self)
+        }
+        #[inline(always)]
+        fn erf_exp_(self) -> (f64, f64) {
+            (libm::erf(self), (-self * self).exp())
         }
         const NEG_INF: f64 = f64::NEG_INFINITY;
     }
@@ -105,13 +115,19 @@ pub fn exp_f32(x: f32) -> f32 {
 /// erf, Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), for the f32 path.
 #[inline(always)]
 pub fn erf_f32(x: f32) -> f32 {
+    erf_exp_f32(x).0
+}
+
+/// (erf x, e^(−x²)): the formula evaluates e^(−x²) anyway, and GELU's derivative needs it too
+/// (φ(x) = e^(−x²/2)/√(2π) at x/√2), so its backward pays for one exponential, not two.
+#[inline(always)]
+fn erf_exp_f32(x: f32) -> (f32, f32) {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let y = 1.0
-        - (((((1.061_405_4 * t - 1.453_152_1) * t) + 1.421_413_8) * t - 0.284_496_72) * t + 0.254_829_6)
-            * t
-            * exp_f32(-a * a);
-    y.copysign(x)
+    let e = exp_f32(-a * a);
+    let y =
+        1.0 - (((((1.061_405_4 * t - 1.453_152_1) * t) + 1.421_413_8) * t - 0.284_496_72) * t + 0.254_829_6) * t * e;
+    (y.copysign(x), e)
 }
 
 fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
@@ -428,11 +444,24 @@ impl CustomOp1 for ColSum {
 /// qkv = [Q | K | V] of shape [B, T, 3D] (one linear layer computes all three; heads side by side
 /// within each), output [B, T, D] (heads concatenated, as ViT's context layer). Each head's
 /// products read and write its column block in place, so no head is transposed or copied, and
-/// the backward writes ∂qkv in the same packed layout the linear layer's backward takes. The
-/// backward recomputes the T×T probabilities per head (B·heads·T² values are not kept).
+/// the backward writes ∂qkv in the same packed layout the linear layer's backward takes. When the
+/// input tracks gradients the forward keeps the B·heads·T² probabilities for the backward (as
+/// PyTorch's eager attention does); otherwise the backward would recompute them.
 pub struct Attention {
-    /// Number of heads (divides D).
-    pub heads: usize,
+    heads: usize,
+    keep: bool,
+    probs: std::sync::Mutex<Option<CpuStorage>>,
+}
+
+impl Attention {
+    /// Attention with `heads` heads; `keep`: store the probabilities for the backward pass.
+    pub fn new(heads: usize, keep: bool) -> Self {
+        Attention {
+            heads,
+            keep,
+            probs: std::sync::Mutex::new(None),
+        }
+    }
 }
 
 /// Reduces `f(x_i)` with `op` over 8 interleaved lanes, then the lanes in order (a fixed order:
@@ -491,51 +520,75 @@ unsafe fn attention_probs<T: Float>(q: &[T], k: &[T], (t, ld, hd): (usize, usize
             gemm::Parallelism::None,
         )
     };
-    simd(#[inline(always)] || softmax_in_place(p, t));
+    simd(
+        #[inline(always)]
+        || softmax_in_place(p, t),
+    );
 }
 
-/// Runs `f(b, block)` for each batch element's block of `out` (`out.len() / bsz` values) on up to
-/// candle's thread count; each block is computed by one thread, so results do not depend on it.
-fn par_batches<T: Send + Sync>(bsz: usize, out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
-    let per = out.len() / bsz.max(1);
-    let threads = threads().min(bsz);
-    if threads <= 1 {
-        out.chunks_mut(per).enumerate().for_each(|(b, o)| f(b, o));
-        return;
+/// Runs `f(b, out_block, aux_block)` for each batch element's blocks of `out` and `aux`
+/// (`len / bsz` values each; `aux` may be empty) on up to candle's thread count; each batch
+/// element is computed by one thread, so results do not depend on the thread count.
+fn par_batches<T: Send + Sync>(bsz: usize, out: &mut [T], aux: &mut [T], f: impl Fn(usize, &mut [T], &mut [T]) + Sync) {
+    let (po, pa) = (out.len() / bsz.max(1), aux.len() / bsz.max(1));
+    let mut blocks = Vec::with_capacity(bsz);
+    let (mut o, mut a) = (out, aux);
+    for _ in 0..bsz {
+        let (o1, o2) = std::mem::take(&mut o).split_at_mut(po);
+        let (a1, a2) = std::mem::take(&mut a).split_at_mut(pa);
+        blocks.push((o1, a1));
+        (o, a) = (o2, a2);
     }
-    let per_thread = bsz.div_ceil(threads);
+    let threads = threads().min(bsz);
+    let per_thread = bsz.div_ceil(threads.max(1));
+    let run = |i: usize, group: &mut [(&mut [T], &mut [T])]| {
+        for (j, (o, a)) in group.iter_mut().enumerate() {
+            f(i * per_thread + j, o, a);
+        }
+    };
+    if threads <= 1 {
+        return run(0, &mut blocks);
+    }
     std::thread::scope(|s| {
-        for (i, group) in out.chunks_mut(per * per_thread).enumerate() {
-            let f = &f;
-            s.spawn(move || {
-                for (j, o) in group.chunks_mut(per).enumerate() {
-                    f(i * per_thread + j, o);
-                }
-            });
+        for (i, group) in blocks.chunks_mut(per_thread).enumerate() {
+            let run = &run;
+            s.spawn(move || run(i, group));
         }
     });
 }
 
-fn attention_fwd<T: Float>(qkv: &[T], (bsz, t, d3): (usize, usize, usize), heads: usize) -> Result<Vec<T>> {
+/// The forward; with `keep`, also the probabilities [B, heads, T, T].
+fn attention_fwd<T: Float>(
+    qkv: &[T],
+    (bsz, t, d3): (usize, usize, usize),
+    heads: usize,
+    keep: bool,
+) -> Result<(Vec<T>, Vec<T>)> {
     let (d, ld) = (d3 / 3, d3);
     let hd = d / heads;
     let scale = T::from_f64(1.0 / (hd as f64).sqrt());
     let mut out = out_vec::<T>(bsz * t * d);
-    par_batches(bsz, &mut out, |b, o| {
+    let mut probs = out_vec::<T>(if keep { bsz * heads * t * t } else { 0 });
+    par_batches(bsz, &mut out, &mut probs, |b, o, kept| {
         let base = b * t * ld;
-        let mut p = vec![T::zero(); t * t];
+        let mut scratch = if keep { Vec::new() } else { vec![T::zero(); t * t] };
         for h in 0..heads {
             let (cq, ck, cv) = (base + h * hd, base + d + h * hd, base + 2 * d + h * hd);
+            let p = if keep {
+                &mut kept[h * t * t..(h + 1) * t * t]
+            } else {
+                &mut scratch[..]
+            };
             // SAFETY: each slice starts at the head's first column of batch b and holds the t
             // rows of stride ld it reads; o is batch b's [t, d] output block.
             unsafe {
-                attention_probs(&qkv[cq..], &qkv[ck..], (t, ld, hd), scale, &mut p);
+                attention_probs(&qkv[cq..], &qkv[ck..], (t, ld, hd), scale, p);
                 gemm_into(
                     (t, hd, t),
                     o[h * hd..].as_mut_ptr(),
                     d,
                     false,
-                    Mat::rows(&p, t),
+                    Mat::rows(p, t),
                     Mat::rows(&qkv[cv..], ld),
                     T::one(),
                     gemm::Parallelism::None,
@@ -543,7 +596,7 @@ fn attention_fwd<T: Float>(qkv: &[T], (bsz, t, d3): (usize, usize, usize), heads
             }
         }
     });
-    Ok(out)
+    Ok((out, probs))
 }
 
 impl CustomOp1 for Attention {
@@ -553,48 +606,96 @@ impl CustomOp1 for Attention {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, t, d3) = l.shape().dims3()?;
         if d3 % (3 * self.heads) != 0 {
-            bail!("fused attention: qkv {:?} is not [B, T, 3·D] with D divisible by {} heads", l.dims(), self.heads);
+            bail!(
+                "fused attention: qkv {:?} is not [B, T, 3·D] with D divisible by {} heads",
+                l.dims(),
+                self.heads
+            );
         }
-        let out = float_dispatch!(s, "fused attention", attention_fwd(contiguous(s, l)?, (b, t, d3), self.heads));
+        let (out, probs) = match s {
+            CpuStorage::F32(_) => {
+                let (o, p) = attention_fwd::<f32>(contiguous(s, l)?, (b, t, d3), self.heads, self.keep)?;
+                (CpuStorage::F32(o), CpuStorage::F32(p))
+            }
+            CpuStorage::F64(_) => {
+                let (o, p) = attention_fwd::<f64>(contiguous(s, l)?, (b, t, d3), self.heads, self.keep)?;
+                (CpuStorage::F64(o), CpuStorage::F64(p))
+            }
+            _ => bail!("fused attention: f32 or f64 only"),
+        };
+        if self.keep {
+            *self.probs.lock().expect("attention cache lock") = Some(probs);
+        }
         Ok((out, (b, t, d3 / 3).into()))
     }
     fn bwd(&self, qkv: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(qkv.apply_op2_no_bwd(&g.contiguous()?, &AttentionGrad { heads: self.heads })?))
+        let probs = self.probs.lock().expect("attention cache lock");
+        let grad = AttentionGrad {
+            heads: self.heads,
+            probs: probs.as_ref(),
+        };
+        Ok(Some(qkv.apply_op2_no_bwd(&g.contiguous()?, &grad)?))
     }
 }
 
 /// The backward of [`Attention`]: args (qkv [B, T, 3D], g [B, T, D]), output ∂qkv [B, T, 3D].
 /// Per head, with P recomputed: ∂V = Pᵀ·G, ∂P = G·Vᵀ, ∂S = P ⊙ (∂P − rowsum(∂P ⊙ P)),
-/// ∂Q = s·∂S·K, ∂K = s·∂Sᵀ·Q.
-struct AttentionGrad {
+/// ∂Q = s·∂S·K, ∂K = s·∂Sᵀ·Q. P comes from the forward's store where it kept one.
+struct AttentionGrad<'a> {
     heads: usize,
+    probs: Option<&'a CpuStorage>,
 }
 
-fn attention_bwd<T: Float>(qkv: &[T], g: &[T], (bsz, t, d3): (usize, usize, usize), heads: usize) -> Result<Vec<T>> {
+fn attention_bwd<T: Float>(
+    qkv: &[T],
+    g: &[T],
+    (bsz, t, d3): (usize, usize, usize),
+    heads: usize,
+    kept: Option<&[T]>,
+) -> Result<Vec<T>> {
     let (d, ld) = (d3 / 3, d3);
     let hd = d / heads;
     let scale = T::from_f64(1.0 / (hd as f64).sqrt());
     let mut out = out_vec::<T>(qkv.len());
-    par_batches(bsz, &mut out, |b, o| {
-        let (mut p, mut dp) = (vec![T::zero(); t * t], vec![T::zero(); t * t]);
+    par_batches(bsz, &mut out, &mut [], |b, o, _| {
+        let (mut scratch, mut dp) = (vec![T::zero(); t * t], vec![T::zero(); t * t]);
         let none = gemm::Parallelism::None;
         for h in 0..heads {
             let (cq, ck, cv) = (h * hd, d + h * hd, 2 * d + h * hd);
             let (x, gh) = (&qkv[b * t * ld..], &g[b * t * d + h * hd..]);
+            let p: &[T] = match kept {
+                Some(all) => &all[(b * heads + h) * t * t..(b * heads + h + 1) * t * t],
+                None => {
+                    // SAFETY: as in the forward.
+                    unsafe { attention_probs(&x[cq..], &x[ck..], (t, ld, hd), scale, &mut scratch) };
+                    &scratch
+                }
+            };
             // SAFETY: as in the forward; o is batch b's [t, 3d] block of ∂qkv and the head writes
             // only its hd columns in each of the three parts.
             unsafe {
-                attention_probs(&x[cq..], &x[ck..], (t, ld, hd), scale, &mut p);
                 let (gm, vm) = (Mat::rows(gh, d), Mat::rows(&x[cv..], ld));
-                gemm_into((t, hd, t), o[cv..].as_mut_ptr(), ld, false, Mat::rows(&p, t).t(), gm, T::one(), none);
+                gemm_into(
+                    (t, hd, t),
+                    o[cv..].as_mut_ptr(),
+                    ld,
+                    false,
+                    Mat::rows(p, t).t(),
+                    gm,
+                    T::one(),
+                    none,
+                );
                 gemm_into((t, t, hd), dp.as_mut_ptr(), t, false, gm, vm.t(), T::one(), none);
             }
-            simd(#[inline(always)] || {
-                for (pr, dr) in p.chunks(t).zip(dp.chunks_mut(t)) {
-                    let dot = dot(pr, dr);
-                    dr.iter_mut().zip(pr).for_each(|(d, &x)| *d = x * (*d - dot));
-                }
-            });
+            simd(
+                #[inline(always)]
+                || {
+                    for (pr, dr) in p.chunks(t).zip(dp.chunks_mut(t)) {
+                        let dot = dot(pr, dr);
+                        dr.iter_mut().zip(pr).for_each(|(d, &x)| *d = x * (*d - dot));
+                    }
+                },
+            );
             // SAFETY: as above.
             unsafe {
                 let (qm, km, dsm) = (Mat::rows(&x[cq..], ld), Mat::rows(&x[ck..], ld), Mat::rows(&dp, t));
@@ -606,17 +707,30 @@ fn attention_bwd<T: Float>(qkv: &[T], g: &[T], (bsz, t, d3): (usize, usize, usiz
     Ok(out)
 }
 
-impl CustomOp2 for AttentionGrad {
+impl CustomOp2 for AttentionGrad<'_> {
     fn name(&self) -> &'static str {
         "robustft-attention-grad"
     }
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let dims = l1.shape().dims3()?;
-        let out = float_dispatch!(
-            s1,
-            "fused attention backward",
-            attention_bwd(contiguous(s1, l1)?, contiguous(s2, l2)?, dims, self.heads)
-        );
+        let h = self.heads;
+        let out = match (s1, self.probs) {
+            (CpuStorage::F32(_), p) => CpuStorage::F32(attention_bwd::<f32>(
+                contiguous(s1, l1)?,
+                contiguous(s2, l2)?,
+                dims,
+                h,
+                p.map(f32::cpu_storage_as_slice).transpose()?,
+            )?),
+            (CpuStorage::F64(_), p) => CpuStorage::F64(attention_bwd::<f64>(
+                contiguous(s1, l1)?,
+                contiguous(s2, l2)?,
+                dims,
+                h,
+                p.map(f64::cpu_storage_as_slice).transpose()?,
+            )?),
+            _ => bail!("fused attention backward: f32 or f64 only"),
+        };
         Ok((out, l1.shape().clone()))
     }
 }
@@ -917,7 +1031,8 @@ fn gelu_bwd<T: Float>(x: &[T], g: &[T]) -> Result<Vec<T>> {
         |r0, xi, oi| {
             let gi = &g[r0..r0 + xi.len()];
             for ((o, &v), &gv) in oi.iter_mut().zip(xi).zip(gi) {
-                *o = gv * (half * (T::one() + (v * r2).erf_()) + v * c * (T::zero() - half * v * v).exp_());
+                let (erf, e) = (v * r2).erf_exp_();
+                *o = gv * (half * (T::one() + erf) + v * c * e);
             }
         },
     );
@@ -1081,6 +1196,14 @@ mod reference {
                 compare(
                     "attention",
                     Box::new(|| attention(qkv.as_tensor(), 4).unwrap()),
+                    Box::new(|| attention_composed(qkv.as_tensor(), 4).unwrap()),
+                    &[("qkv", &qkv)],
+                    tol,
+                );
+                // The same op without the kept probabilities recomputes them in the backward.
+                compare(
+                    "attention (recomputed probabilities)",
+                    Box::new(|| qkv.as_tensor().apply_op1(super::Attention::new(4, false)).unwrap()),
                     Box::new(|| attention_composed(qkv.as_tensor(), 4).unwrap()),
                     &[("qkv", &qkv)],
                     tol,

@@ -93,7 +93,9 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 /// ∂qkv written packed), composed elsewhere.
 pub fn attention(qkv: &Tensor, heads: usize) -> Result<Tensor> {
     if fused(qkv) {
-        return qkv.contiguous()?.apply_op1(super::fused::Attention { heads });
+        // Keep the probabilities for the backward only when there will be one.
+        let keep = qkv.track_op();
+        return qkv.contiguous()?.apply_op1(super::fused::Attention::new(heads, keep));
     }
     attention_composed(qkv, heads)
 }
