@@ -437,6 +437,88 @@ impl CustomOp1 for ColSum {
     }
 }
 
+/// y ⊙ s for y [N, n] and a per-column scale s [n] ((IA)³'s rescaling), both contiguous:
+/// ∂y = g ⊙ s, ∂s = Σ_rows g ⊙ y in one pass (a broadcast multiply would reduce a strided
+/// [N, n] product over its leading dimensions).
+pub struct ScaleCols;
+
+fn scale_cols<T: Float>(y: &[T], s: &[T]) -> Result<Vec<T>> {
+    let n = s.len();
+    let mut out = out_vec::<T>(y.len());
+    par_rows(
+        y,
+        n,
+        &mut out,
+        n,
+        #[inline(always)]
+        |_, yi, oi| {
+            for (r, o) in yi.chunks(n).zip(oi.chunks_mut(n)) {
+                o.iter_mut().zip(r).zip(s).for_each(|((o, &v), &c)| *o = v * c);
+            }
+        },
+    );
+    Ok(out)
+}
+
+/// Σ_rows g ⊙ y → [n] (the scale's gradient), args (g, y).
+struct ScaleColsGrad;
+
+fn scale_cols_grad<T: Float>(g: &[T], y: &[T], n: usize) -> Result<Vec<T>> {
+    let mut acc = vec![T::zero(); n];
+    simd(
+        #[inline(always)]
+        || {
+            for (gr, yr) in g.chunks(n).zip(y.chunks(n)) {
+                acc.iter_mut().zip(gr).zip(yr).for_each(|((a, &u), &v)| *a += u * v);
+            }
+        },
+    );
+    Ok(acc)
+}
+
+impl CustomOp2 for ScaleCols {
+    fn name(&self) -> &'static str {
+        "robustft-scale-cols"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let n = *l1.dims().last().unwrap_or(&1);
+        if l2.shape().elem_count() != n {
+            bail!("fused scale: y {:?} and scale {:?} do not match", l1.dims(), l2.dims());
+        }
+        let out = float_dispatch!(s1, "fused scale", scale_cols(contiguous(s1, l1)?, contiguous(s2, l2)?));
+        Ok((out, l1.shape().clone()))
+    }
+    fn bwd(&self, y: &Tensor, s: &Tensor, _out: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = g.contiguous()?;
+        let dy = if y.track_op() {
+            Some(g.apply_op2_no_bwd(s, &ScaleCols)?)
+        } else {
+            None
+        };
+        let ds = if s.track_op() {
+            Some(g.apply_op2_no_bwd(y, &ScaleColsGrad)?.reshape(s.dims())?)
+        } else {
+            None
+        };
+        Ok((dy, ds))
+    }
+}
+
+impl CustomOp2 for ScaleColsGrad {
+    fn name(&self) -> &'static str {
+        "robustft-scale-cols-grad"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let n = *l1.dims().last().unwrap_or(&1);
+        let out = float_dispatch!(
+            s1,
+            "fused scale backward",
+            scale_cols_grad(contiguous(s1, l1)?, contiguous(s2, l2)?, n)
+        );
+        Ok((out, (n,).into()))
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Attention
 
@@ -1100,7 +1182,7 @@ mod reference {
     use rand::{Rng, SeedableRng};
 
     use crate::engine::ops::{
-        attention, attention_composed, gelu, layer_norm, layer_norm_composed, linear, softmax_composed,
+        attention, attention_composed, gelu, layer_norm, layer_norm_composed, linear, scale_cols, softmax_composed,
         softmax_last_dim,
     };
 
@@ -1177,6 +1259,13 @@ mod reference {
                     Box::new(|| x.as_tensor().gelu_erf().unwrap()),
                     &vars,
                     tol.max(2e-6),
+                );
+                compare(
+                    "scale",
+                    Box::new(|| scale_cols(x.as_tensor(), w.as_tensor()).unwrap()),
+                    Box::new(|| x.as_tensor().broadcast_mul(w.as_tensor()).unwrap()),
+                    &vars,
+                    tol,
                 );
                 compare(
                     "linear",

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
-use super::ops::{attention, gelu, layer_norm, linear};
+use super::ops::{attention, gelu, layer_norm, linear, scale_cols};
 use super::peft::{self, Counts, PeftConfig, Strategy, adapter, compacter, ia3, lora};
 use super::vit::{Init, LayerKeys, ParamSpec, Role, VitConfig};
 use crate::error::{Error, Result};
@@ -286,7 +286,7 @@ impl Vit {
                     None => Tensor::ones(o, y.dtype(), y.device()),
                 })
                 .collect::<candle_core::Result<Vec<_>>>()?;
-            y = y.broadcast_mul(&cat(parts, 0)?)?;
+            y = scale_cols(&y, &cat(parts, 0)?)?;
         }
         Ok(y)
     }

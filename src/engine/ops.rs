@@ -87,6 +87,15 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     y.reshape(out)
 }
 
+/// y ⊙ s with s [n] scaling the last dimension of y [..., n] ((IA)³). Fused on CPU
+/// (`fused::ScaleCols`: the scale's gradient in one pass over the rows), broadcast elsewhere.
+pub fn scale_cols(y: &Tensor, s: &Tensor) -> Result<Tensor> {
+    if fused(y) {
+        return y.contiguous()?.apply_op2(&s.contiguous()?, super::fused::ScaleCols);
+    }
+    y.broadcast_mul(s)
+}
+
 /// Multi-head attention softmax(Q_h K_hᵀ/√d_h)·V_h on packed projections qkv = [Q | K | V] of
 /// shape [B, T, 3D] with `heads` heads side by side within each; output [B, T, D] (heads
 /// concatenated, as ViT's context layer). Fused on CPU (`fused::Attention`: no head transposes,
