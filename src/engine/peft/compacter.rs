@@ -12,7 +12,7 @@
 use candle_core::{Result as CResult, Tensor};
 
 use super::PeftConfig;
-use crate::engine::ops::gelu;
+use crate::engine::ops::{gelu, linear};
 use crate::engine::vit::{Init, LayerKeys, ParamSpec, Role, VitConfig};
 
 /// Key of the shared rule tensor [n, n, n].
@@ -80,12 +80,13 @@ pub fn phm_weight(rule: &Tensor, s: &Tensor, t: &Tensor) -> CResult<Tensor> {
     w.reshape((n, n, p, q))?.permute((0, 2, 1, 3))?.reshape((n * p, n * q))
 }
 
-/// h + up(GELU(down(h))) with PHM projections.
+/// h + up(GELU(down(h))) with PHM projections, each through `ops::linear` (x·Wᵀ + b with
+/// Wᵀ = the PHM weight: flattened batch, one weight-gradient product, fused on CPU).
 pub fn forward(h: &Tensor, rule: &Tensor, down: [&Tensor; 3], up: [&Tensor; 3]) -> CResult<Tensor> {
-    let wd = phm_weight(rule, down[0], down[1])?;
-    let wu = phm_weight(rule, up[0], up[1])?;
-    let z = gelu(&h.broadcast_matmul(&wd)?.broadcast_add(down[2])?)?;
-    h + z.broadcast_matmul(&wu)?.broadcast_add(up[2])?
+    let wd = phm_weight(rule, down[0], down[1])?.t()?;
+    let wu = phm_weight(rule, up[0], up[1])?.t()?;
+    let z = gelu(&linear(h, &wd, Some(down[2]))?)?;
+    h + linear(&z, &wu, Some(up[2]))?
 }
 
 #[cfg(test)]
