@@ -8,7 +8,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use robustft::engine::attack::{ApgdConfig, PgdConfig, StopRule};
 use robustft::engine::data::synthetic::SyntheticSpec;
-use robustft::engine::eval::{Attack, clean_counts, robust_counts};
+use robustft::engine::eval::{Attack, clean_counts, robust_counts, robust_levels};
 use robustft::engine::peft::Strategy;
 use robustft::engine::pretrain::{PretrainConfig, pretrain};
 use robustft::engine::train::{AdamW, TrainConfig, train_step};
@@ -107,6 +107,17 @@ fn attack_strength_order_on_a_trained_model() {
     });
     let stronger = robust_counts(&model, &test, &ids, 128, &big, 3, &dev).unwrap();
     assert!(stronger.robust <= early.robust);
+    // Both radii in one nested pass: the first radius is exactly the single-radius evaluation
+    // (same seed, every point), the larger one attacks only its survivors, so robust accuracy
+    // cannot increase with ε.
+    let levels = robust_levels(&model, &test, &ids, 128, &[pgd(StopRule::EarlyExit), big], 3, &dev).unwrap();
+    let at_least = |k: u8| levels.iter().filter(|l| **l >= k).count();
+    assert_eq!(at_least(1), early.clean);
+    assert_eq!(at_least(2), early.robust);
+    assert!(at_least(3) <= at_least(2));
+    assert!(at_least(3) < early.clean, "the larger radius breaks something");
+    let e = robust_levels(&model, &test, &ids, 128, &[big, pgd(StopRule::EarlyExit)], 3, &dev).unwrap_err();
+    assert!(e.to_string().contains("increasing"), "{e}");
     // Not vacuous: the attack changes something at the larger budget.
     assert!(
         stronger.robust < stronger.clean,

@@ -45,17 +45,131 @@ pub fn forward_split(model: &Vit, x: &Tensor, parts: usize) -> Result<Tensor> {
     Ok(Tensor::cat(&outs, 0)?)
 }
 
-/// Clean accuracy counts of `model` on `ids` of `data` (batches forwarded with [`forward_split`]).
-pub fn clean_counts(model: &Vit, data: &Dataset, ids: &[usize], batch: usize, device: &Device) -> Result<EvalCounts> {
-    let mut c = EvalCounts::default();
+/// Per-image correctness of `model` on `ids` of `data` (batches forwarded with [`forward_split`]).
+pub fn clean_correct(model: &Vit, data: &Dataset, ids: &[usize], batch: usize, device: &Device) -> Result<Vec<bool>> {
+    let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(batch.max(1)) {
         let (x, y) = data.batch(chunk, device)?;
         let x = x.to_dtype(model.dtype())?;
-        let ok = super::attack::correct(&forward_split(model, &x, super::batch_parts(device))?, &y)?;
-        c.n += chunk.len();
-        c.clean += ok.iter().filter(|b| **b).count();
+        out.extend(super::attack::correct(
+            &forward_split(model, &x, super::batch_parts(device))?,
+            &y,
+        )?);
     }
-    Ok(c)
+    Ok(out)
+}
+
+/// Clean accuracy counts of `model` on `ids` of `data` (batches forwarded with [`forward_split`]).
+pub fn clean_counts(model: &Vit, data: &Dataset, ids: &[usize], batch: usize, device: &Device) -> Result<EvalCounts> {
+    let ok = clean_correct(model, data, ids, batch, device)?;
+    Ok(EvalCounts {
+        n: ok.len(),
+        clean: ok.iter().filter(|b| **b).count(),
+        robust: 0,
+    })
+}
+
+impl Attack {
+    /// The ℓ∞ radius.
+    pub fn eps(&self) -> f64 {
+        match self {
+            Attack::Pgd(p) => p.eps,
+            Attack::Apgd(a) => a.eps,
+        }
+    }
+
+    fn run(&self, model: &Vit, x: &Tensor, y: &Tensor, seed: u64, device: &Device) -> Result<AttackOutcome> {
+        Ok(match self {
+            Attack::Pgd(p) => pgd_split(model, x, y, p, seed, super::batch_parts(device))?,
+            Attack::Apgd(a) => apgd(model, x, y, a, seed)?,
+        })
+    }
+}
+
+/// The seed of attack `k` (0-based, in order of increasing ε) on batch `b`: attack 0 uses
+/// `seed + b` (what a single-ε evaluation has always used), later ones a distinct stream.
+fn attack_seed(seed: u64, batch: usize, k: usize) -> u64 {
+    let base = seed.wrapping_add(batch as u64);
+    if k == 0 {
+        base
+    } else {
+        base ^ (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+}
+
+/// Per-image outcome of a nested multi-ε evaluation: `levels[i]` = 0 when image i is
+/// misclassified clean; otherwise 1 + the number of radii (in increasing order) it survives.
+/// So `levels[i] >= 1` is clean-correct and `levels[i] >= k + 2` is robust at `attacks[k]`.
+///
+/// `attacks` must be ordered by increasing ε. The first attack runs on every image (its clean
+/// forward is the clean evaluation; it attacks only the clean-correct points); each later,
+/// larger-ε attack runs only on the points that survived the previous one. This is exact, not
+/// an approximation: an adversarial example inside the ε-ball is inside every larger ball, so a
+/// point broken at ε_k is broken at every ε_j > ε_k. Robust accuracy is therefore
+/// non-increasing in ε by construction, and each attack pays only for the points still robust.
+/// With one attack the outcome equals [`robust_counts`] with the same seed (it is that).
+pub fn robust_levels(
+    model: &Vit,
+    data: &Dataset,
+    ids: &[usize],
+    batch: usize,
+    attacks: &[Attack],
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<u8>> {
+    if attacks.windows(2).any(|w| w[1].eps() < w[0].eps()) {
+        return Err(crate::Error::invalid(
+            "attack.eps",
+            "radii must be in increasing order",
+            format!("{:?}", attacks.iter().map(Attack::eps).collect::<Vec<_>>()),
+        ));
+    }
+    // Attack a frozen view: input gradients only, no parameter gradients.
+    let model = &model.frozen();
+    let mut levels = Vec::with_capacity(ids.len());
+    for (bi, chunk) in ids.chunks(batch.max(1)).enumerate() {
+        let (x, y) = data.batch(chunk, device)?;
+        let x = x.to_dtype(model.dtype())?;
+        let mut lv = vec![0u8; chunk.len()];
+        // Positions (within the chunk) still robust after the attacks so far.
+        let mut alive: Vec<usize> = Vec::new();
+        for (k, attack) in attacks.iter().enumerate() {
+            let out = if k == 0 {
+                let out = attack.run(model, &x, &y, attack_seed(seed, bi, 0), device)?;
+                for (i, ok) in out.clean_correct.iter().enumerate() {
+                    if *ok {
+                        lv[i] = 1;
+                    }
+                }
+                alive = (0..chunk.len()).collect();
+                out
+            } else {
+                if alive.is_empty() {
+                    break;
+                }
+                let idx = super::attack::index_tensor(&alive, device)?;
+                let (xs, ys) = (x.index_select(&idx, 0)?, y.index_select(&idx, 0)?);
+                attack.run(model, &xs, &ys, attack_seed(seed, bi, k), device)?
+            };
+            alive = alive
+                .iter()
+                .zip(&out.robust)
+                .filter(|(_, r)| **r)
+                .map(|(&i, _)| i)
+                .collect();
+            for &i in &alive {
+                lv[i] = k as u8 + 2;
+            }
+        }
+        if attacks.is_empty() {
+            let ok = super::attack::correct(&forward_split(model, &x, super::batch_parts(device))?, &y)?;
+            for (i, ok) in ok.iter().enumerate() {
+                lv[i] = u8::from(*ok);
+            }
+        }
+        levels.extend(lv);
+    }
+    Ok(levels)
 }
 
 /// Clean and robust counts under `attack`; batch b uses seed `seed + b` for its random start.
@@ -68,19 +182,10 @@ pub fn robust_counts(
     seed: u64,
     device: &Device,
 ) -> Result<EvalCounts> {
-    let mut c = EvalCounts::default();
-    // Attack a frozen view: input gradients only, no parameter gradients.
-    let model = &model.frozen();
-    for (bi, chunk) in ids.chunks(batch.max(1)).enumerate() {
-        let (x, y) = data.batch(chunk, device)?;
-        let x = x.to_dtype(model.dtype())?;
-        let out: AttackOutcome = match attack {
-            Attack::Pgd(p) => pgd_split(model, &x, &y, p, seed + bi as u64, super::batch_parts(device))?,
-            Attack::Apgd(a) => apgd(model, &x, &y, a, seed + bi as u64)?,
-        };
-        c.n += chunk.len();
-        c.clean += out.clean_correct.iter().filter(|b| **b).count();
-        c.robust += out.robust.iter().filter(|b| **b).count();
-    }
-    Ok(c)
+    let levels = robust_levels(model, data, ids, batch, std::slice::from_ref(attack), seed, device)?;
+    Ok(EvalCounts {
+        n: levels.len(),
+        clean: levels.iter().filter(|l| **l >= 1).count(),
+        robust: levels.iter().filter(|l| **l >= 2).count(),
+    })
 }

@@ -170,14 +170,25 @@ impl Vit {
 
     /// Loads a safetensors checkpoint (HF layout); see [`Vit::from_tensors`]. Errors name the file.
     pub fn load(path: &Path, spec: &VitSpec) -> Result<Self> {
-        let loaded = candle_core::safetensors::load(path, &spec.device).map_err(|e| Error::Config {
+        Self::load_filtered(path, spec, |_| true)
+    }
+
+    /// Loads the backbone of a checkpoint and ignores its head (`classifier.*`): the head starts
+    /// freshly initialised from `spec.seed` whatever the checkpoint holds (a new task, even one
+    /// with as many classes as the upstream task, gets a new head).
+    pub fn load_backbone(path: &Path, spec: &VitSpec) -> Result<Self> {
+        Self::load_filtered(path, spec, |k| !k.trim_start_matches("vit.").starts_with("classifier."))
+    }
+
+    fn load_filtered(path: &Path, spec: &VitSpec, keep: impl Fn(&str) -> bool) -> Result<Self> {
+        let err = |message: String| Error::Config {
             path: path.to_path_buf(),
-            message: format!("not a readable safetensors file: {e}"),
-        })?;
-        Self::from_tensors(spec, loaded, true).map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let mut loaded = candle_core::safetensors::load(path, &spec.device)
+            .map_err(|e| err(format!("not a readable safetensors file: {e}")))?;
+        loaded.retain(|k, _| keep(k));
+        Self::from_tensors(spec, loaded, true).map_err(|e| err(e.to_string()))
     }
 
     /// Writes every tensor (backbone in HF layout, PEFT tensors, head) atomically.

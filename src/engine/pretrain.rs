@@ -1,6 +1,7 @@
 //! Upstream pretraining: no pretrained weights can be downloaded, so the toolkit trains its own
-//! backbone on the synthetic upstream task (AdamW, cosine schedule with warm-up, cross-entropy)
-//! and saves it in HF layout; fine-tuning then starts from it like from any HF checkpoint.
+//! backbone (AdamW, cosine schedule with warm-up, cross-entropy) on the synthetic upstream task
+//! ([`pretrain`]) or on any dataset, e.g. a class subset of Fashion-MNIST ([`pretrain_on`]), and
+//! saves it in HF layout; fine-tuning then starts from it like from any HF checkpoint.
 
 use std::path::Path;
 use std::time::Instant;
@@ -10,6 +11,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use super::data::Dataset;
 use super::data::synthetic::SyntheticSpec;
 use super::eval::clean_counts;
 use super::peft::Strategy;
@@ -18,14 +20,16 @@ use super::{Vit, VitConfig, VitSpec};
 use crate::error::Result;
 
 /// What a pretraining run did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PretrainReport {
     /// Optimiser steps.
     pub steps: usize,
     /// Mean loss over the last 10% of steps.
     pub final_loss: f64,
-    /// Clean accuracy on 1000 held-out upstream images.
+    /// Clean accuracy on the held-out upstream images.
     pub val_acc: f64,
+    /// Held-out images evaluated.
+    pub val_n: usize,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -74,29 +78,47 @@ pub fn pretrain(
     cfg: &PretrainConfig,
     device: &Device,
     out: &Path,
-    mut on_step: impl FnMut(usize, f64),
+    on_step: impl FnMut(usize, f64),
 ) -> Result<PretrainReport> {
-    let start = Instant::now();
     let task = SyntheticSpec {
         image_size: cfg.model.image_size,
         ..cfg.task.clone()
     };
     let data = task.generate(cfg.train_images, 0)?;
     let val = task.generate(1000, 1)?;
+    pretrain_on(&cfg.model, &cfg.train, cfg.seed, &data, &val, device, out, on_step)
+}
+
+/// Trains a full model of size `model` on `data` (batches from seeded shuffles of the whole
+/// set, `train.total_steps` AdamW steps), writes it to `out` (HF layout, with its head) and
+/// reports its accuracy on `val` (held out: the caller keeps it disjoint from `data`).
+/// Deterministic for a fixed seed on the CPU.
+#[allow(clippy::too_many_arguments)]
+pub fn pretrain_on(
+    model_cfg: &VitConfig,
+    train: &TrainConfig,
+    seed: u64,
+    data: &Dataset,
+    val: &Dataset,
+    device: &Device,
+    out: &Path,
+    mut on_step: impl FnMut(usize, f64),
+) -> Result<PretrainReport> {
+    let start = Instant::now();
     let model = Vit::new(&VitSpec::new(
-        &cfg.model,
+        model_cfg,
         Strategy::Full,
-        task.classes,
+        data.classes,
         DType::F32,
         device,
-        cfg.seed,
+        seed,
     ))?;
-    let mut opt = AdamW::new(model.trainable().to_vec(), cfg.train.clone())?;
+    let mut opt = AdamW::new(model.trainable().to_vec(), train.clone())?;
     let mut order: Vec<usize> = Vec::new();
-    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0xba7c);
-    let mut losses = Vec::with_capacity(cfg.train.total_steps);
-    let bs = cfg.train.batch_size;
-    for step in 0..cfg.train.total_steps {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xba7c);
+    let mut losses = Vec::with_capacity(train.total_steps);
+    let bs = train.batch_size;
+    for step in 0..train.total_steps {
         if order.len() < bs {
             let mut ids: Vec<usize> = (0..data.len()).collect();
             ids.shuffle(&mut rng);
@@ -112,11 +134,12 @@ pub fn pretrain(
     let tail = (losses.len() / 10).max(1);
     let final_loss = losses.iter().rev().take(tail).sum::<f64>() / tail as f64;
     let ids: Vec<usize> = (0..val.len()).collect();
-    let c = clean_counts(&model, &val, &ids, 256, device)?;
+    let c = clean_counts(&model, val, &ids, 256, device)?;
     Ok(PretrainReport {
-        steps: cfg.train.total_steps,
+        steps: train.total_steps,
         final_loss,
         val_acc: c.clean as f64 / c.n as f64,
+        val_n: c.n,
         seconds: start.elapsed().as_secs_f64(),
     })
 }

@@ -7,12 +7,12 @@
 //! pre-LN encoder layers (`layernorm_before` → attention → residual, `layernorm_after` → MLP with
 //! erf-GELU → residual), final `layernorm`, and a linear head on the CLS token.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 /// Size of a ViT. Deserialises from TOML for custom sizes.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VitConfig {
     /// Input side in pixels (square images).

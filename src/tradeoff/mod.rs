@@ -1,6 +1,7 @@
 //! Tradeoff curves shared by the simulator and the validation runs: Pareto frontiers and the
 //! area under them, tracking schedules, and ranking statistics.
 
+pub mod bootstrap;
 pub mod pareto;
 pub mod schedule;
 pub mod stats;

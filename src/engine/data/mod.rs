@@ -105,6 +105,39 @@ impl Dataset {
         ids
     }
 
+    /// The images of `classes` only, relabelled in the order given: original label `classes[j]`
+    /// becomes `j` (so the returned dataset has `classes.len()` classes and `classes` is its
+    /// label map). Errors name `field` when the list is empty, repeats a class or names a class
+    /// the dataset does not have.
+    pub fn select_classes(&self, classes: &[u32], field: &str) -> Result<Dataset> {
+        if classes.is_empty() {
+            return Err(Error::invalid(field, "need at least one class", "[]"));
+        }
+        let mut new_label = vec![None; self.classes];
+        for (j, &c) in classes.iter().enumerate() {
+            let slot = new_label.get_mut(c as usize).ok_or_else(|| {
+                Error::invalid(
+                    field,
+                    format!("classes must be < {} for {}", self.classes, self.name),
+                    c,
+                )
+            })?;
+            if slot.is_some() {
+                return Err(Error::invalid(field, "lists a class twice", c));
+            }
+            *slot = Some(j as u32);
+        }
+        let ids: Vec<usize> = (0..self.len())
+            .filter(|&i| new_label[self.labels[i] as usize].is_some())
+            .collect();
+        let mut out = self.subset(&ids);
+        for l in &mut out.labels {
+            *l = new_label[*l as usize].expect("kept only listed classes");
+        }
+        out.classes = classes.len();
+        Ok(out)
+    }
+
     /// Checks labels < classes and pixel values in [0, 1]; the error names the record.
     pub fn validate(&self) -> Result<()> {
         if self.images.len() != self.len() * self.image_len() {
@@ -208,6 +241,24 @@ mod tests {
         assert_ne!(d.split(0.3, 8).unwrap().1, b);
         assert_eq!(d.eval_indices(4, 1), d.eval_indices(4, 1));
         assert_eq!(d.eval_indices(100, 1).len(), 10);
+    }
+
+    #[test]
+    fn class_subset_keeps_and_relabels() {
+        // toy labels: i % 3 for i in 0..10 → class 0: 4 images, 1: 3, 2: 3.
+        let d = toy();
+        let s = d.select_classes(&[2, 0], "classes").unwrap();
+        assert_eq!(s.classes, 2);
+        assert_eq!(s.len(), 7);
+        // Original order kept; label 2 → 0, label 0 → 1.
+        assert_eq!(s.labels, vec![1, 0, 1, 0, 1, 0, 1]);
+        // The first kept image is original image 0 (label 0), the second original image 2.
+        assert_eq!(&s.images[..4], &d.images[..4]);
+        assert_eq!(&s.images[4..8], &d.images[8..12]);
+        for (bad, why) in [(&[][..], "at least one"), (&[1, 1][..], "twice"), (&[3][..], "< 3")] {
+            let e = d.select_classes(bad, "datasets[0].classes").unwrap_err().to_string();
+            assert!(e.contains("datasets[0].classes") && e.contains(why), "{e}");
+        }
     }
 
     #[test]
