@@ -33,12 +33,15 @@ fn smoke_run_end_to_end() {
     for s in ["linear_probe", "lora", "bitfit"] {
         let r = records::read(&out.join("simple").join(s).join("seed0.jsonl")).unwrap();
         assert_eq!(r.header.strategy, s);
-        assert_eq!(r.header.eval_steps, vec![4, 8, 12]);
-        // Evaluations happen exactly at the schedule's steps.
-        assert_eq!(r.evals.iter().map(|e| e.step).collect::<Vec<_>>(), vec![4, 8, 12]);
+        assert_eq!(r.header.eval_steps, vec![0, 4, 8, 12]);
+        assert_eq!(r.header.eps, vec![1.0 / 255.0, 4.0 / 255.0]);
+        // Evaluations happen exactly at the schedule's steps, step 0 (before any update) included.
+        assert_eq!(r.evals.iter().map(|e| e.step).collect::<Vec<_>>(), vec![0, 4, 8, 12]);
         for e in &r.evals {
             assert_eq!(e.n_eval, 32);
-            assert!(e.robust_acc <= e.clean_acc);
+            assert_eq!(e.outcomes.len(), 32);
+            assert_eq!(e.robust.len(), 2);
+            assert!(e.robust[1].acc <= e.robust[0].acc && e.robust[0].acc <= e.clean_acc);
             assert!(e.clean_ci.lo <= e.clean_acc && e.clean_acc <= e.clean_ci.hi);
             assert!(e.ood_acc.is_some());
         }
@@ -46,28 +49,42 @@ fn smoke_run_end_to_end() {
     let idx: Vec<usize> =
         serde_json::from_str(&std::fs::read_to_string(out.join("simple/eval_indices_seed0.json")).unwrap()).unwrap();
     assert_eq!(idx.len(), 32);
-    // The report's AUC equals the tradeoff module's AUC on the same points.
+    // The report's AUC (one seed: the mean is that seed's) equals the tradeoff module's AUC on
+    // the same points, at each radius.
     let csv = std::fs::read_to_string(out.join("report/auc.csv")).unwrap();
+    assert!(
+        csv.starts_with("dataset,eps,strategy,auc_mean,auc_lo,auc_hi,auc_trapezoid_mean"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 1 + 2 * 3);
     for line in csv.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        let r = records::read(&out.join(f[0]).join(f[1]).join("seed0.jsonl")).unwrap();
+        let r = records::read(&out.join(f[0]).join(f[2]).join("seed0.jsonl")).unwrap();
+        let eps: f64 = f[1].parse().unwrap();
+        let k = r.header.eps.iter().position(|e| *e == eps).unwrap();
         let pts: Vec<Point> = r
             .evals
             .iter()
             .map(|e| Point {
                 acc: e.clean_acc,
-                rob: e.robust_acc,
+                rob: e.robust[k].acc,
             })
             .collect();
-        assert_eq!(f[2].parse::<f64>().unwrap(), auc(&pts, AucRule::Step));
-        assert_eq!(f[3].parse::<f64>().unwrap(), auc(&pts, AucRule::Trapezoid));
+        assert_eq!(f[3].parse::<f64>().unwrap(), auc(&pts, AucRule::Step));
+        assert_eq!(f[6].parse::<f64>().unwrap(), auc(&pts, AucRule::Trapezoid));
+        let (lo, hi): (f64, f64) = (f[4].parse().unwrap(), f[5].parse().unwrap());
+        assert!(lo <= hi, "{line}");
     }
     for f in [
         "auc.md",
         "peaks.csv",
         "ood_correlation.csv",
-        "simple_frontier.png",
-        "simple_robust_vs_step.svg",
+        "convergence.csv",
+        "findings.md",
+        "findings_cells.csv",
+        "simple_frontier_eps1.png",
+        "simple_frontier_eps2.csv",
+        "simple_robust_eps2_vs_step.svg",
         "simple_ood_vs_step.csv",
     ] {
         assert!(out.join("report").join(f).exists(), "{f}");
@@ -194,6 +211,24 @@ fn bad_config_names_key_and_file_and_writes_nothing() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8(o.stderr).unwrap().contains("eval_subset"));
+    assert!(!out.exists());
+    // Missing data: one line naming the key and how to install it; nothing written.
+    let missing = RESUME_CFG.replace(
+        "kind = \"synthetic\"\ntask = \"synthetic-simple\"",
+        "kind = \"fashion-mnist\"\ndata_dir = \"/nonexistent/fashion-mnist\"",
+    );
+    assert_ne!(missing, RESUME_CFG);
+    std::fs::write(&cfg, missing.replace("ood = \"shifted\"", "ood = \"none\"")).unwrap();
+    let o = Command::new(bin())
+        .args(["run", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        e.contains("datasets[0].data_dir") && e.contains("validation/setup-data.sh") && e.lines().count() == 1,
+        "{e}"
+    );
     assert!(!out.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,7 @@
 //! `validate`: the validation engine — ViTs fine-tuned with the seven strategies, attacked and
-//! measured. Tracked runs and reports (`validate` with no arguments, `run`, `report`) are not
-//! built yet; `inspect`, `pretrain` and `bench` are.
+//! measured: tracked runs (`validate` with no arguments, `run`), learning-rate sweeps (`tune`),
+//! task separability (`tasks`), reports (`report`), verdicts on the paper's findings (`verdict`),
+//! the theory comparison (`compare`), and `inspect`, `pretrain`, `bench`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,8 +21,8 @@ use robustft::engine::{VitConfig, bench};
     name = "validate",
     version,
     about = "Validation engine: fine-tune ViTs with 7 strategies and measure robustness",
-    after_help = "With no command: runs the embedded cpu-default preset into validation/results/cpu-default \
-                  (about 5 minutes on 2 cores)."
+    after_help = "With no command: runs the embedded cpu-default preset into runs/cpu-default \
+                  (about 5 minutes on 2 cores; resumes if that folder holds a finished or killed run)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -35,10 +36,10 @@ enum Cmd {
         /// Run configuration (TOML).
         #[arg(long, value_name = "FILE", conflicts_with = "preset")]
         config: Option<PathBuf>,
-        /// Embedded preset: cpu-default or smoke.
+        /// Embedded preset: cpu-default, smoke or paper-cpu.
         #[arg(long)]
         preset: Option<String>,
-        /// Output folder (default: validation/results/<name>).
+        /// Output folder (default: runs/<name>).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// No progress bars.
@@ -48,10 +49,60 @@ enum Cmd {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Learning-rate sweep on a validation split of the training images; writes DIR/tune/.
+    Tune {
+        /// Run configuration (TOML).
+        #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+        config: Option<PathBuf>,
+        /// Embedded preset.
+        #[arg(long)]
+        preset: Option<String>,
+        /// Output folder (default: runs/<name>; the upstream backbone is cached there too).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Candidate peak learning rates, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = robustft::validate::tune::DEFAULT_LRS)]
+        lrs: Vec<f64>,
+        /// Validation images carved from each dataset's training images.
+        #[arg(long, default_value_t = 2000)]
+        val_images: usize,
+        /// Seed of the split, head and batch order.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Separability of each configured task in the pretrained features (and of every class pair).
+    Tasks {
+        /// Run configuration (TOML).
+        #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+        config: Option<PathBuf>,
+        /// Embedded preset.
+        #[arg(long)]
+        preset: Option<String>,
+        /// Output folder (default: runs/<name>; the upstream backbone is cached there).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Also measure every pair of each dataset's classes as a two-class task.
+        #[arg(long)]
+        pairs: bool,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Write DIR/report/ from the records in DIR.
     Report {
         /// A run's output folder.
         dir: PathBuf,
+    },
+    /// Test each finding of Li et al. 2025 on DIR's records: DIR/report/findings.{md,csv}.
+    Verdict {
+        /// A run's output folder.
+        dir: PathBuf,
+        /// Bootstrap replicates.
+        #[arg(long, default_value_t = robustft::validate::report::REPS)]
+        reps: usize,
     },
     /// Theory's predicted ranking next to the measured AUC ranking, per dataset.
     Compare {
@@ -137,6 +188,31 @@ struct Inspect<'a> {
     total: usize,
 }
 
+/// The configuration named by `--config` or `--preset`, and its output folder (default
+/// `runs/<name>`).
+fn load_config(
+    config: &Option<PathBuf>,
+    preset: &Option<String>,
+    out: Option<PathBuf>,
+) -> robustft::Result<(robustft::validate::ValidRun, PathBuf)> {
+    let cfg = match (config, preset) {
+        (Some(p), _) => robustft::validate::RunConfig::load(p)?,
+        (None, Some(name)) => robustft::validate::RunConfig::preset(name)?,
+        (None, None) => {
+            return Err(robustft::Error::invalid(
+                "--config",
+                "give --config FILE or --preset NAME",
+                "neither",
+            ));
+        }
+    };
+    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.raw.name));
+    // Missing data or checkpoint: bad input, refused before anything is written.
+    robustft::validate::upstream::check_checkpoint(&cfg)?;
+    robustft::validate::data::check_data(&cfg)?;
+    Ok((cfg, out))
+}
+
 fn run(
     config: Option<PathBuf>,
     preset: Option<String>,
@@ -144,30 +220,43 @@ fn run(
     quiet: bool,
     device: &Device,
 ) -> ExitCode {
-    let cfg = match (&config, &preset) {
-        (Some(p), _) => robustft::validate::RunConfig::load(p),
-        (None, Some(name)) => robustft::validate::RunConfig::preset(name),
-        (None, None) => return fail("invalid `--config`: give --config FILE or --preset NAME"),
-    };
-    let cfg = match cfg {
+    let (cfg, out) = match load_config(&config, &preset, out) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let out = out.unwrap_or_else(|| PathBuf::from("validation/results").join(&cfg.raw.name));
     let start = std::time::Instant::now();
     if let Err(e) = robustft::validate::runner::run_all(&cfg, &out, device, quiet) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    match robustft::validate::report::write_report(&out) {
-        Ok(r) => {
-            print!("{}", r.summary);
+    let reported = robustft::validate::report::write_report(&out).and_then(|r| {
+        print!("{}", r.summary);
+        let f = robustft::validate::verdict::verdict(&out, robustft::validate::report::REPS)?;
+        print!("{}", robustft::validate::verdict::table(&f.rows));
+        Ok(())
+    });
+    match reported {
+        Ok(()) => {
             println!(
                 "run {} finished in {:.0} s; report in {}",
                 cfg.raw.name,
                 start.elapsed().as_secs_f64(),
                 out.join("report").display()
             );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints `text` or fails with exit 1 (a run-time error after valid input).
+fn print_or_fail(r: robustft::Result<String>) -> ExitCode {
+    match r {
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -194,6 +283,54 @@ fn main() -> ExitCode {
     let pick = |d: &Option<String>| robustft::engine::device::select(d.as_deref());
     match cli.cmd {
         None => run(None, Some("cpu-default".into()), None, false, &Device::Cpu),
+        Some(Cmd::Tune {
+            config,
+            preset,
+            out,
+            lrs,
+            val_images,
+            seed,
+            quiet,
+        }) => {
+            let (cfg, out) = match load_config(&config, &preset, out) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let spec = robustft::validate::tune::TuneSpec { lrs, val_images, seed };
+            print_or_fail(robustft::validate::tune::tune(&cfg, &out, &spec, &Device::Cpu, quiet))
+        }
+        Some(Cmd::Tasks {
+            config,
+            preset,
+            out,
+            pairs,
+            quiet,
+        }) => {
+            let (cfg, out) = match load_config(&config, &preset, out) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            print_or_fail(robustft::validate::upstream::tasks(
+                &cfg,
+                &out,
+                pairs,
+                &Device::Cpu,
+                quiet,
+            ))
+        }
+        Some(Cmd::Verdict { dir, reps }) => {
+            if reps < 100 {
+                return fail(format!("invalid `--reps`: must be >= 100 (got {reps})"));
+            }
+            match robustft::validate::verdict::verdict(&dir, reps) {
+                Ok(f) => {
+                    print!("{}", robustft::validate::verdict::table(&f.rows));
+                    println!("wrote {}", dir.join("report").join("findings.md").display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Some(Cmd::Run {
             config,
             preset,

@@ -115,9 +115,7 @@ pub fn compare(dir: &Path) -> Result<String> {
             .iter()
             .find(|d| &d.name == ds)
             .ok_or_else(|| Error::invalid("dataset", "in the run's configuration", ds))?;
-        let image = crate::engine::VitConfig::from_arg(&cfg.model)
-            .map(|m| m.image_size)
-            .unwrap_or(28);
+        let image = cfg.model.resolve().map(|m| m.image_size).unwrap_or(28);
         let d = match (spec.theory_d, spec.task.as_deref()) {
             (Some(d), _) => d,
             (None, Some(t)) => SyntheticSpec::named(t, image).map(|s| s.d as f64).unwrap_or(10.0),

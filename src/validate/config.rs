@@ -5,19 +5,21 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::spec::{EpsSpec, ModelSpec, OptimizerSpec, SourceSpec, check_source};
 use crate::engine::VitConfig;
 use crate::engine::attack::{ApgdConfig, PgdConfig, StopRule};
 use crate::engine::data::corrupt::Corruption;
-use crate::engine::data::synthetic::SyntheticSpec;
 use crate::engine::eval::Attack;
 use crate::engine::peft::{Strategy, parse_strategy};
+use crate::engine::train::TrainConfig;
 use crate::error::{Error, Result, check};
 use crate::tradeoff::Schedule;
 
 /// The embedded presets: (name, TOML text).
-pub const PRESETS: [(&str, &str); 2] = [
+pub const PRESETS: [(&str, &str); 3] = [
     ("cpu-default", include_str!("../../validation/configs/cpu-default.toml")),
     ("smoke", include_str!("../../validation/configs/smoke.toml")),
+    ("paper-cpu", include_str!("../../validation/configs/paper-cpu.toml")),
 ];
 
 /// A schedule as written: `"paper"`, `"repo"` or a list of steps.
@@ -40,6 +42,11 @@ pub struct PretrainSpec {
     pub batch_size: usize,
     /// Peak learning rate.
     pub lr: f64,
+    /// Upstream data (default: the synthetic upstream task), e.g.
+    /// `{ kind = "fashion-mnist", classes = [0, 1, 2, 3, 4] }`. Its test split, restricted to the
+    /// same classes, measures the held-out accuracy recorded in every run header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<SourceSpec>,
 }
 
 /// The attack as written.
@@ -48,9 +55,11 @@ pub struct PretrainSpec {
 pub struct AttackSpec {
     /// `pgd` or `apgd`.
     pub kind: String,
-    /// ℓ∞ radius in [0, 1] pixel units.
-    pub eps: f64,
-    /// PGD step size (ignored by APGD).
+    /// ℓ∞ radius in [0, 1] pixel units, or a list of radii evaluated in one nested pass
+    /// (numbers or fractions such as `"1/255"`).
+    pub eps: EpsSpec,
+    /// PGD step size (ignored by APGD); only with a single radius. Default: ε/4 for every ε
+    /// (the paper's α = 0.25/255 at ε = 1/255).
     #[serde(default)]
     pub alpha: Option<f64>,
     /// Iterations.
@@ -66,7 +75,7 @@ pub struct AttackSpec {
 pub struct DatasetSpec {
     /// Folder name in the output and label in reports.
     pub name: String,
-    /// `synthetic`, `fashion-mnist` or `cifar10`.
+    /// `synthetic`, `fashion-mnist`, `cifar10` or `image-folder`.
     pub kind: String,
     /// Synthetic task name (`synthetic-simple`, `synthetic-complex`).
     #[serde(default)]
@@ -74,6 +83,10 @@ pub struct DatasetSpec {
     /// Data folder for file datasets.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// Class subset (original labels), remapped to 0..n−1 in the order listed; the map is
+    /// recorded in every run header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<u32>>,
     /// Training images used (synthetic: generated; files: the first N of the seeded split).
     pub train_images: usize,
     /// OOD set: `shifted` (synthetic style shift), `corruption:<name>:<severity>`, or `none`.
@@ -94,8 +107,8 @@ fn none() -> String {
 pub struct RunConfig {
     /// Run name.
     pub name: String,
-    /// Model preset or TOML path.
-    pub model: String,
+    /// Model preset, TOML path or inline table.
+    pub model: ModelSpec,
     /// Fine-tune from this HF-layout checkpoint instead of pretraining one.
     #[serde(default)]
     pub checkpoint: Option<PathBuf>,
@@ -114,11 +127,19 @@ pub struct RunConfig {
     pub schedule_reference_steps: Option<u64>,
     /// Evaluation subset size (per dataset and seed, fixed).
     pub eval_subset: usize,
+    /// Draw the evaluation subset with this seed for every run seed (the same test images for
+    /// all seeds); absent: each run seed draws its own subset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_seed: Option<u64>,
+    /// The head a fine-tuning run starts from: `new` (freshly initialised from the run seed) or
+    /// `reuse` (the checkpoint's head where its class count matches; the default, as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
     /// Batch size.
     pub batch_size: usize,
-    /// Optimiser preset: `paper` (lr 2e-5 full, 5e-3 others, cosine, 800 warm-up scaled to the
-    /// run length for non-full).
-    pub optimizer: String,
+    /// Optimiser: the preset `paper` (lr 2e-5 full, 5e-3 others, cosine, 800 warm-up scaled to
+    /// the run length for non-full), or a table of per-strategy learning rates.
+    pub optimizer: OptimizerSpec,
     /// Upstream pretraining (used when no checkpoint is given).
     pub pretrain: PretrainSpec,
     /// Attack.
@@ -151,10 +172,12 @@ pub struct ValidRun {
     pub model: VitConfig,
     /// Strategies.
     pub strategies: Vec<Strategy>,
-    /// Evaluation steps (exact list).
+    /// Evaluation steps (exact list; 0 = before the first update).
     pub eval_steps: Vec<u64>,
-    /// Attack.
-    pub attack: Attack,
+    /// One attack per radius, in increasing order of ε.
+    pub attacks: Vec<Attack>,
+    /// Start every fine-tuning run from a fresh head.
+    pub new_head: bool,
     /// OOD per dataset.
     pub ood: Vec<Ood>,
 }
@@ -186,7 +209,7 @@ impl RunConfig {
         let (_, text) = PRESETS
             .iter()
             .find(|(n, _)| *n == name)
-            .ok_or_else(|| Error::invalid("--preset", "expected cpu-default or smoke", name))?;
+            .ok_or_else(|| Error::invalid("--preset", "expected cpu-default, smoke or paper-cpu", name))?;
         let origin = PathBuf::from(format!("<preset {name}>"));
         Self::from_toml(text, &origin)?
             .validate()
@@ -195,7 +218,7 @@ impl RunConfig {
 
     /// Checks every value; errors name the key.
     pub fn validate(self) -> Result<ValidRun> {
-        let model = VitConfig::from_arg(&self.model).map_err(|e| e.rename_field("model", "model"))?;
+        let model = self.model.resolve()?;
         if self.strategies.is_empty() {
             return Err(Error::invalid("strategies", "need at least one strategy", "[]"));
         }
@@ -220,9 +243,24 @@ impl RunConfig {
             }
         }
         check::positive("pretrain.lr", self.pretrain.lr)?;
-        if self.optimizer != "paper" {
-            return Err(Error::invalid("optimizer", "expected paper", &self.optimizer));
+        if let Some(d) = &self.pretrain.dataset {
+            check_source(
+                &d.kind,
+                d.task.as_deref(),
+                d.classes.as_deref(),
+                model.image_size,
+                "pretrain.dataset.",
+            )?;
+            if d.train_images == Some(0) {
+                return Err(Error::invalid("pretrain.dataset.train_images", "must be >= 1", 0));
+            }
         }
+        self.check_optimizer(&strategies)?;
+        let new_head = match self.head.as_deref() {
+            None | Some("reuse") => false,
+            Some("new") => true,
+            Some(other) => return Err(Error::invalid("head", "expected new or reuse", other)),
+        };
         let schedule = match &self.schedule {
             ScheduleSpec::Name(n) if n == "paper" => Schedule::Paper,
             ScheduleSpec::Name(n) if n == "repo" => Schedule::Repo,
@@ -232,33 +270,14 @@ impl RunConfig {
             ScheduleSpec::List(v) => Schedule::list(v.clone())?,
         };
         let eval_steps = scaled_steps(&schedule, self.max_steps as u64, self.schedule_reference_steps);
-        if eval_steps.is_empty() {
+        if eval_steps.iter().all(|&s| s == 0) {
             return Err(Error::invalid(
                 "schedule",
-                format!("has no step within max_steps = {}", self.max_steps),
+                format!("has no step in 1..=max_steps = {}", self.max_steps),
                 schedule,
             ));
         }
-        let a = &self.attack;
-        check::non_negative("attack.eps", a.eps)?;
-        let attack = match a.kind.as_str() {
-            "pgd" => {
-                let alpha = a.alpha.unwrap_or(a.eps / 4.0);
-                check::non_negative("attack.alpha", alpha)?;
-                Attack::Pgd(PgdConfig {
-                    eps: a.eps,
-                    alpha,
-                    steps: a.steps,
-                    random_start: true,
-                    stop: a.stop.unwrap_or_default(),
-                })
-            }
-            "apgd" => Attack::Apgd(ApgdConfig {
-                eps: a.eps,
-                steps: a.steps,
-            }),
-            other => return Err(Error::invalid("attack.kind", "expected pgd or apgd", other)),
-        };
+        let attacks = self.attacks()?;
         if self.datasets.is_empty() {
             return Err(Error::invalid(
                 "datasets",
@@ -269,28 +288,21 @@ impl RunConfig {
         let mut ood = Vec::new();
         for (i, d) in self.datasets.iter().enumerate() {
             let key = |k: &str| format!("datasets[{i}].{k}");
-            match d.kind.as_str() {
-                "synthetic" => {
-                    let t = d
-                        .task
-                        .as_deref()
-                        .ok_or_else(|| Error::invalid(key("task"), "a synthetic dataset needs a task", "nothing"))?;
-                    SyntheticSpec::named(t, model.image_size).map_err(|e| e.rename_field("task", &key("task")))?;
-                }
-                "fashion-mnist" | "cifar10" => {}
-                other => {
-                    return Err(Error::invalid(
-                        key("kind"),
-                        "expected synthetic, fashion-mnist or cifar10",
-                        other,
-                    ));
-                }
-            }
+            check_source(
+                &d.kind,
+                d.task.as_deref(),
+                d.classes.as_deref(),
+                model.image_size,
+                &key(""),
+            )?;
             if d.train_images == 0 {
                 return Err(Error::invalid(key("train_images"), "must be >= 1", 0));
             }
-            if d.name.is_empty() || d.name.contains(['/', '\\']) {
+            if d.name.is_empty() || d.name == "." || d.name == ".." || d.name.contains(['/', '\\']) {
                 return Err(Error::invalid(key("name"), "must be a plain folder name", &d.name));
+            }
+            if self.datasets[..i].iter().any(|o| o.name == d.name) {
+                return Err(Error::invalid(key("name"), "is used by an earlier dataset", &d.name));
             }
             ood.push(parse_ood(&d.ood, d.kind == "synthetic").map_err(|e| e.rename_field("ood", &key("ood")))?);
         }
@@ -298,10 +310,129 @@ impl RunConfig {
             model,
             strategies,
             eval_steps,
-            attack,
+            attacks,
+            new_head,
             ood,
             raw: self,
         })
+    }
+
+    fn check_optimizer(&self, strategies: &[Strategy]) -> Result<()> {
+        match &self.optimizer {
+            OptimizerSpec::Preset(p) if p == "paper" => Ok(()),
+            OptimizerSpec::Preset(p) => Err(Error::invalid("optimizer", "expected \"paper\" or a table", p)),
+            OptimizerSpec::Custom(t) => {
+                for (k, v) in &t.lr {
+                    let s = parse_strategy(k).map_err(|e| e.rename_field("strategy", &format!("optimizer.lr.{k}")))?;
+                    if s.id() != k {
+                        return Err(Error::invalid(
+                            format!("optimizer.lr.{k}"),
+                            format!("write the strategy as {}", s.id()),
+                            k,
+                        ));
+                    }
+                    check::positive(&format!("optimizer.lr.{k}"), *v)?;
+                }
+                if let Some(s) = strategies.iter().find(|s| !t.lr.contains_key(s.id())) {
+                    return Err(Error::invalid(
+                        format!("optimizer.lr.{}", s.id()),
+                        "every strategy of the run needs a learning rate",
+                        "nothing",
+                    ));
+                }
+                if t.warmup_steps >= self.max_steps {
+                    return Err(Error::invalid(
+                        "optimizer.warmup_steps",
+                        format!("must be < max_steps = {}", self.max_steps),
+                        t.warmup_steps,
+                    ));
+                }
+                check::non_negative("optimizer.weight_decay", t.weight_decay)?;
+                if let Some(c) = t.clip_grad_norm {
+                    check::positive("optimizer.clip_grad_norm", c)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn attacks(&self) -> Result<Vec<Attack>> {
+        let a = &self.attack;
+        let eps = a.eps.values()?;
+        if a.alpha.is_some() && eps.len() > 1 {
+            return Err(Error::invalid(
+                "attack.alpha",
+                "give alpha only with a single eps (with several, alpha = eps/4 for each)",
+                a.alpha.unwrap_or_default(),
+            ));
+        }
+        if a.steps == 0 {
+            return Err(Error::invalid("attack.steps", "must be >= 1", 0));
+        }
+        eps.iter()
+            .map(|&e| match a.kind.as_str() {
+                "pgd" => {
+                    let alpha = a.alpha.unwrap_or(e / 4.0);
+                    check::non_negative("attack.alpha", alpha)?;
+                    Ok(Attack::Pgd(PgdConfig {
+                        eps: e,
+                        alpha,
+                        steps: a.steps,
+                        random_start: true,
+                        stop: a.stop.unwrap_or_default(),
+                    }))
+                }
+                "apgd" => Ok(Attack::Apgd(ApgdConfig { eps: e, steps: a.steps })),
+                other => Err(Error::invalid("attack.kind", "expected pgd or apgd", other)),
+            })
+            .collect()
+    }
+}
+
+impl ValidRun {
+    /// The model as written, for messages: a preset name or path, or the inline size.
+    pub fn model_name(&self) -> String {
+        match &self.raw.model {
+            ModelSpec::Name(n) => n.clone(),
+            ModelSpec::Table(c) => format!(
+                "ViT {}px/patch {} (dim {}, depth {}, {} heads, MLP {})",
+                c.image_size, c.patch_size, c.dim, c.depth, c.heads, c.mlp_dim
+            ),
+        }
+    }
+
+    /// The attack radii, in increasing order.
+    pub fn eps(&self) -> Vec<f64> {
+        self.attacks.iter().map(Attack::eps).collect()
+    }
+
+    /// The optimiser for `strategy`: the `paper` preset (Li et al.'s learning rates, with the
+    /// 800-step warm-up scaled by the same factor as the schedule, max_steps / reference, or
+    /// capped at a quarter of the run without a reference), or the configured table.
+    pub fn optimiser(&self, strategy: Strategy) -> TrainConfig {
+        let max = self.raw.max_steps;
+        let mut tc = match &self.raw.optimizer {
+            OptimizerSpec::Custom(t) => TrainConfig {
+                lr: t.lr[strategy.id()],
+                warmup_steps: t.warmup_steps,
+                total_steps: max,
+                weight_decay: t.weight_decay,
+                clip_grad_norm: t.clip_grad_norm,
+                ..TrainConfig::default()
+            },
+            OptimizerSpec::Preset(_) => {
+                let mut tc = TrainConfig::paper(strategy, max);
+                if tc.warmup_steps > 0 {
+                    tc.warmup_steps = match self.raw.schedule_reference_steps {
+                        Some(r) if r > 0 => ((800.0 * max as f64 / r as f64).round() as usize).max(1),
+                        _ => 800.min(max / 4),
+                    };
+                }
+                tc
+            }
+        };
+        tc.batch_size = self.raw.batch_size;
+        tc
     }
 }
 
@@ -332,16 +463,19 @@ fn parse_ood(s: &str, synthetic: bool) -> Result<Ood> {
 }
 
 /// The schedule's steps, optionally scaled: the steps ≤ `reference` are mapped by
-/// k ↦ round(k·max/reference) (duplicates and 0 dropped), so a short run keeps the schedule's
-/// shape (dense early, sparse late). Without a reference, the schedule's own steps ≤ max.
+/// k ↦ round(k·max/reference) (duplicates dropped; a step that rounds to 0 is dropped unless the
+/// schedule itself lists 0), so a short run keeps the schedule's shape (dense early, sparse
+/// late). Without a reference, the schedule's own steps ≤ max. Step 0 (the model before any
+/// update) is evaluated whenever the schedule lists it.
 pub fn scaled_steps(s: &Schedule, max: u64, reference: Option<u64>) -> Vec<u64> {
     match reference {
         Some(r) if r > 0 && !matches!(s, Schedule::List(_)) => {
             let mut out: Vec<u64> = s
                 .steps(r)
                 .into_iter()
-                .map(|k| ((k as f64) * max as f64 / r as f64).round() as u64)
-                .filter(|&k| k > 0 && k <= max)
+                .map(|k| (k, ((k as f64) * max as f64 / r as f64).round() as u64))
+                .filter(|&(k, m)| (m > 0 || k == 0) && m <= max)
+                .map(|(_, m)| m)
                 .collect();
             out.dedup();
             out
@@ -363,18 +497,90 @@ mod tests {
             c.eval_steps,
             vec![3, 5, 8, 10, 13, 15, 18, 20, 23, 25, 28, 30, 33, 35, 50, 100, 150]
         );
-        assert_eq!(RunConfig::preset("smoke").unwrap().eval_steps, vec![4, 8, 12]);
+        let smoke = RunConfig::preset("smoke").unwrap();
+        assert_eq!(smoke.eval_steps, vec![0, 4, 8, 12]);
+        assert_eq!(smoke.eps(), vec![1.0 / 255.0, 4.0 / 255.0]);
+        // α = ε/4 for each radius.
+        assert!(matches!(smoke.attacks[1], Attack::Pgd(p) if p.alpha == 1.0 / 255.0));
+        assert!(smoke.new_head);
+        let paper = RunConfig::preset("paper-cpu").unwrap();
+        assert_eq!(paper.eps(), vec![1.0 / 255.0, 2.0 / 255.0, 4.0 / 255.0, 8.0 / 255.0]);
+        assert_eq!(paper.eval_steps[0], 0);
+        assert_eq!(paper.model.patch_size, 7);
+        assert!(paper.raw.seeds.len() >= 3 && paper.raw.eval_subset >= 1000);
+        // Per-strategy learning rates from the table; the paper preset keeps Li et al.'s.
+        for s in &paper.strategies {
+            let OptimizerSpec::Custom(t) = &paper.raw.optimizer else {
+                panic!("a table")
+            };
+            assert_eq!(paper.optimiser(*s).lr, t.lr[s.id()]);
+        }
+        assert_eq!(smoke.optimiser(Strategy::Full).lr, 2e-5);
         assert!(RunConfig::preset("nope").is_err());
     }
 
     #[test]
     fn errors_name_key_and_file() {
         let text = PRESETS[1].1;
+        assert!(
+            text.contains("eps = [\"1/255\", \"4/255\"]"),
+            "the smoke preset's radii moved: update this test"
+        );
         let bad = text.replace("max_steps = 12", "max_steps = 12\nmax_stepz = 3");
         let e = RunConfig::from_toml(&bad, Path::new("x.toml")).unwrap_err().to_string();
         assert!(e.contains("x.toml") && e.contains("max_stepz"), "{e}");
         for (from, to, key) in [
-            ("eps = 0.00392156862745098", "eps = -0.1", "attack.eps"),
+            ("eps = [\"1/255\", \"4/255\"]", "eps = -0.1", "attack.eps"),
+            (
+                "eps = [\"1/255\", \"4/255\"]",
+                "eps = [\"1/255\", \"1:255\"]",
+                "attack.eps[1]",
+            ),
+            ("eps = [\"1/255\", \"4/255\"]", "eps = [0.1, 0.1]", "twice"),
+            ("steps = 5", "steps = 5\nalpha = 0.001", "attack.alpha"),
+            ("head = \"new\"", "head = \"old\"", "head"),
+            (
+                "ood = \"shifted\"",
+                "ood = \"shifted\"\nclasses = [3, 10]",
+                "datasets[0].classes",
+            ),
+            ("ood = \"shifted\"", "ood = \"shifted\"\nclasses = [3, 3]", "twice"),
+            (
+                "ood = \"shifted\"",
+                "ood = \"shifted\"\n[[datasets]]\nname = \"simple\"\nkind = \"synthetic\"\ntask = \"synthetic-simple\"\ntrain_images = 8",
+                "datasets[1].name",
+            ),
+            ("name = \"simple\"", "name = \"..\"", "datasets[0].name"),
+            (
+                "optimizer = \"paper\"",
+                "optimizer = { lr = { lora = 1e-3, bitfit = 1e-3 } }",
+                "optimizer.lr.linear_probe",
+            ),
+            (
+                "optimizer = \"paper\"",
+                "optimizer = { lr = { lora = 1e-3, bitfit = 1e-3, linear_probe = -1.0 } }",
+                "optimizer.lr.linear_probe",
+            ),
+            (
+                "optimizer = \"paper\"",
+                "optimizer = { lr = { lora = 1e-3, bitfit = 1e-3, linear_probe = 1.0, lp = 1.0 } }",
+                "optimizer.lr.lp",
+            ),
+            (
+                "optimizer = \"paper\"",
+                "optimizer = { lr = { lora = 1e-3, bitfit = 1e-3, linear_probe = 1.0 }, warmup_steps = 12 }",
+                "optimizer.warmup_steps",
+            ),
+            (
+                "lr = 1e-3",
+                "lr = 1e-3\ndataset = { kind = \"fashion-mnist\", classes = [11] }",
+                "pretrain.dataset.classes",
+            ),
+            (
+                "lr = 1e-3",
+                "lr = 1e-3\ndataset = { kind = \"mnist\" }",
+                "pretrain.dataset.kind",
+            ),
             ("ood = \"shifted\"", "ood = \"corruption:fog:3\"", "datasets[0].ood"),
             ("kind = \"synthetic\"", "kind = \"imagenet\"", "datasets[0].kind"),
             (
@@ -382,7 +588,8 @@ mod tests {
                 "strategies = [\"prefix\"",
                 "strategies",
             ),
-            ("schedule = [4, 8, 12]", "schedule = [40]", "schedule"),
+            ("schedule = [0, 4, 8, 12]", "schedule = [40]", "schedule"),
+            ("schedule = [0, 4, 8, 12]", "schedule = [0]", "schedule"),
         ] {
             let t = text.replacen(from, to, 1);
             assert_ne!(t, text, "{from}");

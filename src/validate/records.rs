@@ -1,5 +1,13 @@
 //! JSONL run records: one header line, then one line per scheduled evaluation. Readers reject an
 //! unknown schema version with a clear error.
+//!
+//! Schema 2 (written now): robust accuracy per attack radius (`robust`, increasing ε) and the
+//! per-image outcomes behind every accuracy (`outcomes`, `ood_outcomes`), so that reports can
+//! bootstrap over evaluation images; the header says where the backbone came from (upstream
+//! data, classes, held-out accuracy), the downstream class map, the task's measured
+//! separability, the learning rate and the evaluation images. Schema 1 files (one radius, counts
+//! only) are still read: their robust accuracy becomes a one-radius list and their outcomes are
+//! empty.
 
 use std::path::Path;
 
@@ -9,7 +17,51 @@ use crate::error::{Error, Result};
 use crate::tradeoff::Interval;
 
 /// Version of the record schema written by this build.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Schema versions this build reads.
+pub const READABLE: [u32; 2] = [1, 2];
+
+/// Where the backbone of a run came from (absent for a configured checkpoint, which the toolkit
+/// did not train and cannot vouch for).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamInfo {
+    /// Upstream data, e.g. `fashion-mnist classes [0, 1, 2, 3, 4]` or `synthetic-upstream`.
+    pub source: String,
+    /// Upstream classes (original labels), when a subset.
+    pub classes: Option<Vec<u32>>,
+    /// Training images used upstream.
+    pub train_images: usize,
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Clean accuracy on held-out upstream images (the upstream test split).
+    pub held_out_acc: f64,
+    /// Held-out images.
+    pub held_out_n: usize,
+    /// Wilson 95% interval of `held_out_acc`.
+    pub held_out_ci: Interval,
+    /// The cached checkpoint's file name (it carries the content hash).
+    pub checkpoint: String,
+    /// Pretraining wall time, seconds (None when it was not measured here).
+    pub seconds: Option<f64>,
+}
+
+/// How separable a downstream task is in the pretrained backbone's features, and how close it
+/// is to the upstream classes (the paper's two faces of "task complexity"), measured before any
+/// fine-tuning on training images only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Separability {
+    /// Nearest-class-mean accuracy of the pretrained CLS features: class means from the
+    /// even-indexed images, accuracy on the odd-indexed ones.
+    pub ncm_acc: f64,
+    /// Chance-corrected: Cohen's κ = (acc − 1/K)/(1 − 1/K) for K classes.
+    pub ncm_kappa: f64,
+    /// Images classified.
+    pub n: usize,
+    /// Mean over downstream classes of the largest cosine similarity between the class's
+    /// (centred) feature mean and an upstream class mean; None without upstream images.
+    pub upstream_similarity: Option<f64>,
+}
 
 /// The first line of a run's JSONL file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +95,38 @@ pub struct Header {
     pub total_params: usize,
     /// The scheduled evaluation steps.
     pub eval_steps: Vec<u64>,
+    /// Attack radii, increasing (schema 2).
+    #[serde(default)]
+    pub eps: Vec<f64>,
+    /// Origin of the backbone (schema 2; None for a configured checkpoint).
+    #[serde(default)]
+    pub upstream: Option<UpstreamInfo>,
+    /// Original label of each class of the task (schema 2; None: all classes, unchanged).
+    #[serde(default)]
+    pub class_map: Option<Vec<u32>>,
+    /// Measured task complexity (schema 2).
+    #[serde(default)]
+    pub separability: Option<Separability>,
+    /// Peak learning rate of this run (schema 2).
+    #[serde(default)]
+    pub lr: Option<f64>,
+    /// Hash of the evaluation image indices (schema 2): runs with equal hashes share images.
+    #[serde(default)]
+    pub eval_set: Option<String>,
+    /// Whether the run started from a fresh head (schema 2).
+    #[serde(default)]
+    pub new_head: Option<bool>,
+}
+
+/// Robust accuracy at one radius.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RobustAt {
+    /// ℓ∞ radius.
+    pub eps: f64,
+    /// Robust accuracy.
+    pub acc: f64,
+    /// Wilson 95% interval.
+    pub ci: Interval,
 }
 
 /// One scheduled evaluation.
@@ -63,18 +147,25 @@ pub struct EvalRecord {
     pub clean_acc: f64,
     /// Wilson 95% interval of `clean_acc`.
     pub clean_ci: Interval,
-    /// Robust accuracy under the configured attack.
-    pub robust_acc: f64,
-    /// Wilson 95% interval of `robust_acc`.
-    pub robust_ci: Interval,
+    /// Robust accuracy per radius, increasing ε.
+    pub robust: Vec<RobustAt>,
     /// OOD accuracy (null without an OOD set).
     pub ood_acc: Option<f64>,
     /// Wilson 95% interval of `ood_acc`.
     pub ood_ci: Option<Interval>,
     /// Points evaluated.
     pub n_eval: usize,
-    /// Mean training loss since the previous evaluation.
-    pub loss: f64,
+    /// Per evaluation image, one digit: 0 = misclassified clean, 1 + k = clean-correct and
+    /// robust at the k smallest radii ([`crate::engine::eval::robust_levels`]). Empty in
+    /// schema 1 files.
+    #[serde(default)]
+    pub outcomes: String,
+    /// Per evaluation image: 1 = correct on its OOD version, 0 = not (None without OOD set or
+    /// in schema 1 files).
+    #[serde(default)]
+    pub ood_outcomes: Option<String>,
+    /// Mean training loss since the previous evaluation (None at step 0).
+    pub loss: Option<f64>,
     /// Wall time since the run started (including earlier, resumed segments), seconds.
     pub elapsed_s: f64,
     /// Of which training, seconds.
@@ -86,6 +177,11 @@ pub struct EvalRecord {
 }
 
 impl EvalRecord {
+    /// Robust accuracy at the smallest radius (the one every schema has).
+    pub fn robust_acc(&self) -> f64 {
+        self.robust.first().map_or(f64::NAN, |r| r.acc)
+    }
+
     /// The record without its wall-time fields (what must be identical across a resume).
     pub fn without_timing(&self) -> EvalRecord {
         EvalRecord {
@@ -132,6 +228,28 @@ pub fn git_commit() -> Option<String> {
         .filter(|s| s.len() == 40)
 }
 
+/// Per-image outcome levels as one digit each ([`EvalRecord::outcomes`]).
+pub fn encode_levels(levels: &[u8]) -> String {
+    levels.iter().map(|&l| char::from(b'0' + l.min(9))).collect()
+}
+
+/// Per-image booleans as `0`/`1`.
+pub fn encode_bools(v: &[bool]) -> String {
+    v.iter().map(|&b| if b { '1' } else { '0' }).collect()
+}
+
+/// The digits of an outcome string; `what` names it in errors.
+pub fn decode_digits(s: &str, what: &str) -> Result<Vec<u8>> {
+    s.bytes()
+        .enumerate()
+        .map(|(i, b)| {
+            b.is_ascii_digit()
+                .then(|| b - b'0')
+                .ok_or_else(|| Error::invalid(what, format!("digits only (position {i})"), char::from(b)))
+        })
+        .collect()
+}
+
 /// Renders records as JSONL text.
 pub fn render(rec: &RunRecords) -> String {
     let mut s = serde_json::to_string(&rec.header).expect("header serialises");
@@ -144,7 +262,7 @@ pub fn render(rec: &RunRecords) -> String {
 }
 
 /// Parses JSONL text; `path` names the file in errors. Rejects unknown schema versions and
-/// malformed lines, naming the line.
+/// malformed lines, naming the line; upgrades schema 1 records (see the module docs).
 pub fn parse(text: &str, path: &Path) -> Result<RunRecords> {
     let err = |line: usize, msg: String| Error::Config {
         path: path.to_path_buf(),
@@ -153,22 +271,30 @@ pub fn parse(text: &str, path: &Path) -> Result<RunRecords> {
     let mut header: Option<Header> = None;
     let mut evals = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| err(i + 1, format!("not JSON ({e})")))?;
+        let mut v: serde_json::Value = serde_json::from_str(line).map_err(|e| err(i + 1, format!("not JSON ({e})")))?;
         let version = v.get("schema_version").and_then(|x| x.as_u64());
-        if version != Some(SCHEMA_VERSION as u64) {
+        if !version.is_some_and(|x| READABLE.contains(&(x as u32))) {
             return Err(err(
                 i + 1,
                 format!(
-                    "unknown schema version {} (this build reads version {SCHEMA_VERSION})",
+                    "unknown schema version {} (this build reads versions {READABLE:?})",
                     version.map_or("none".into(), |x| x.to_string())
                 ),
             ));
         }
         match v.get("type").and_then(|t| t.as_str()) {
             Some("header") if i == 0 => {
-                header = Some(serde_json::from_value(v).map_err(|e| err(i + 1, format!("bad header ({e})")))?)
+                let mut h: Header = serde_json::from_value(v).map_err(|e| err(i + 1, format!("bad header ({e})")))?;
+                if h.eps.is_empty() {
+                    h.eps = vec![v1_eps(&h.config).ok_or_else(|| err(i + 1, "no attack.eps in the config".into()))?];
+                }
+                header = Some(h);
             }
             Some("eval") => {
+                if version == Some(1) {
+                    let eps = header.as_ref().map_or(f64::NAN, |h| h.eps[0]);
+                    upgrade_v1(&mut v, eps).map_err(|m| err(i + 1, m))?;
+                }
                 evals.push(serde_json::from_value(v).map_err(|e| err(i + 1, format!("bad eval record ({e})")))?)
             }
             other => return Err(err(i + 1, format!("unexpected record type {other:?}"))),
@@ -176,6 +302,25 @@ pub fn parse(text: &str, path: &Path) -> Result<RunRecords> {
     }
     let header = header.ok_or_else(|| err(1, "the first line must be a header record".into()))?;
     Ok(RunRecords { header, evals })
+}
+
+/// A schema 1 header's radius: its config's `attack.eps` (one number).
+fn v1_eps(config: &serde_json::Value) -> Option<f64> {
+    config.get("attack")?.get("eps")?.as_f64()
+}
+
+/// Schema 1 → 2 for an eval line: `robust_acc`/`robust_ci` become a one-radius `robust` list.
+fn upgrade_v1(v: &mut serde_json::Value, eps: f64) -> std::result::Result<(), String> {
+    let o = v.as_object_mut().ok_or("an eval record must be an object")?;
+    let acc = o
+        .remove("robust_acc")
+        .ok_or("schema 1 eval record without robust_acc")?;
+    let ci = o.remove("robust_ci").ok_or("schema 1 eval record without robust_ci")?;
+    o.insert(
+        "robust".into(),
+        serde_json::json!([{ "eps": eps, "acc": acc, "ci": ci }]),
+    );
+    Ok(())
 }
 
 /// Reads a JSONL run file.
@@ -212,6 +357,13 @@ mod tests {
             trainable_head: 2,
             total_params: 100,
             eval_steps: vec![5, 10],
+            eps: vec![1.0 / 255.0, 4.0 / 255.0],
+            upstream: None,
+            class_map: Some(vec![5, 9]),
+            separability: None,
+            lr: Some(1e-3),
+            eval_set: Some("abc".into()),
+            new_head: Some(true),
         };
         let e = EvalRecord {
             kind: "eval".into(),
@@ -221,12 +373,24 @@ mod tests {
             step: 5,
             clean_acc: 0.5,
             clean_ci: Interval { lo: 0.4, hi: 0.6 },
-            robust_acc: 0.25,
-            robust_ci: Interval { lo: 0.2, hi: 0.3 },
+            robust: vec![
+                RobustAt {
+                    eps: 1.0 / 255.0,
+                    acc: 0.25,
+                    ci: Interval { lo: 0.2, hi: 0.3 },
+                },
+                RobustAt {
+                    eps: 4.0 / 255.0,
+                    acc: 0.125,
+                    ci: Interval { lo: 0.1, hi: 0.2 },
+                },
+            ],
             ood_acc: None,
             ood_ci: None,
-            n_eval: 64,
-            loss: 1.25,
+            n_eval: 4,
+            outcomes: "0123".into(),
+            ood_outcomes: Some("0110".into()),
+            loss: Some(1.25),
             elapsed_s: 3.5,
             train_s: 2.0,
             eval_s: 1.0,
@@ -236,17 +400,46 @@ mod tests {
     }
 
     #[test]
+    fn outcome_strings_round_trip() {
+        let levels = [0u8, 1, 2, 5, 3];
+        assert_eq!(encode_levels(&levels), "01253");
+        assert_eq!(decode_digits("01253", "o").unwrap(), levels);
+        assert_eq!(encode_bools(&[true, false, true]), "101");
+        let e = decode_digits("01x", "outcomes").unwrap_err().to_string();
+        assert!(e.contains("outcomes") && e.contains("position 2"), "{e}");
+    }
+
+    #[test]
     fn round_trip() {
         let r = sample();
         assert_eq!(parse(&render(&r), Path::new("x.jsonl")).unwrap(), r);
     }
 
+    /// A schema 1 file as the earlier build wrote it (cpu-default's first record, abridged
+    /// config) reads as one radius from the config, without outcomes.
+    #[test]
+    fn schema_1_is_upgraded() {
+        let text = concat!(
+            r#"{"type":"header","schema_version":1,"config":{"attack":{"eps":0.00392156862745098}},"config_hash":"h","git_commit":null,"crate_version":"0.1.0","device":"cpu","dataset":"simple","strategy":"lora","seed":0,"trainable_backbone":1,"trainable_head":2,"total_params":3,"eval_steps":[3]}"#,
+            "\n",
+            r#"{"type":"eval","schema_version":1,"config_hash":"h","seed":0,"step":3,"clean_acc":0.5,"clean_ci":{"lo":0.4,"hi":0.6},"robust_acc":0.25,"robust_ci":{"lo":0.2,"hi":0.3},"ood_acc":null,"ood_ci":null,"n_eval":128,"loss":1.0,"elapsed_s":1.0,"train_s":0.5,"eval_s":0.25,"attack_s":0.25}"#,
+            "\n"
+        );
+        let r = parse(text, Path::new("old.jsonl")).unwrap();
+        assert_eq!(r.header.eps, vec![1.0 / 255.0]);
+        assert_eq!(r.evals[0].robust.len(), 1);
+        assert_eq!(r.evals[0].robust[0].eps, 1.0 / 255.0);
+        assert_eq!(r.evals[0].robust_acc(), 0.25);
+        assert_eq!(r.evals[0].robust[0].ci, Interval { lo: 0.2, hi: 0.3 });
+        assert!(r.evals[0].outcomes.is_empty());
+    }
+
     #[test]
     fn unknown_schema_version_is_rejected() {
-        let text = render(&sample()).replacen("\"schema_version\":1", "\"schema_version\":2", 1);
+        let text = render(&sample()).replacen("\"schema_version\":2", "\"schema_version\":3", 1);
         let e = parse(&text, Path::new("run.jsonl")).unwrap_err().to_string();
         assert!(
-            e.contains("run.jsonl") && e.contains("line 1") && e.contains("unknown schema version 2"),
+            e.contains("run.jsonl") && e.contains("line 1") && e.contains("unknown schema version 3"),
             "{e}"
         );
         let e = parse("{\"type\":\"eval\"}\n", Path::new("r.jsonl"))

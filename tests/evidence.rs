@@ -1,0 +1,422 @@
+//! The evidence machinery: upstream pretraining on a real-format dataset (class subset,
+//! determinism, content-hash cache), class remaps in run headers, step 0, the learning-rate
+//! sweep, and the verdict logic on hand-made records with planted answers.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use robustft::engine::peft::Strategy;
+use robustft::tradeoff::wilson;
+use robustft::validate::records::{self, EvalRecord, Header, RobustAt, RunRecords, SCHEMA_VERSION, Separability};
+use robustft::validate::verdict::{Verdict, verdict};
+use robustft::validate::{RunConfig, ValidRun, data, runner, tune, upstream};
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("robustft-evidence-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A Fashion-MNIST-format folder: `n_train` / `n_test` 28×28 images, labels cycling 0..9, each
+/// image a class-dependent pattern (so a model can learn something).
+fn write_fmnist(dir: &Path, n_train: usize, n_test: usize) {
+    let idx = |ndims: u8, dims: &[u32], data: &[u8]| {
+        let mut v = vec![0, 0, 8, ndims];
+        for d in dims {
+            v.extend(d.to_be_bytes());
+        }
+        v.extend_from_slice(data);
+        v
+    };
+    for (prefix, n, salt) in [("train", n_train, 0usize), ("t10k", n_test, 7)] {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let pixels: Vec<u8> = (0..n * 784)
+            .map(|p| {
+                let (i, j) = (p / 784, p % 784);
+                let l = labels[i] as usize;
+                (((j / 28 + l * 3) % 10) * 25 + (i * 13 + j + salt) % 7) as u8
+            })
+            .collect();
+        std::fs::write(
+            dir.join(format!("{prefix}-images-idx3-ubyte")),
+            idx(3, &[n as u32, 28, 28], &pixels),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            idx(1, &[n as u32], &labels),
+        )
+        .unwrap();
+    }
+}
+
+fn transfer_config(data_dir: &Path) -> ValidRun {
+    let text = format!(
+        r#"
+name = "transfer"
+model = {{ image_size = 14, patch_size = 7, dim = 32, depth = 1, heads = 2, mlp_dim = 64 }}
+strategies = ["linear_probe", "bitfit"]
+seeds = [0]
+max_steps = 4
+schedule = [0, 2, 4]
+eval_subset = 20
+eval_seed = 0
+batch_size = 8
+head = "new"
+optimizer = {{ lr = {{ linear_probe = 1e-2, bitfit = 1e-2 }}, warmup_steps = 1 }}
+[pretrain]
+steps = 6
+batch_size = 16
+lr = 1e-3
+dataset = {{ kind = "fashion-mnist", data_dir = "{d}", classes = [0, 1, 2] }}
+[attack]
+kind = "pgd"
+eps = ["1/255", "8/255"]
+steps = 3
+[[datasets]]
+name = "pair"
+kind = "fashion-mnist"
+data_dir = "{d}"
+classes = [7, 3]
+train_images = 60
+ood = "corruption:gaussian_noise:3"
+"#,
+        d = data_dir.display()
+    );
+    RunConfig::from_toml(&text, Path::new("transfer.toml"))
+        .unwrap()
+        .validate()
+        .unwrap()
+}
+
+#[test]
+fn upstream_on_a_dataset_is_deterministic_cached_and_recorded() {
+    let dir = scratch("upstream");
+    let data_dir = dir.join("fmnist");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    write_fmnist(&data_dir, 300, 100);
+    let run = transfer_config(&data_dir);
+    let dev = Device::Cpu;
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let up = upstream::upstream(&run, &a, &dev, true).unwrap();
+    let info = up.info.clone().expect("pretrained here");
+    assert_eq!(info.classes, Some(vec![0, 1, 2]));
+    // 300 training images, 30 of each of the three classes; 10 held-out test images each.
+    assert_eq!((info.train_images, info.held_out_n), (90, 30));
+    assert!((0.0..=1.0).contains(&info.held_out_acc));
+    let bytes = std::fs::read(&up.path).unwrap();
+    let mtime = std::fs::metadata(&up.path).unwrap().modified().unwrap();
+    // Cached: the same folder returns the same file untouched, and the sidecar's record.
+    let again = upstream::upstream(&run, &a, &dev, true).unwrap();
+    assert_eq!(again.path, up.path);
+    assert_eq!(std::fs::metadata(&up.path).unwrap().modified().unwrap(), mtime);
+    assert_eq!(again.info, Some(info.clone()));
+    // Deterministic: another folder recomputes the same bytes under the same hash.
+    let other = upstream::upstream(&run, &b, &dev, true).unwrap();
+    assert_eq!(other.path.file_name(), up.path.file_name());
+    assert_eq!(std::fs::read(&other.path).unwrap(), bytes);
+    assert_eq!(other.info.unwrap().held_out_acc, info.held_out_acc);
+    // Content hash: changed data files give another checkpoint.
+    write_fmnist(&data_dir, 310, 100);
+    let changed = upstream::upstream(&run, &dir.join("c"), &dev, true).unwrap();
+    assert_ne!(changed.path.file_name(), up.path.file_name());
+    write_fmnist(&data_dir, 300, 100);
+
+    // The downstream class subset: labels 7 → 0 and 3 → 1, 30 training images each.
+    let p = data::prepare(&run.raw.datasets[0], &run.ood[0], 14, 20, 0, "datasets[0].").unwrap();
+    assert_eq!(p.train.classes, 2);
+    for l in [0, 1] {
+        assert_eq!(p.train.labels.iter().filter(|x| **x == l).count(), 30);
+    }
+    let raw =
+        robustft::engine::data::files::fashion_mnist(&data_dir, robustft::engine::data::files::Split::Train).unwrap();
+    let first7 = raw.labels.iter().position(|l| *l == 7).unwrap();
+    let want = raw.subset(&[first7]).to_rgb().resize(14);
+    let got0 = p.train.labels.iter().position(|l| *l == 0).unwrap();
+    assert_eq!(
+        p.train.subset(&[got0]).images,
+        want.images,
+        "label 0 is the first image of class 7"
+    );
+
+    // A run records the remap, the upstream, the separability, step 0 and both radii.
+    runner::run_all(&run, &a, &dev, true).unwrap();
+    let mut step0 = Vec::new();
+    for s in ["linear_probe", "bitfit"] {
+        let r = records::read(&a.join("pair").join(s).join("seed0.jsonl")).unwrap();
+        assert_eq!(r.header.class_map, Some(vec![7, 3]));
+        assert_eq!(r.header.upstream.as_ref(), Some(&info));
+        assert_eq!(r.header.eps, vec![1.0 / 255.0, 8.0 / 255.0]);
+        assert_eq!(r.header.new_head, Some(true));
+        let sep = r.header.separability.clone().unwrap();
+        assert!((0.0..=1.0).contains(&sep.ncm_acc) && sep.upstream_similarity.is_some());
+        assert_eq!(r.evals.iter().map(|e| e.step).collect::<Vec<_>>(), vec![0, 2, 4]);
+        assert_eq!(r.evals[0].loss, None);
+        for e in &r.evals {
+            assert_eq!(e.outcomes.len(), 20);
+            assert!(e.robust[1].acc <= e.robust[0].acc && e.robust[0].acc <= e.clean_acc);
+            let clean = e.outcomes.bytes().filter(|b| *b >= b'1').count();
+            assert_eq!(clean as f64 / 20.0, e.clean_acc);
+        }
+        step0.push(r.evals[0].clone());
+    }
+    // Step 0 is the pretrained backbone with the seed's fresh head: the same function for linear
+    // probing and BitFit (which differ only in what trains), so the same outcomes.
+    assert_eq!(step0[0].outcomes, step0[1].outcomes);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tune_sweeps_chooses_and_resumes() {
+    let dir = scratch("tune");
+    let run = RunConfig::preset("smoke").unwrap();
+    let spec = tune::TuneSpec {
+        lrs: vec![1e-3, 1e-2],
+        val_images: 64,
+        seed: 0,
+    };
+    let md = tune::tune(&run, &dir, &spec, &Device::Cpu, true).unwrap();
+    let cells = std::fs::read_to_string(dir.join("tune/cells.jsonl")).unwrap();
+    // 3 strategies × 2 rates at max_steps, plus the chosen rate at twice the steps.
+    assert_eq!(cells.lines().count(), 3 * 2 + 3);
+    let parsed: Vec<tune::TuneCell> = cells.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for s in ["linear_probe", "lora", "bitfit"] {
+        let at = |lr: f64| {
+            parsed
+                .iter()
+                .find(|c| c.strategy == s && c.lr == lr && c.steps == 12)
+                .unwrap()
+                .val_acc
+        };
+        let best = if at(1e-2) > at(1e-3) { 1e-2 } else { 1e-3 };
+        assert!(md.contains(&format!("{s} = {best:e}")), "{s}: {md}");
+        assert!(parsed.iter().any(|c| c.strategy == s && c.lr == best && c.steps == 24));
+        assert!(parsed.iter().all(|c| c.val_n == 64));
+    }
+    assert!(md.contains("Plateau check") && md.contains("[optimizer]"), "{md}");
+    // Resumed: nothing recomputed.
+    let before = std::fs::read_to_string(dir.join("tune/cells.jsonl")).unwrap();
+    tune::tune(&run, &dir, &spec, &Device::Cpu, true).unwrap();
+    assert_eq!(std::fs::read_to_string(dir.join("tune/cells.jsonl")).unwrap(), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One hand-made run: per image and step, clean-correct with probability `clean[t]`, robust with
+/// probability `robust[t]` overall; OOD outcomes copy the clean ones.
+#[allow(clippy::too_many_arguments)]
+fn planted(
+    dir: &Path,
+    ds: &str,
+    kappa: f64,
+    s: Strategy,
+    seed: u64,
+    n: usize,
+    clean: &[f64],
+    robust: &[f64],
+    rng: &mut StdRng,
+) {
+    let steps: Vec<u64> = vec![0, 10, 20, 40, 80];
+    let eps = 1.0 / 255.0;
+    let header = Header {
+        kind: "header".into(),
+        schema_version: SCHEMA_VERSION,
+        config: serde_json::json!({}),
+        config_hash: "planted".into(),
+        git_commit: None,
+        crate_version: "test".into(),
+        device: "cpu".into(),
+        dataset: ds.into(),
+        strategy: s.id().into(),
+        seed,
+        trainable_backbone: s.vit_b16_params() as usize,
+        trainable_head: 10,
+        total_params: 100,
+        eval_steps: steps.clone(),
+        eps: vec![eps],
+        upstream: None,
+        class_map: None,
+        separability: Some(Separability {
+            ncm_acc: kappa,
+            ncm_kappa: kappa,
+            n: 100,
+            upstream_similarity: None,
+        }),
+        lr: Some(1e-3),
+        eval_set: Some(format!("planted-{ds}")),
+        new_head: Some(true),
+    };
+    let evals = steps
+        .iter()
+        .enumerate()
+        .map(|(t, &step)| {
+            let levels: Vec<u8> = (0..n)
+                .map(|_| {
+                    let u: f64 = rng.random();
+                    if u < robust[t] {
+                        2
+                    } else if u < clean[t] {
+                        1
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            let c = levels.iter().filter(|l| **l >= 1).count() as u64;
+            let r = levels.iter().filter(|l| **l >= 2).count() as u64;
+            let ood: Vec<bool> = levels.iter().map(|l| *l >= 1).collect();
+            EvalRecord {
+                kind: "eval".into(),
+                schema_version: SCHEMA_VERSION,
+                config_hash: "planted".into(),
+                seed,
+                step,
+                clean_acc: c as f64 / n as f64,
+                clean_ci: wilson(c, n as u64).unwrap(),
+                robust: vec![RobustAt {
+                    eps,
+                    acc: r as f64 / n as f64,
+                    ci: wilson(r, n as u64).unwrap(),
+                }],
+                ood_acc: Some(c as f64 / n as f64),
+                ood_ci: Some(wilson(c, n as u64).unwrap()),
+                n_eval: n,
+                outcomes: records::encode_levels(&levels),
+                ood_outcomes: Some(records::encode_bools(&ood)),
+                loss: (step > 0).then_some(0.5),
+                elapsed_s: 0.0,
+                train_s: 0.0,
+                eval_s: 0.0,
+                attack_s: 0.0,
+            }
+        })
+        .collect();
+    let path = dir.join(ds).join(s.id()).join(format!("seed{seed}.jsonl"));
+    records::write(&path, &RunRecords { header, evals }).unwrap();
+}
+
+/// Planted answers: on "simple" robustness rises to step 20 and falls (every strategy), AUC grows
+/// with the parameter count (the reverse of the k+d bound's ranking; Full best, Linear Probing
+/// worst, BitFit mid-table) and OOD copies clean accuracy; on "complex" every curve is flat with
+/// noise on 100 images.
+#[test]
+fn verdicts_on_planted_records() {
+    let dir = scratch("verdict");
+    let mut rng = StdRng::seed_from_u64(2025);
+    let mut by_params = Strategy::ALL.to_vec();
+    by_params.sort_by_key(|s| s.vit_b16_params());
+    for seed in 0..3 {
+        for (rank, &s) in by_params.iter().enumerate() {
+            let f = 0.4 + 0.1 * rank as f64;
+            let rob: Vec<f64> = [0.05, 0.3, 0.6, 0.3, 0.15].iter().map(|r| r * f).collect();
+            planted(
+                &dir,
+                "simple",
+                0.9,
+                s,
+                seed,
+                400,
+                &[0.2, 0.8, 0.85, 0.9, 0.92],
+                &rob,
+                &mut rng,
+            );
+            planted(
+                &dir,
+                "complex",
+                0.4,
+                s,
+                seed,
+                100,
+                &[0.2, 0.8, 0.8, 0.8, 0.8],
+                &[0.1, 0.5, 0.5, 0.5, 0.5],
+                &mut rng,
+            );
+        }
+    }
+    let f = verdict(&dir, 400).unwrap();
+    let cells = |finding: &str, ds: &str| {
+        f.cells
+            .iter()
+            .filter(|c| c.finding == finding && c.dataset == ds)
+            .collect::<Vec<_>>()
+    };
+    // 1: the planted rise-then-fall holds in every strategy (rise and drop cells per strategy).
+    let c1 = cells("1", "simple");
+    assert_eq!(c1.len(), 21);
+    assert!(c1.iter().all(|c| c.verdict == Verdict::Holds), "{:#?}", c1);
+    assert!(c1.iter().all(|c| c.note.contains("peak step 20")), "{:#?}", c1);
+    assert!(c1.iter().all(|c| c.estimate > 0.05), "{:#?}", c1);
+    // A flat, noisy curve: never "holds"; mostly undecided.
+    let flat = cells("1", "complex");
+    assert!(flat.iter().all(|c| c.verdict != Verdict::Holds), "{:#?}", flat);
+    let undecided = flat.iter().filter(|c| c.verdict == Verdict::Undecided).count();
+    assert!(2 * undecided > flat.len(), "{:#?}", flat);
+    // 2: Linear Probing and Full at opposite ends: "both at the bottom" does not hold.
+    let c2 = cells("2", "simple");
+    assert_eq!(c2.len(), 1);
+    assert_eq!(c2[0].verdict, Verdict::DoesNotHold);
+    assert_eq!(c2[0].estimate, 0.0);
+    // 3: BitFit is mid-table on the more separable task: does not hold.
+    assert_eq!(f.rows[2].verdict, Verdict::DoesNotHold, "{:?}", f.rows[2]);
+    assert!(f.rows[2].measured.contains("simple = simple"), "{}", f.rows[2].measured);
+    // 4: OOD equal to clean along training and rising throughout: holds.
+    let c4: Vec<_> = cells("4", "simple")
+        .into_iter()
+        .filter(|c| c.statistic.starts_with("Pearson"))
+        .collect();
+    assert_eq!(c4.len(), 7);
+    assert!(
+        c4.iter()
+            .all(|c| c.verdict == Verdict::Holds && (c.estimate - 1.0).abs() < 1e-12),
+        "{:#?}",
+        c4
+    );
+    // 5a: the measured ranking is the bound's reversed: ρ = −1, does not hold.
+    let c5 = cells("5a", "simple");
+    assert!(
+        (c5[0].estimate + 1.0).abs() < 1e-12 && c5[0].verdict == Verdict::DoesNotHold,
+        "{:#?}",
+        c5
+    );
+    for name in ["findings.md", "findings.csv", "findings_cells.csv"] {
+        assert!(dir.join("report").join(name).exists(), "{name}");
+    }
+    assert!(
+        f.markdown.contains("| 1 | Robustness rises, then falls"),
+        "{}",
+        f.markdown
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Schema 1 records with one seed (the earlier cpu-default recording) have nothing to resample:
+/// no interval, so no verdict but "undecided" — never a zero-width interval around one number.
+#[test]
+fn one_seed_without_outcomes_decides_nothing() {
+    let dir = scratch("v1");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/results/cpu-default");
+    for ds in ["simple", "complex"] {
+        for s in Strategy::ALL {
+            let from = src.join(ds).join(s.id()).join("seed0.jsonl");
+            let to = dir.join(ds).join(s.id());
+            std::fs::create_dir_all(&to).unwrap();
+            std::fs::copy(&from, to.join("seed0.jsonl")).unwrap();
+        }
+    }
+    let f = verdict(&dir, 200).unwrap();
+    assert!(!f.cells.is_empty());
+    assert!(
+        f.cells
+            .iter()
+            .all(|c| c.verdict == Verdict::Undecided && c.ci.is_none()),
+        "{:#?}",
+        f.cells
+    );
+    assert!(f.rows.iter().all(|r| r.verdict == Verdict::Undecided));
+    assert!(f.markdown.contains("no intervals"), "{}", f.markdown);
+    let r = robustft::validate::report::write_report(&dir).unwrap();
+    assert!(r.cells.values().all(|c| c.ci.lo.is_nan()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
