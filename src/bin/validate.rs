@@ -22,26 +22,33 @@ use robustft::engine::{VitConfig, bench};
     version,
     about = "Validation engine: fine-tune ViTs with 7 strategies and measure robustness",
     after_help = "With no command: runs the embedded cpu-default preset into runs/cpu-default \
-                  (about 5 minutes on 2 cores; resumes if that folder holds a finished or killed run)."
+                  (about 2 minutes on 2 cores; resumes if that folder holds a finished or killed run)."
 )]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
 
+/// Which configuration and where its run folder is (shared by run, tune and tasks).
+#[derive(clap::Args, Debug)]
+struct ConfigArgs {
+    /// Run configuration (TOML).
+    #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+    config: Option<PathBuf>,
+    /// Embedded preset: cpu-default, smoke or paper-cpu.
+    #[arg(long)]
+    preset: Option<String>,
+    /// Output folder (default: runs/<name>; the upstream backbone is cached there).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run (or resume) a tracked fine-tuning experiment, then write its report.
     Run {
-        /// Run configuration (TOML).
-        #[arg(long, value_name = "FILE", conflicts_with = "preset")]
-        config: Option<PathBuf>,
-        /// Embedded preset: cpu-default, smoke or paper-cpu.
-        #[arg(long)]
-        preset: Option<String>,
-        /// Output folder (default: runs/<name>).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
@@ -51,15 +58,8 @@ enum Cmd {
     },
     /// Learning-rate sweep on a validation split of the training images; writes DIR/tune/.
     Tune {
-        /// Run configuration (TOML).
-        #[arg(long, value_name = "FILE", conflicts_with = "preset")]
-        config: Option<PathBuf>,
-        /// Embedded preset.
-        #[arg(long)]
-        preset: Option<String>,
-        /// Output folder (default: runs/<name>; the upstream backbone is cached there too).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// Candidate peak learning rates, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = robustft::validate::tune::DEFAULT_LRS)]
         lrs: Vec<f64>,
@@ -75,15 +75,8 @@ enum Cmd {
     },
     /// Separability of each configured task in the pretrained features (and of every class pair).
     Tasks {
-        /// Run configuration (TOML).
-        #[arg(long, value_name = "FILE", conflicts_with = "preset")]
-        config: Option<PathBuf>,
-        /// Embedded preset.
-        #[arg(long)]
-        preset: Option<String>,
-        /// Output folder (default: runs/<name>; the upstream backbone is cached there).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        cfg: ConfigArgs,
         /// Also measure every pair of each dataset's classes as a two-class task.
         #[arg(long)]
         pairs: bool,
@@ -190,12 +183,9 @@ struct Inspect<'a> {
 
 /// The configuration named by `--config` or `--preset`, and its output folder (default
 /// `runs/<name>`).
-fn load_config(
-    config: &Option<PathBuf>,
-    preset: &Option<String>,
-    out: Option<PathBuf>,
-) -> robustft::Result<(robustft::validate::ValidRun, PathBuf)> {
-    let cfg = match (config, preset) {
+fn load_config(args: ConfigArgs) -> robustft::Result<(robustft::validate::ValidRun, PathBuf)> {
+    let ConfigArgs { config, preset, out } = args;
+    let cfg = match (&config, &preset) {
         (Some(p), _) => robustft::validate::RunConfig::load(p)?,
         (None, Some(name)) => robustft::validate::RunConfig::preset(name)?,
         (None, None) => {
@@ -213,14 +203,8 @@ fn load_config(
     Ok((cfg, out))
 }
 
-fn run(
-    config: Option<PathBuf>,
-    preset: Option<String>,
-    out: Option<PathBuf>,
-    quiet: bool,
-    device: &Device,
-) -> ExitCode {
-    let (cfg, out) = match load_config(&config, &preset, out) {
+fn run(args: ConfigArgs, quiet: bool, device: &Device) -> ExitCode {
+    let (cfg, out) = match load_config(args) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -282,31 +266,31 @@ fn main() -> ExitCode {
     };
     let pick = |d: &Option<String>| robustft::engine::device::select(d.as_deref());
     match cli.cmd {
-        None => run(None, Some("cpu-default".into()), None, false, &Device::Cpu),
+        None => run(
+            ConfigArgs {
+                config: None,
+                preset: Some("cpu-default".into()),
+                out: None,
+            },
+            false,
+            &Device::Cpu,
+        ),
         Some(Cmd::Tune {
-            config,
-            preset,
-            out,
+            cfg,
             lrs,
             val_images,
             seed,
             quiet,
         }) => {
-            let (cfg, out) = match load_config(&config, &preset, out) {
+            let (cfg, out) = match load_config(cfg) {
                 Ok(c) => c,
                 Err(e) => return fail(e),
             };
             let spec = robustft::validate::tune::TuneSpec { lrs, val_images, seed };
             print_or_fail(robustft::validate::tune::tune(&cfg, &out, &spec, &Device::Cpu, quiet))
         }
-        Some(Cmd::Tasks {
-            config,
-            preset,
-            out,
-            pairs,
-            quiet,
-        }) => {
-            let (cfg, out) = match load_config(&config, &preset, out) {
+        Some(Cmd::Tasks { cfg, pairs, quiet }) => {
+            let (cfg, out) = match load_config(cfg) {
                 Ok(c) => c,
                 Err(e) => return fail(e),
             };
@@ -331,14 +315,8 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Some(Cmd::Run {
-            config,
-            preset,
-            out,
-            quiet,
-            device,
-        }) => match pick(&device) {
-            Ok(d) => run(config, preset, out, quiet, &d),
+        Some(Cmd::Run { cfg, quiet, device }) => match pick(&device) {
+            Ok(d) => run(cfg, quiet, &d),
             Err(e) => fail(e),
         },
         Some(Cmd::Report { dir }) => match robustft::validate::report::write_report(&dir) {

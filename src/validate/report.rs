@@ -433,7 +433,7 @@ fn figures(
         }
         let chart = LineChart {
             title: format!(
-                "{}: accuracy vs robustness at ε = {} (mean trajectory; AUC = mean of per-seed AUCs [95% CI])",
+                "{}, ε = {}: mean trajectory and frontier; AUC [95% CI]",
                 d.name,
                 eps_label(eps)
             ),
@@ -466,6 +466,22 @@ fn cell_text(c: Option<&AucCell>) -> String {
     }
 }
 
+/// One row per strategy with an AUC at radius `e`: its name and one cell text per dataset.
+fn table_rows(
+    ds: &[String],
+    e: usize,
+    cells: &BTreeMap<(String, usize, Strategy), AucCell>,
+) -> Vec<(&'static str, Vec<String>)> {
+    Strategy::ALL
+        .iter()
+        .filter(|st| ds.iter().any(|d| cells.contains_key(&(d.clone(), e, **st))))
+        .map(|st| {
+            let row = ds.iter().map(|d| cell_text(cells.get(&(d.clone(), e, *st)))).collect();
+            (st.name(), row)
+        })
+        .collect()
+}
+
 fn summary_text(
     ds: &[String],
     eps: &[f64],
@@ -485,13 +501,10 @@ fn summary_text(
             let _ = write!(s, " {d:>34}");
         }
         s.push('\n');
-        for st in Strategy::ALL {
-            if !ds.iter().any(|d| cells.contains_key(&(d.clone(), e, st))) {
-                continue;
-            }
-            let _ = write!(s, "{:<16}", st.name());
-            for d in ds {
-                let _ = write!(s, " {:>34}", cell_text(cells.get(&(d.clone(), e, st))));
+        for (name, row) in table_rows(ds, e, cells) {
+            let _ = write!(s, "{name:<16}");
+            for c in row {
+                let _ = write!(s, " {c:>34}");
             }
             s.push('\n');
         }
@@ -548,15 +561,8 @@ fn auc_markdown(
         s.push_str("\n|---|");
         s.push_str(&"---|".repeat(ds.len()));
         s.push('\n');
-        for st in Strategy::ALL {
-            if !ds.iter().any(|d| cells.contains_key(&(d.clone(), e, st))) {
-                continue;
-            }
-            let _ = write!(s, "| {} |", st.name());
-            for d in ds {
-                let _ = write!(s, " {} |", cell_text(cells.get(&(d.clone(), e, st))));
-            }
-            s.push('\n');
+        for (name, row) in table_rows(ds, e, cells) {
+            let _ = writeln!(s, "| {name} | {} |", row.join(" | "));
         }
         s.push_str("\nTrapezoid rule (mean over seeds): ");
         let parts: Vec<String> = ds

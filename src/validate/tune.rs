@@ -173,10 +173,11 @@ pub fn tune(run: &ValidRun, out: &Path, spec: &TuneSpec, device: &Device, quiet:
             .find(|c| c.dataset == d && c.strategy == s.id() && c.lr == lr && c.steps == steps)
             .cloned()
     };
-    for &s in &run.strategies {
-        for &lr in &spec.lrs {
+    // Runs every (strategy, lr, steps) job not yet in the log, on every dataset.
+    let fill = |done: &mut Vec<TuneCell>, jobs: &[(Strategy, f64, usize)]| -> Result<()> {
+        for &(s, lr, steps) in jobs {
             for (name, train, val) in &datasets {
-                if find(&done, name, s, lr, max).is_none() {
+                if find(done, name, s, lr, steps).is_none() {
                     done.push(cell(
                         run,
                         &up.path,
@@ -184,16 +185,23 @@ pub fn tune(run: &ValidRun, out: &Path, spec: &TuneSpec, device: &Device, quiet:
                         name,
                         s,
                         lr,
-                        max,
+                        steps,
                         spec,
                         device,
                         quiet,
                     )?);
-                    save(&done)?;
+                    save(done)?;
                 }
             }
         }
-    }
+        Ok(())
+    };
+    let sweep: Vec<(Strategy, f64, usize)> = run
+        .strategies
+        .iter()
+        .flat_map(|&s| spec.lrs.iter().map(move |&lr| (s, lr, max)))
+        .collect();
+    fill(&mut done, &sweep)?;
     // Choice: the best mean validation accuracy over datasets (ties: the smaller rate).
     let mut chosen: BTreeMap<Strategy, f64> = BTreeMap::new();
     for &s in &run.strategies {
@@ -212,25 +220,8 @@ pub fn tune(run: &ValidRun, out: &Path, spec: &TuneSpec, device: &Device, quiet:
         chosen.insert(s, best);
     }
     // Plateau check at twice the steps.
-    for (&s, &lr) in &chosen {
-        for (name, train, val) in &datasets {
-            if find(&done, name, s, lr, 2 * max).is_none() {
-                done.push(cell(
-                    run,
-                    &up.path,
-                    (train, val),
-                    name,
-                    s,
-                    lr,
-                    2 * max,
-                    spec,
-                    device,
-                    quiet,
-                )?);
-                save(&done)?;
-            }
-        }
-    }
+    let plateau: Vec<(Strategy, f64, usize)> = chosen.iter().map(|(&s, &lr)| (s, lr, 2 * max)).collect();
+    fill(&mut done, &plateau)?;
     let md = render(
         run,
         spec,

@@ -328,7 +328,8 @@ pub fn tasks(run: &ValidRun, out: &Path, pairs: bool, device: &Device, quiet: bo
                     .classes as u32)
                     .collect(),
             };
-            for (a, &x) in classes.iter().enumerate() {
+            // A two-class task is its own only pair.
+            for (a, &x) in classes.iter().enumerate().filter(|_| classes.len() > 2) {
                 for &y in &classes[a + 1..] {
                     let mut p = d.clone();
                     p.classes = Some(vec![x, y]);
