@@ -1,0 +1,233 @@
+//! `validate report DIR`: figures and tables from a run folder's records, into `DIR/report/`.
+//!
+//! Per dataset and attack radius: clean, robust and OOD accuracy against step (mean over seeds,
+//! 95% bootstrap bands over seeds and evaluation images, see [`super::analysis`]), and the
+//! (accuracy, robustness) trajectory with each strategy's Pareto frontier. Tables: `auc.csv` /
+//! `auc.md` (per radius: the AUC of each seed's frontier, mean over seeds with its bootstrap 95%
+//! interval, both AUC rules, % above the dataset average), `peaks.csv` (step of peak robustness
+//! and the drop after it), `ood_correlation.csv` (OOD against clean accuracy along training) and
+//! `convergence.csv` (is clean accuracy still rising over the last 20% of steps?).
+
+mod figures;
+mod tables;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::analysis::{Curves, Images, RunData, Study, View, column, mean_curve, mean_of};
+use super::records::{self, RunRecords};
+use crate::engine::peft::Strategy;
+use crate::error::{Error, Result};
+use crate::plot::write_atomic;
+use crate::tradeoff::bootstrap::percentile_interval;
+use crate::tradeoff::{AucRule, Interval};
+use figures::figures;
+use tables::{Tables, auc_markdown, summary_text};
+
+/// Bootstrap replicates behind every interval of the report.
+pub const REPS: usize = 1000;
+
+/// Seed of the report's bootstrap (fixed: the same records give the same report).
+pub const BOOTSTRAP_SEED: u64 = 0x5eed_b007;
+
+/// One AUC cell: mean over seeds of the per-seed AUC, its bootstrap interval, the trapezoid
+/// rule's mean and the % above the dataset's average (step rule).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AucCell {
+    /// Mean over seeds, step rule.
+    pub mean: f64,
+    /// Bootstrap 95% interval of `mean`.
+    pub ci: Interval,
+    /// Mean over seeds, trapezoid rule.
+    pub trapezoid: f64,
+    /// `mean` relative to the dataset's average over strategies, minus 1.
+    pub above: f64,
+}
+
+/// What `write_report` produced.
+pub struct Report {
+    /// The text printed at the end of a run (AUC tables and flags).
+    pub summary: String,
+    /// Files written.
+    pub files: Vec<PathBuf>,
+    /// (dataset, strategy) → (AUC step, AUC trapezoid, above average) at the smallest radius.
+    pub aucs: BTreeMap<(String, Strategy), (f64, f64, f64)>,
+    /// (dataset, radius index, strategy) → AUC cell.
+    pub cells: BTreeMap<(String, usize, Strategy), AucCell>,
+}
+
+/// Every run's records under `dir` (`dir/<dataset>/<strategy>/seed*.jsonl`).
+pub fn load_runs(dir: &Path) -> Result<Vec<RunRecords>> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut ds: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    ds.sort();
+    for d in ds {
+        for s in Strategy::ALL {
+            let sd = d.join(s.id());
+            let Ok(files) = std::fs::read_dir(&sd) else { continue };
+            let mut files: Vec<PathBuf> = files
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect();
+            files.sort();
+            for f in files {
+                out.push(records::read(&f)?);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::invalid(
+            dir.display().to_string(),
+            "a run folder with <dataset>/<strategy>/seed<N>.jsonl records",
+            "none",
+        ));
+    }
+    Ok(out)
+}
+
+/// A radius for people: `k/255` when it is one, else the number.
+pub fn eps_label(e: f64) -> String {
+    let k = e * 255.0;
+    if (k - k.round()).abs() < 1e-9 {
+        format!("{}/255", k.round())
+    } else {
+        format!("{e}")
+    }
+}
+
+/// Clean accuracy still rising at the end of a run: the rise from the last evaluation at or
+/// before 80% of the final step to the final evaluation, against the Wilson 95% half-width of the
+/// final clean accuracy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Convergence {
+    /// The comparison step (last evaluation ≤ 0.8 × final step).
+    pub from_step: u64,
+    /// Clean accuracy there.
+    pub from_clean: f64,
+    /// Final clean accuracy.
+    pub final_clean: f64,
+    /// Wilson 95% half-width of the final clean accuracy.
+    pub half_width: f64,
+    /// Not still rising by more than `half_width`.
+    pub converged: bool,
+}
+
+/// The convergence check of one run (the report flags a run that fails it).
+pub fn convergence(r: &RunData) -> Convergence {
+    let last = r.steps.len() - 1;
+    let cut = (0.8 * r.steps[last] as f64).floor() as u64;
+    let i = r.steps.iter().rposition(|&s| s <= cut).unwrap_or(0);
+    let (from, fin) = (r.recorded.clean[i], r.recorded.clean[last]);
+    let half = r.clean_half_width[last];
+    Convergence {
+        from_step: r.steps[i],
+        from_clean: from,
+        final_clean: fin,
+        half_width: half,
+        converged: fin - from <= half,
+    }
+}
+
+/// Layout of the report's bootstrap statistics for one dataset: per strategy, per radius the
+/// mean AUC (step rule), then the mean curves (clean, each radius, OOD) per step.
+pub(super) struct Layout {
+    pub(super) ne: usize,
+    pub(super) ns: usize,
+}
+
+impl Layout {
+    fn width(&self) -> usize {
+        self.ne + (self.ne + 2) * self.ns
+    }
+    fn stats(&self, cs: &[Curves]) -> Vec<f64> {
+        let mut v: Vec<f64> = (0..self.ne).map(|e| mean_of(cs, |c| c.auc(e, AucRule::Step))).collect();
+        v.extend(pad(mean_curve(cs, |c| Some(&c.clean)), self.ns));
+        for e in 0..self.ne {
+            v.extend(pad(mean_curve(cs, |c| Some(&c.robust[e])), self.ns));
+        }
+        v.extend(pad(mean_curve(cs, |c| c.ood.as_ref()), self.ns));
+        v
+    }
+    pub(super) fn curve(&self, k: usize) -> std::ops::Range<usize> {
+        let start = self.ne + k * self.ns;
+        start..start + self.ns
+    }
+}
+
+fn pad(mut v: Vec<f64>, n: usize) -> Vec<f64> {
+    v.resize(n, f64::NAN);
+    v
+}
+
+/// The per-dataset statistics of the report: per strategy, the point estimates of the layout's
+/// statistics and their bootstrap intervals.
+type PerStrategy = BTreeMap<Strategy, (Vec<f64>, Vec<Option<Interval>>)>;
+
+/// Point estimates and bootstrap intervals of every statistic of dataset `di`.
+fn dataset_stats(study: &Study, point: &View, di: usize, lay: &Layout) -> PerStrategy {
+    let strategies = study.datasets[di].strategies();
+    let reps = study.bootstrap(Images::All, REPS, BOOTSTRAP_SEED ^ di as u64, |v| {
+        strategies.iter().flat_map(|s| lay.stats(&v[&(di, *s)])).collect()
+    });
+    strategies
+        .iter()
+        .enumerate()
+        .map(|(si, s)| {
+            let est = lay.stats(&point[&(di, *s)]);
+            let ci = (0..lay.width())
+                .map(|j| percentile_interval(&column(&reps, si * lay.width() + j)))
+                .collect();
+            (*s, (est, ci))
+        })
+        .collect()
+}
+
+/// Writes every figure and table; returns the summary.
+pub fn write_report(dir: &Path) -> Result<Report> {
+    let runs = load_runs(dir)?;
+    let study = Study::new(&runs)?;
+    if study.datasets.is_empty() {
+        return Err(Error::invalid(
+            dir.display().to_string(),
+            "at least one finished run (every scheduled step evaluated)",
+            format!("only unfinished runs: {}", study.incomplete.join(", ")),
+        ));
+    }
+    let out = dir.join("report");
+    let mut files = Vec::new();
+    let mut t = Tables::new();
+    let point = study.view(Images::All);
+    for (di, d) in study.datasets.iter().enumerate() {
+        let lay = Layout {
+            ne: d.eps.len(),
+            ns: d.steps.len(),
+        };
+        let per = dataset_stats(&study, &point, di, &lay);
+        t.add(d, di, &point, &lay, &per);
+        files.extend(figures(&out, d, &lay, &per)?);
+    }
+    files.extend(t.write(&out)?);
+    let names: Vec<String> = study.datasets.iter().map(|d| d.name.clone()).collect();
+    let eps: Vec<f64> = study.datasets[0].eps.clone();
+    let md = auc_markdown(&names, &eps, &t.cells, &t.flags, &study.incomplete);
+    let p = out.join("auc.md");
+    write_atomic(&p, md.as_bytes())?;
+    files.push(p);
+    let summary = summary_text(&names, &eps, &t.cells, &t.flags, &study.incomplete);
+    let aucs = t
+        .cells
+        .iter()
+        .filter(|((_, e, _), _)| *e == 0)
+        .map(|((d, _, s), c)| ((d.clone(), *s), (c.mean, c.trapezoid, c.above)))
+        .collect();
+    Ok(Report {
+        summary,
+        files,
+        aucs,
+        cells: t.cells,
+    })
+}

@@ -1,0 +1,143 @@
+//! Finding 1 (and the OOD half of finding 4): does a curve rise, then fall? Cross-fitted rise and
+//! drop, and the all-image excess of the best interior step (see the module docs of `verdict`).
+
+use super::{Cell, Finding, NEGLIGIBLE, Out, Verdict, count, interval, mean_of_opt, median, trained};
+use crate::engine::peft::Strategy;
+use crate::validate::analysis::{Curves, Images, Study, View, mean_curve};
+
+/// Which curve a rise-then-fall test reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Which {
+    /// Robust accuracy at radius k.
+    Robust(usize),
+    /// OOD accuracy.
+    Ood,
+}
+
+impl Which {
+    fn of(self, c: &Curves) -> Option<&Vec<f64>> {
+        match self {
+            Which::Robust(k) => c.robust.get(k),
+            Which::Ood => c.ood.as_ref(),
+        }
+    }
+}
+
+/// The rise-then-fall cells (finding 1 on robust accuracy at every radius, or on OOD accuracy for
+/// finding 4): per curve, the cross-fitted rise and drop and the all-image excess.
+pub(super) fn rise_fall_cells(study: &Study, reps: usize, seed: u64, finding: &str, ood: bool) -> Vec<[Cell; 3]> {
+    let even = study.view(Images::Even);
+    // (dataset index, strategy, curve, peak, first, last) per testable cell.
+    let mut plan: Vec<(usize, Strategy, Which, usize, usize, usize)> = Vec::new();
+    for (di, d) in study.datasets.iter().enumerate() {
+        let idx = trained(d);
+        if idx.len() < 3 {
+            continue;
+        }
+        let curves: Vec<Which> = if ood {
+            vec![Which::Ood]
+        } else {
+            (0..d.eps.len()).map(Which::Robust).collect()
+        };
+        for s in d.strategies() {
+            for &w in &curves {
+                let a = mean_curve(&even[&(di, s)], |c| w.of(c));
+                if a.is_empty() {
+                    continue;
+                }
+                // First maximum over the steps after 0.
+                let peak = idx.iter().copied().fold(idx[0], |b, i| if a[i] > a[b] { i } else { b });
+                plan.push((di, s, w, peak, idx[0], *idx.last().expect("non-empty")));
+            }
+        }
+    }
+    let stat = |v: &View| -> Vec<f64> {
+        plan.iter()
+            .flat_map(|&(di, s, w, p, f, l)| {
+                let cs = &v[&(di, s)];
+                [
+                    mean_of_opt(cs, |c| w.of(c).map(|r| r[p] - r[f])),
+                    mean_of_opt(cs, |c| w.of(c).map(|r| r[p] - r[l])),
+                ]
+            })
+            .collect()
+    };
+    let est = stat(&study.view(Images::Odd));
+    let boot = study.bootstrap(Images::Odd, reps, seed, stat);
+    // The excess of the best interior step over the better end, on all images and re-maximised
+    // in every replicate (biased upwards, so conservative for "does not hold").
+    let excess = |v: &View| -> Vec<f64> {
+        plan.iter()
+            .map(|&(di, s, w, _, f, l)| {
+                let m = mean_curve(&v[&(di, s)], |c| w.of(c));
+                let inner = (f + 1..l).map(|i| m[i]).fold(f64::NEG_INFINITY, f64::max);
+                inner - m[f].max(m[l])
+            })
+            .collect()
+    };
+    let ex_est = excess(&study.view(Images::All));
+    let ex_boot = study.bootstrap(Images::All, reps, seed ^ 0xe4, excess);
+    let mut out = Vec::new();
+    for (j, &(di, s, w, p, f, l)) in plan.iter().enumerate() {
+        let d = &study.datasets[di];
+        let (rci, dci, eci) = (
+            interval(&boot, 2 * j),
+            interval(&boot, 2 * j + 1),
+            interval(&ex_boot, j),
+        );
+        let v = match (rci, dci, eci) {
+            (Some(r), Some(dd), _) if r.lo > 0.0 && dd.lo > 0.0 => Verdict::Holds,
+            (_, _, Some(e)) if e.hi < NEGLIGIBLE => Verdict::DoesNotHold,
+            _ => Verdict::Undecided,
+        };
+        let (eps, what) = match w {
+            Which::Robust(k) => (Some(d.eps[k]), "robust accuracy"),
+            Which::Ood => (None, "OOD accuracy"),
+        };
+        let note = format!(
+            "peak step {} (picked on the even-positioned images), first {}, last {}",
+            d.steps[p], d.steps[f], d.steps[l]
+        );
+        let cell = |stat: &str, x: f64, ci| Cell {
+            finding: finding.into(),
+            dataset: d.name.clone(),
+            strategy: Some(s),
+            eps,
+            statistic: format!("{what}: {stat}"),
+            estimate: x,
+            ci,
+            verdict: v,
+            note: note.clone(),
+        };
+        out.push([
+            cell("rise to peak", est[2 * j], rci),
+            cell("drop after peak", est[2 * j + 1], dci),
+            cell("best interior step minus the better end", ex_est[j], eci),
+        ]);
+    }
+    out
+}
+
+/// Finding 1 on robust accuracy at every radius.
+pub(super) fn finding_1(study: &Study, reps: usize, out: &mut Out) {
+    let rf = rise_fall_cells(study, reps, 11, "1", false);
+    let v1: Vec<Verdict> = rf.iter().map(|c| c[0].verdict).collect();
+    let drops: Vec<f64> = rf.iter().map(|c| c[1].estimate).collect();
+    out.rows.push(Finding {
+        id: "1".into(),
+        claim: "Robustness rises, then falls, early in fine-tuning".into(),
+        measured: format!(
+            "{} of {} (task, strategy, ε) cells hold, {} do not, {} undecided; median drop after the peak {:.3}",
+            count(&v1, Verdict::Holds),
+            v1.len(),
+            count(&v1, Verdict::DoesNotHold),
+            count(&v1, Verdict::Undecided),
+            median(&drops)
+        ),
+        test: format!(
+            "peak picked on half of the images, rise and drop measured on the other half: both 95% CIs > 0 holds; best interior step minus the better end (all images) with CI < {NEGLIGIBLE}: does not hold; majority over cells"
+        ),
+        verdict: Verdict::majority(&v1),
+    });
+    out.cells.extend(rf.into_iter().flatten());
+}
