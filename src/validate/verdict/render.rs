@@ -85,9 +85,24 @@ pub(super) fn render(rows: &[Finding], cells: &[Cell], rank_rows: &str, study: &
     let _ = writeln!(
         s,
         "Sample: {}. Intervals: 95% percentile bootstrap over seeds and evaluation images ({reps} replicates). \
-         Tests and thresholds: `src/validate/verdict.rs` (module docs) and README.\n",
+         Tests and thresholds: `src/validate/verdict/mod.rs` (module docs) and README.\n",
         seeds.join("; ")
     );
+    let flagged: Vec<String> = study
+        .datasets
+        .iter()
+        .flat_map(|d| d.runs.values().flatten().flatten().map(move |r| (d, r)))
+        .filter(|(_, r)| !crate::validate::report::convergence(r).converged)
+        .map(|(d, r)| format!("{}/{}/seed{}", d.name, r.header.strategy, r.header.seed))
+        .collect();
+    if !flagged.is_empty() {
+        let _ = writeln!(
+            s,
+            "Not converged (clean accuracy still rising by more than its 95% half-width over the last 20% of steps; \
+             kept in every statistic, flagged here): {}.\n",
+            flagged.join(", ")
+        );
+    }
     s.push_str(&context(study));
     s.push_str("\n## Verdicts\n\n| # | paper's claim | measured | test | verdict |\n|---|---|---|---|---|\n");
     for r in rows {
