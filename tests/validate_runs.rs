@@ -212,6 +212,16 @@ fn bad_config_names_key_and_file_and_writes_nothing() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8(o.stderr).unwrap().contains("eval_subset"));
     assert!(!out.exists());
+    // Bad sweep flags: exit 2, nothing written.
+    for (flag, value) in [("--lrs", "1e-3,-1"), ("--val-images", "0")] {
+        let o = Command::new(bin())
+            .args(["tune", "--preset", "smoke", "--out", out.to_str().unwrap(), flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{flag}");
+        assert!(String::from_utf8(o.stderr).unwrap().contains(flag));
+        assert!(!out.exists());
+    }
     // Missing data: one line naming the key and how to install it; nothing written.
     let missing = RESUME_CFG.replace(
         "kind = \"synthetic\"\ntask = \"synthetic-simple\"",

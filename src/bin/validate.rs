@@ -287,6 +287,9 @@ fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             let spec = robustft::validate::tune::TuneSpec { lrs, val_images, seed };
+            if let Err(e) = spec.validate() {
+                return fail(e);
+            }
             print_or_fail(robustft::validate::tune::tune(&cfg, &out, &spec, &Device::Cpu, quiet))
         }
         Some(Cmd::Tasks { cfg, pairs, quiet }) => {

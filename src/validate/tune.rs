@@ -65,6 +65,23 @@ pub struct TuneSpec {
     pub seed: u64,
 }
 
+impl TuneSpec {
+    /// Positive, finite learning rates and at least one validation image; errors name the flag.
+    pub fn validate(&self) -> Result<()> {
+        if self.lrs.is_empty() || self.lrs.iter().any(|l| !(l.is_finite() && *l > 0.0)) {
+            return Err(Error::invalid(
+                "--lrs",
+                "positive learning rates",
+                format!("{:?}", self.lrs),
+            ));
+        }
+        if self.val_images == 0 {
+            return Err(Error::invalid("--val-images", "must be >= 1", 0));
+        }
+        Ok(())
+    }
+}
+
 /// Splits a training pool: a seeded shuffle, the first `n` go to validation.
 pub fn carve(train: &Dataset, n: usize, seed: u64) -> Result<(Dataset, Dataset)> {
     if n == 0 || n >= train.len() {
