@@ -80,6 +80,27 @@ impl Error {
     }
 }
 
+/// Parses TOML text into `T`; a parser error is one line naming `origin` and the line and column.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &std::path::Path) -> Result<T> {
+    toml::from_str(text).map_err(|e| Error::Config {
+        path: origin.to_path_buf(),
+        message: e.message().to_string() + &span(text, e.span()),
+    })
+}
+
+/// " (line L, column C)" for a parser error span.
+fn span(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(r) => {
+            let before = &text[..r.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(" (line {line}, column {col})")
+        }
+        None => String::new(),
+    }
+}
+
 /// Checks shared by every validating constructor.
 pub(crate) mod check {
     use super::{Error, Result};

@@ -420,3 +420,72 @@ fn one_seed_without_outcomes_decides_nothing() {
     assert!(r.cells.values().all(|c| c.ci.lo.is_nan()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One folder, one configuration: records with another config hash are refused by name; a run
+/// with only its header (no evaluation yet) is reported as unfinished, not a crash.
+#[test]
+fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
+    let dir = scratch("mixed");
+    let mut rng = StdRng::seed_from_u64(1);
+    for s in [Strategy::Lora, Strategy::Bitfit] {
+        planted(
+            &dir,
+            "simple",
+            0.9,
+            s,
+            0,
+            50,
+            &[0.2, 0.8, 0.85, 0.9, 0.92],
+            &[0.1, 0.5, 0.6, 0.5, 0.4],
+            &mut rng,
+        );
+    }
+    // A run that has written its header and nothing else.
+    let lora = records::read(&dir.join("simple/lora/seed0.jsonl")).unwrap();
+    let header_only = RunRecords {
+        header: Header {
+            seed: 1,
+            ..lora.header.clone()
+        },
+        evals: Vec::new(),
+    };
+    records::write(&dir.join("simple/lora/seed1.jsonl"), &header_only).unwrap();
+    let r = robustft::validate::report::write_report(&dir).unwrap();
+    assert!(
+        r.summary.contains("Unfinished runs left out: simple/lora/seed1"),
+        "{}",
+        r.summary
+    );
+    // Only unfinished runs: an error saying so.
+    let only = scratch("mixed-only");
+    records::write(&only.join("simple/lora/seed1.jsonl"), &header_only).unwrap();
+    let e = robustft::validate::report::write_report(&only)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("finished run") && e.contains("simple/lora/seed1"), "{e}");
+    // Another configuration in the same folder.
+    let mut other = lora.clone();
+    other.header.config_hash = "another".into();
+    other.header.strategy = "ia3".into();
+    for ev in &mut other.evals {
+        ev.config_hash = "another".into();
+    }
+    records::write(&dir.join("simple/ia3/seed0.jsonl"), &other).unwrap();
+    for e in [
+        robustft::validate::report::write_report(&dir)
+            .err()
+            .unwrap()
+            .to_string(),
+        verdict(&dir, 100).err().unwrap().to_string(),
+    ] {
+        assert!(
+            e.contains("2 configurations")
+                && e.contains("config another: simple/ia3/seed0")
+                && e.contains("config planted"),
+            "{e}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&only);
+}

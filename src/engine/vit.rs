@@ -106,10 +106,7 @@ impl VitConfig {
         if arg.ends_with(".toml") {
             let path = std::path::Path::new(arg);
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            let cfg: VitConfig = toml::from_str(&text).map_err(|e| Error::Config {
-                path: path.to_path_buf(),
-                message: e.message().to_string(),
-            })?;
+            let cfg: VitConfig = crate::error::parse_toml(&text, path)?;
             return cfg.validate().map_err(|e| Error::Config {
                 path: path.to_path_buf(),
                 message: e.to_string(),

@@ -156,13 +156,7 @@ pub(crate) fn at_least(field: &str, v: usize, min: usize) -> Result<()> {
     Ok(())
 }
 
-/// Parses TOML text into `T`; a parser error names `origin` and the line and column.
-pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
-    toml::from_str(text).map_err(|e| Error::Config {
-        path: origin.to_path_buf(),
-        message: e.message().to_string() + &span(text, e.span()),
-    })
-}
+pub(crate) use crate::error::parse_toml;
 
 impl SimConfig {
     /// Parses TOML text; `origin` names the file in errors.
@@ -238,19 +232,6 @@ impl SimConfig {
         check::non_negative("strategies.eps", s.eps)?;
         range("strategies.d_range", s.d_range)?;
         Ok(ValidConfig(self))
-    }
-}
-
-/// " (line L, column C)" for a parser error span.
-fn span(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    match span {
-        Some(r) => {
-            let before = &text[..r.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!(" (line {line}, column {col})")
-        }
-        None => String::new(),
     }
 }
 

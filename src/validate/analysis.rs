@@ -272,8 +272,29 @@ pub struct Study {
 pub type View = BTreeMap<(usize, Strategy), Vec<Curves>>;
 
 impl Study {
-    /// Groups parsed runs.
+    /// Groups parsed runs. Records of more than one configuration in one folder (different
+    /// config hashes: another radius, another schedule, …) are refused, naming each hash and
+    /// its runs, rather than mixed into one table.
     pub fn new(runs: &[RunRecords]) -> Result<Study> {
+        let mut hashes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for r in runs {
+            let h = &r.header;
+            hashes
+                .entry(h.config_hash.as_str())
+                .or_default()
+                .push(format!("{}/{}/seed{}", h.dataset, h.strategy, h.seed));
+        }
+        if hashes.len() > 1 {
+            let list: Vec<String> = hashes
+                .iter()
+                .map(|(h, rs)| format!("config {h}: {}", rs.join(", ")))
+                .collect();
+            return Err(crate::error::Error::invalid(
+                "records",
+                "one configuration per run folder (give each configuration its own --out)",
+                format!("{} configurations: {}", hashes.len(), list.join("; ")),
+            ));
+        }
         let mut by_ds: BTreeMap<String, Vec<RunData>> = BTreeMap::new();
         let mut incomplete = Vec::new();
         for r in runs {

@@ -192,10 +192,7 @@ fn cfg_err(path: &Path, e: Error) -> Error {
 impl RunConfig {
     /// Parses TOML; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Config {
-            path: origin.to_path_buf(),
-            message: e.message().to_string(),
-        })
+        crate::error::parse_toml(text, origin)
     }
 
     /// Reads and validates a file.
@@ -529,6 +526,15 @@ mod tests {
         let bad = text.replace("max_steps = 12", "max_steps = 12\nmax_stepz = 3");
         let e = RunConfig::from_toml(&bad, Path::new("x.toml")).unwrap_err().to_string();
         assert!(e.contains("x.toml") && e.contains("max_stepz"), "{e}");
+        // A syntax error: one line naming the file, the line and the column.
+        let line = text.lines().position(|l| l.starts_with("max_steps")).unwrap() + 1;
+        let e = RunConfig::from_toml(&text.replace("max_steps = 12", "max_steps == 12"), Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x.toml") && e.contains(&format!("line {line}, column")) && !e.contains('\n'),
+            "{e}"
+        );
         for (from, to, key) in [
             ("eps = [\"1/255\", \"4/255\"]", "eps = -0.1", "attack.eps"),
             (

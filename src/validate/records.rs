@@ -295,13 +295,39 @@ pub fn parse(text: &str, path: &Path) -> Result<RunRecords> {
                     let eps = header.as_ref().map_or(f64::NAN, |h| h.eps[0]);
                     upgrade_v1(&mut v, eps).map_err(|m| err(i + 1, m))?;
                 }
-                evals.push(serde_json::from_value(v).map_err(|e| err(i + 1, format!("bad eval record ({e})")))?)
+                let e: EvalRecord =
+                    serde_json::from_value(v).map_err(|e| err(i + 1, format!("bad eval record ({e})")))?;
+                check_eval(&e, evals.last()).map_err(|m| err(i + 1, m))?;
+                evals.push(e);
             }
             other => return Err(err(i + 1, format!("unexpected record type {other:?}"))),
         }
     }
     let header = header.ok_or_else(|| err(1, "the first line must be a header record".into()))?;
     Ok(RunRecords { header, evals })
+}
+
+/// An eval record's values lie in their domains and its step follows the previous one's.
+fn check_eval(e: &EvalRecord, prev: Option<&EvalRecord>) -> std::result::Result<(), String> {
+    let accs = [("clean_acc", Some(e.clean_acc)), ("ood_acc", e.ood_acc)]
+        .into_iter()
+        .chain(e.robust.iter().map(|r| ("robust acc", Some(r.acc))));
+    for (name, v) in accs {
+        if let Some(v) = v
+            && !(0.0..=1.0).contains(&v)
+        {
+            return Err(format!("{name} must lie in [0, 1] (got {v})"));
+        }
+    }
+    if let Some(p) = prev
+        && e.step <= p.step
+    {
+        return Err(format!(
+            "step {} does not follow step {} (repeated or out of order)",
+            e.step, p.step
+        ));
+    }
+    Ok(())
 }
 
 /// A schema 1 header's radius: its config's `attack.eps` (one number).
@@ -397,6 +423,25 @@ mod tests {
             attack_s: 0.5,
         };
         RunRecords { header, evals: vec![e] }
+    }
+
+    #[test]
+    fn out_of_domain_or_repeated_evals_are_rejected() {
+        let text = render(&sample());
+        let eval_line = text.lines().nth(1).unwrap().to_string();
+        let bad = text.replacen("\"clean_acc\":0.5", "\"clean_acc\":7.5", 1);
+        let e = parse(&bad, Path::new("r.jsonl")).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("clean_acc"), "{e}");
+        let twice = format!("{text}{eval_line}\n");
+        let e = parse(&twice, Path::new("r.jsonl")).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("repeated"), "{e}");
+        let nan = text.replacen("\"acc\":0.125", "\"acc\":-0.5", 1);
+        assert!(
+            parse(&nan, Path::new("r.jsonl"))
+                .unwrap_err()
+                .to_string()
+                .contains("robust acc")
+        );
     }
 
     #[test]

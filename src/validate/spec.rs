@@ -80,14 +80,15 @@ pub enum EpsValue {
 }
 
 impl EpsValue {
-    /// The value; `field` names it in errors. Must be finite and ≥ 0.
+    /// The value; `field` names it in errors. Must lie in [0, 1] (pixel units).
     pub fn value(&self, field: &str) -> Result<f64> {
         let v = match self {
             EpsValue::Num(v) => *v,
             EpsValue::Text(t) => parse_fraction(t)
                 .ok_or_else(|| Error::invalid(field, "expected a number or a fraction such as \"1/255\"", t))?,
         };
-        crate::error::check::non_negative(field, v)
+        // Pixels lie in [0, 1]: a larger radius allows any image.
+        crate::error::check::closed(field, v, 0.0, 1.0)
     }
 }
 
@@ -277,6 +278,8 @@ mod tests {
         for (text, key) in [
             ("e = [\"1/255\", \"x\"]", "attack.eps[1]"),
             ("e = -0.1", "attack.eps"),
+            ("e = 1.5", "[0, 1]"),
+            ("e = [\"1/255\", \"300/255\"]", "attack.eps[1]"),
             ("e = [0.1, 0.1]", "twice"),
             ("e = []", "1 to 8"),
         ] {
