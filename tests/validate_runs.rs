@@ -197,18 +197,18 @@ fn bad_config_names_key_and_file_and_writes_nothing() {
     let cfg = dir.join("bad.toml");
     std::fs::write(&cfg, RESUME_CFG.replace("steps = 5", "steps = 5\nfoo = 1")).unwrap();
     let out = dir.join("out");
-    let o = Command::new(bin())
-        .args(["run", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let run_bad = || {
+        Command::new(bin())
+            .args(["run", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let o = run_bad();
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8(o.stderr).unwrap();
     assert!(e.contains("bad.toml") && e.contains("foo"), "{e}");
     std::fs::write(&cfg, RESUME_CFG.replace("eval_subset = 32", "eval_subset = 0")).unwrap();
-    let o = Command::new(bin())
-        .args(["run", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = run_bad();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8(o.stderr).unwrap().contains("eval_subset"));
     assert!(!out.exists());
@@ -229,10 +229,7 @@ fn bad_config_names_key_and_file_and_writes_nothing() {
     );
     assert_ne!(missing, RESUME_CFG);
     std::fs::write(&cfg, missing.replace("ood = \"shifted\"", "ood = \"none\"")).unwrap();
-    let o = Command::new(bin())
-        .args(["run", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = run_bad();
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8(o.stderr).unwrap();
     assert!(
