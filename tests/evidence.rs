@@ -489,3 +489,47 @@ fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&only);
 }
+
+/// An image-folder source (`train/` and `test/` with one folder per class) read through the
+/// same path as the other kinds: class subset relabelled, RGB at the model's size; a test folder
+/// with other classes is refused by name.
+#[test]
+fn image_folder_source_with_a_class_subset() {
+    let dir = scratch("folders");
+    let classes = ["ant", "bee", "cat"];
+    for (split, n) in [("train", 3), ("test", 2)] {
+        for (c, name) in classes.iter().enumerate() {
+            let d = dir.join(split).join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..n {
+                let img = image::RgbImage::from_pixel(8, 8, image::Rgb([40 * c as u8, 10 * i as u8, 200]));
+                img.save(d.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+    // Classes in sorted folder order: ant 0, bee 1, cat 2; keep cat then ant.
+    let l = data::load_source(
+        "image-folder",
+        None,
+        Some(&dir),
+        Some(&[2, 0]),
+        None,
+        None,
+        16,
+        "datasets[0].",
+    )
+    .unwrap();
+    assert_eq!((l.train.len(), l.test.len(), l.train.classes), (6, 4, 2));
+    assert_eq!((l.train.channels, l.train.size), (3, 16));
+    // The first relabelled-0 training image is cat's (red channel 80/255).
+    let first = l.train.labels.iter().position(|x| *x == 0).unwrap();
+    assert!((l.train.images[first * 3 * 256] - 80.0 / 255.0).abs() < 1e-6);
+    assert_eq!(l.train.labels.iter().filter(|x| **x == 1).count(), 3);
+    std::fs::create_dir_all(dir.join("test").join("dog")).unwrap();
+    let e = data::load_source("image-folder", None, Some(&dir), None, None, None, 16, "")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("test") && e.contains("same class folders"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
