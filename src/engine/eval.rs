@@ -45,6 +45,20 @@ pub fn forward_split(model: &Vit, x: &Tensor, parts: usize) -> Result<Tensor> {
     Ok(Tensor::cat(&outs, 0)?)
 }
 
+/// CLS features of every image of `data` ([N, dim], detached), forwarded in batches of 256:
+/// what a linear probe trains on, and what task-separability measurements read.
+pub fn dataset_features(model: &Vit, data: &Dataset, device: &Device) -> Result<Tensor> {
+    let ids: Vec<usize> = (0..data.len()).collect();
+    let parts = ids
+        .chunks(256)
+        .map(|chunk| {
+            let (x, _) = data.batch(chunk, device)?;
+            Ok(model.features(&x)?.detach().contiguous()?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&parts, 0)?)
+}
+
 /// Per-image correctness of `model` on `ids` of `data` (batches forwarded with [`forward_split`]).
 pub fn clean_correct(model: &Vit, data: &Dataset, ids: &[usize], batch: usize, device: &Device) -> Result<Vec<bool>> {
     let mut out = Vec::with_capacity(ids.len());

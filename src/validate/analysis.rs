@@ -336,6 +336,20 @@ impl Study {
         Ok(Study { datasets, incomplete })
     }
 
+    /// Every run folder's records (`dir/<dataset>/<strategy>/seed*.jsonl`), grouped; an error when
+    /// no run has finished (naming the unfinished ones) or the folder mixes configurations.
+    pub fn load(dir: &std::path::Path) -> Result<Study> {
+        let study = Study::new(&records::read_folder(dir)?)?;
+        if study.datasets.is_empty() {
+            return Err(crate::error::Error::invalid(
+                dir.display().to_string(),
+                "at least one finished run (every scheduled step evaluated)",
+                format!("only unfinished runs: {}", study.incomplete.join(", ")),
+            ));
+        }
+        Ok(study)
+    }
+
     /// The curves of every run on `images`, each seed once (the point estimate).
     pub fn view(&self, images: Images) -> View {
         let mut v = View::new();

@@ -17,7 +17,8 @@ use std::path::Path;
 use plotters::prelude::SeriesLabelPosition;
 
 use super::RunConfig;
-use super::report::{load_runs, write_report};
+use super::records::read_folder;
+use super::report::write_report;
 use crate::engine::data::synthetic::SyntheticSpec;
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
@@ -76,7 +77,7 @@ fn ranks_desc(v: &[f64]) -> Vec<usize> {
 /// Writes `DIR/report/compare.{md,csv,png,svg}` and returns the Markdown.
 pub fn compare(dir: &Path) -> Result<String> {
     let rep = write_report(dir)?;
-    let runs = load_runs(dir)?;
+    let runs = read_folder(dir)?;
     let (paper_ds, paper) = paper_auc()?;
     let out = dir.join("report");
     let mut md = String::from("# Theory against measurement\n\n");

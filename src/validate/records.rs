@@ -9,10 +9,11 @@
 //! only) are still read: their robust accuracy becomes a one-radius list and their outcomes are
 //! empty.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
 use crate::tradeoff::Interval;
 
@@ -353,6 +354,39 @@ fn upgrade_v1(v: &mut serde_json::Value, eps: f64) -> std::result::Result<(), St
 pub fn read(path: &Path) -> Result<RunRecords> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     parse(&text, path)
+}
+
+/// Every run's records under `dir` (`dir/<dataset>/<strategy>/seed*.jsonl`).
+pub fn read_folder(dir: &Path) -> Result<Vec<RunRecords>> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut ds: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    ds.sort();
+    for d in ds {
+        for s in Strategy::ALL {
+            let sd = d.join(s.id());
+            let Ok(files) = std::fs::read_dir(&sd) else { continue };
+            let mut files: Vec<PathBuf> = files
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect();
+            files.sort();
+            for f in files {
+                out.push(read(&f)?);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::invalid(
+            dir.display().to_string(),
+            "a run folder with <dataset>/<strategy>/seed<N>.jsonl records",
+            "none",
+        ));
+    }
+    Ok(out)
 }
 
 /// Writes records atomically.

@@ -22,7 +22,7 @@ use super::data::{Prepared, prepare};
 use super::records::{self, EvalRecord, Header, RobustAt, RunRecords, SCHEMA_VERSION, Separability};
 use super::upstream::{Upstream, upstream};
 use crate::engine::data::Dataset;
-use crate::engine::eval::{clean_correct, robust_levels};
+use crate::engine::eval::{clean_correct, dataset_features, robust_levels};
 use crate::engine::model::save_atomic;
 use crate::engine::peft::Strategy;
 use crate::engine::train::{AdamW, head_step, train_step_split};
@@ -400,13 +400,7 @@ impl<'a> Trainer<'a> {
     pub(crate) fn new(model: &'a Vit, data: &'a Dataset, seed: u64, batch_size: usize) -> Result<Self> {
         let device = model.device();
         let features = if model.strategy() == Strategy::LinearProbe {
-            let mut parts = Vec::new();
-            let ids: Vec<usize> = (0..data.len()).collect();
-            for chunk in ids.chunks(256) {
-                let (x, _) = data.batch(chunk, device)?;
-                parts.push(model.features(&x)?.detach().contiguous()?);
-            }
-            Some(Tensor::cat(&parts, 0)?)
+            Some(dataset_features(model, data, device)?)
         } else {
             None
         };

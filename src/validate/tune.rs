@@ -82,6 +82,12 @@ impl TuneSpec {
     }
 }
 
+/// The finished cell of (dataset, strategy, lr, steps), if any.
+fn find<'a>(done: &'a [TuneCell], d: &str, s: Strategy, lr: f64, steps: usize) -> Option<&'a TuneCell> {
+    done.iter()
+        .find(|c| c.dataset == d && c.strategy == s.id() && c.lr == lr && c.steps == steps)
+}
+
 /// Splits a training pool: a seeded shuffle, the first `n` go to validation.
 pub fn carve(train: &Dataset, n: usize, seed: u64) -> Result<(Dataset, Dataset)> {
     if n == 0 || n >= train.len() {
@@ -185,11 +191,6 @@ pub fn tune(run: &ValidRun, out: &Path, spec: &TuneSpec, device: &Device, quiet:
             .collect();
         write_atomic(&log, text.as_bytes())
     };
-    let find = |done: &[TuneCell], d: &str, s: Strategy, lr: f64, steps: usize| {
-        done.iter()
-            .find(|c| c.dataset == d && c.strategy == s.id() && c.lr == lr && c.steps == steps)
-            .cloned()
-    };
     // Runs every (strategy, lr, steps) job not yet in the log, on every dataset.
     let fill = |done: &mut Vec<TuneCell>, jobs: &[(Strategy, f64, usize)]| -> Result<()> {
         for &(s, lr, steps) in jobs {
@@ -258,10 +259,7 @@ fn render(
     names: &[String],
 ) -> Result<String> {
     let max = run.raw.max_steps;
-    let get = |d: &str, s: Strategy, lr: f64, steps: usize| {
-        done.iter()
-            .find(|c| c.dataset == d && c.strategy == s.id() && c.lr == lr && c.steps == steps)
-    };
+    let get = |d: &str, s: Strategy, lr: f64, steps: usize| find(done, d, s, lr, steps);
     let mut md = format!(
         "# Learning-rate sweep ({}: {} steps, batch {}, {} validation images carved from each dataset's training images, seed {})\n\n\
          Validation clean accuracy after `max_steps` per peak learning rate (AdamW, cosine schedule, warm-up as configured); \

@@ -13,7 +13,7 @@ use super::data::{Prepared, fingerprint, load_source};
 use super::records::{self, Separability, UpstreamInfo};
 use crate::engine::data::Dataset;
 use crate::engine::data::synthetic::SyntheticSpec;
-use crate::engine::eval::clean_counts;
+use crate::engine::eval::{clean_counts, dataset_features};
 use crate::engine::pretrain::{PretrainConfig, pretrain, pretrain_on};
 use crate::engine::{Strategy, Vit, VitSpec};
 use crate::error::{Error, Result};
@@ -113,6 +113,7 @@ pub fn upstream(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Res
         });
     }
     let p = &run.raw.pretrain;
+    let pc = synthetic_config(run);
     let pb = super::runner::bar(p.steps as u64, "pretrain upstream", quiet);
     let on_step = |_: usize, loss: f64| {
         pb.set_message(format!("loss {loss:.3}"));
@@ -141,24 +142,15 @@ pub fn upstream(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Res
             seconds: f64::NAN,
         }
     } else if let Some(t) = &train {
-        pretrain_on(
-            &run.model,
-            &synthetic_config(run).train,
-            0,
-            t,
-            &held_out,
-            device,
-            &path,
-            on_step,
-        )?
+        pretrain_on(&run.model, &pc.train, 0, t, &held_out, device, &path, on_step)?
     } else {
-        pretrain(&synthetic_config(run), device, &path, on_step)?
+        pretrain(&pc, device, &path, on_step)?
     };
     pb.finish_and_clear();
     let info = UpstreamInfo {
         source,
         classes: p.dataset.as_ref().and_then(|d| d.classes.clone()),
-        train_images: train.as_ref().map_or(synthetic_config(run).train_images, Dataset::len),
+        train_images: train.as_ref().map_or(pc.train_images, Dataset::len),
         steps: report.steps,
         held_out_acc: report.val_acc,
         held_out_n: report.val_n,
@@ -199,14 +191,9 @@ pub fn upstream(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Res
 
 /// CLS features of the pretrained backbone for every image of `d` ([n, dim], row-major).
 fn features(backbone: &Vit, d: &Dataset, device: &Device) -> Result<Vec<Vec<f32>>> {
-    let mut out = Vec::with_capacity(d.len());
-    let ids: Vec<usize> = (0..d.len()).collect();
-    for chunk in ids.chunks(256) {
-        let (x, _) = d.batch(chunk, device)?;
-        let f = backbone.features(&x)?.to_dtype(DType::F32)?;
-        out.extend(f.to_vec2::<f32>()?);
-    }
-    Ok(out)
+    Ok(dataset_features(backbone, d, device)?
+        .to_dtype(DType::F32)?
+        .to_vec2::<f32>()?)
 }
 
 /// Per-class mean of `f` over the images selected by `keep`.

@@ -15,9 +15,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::analysis::{Curves, Images, RunData, Study, View, column, mean_curve, mean_of};
-use super::records::{self, RunRecords};
 use crate::engine::peft::Strategy;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::plot::write_atomic;
 use crate::tradeoff::bootstrap::percentile_interval;
 use crate::tradeoff::{AucRule, Interval};
@@ -54,39 +53,6 @@ pub struct Report {
     pub aucs: BTreeMap<(String, Strategy), (f64, f64, f64)>,
     /// (dataset, radius index, strategy) → AUC cell.
     pub cells: BTreeMap<(String, usize, Strategy), AucCell>,
-}
-
-/// Every run's records under `dir` (`dir/<dataset>/<strategy>/seed*.jsonl`).
-pub fn load_runs(dir: &Path) -> Result<Vec<RunRecords>> {
-    let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let mut ds: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    ds.sort();
-    for d in ds {
-        for s in Strategy::ALL {
-            let sd = d.join(s.id());
-            let Ok(files) = std::fs::read_dir(&sd) else { continue };
-            let mut files: Vec<PathBuf> = files
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-                .collect();
-            files.sort();
-            for f in files {
-                out.push(records::read(&f)?);
-            }
-        }
-    }
-    if out.is_empty() {
-        return Err(Error::invalid(
-            dir.display().to_string(),
-            "a run folder with <dataset>/<strategy>/seed<N>.jsonl records",
-            "none",
-        ));
-    }
-    Ok(out)
 }
 
 /// A radius for people: `k/255` when it is one, else the number.
@@ -188,15 +154,7 @@ fn dataset_stats(study: &Study, point: &View, di: usize, lay: &Layout) -> PerStr
 
 /// Writes every figure and table; returns the summary.
 pub fn write_report(dir: &Path) -> Result<Report> {
-    let runs = load_runs(dir)?;
-    let study = Study::new(&runs)?;
-    if study.datasets.is_empty() {
-        return Err(Error::invalid(
-            dir.display().to_string(),
-            "at least one finished run (every scheduled step evaluated)",
-            format!("only unfinished runs: {}", study.incomplete.join(", ")),
-        ));
-    }
+    let study = Study::load(dir)?;
     let out = dir.join("report");
     let mut files = Vec::new();
     let mut t = Tables::new();
@@ -213,11 +171,11 @@ pub fn write_report(dir: &Path) -> Result<Report> {
     files.extend(t.write(&out)?);
     let names: Vec<String> = study.datasets.iter().map(|d| d.name.clone()).collect();
     let eps: Vec<f64> = study.datasets[0].eps.clone();
-    let md = auc_markdown(&names, &eps, &t.cells, &t.flags, &study.incomplete);
+    let md = auc_markdown(&t, &names, &eps, &study.incomplete);
     let p = out.join("auc.md");
     write_atomic(&p, md.as_bytes())?;
     files.push(p);
-    let summary = summary_text(&names, &eps, &t.cells, &t.flags, &study.incomplete);
+    let summary = summary_text(&t, &names, &eps, &study.incomplete);
     let aucs = t
         .cells
         .iter()

@@ -196,13 +196,10 @@ pub(super) fn table_rows(
         .collect()
 }
 
-pub(super) fn summary_text(
-    ds: &[String],
-    eps: &[f64],
-    cells: &BTreeMap<(String, usize, Strategy), AucCell>,
-    flags: &[String],
-    incomplete: &[String],
-) -> String {
+/// The terminal summary: per radius the AUC table and the best strategy per dataset, then the
+/// convergence flags.
+pub(super) fn summary_text(t: &Tables, ds: &[String], eps: &[f64], incomplete: &[String]) -> String {
+    let (cells, flags) = (&t.cells, &t.flags);
     let mut s = String::new();
     for (e, &x) in eps.iter().enumerate() {
         let _ = writeln!(
@@ -255,13 +252,9 @@ pub(super) fn flag_text(flags: &[String], incomplete: &[String]) -> String {
     s
 }
 
-pub(super) fn auc_markdown(
-    ds: &[String],
-    eps: &[f64],
-    cells: &BTreeMap<(String, usize, Strategy), AucCell>,
-    flags: &[String],
-    incomplete: &[String],
-) -> String {
+/// `auc.md`: per radius the AUC table and the trapezoid rule's means, then the flags.
+pub(super) fn auc_markdown(t: &Tables, ds: &[String], eps: &[f64], incomplete: &[String]) -> String {
+    let (cells, flags) = (&t.cells, &t.flags);
     let mut s = String::from(
         "# AUC of the Pareto frontier\n\nPer seed, the area dominated by the frontier of the run's (clean, robust) points (step rule, reference (0, 0)); \
          the table gives the mean over seeds, its 95% bootstrap interval (seeds and evaluation images resampled) and, in brackets, \

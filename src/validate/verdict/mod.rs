@@ -47,7 +47,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::analysis::{Curves, DatasetData, Study, View, column, mean_of};
-use super::report::load_runs;
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
 use crate::plot::{Csv, write_atomic};
@@ -166,15 +165,7 @@ struct Out {
 
 /// Runs every test on the records in `dir` and writes the findings files.
 pub fn verdict(dir: &Path, reps: usize) -> Result<Findings> {
-    let runs = load_runs(dir)?;
-    let study = Study::new(&runs)?;
-    if study.datasets.is_empty() {
-        return Err(Error::invalid(
-            dir.display().to_string(),
-            "at least one finished run",
-            "none",
-        ));
-    }
+    let study = Study::load(dir)?;
     let mut out = Out::default();
     rise_fall::finding_1(&study, reps, &mut out);
     let rank_rows = ranking::findings_2_and_3(&study, reps, &mut out);
@@ -281,6 +272,16 @@ pub(super) fn order(x: &[f64]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..x.len()).collect();
     idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]).then(a.cmp(&b)));
     idx
+}
+
+/// "h of n (unit) cells hold, d do not": how a finding's cells came out.
+pub(super) fn tally(v: &[Verdict], unit: &str) -> String {
+    format!(
+        "{} of {} ({unit}) cells hold, {} do not",
+        count(v, Verdict::Holds),
+        v.len(),
+        count(v, Verdict::DoesNotHold)
+    )
 }
 
 pub(super) fn count(v: &[Verdict], x: Verdict) -> usize {

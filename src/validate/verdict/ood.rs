@@ -2,7 +2,7 @@
 //! rise-then-fall.
 
 use super::rise_fall::rise_fall_cells;
-use super::{Cell, Finding, Out, Verdict, count, interval, median, trained};
+use super::{Cell, Finding, Out, Verdict, interval, median, tally, trained};
 use crate::engine::peft::Strategy;
 use crate::tradeoff::bootstrap::pearson;
 use crate::validate::analysis::{Images, Study, View, mean_curve};
@@ -74,13 +74,7 @@ pub(super) fn finding_4(study: &Study, reps: usize, out: &mut Out) {
         measured: if rs.is_empty() {
             "no OOD set in these runs".into()
         } else {
-            format!(
-                "{} of {} (task, strategy) cells hold, {} do not; median r {:.3}",
-                count(&v4, Verdict::Holds),
-                v4.len(),
-                count(&v4, Verdict::DoesNotHold),
-                median(&rs)
-            )
+            format!("{}; median r {:.3}", tally(&v4, "task, strategy"), median(&rs))
         },
         test: "r's 95% CI > 0.5 and the OOD curve's rise-then-fall test not 'holds': holds; CI < 0.5 or a rise-then-fall: does not hold; majority over cells".into(),
         verdict: Verdict::majority(&v4),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{Cell, Finding, Out, P_FAILS, P_HOLDS, Verdict, count, mean_aucs, order};
+use super::{Cell, Finding, Out, P_FAILS, P_HOLDS, Verdict, mean_aucs, order, tally};
 use crate::engine::peft::Strategy;
 use crate::validate::analysis::{DatasetData, Images, Study, View};
 use crate::validate::report::eps_label;
@@ -92,12 +92,7 @@ pub(super) fn findings_2_and_3(study: &Study, reps: usize, out: &mut Out) -> Str
     out.rows.push(Finding {
         id: "2".into(),
         claim: "Linear probing and full fine-tuning have the worst AUC".into(),
-        measured: format!(
-            "{} of {} (task, ε) cells hold, {} do not; P per cell in findings_cells.csv",
-            count(&v2, Verdict::Holds),
-            v2.len(),
-            count(&v2, Verdict::DoesNotHold)
-        ),
+        measured: format!("{}; P per cell in findings_cells.csv", tally(&v2, "task, ε")),
         test: format!("bootstrap probability that both are the two lowest mean AUCs: ≥ {P_HOLDS} holds, ≤ {P_FAILS} does not; majority over cells"),
         verdict: Verdict::majority(&v2),
     });

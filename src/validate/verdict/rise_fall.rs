@@ -1,7 +1,7 @@
 //! Finding 1 (and the OOD half of finding 4): does a curve rise, then fall? Cross-fitted rise and
 //! drop, and the all-image excess of the best interior step (see the module docs of `verdict`).
 
-use super::{Cell, Finding, NEGLIGIBLE, Out, Verdict, count, interval, mean_of_opt, median, trained};
+use super::{Cell, Finding, NEGLIGIBLE, Out, Verdict, count, interval, mean_of_opt, median, tally, trained};
 use crate::engine::peft::Strategy;
 use crate::validate::analysis::{Curves, Images, Study, View, mean_curve};
 
@@ -127,10 +127,8 @@ pub(super) fn finding_1(study: &Study, reps: usize, out: &mut Out) {
         id: "1".into(),
         claim: "Robustness rises, then falls, early in fine-tuning".into(),
         measured: format!(
-            "{} of {} (task, strategy, ε) cells hold, {} do not, {} undecided; median drop after the peak {:.3}",
-            count(&v1, Verdict::Holds),
-            v1.len(),
-            count(&v1, Verdict::DoesNotHold),
+            "{}, {} undecided; median drop after the peak {:.3}",
+            tally(&v1, "task, strategy, ε"),
             count(&v1, Verdict::Undecided),
             median(&drops)
         ),
