@@ -36,6 +36,14 @@ pub enum Error {
     /// A tensor operation failed (candle's message).
     #[error("engine: {0}")]
     Engine(String),
+    /// Another process holds the run folder's lock (see `validate::lock`).
+    #[error("{path} is in use by {} (lock file {path}/.lock); wait for it to finish or choose another output folder", holder.map_or("another process".to_string(), |p| format!("process {p}")))]
+    Locked {
+        /// The run folder.
+        path: PathBuf,
+        /// The holder's pid, when its lock file could be read.
+        holder: Option<u32>,
+    },
     /// Drawing a figure failed.
     #[error("plot {name}: {message}")]
     Plot {

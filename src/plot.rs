@@ -443,11 +443,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-/// `dir/.name.tmp.ext`: keeps the extension (the PNG encoder picks its format from it).
-fn temp_path(path: &Path) -> PathBuf {
+/// `dir/.name.tmp-PID-N.ext`, unique to this process and call, so two writers never share a
+/// temporary file; keeps the extension (the PNG encoder picks its format from it).
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
     let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("tmp");
-    path.with_file_name(format!(".{name}.tmp.{ext}"))
+    path.with_file_name(format!(".{name}.tmp-{}-{n}.{ext}", std::process::id()))
 }
 
 /// Writes `stem.png`, `stem.svg` and `stem.csv` into `dir` (created if needed), each atomically.

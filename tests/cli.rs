@@ -127,7 +127,7 @@ fn full_run_writes_every_figure() {
     // No temp files left behind.
     for e in std::fs::read_dir(&dir).unwrap() {
         let name = e.unwrap().file_name().into_string().unwrap();
-        assert!(!name.contains(".tmp."), "left {name}");
+        assert!(!name.contains(".tmp"), "left {name}");
     }
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("Predicted ranking"), "{stdout}");

@@ -28,18 +28,26 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn write_fmnist(dir: &Path, n: usize, gzip: bool, labels: &[u8]) {
+    write_fmnist_split(dir, "train", n, gzip, labels);
+}
+
+/// `{prefix}-images-idx3-ubyte` and `{prefix}-labels-idx1-ubyte` (prefix train or t10k).
+fn write_fmnist_split(dir: &Path, prefix: &str, n: usize, gzip: bool, labels: &[u8]) {
     let pixels: Vec<u8> = (0..n * 28 * 28).map(|i| (i % 251) as u8).collect();
     let (img, lab) = (
         idx(3, &[n as u32, 28, 28], &pixels),
         idx(1, &[labels.len() as u32], labels),
     );
-    let (ip, lp) = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte");
+    let (ip, lp) = (
+        format!("{prefix}-images-idx3-ubyte"),
+        format!("{prefix}-labels-idx1-ubyte"),
+    );
     if gzip {
         std::fs::write(dir.join(format!("{ip}.gz")), gz(&img)).unwrap();
         std::fs::write(dir.join(format!("{lp}.gz")), gz(&lab)).unwrap();
     } else {
-        std::fs::write(dir.join(ip), img).unwrap();
-        std::fs::write(dir.join(lp), lab).unwrap();
+        std::fs::write(dir.join(&ip), img).unwrap();
+        std::fs::write(dir.join(&lp), lab).unwrap();
     }
 }
 
@@ -87,6 +95,29 @@ fn fashion_mnist_errors_name_file_and_record() {
     std::fs::write(&p, &bytes).unwrap();
     let e = fashion_mnist(&dir, Split::Train).unwrap_err().to_string();
     assert!(e.contains("truncated in record 2"), "{e}");
+    // Hostile headers: 0 images, 0×0 images, sizes whose product overflows. Each is an error
+    // naming the file and its header, never a panic or a huge allocation.
+    let header = |dims: [u32; 3]| {
+        let mut h = vec![0u8, 0, 8, 3];
+        for d in dims {
+            h.extend(d.to_be_bytes());
+        }
+        h.extend([7u8; 64]);
+        h
+    };
+    for (dims, want) in [
+        ([0, 28, 28], "non-zero IDX sizes"),
+        ([4, 0, 0], "non-zero IDX sizes"),
+        ([4, 1 << 31, 1 << 31], "truncated in record 0"),
+        ([u32::MAX, u32::MAX, u32::MAX], "truncated in record 0"),
+    ] {
+        std::fs::write(&p, header(dims)).unwrap();
+        let e = fashion_mnist(&dir, Split::Train).unwrap_err().to_string();
+        assert!(
+            e.contains("train-images-idx3-ubyte") && e.contains(want),
+            "{dims:?}: {e}"
+        );
+    }
     // Missing file.
     std::fs::remove_file(&p).unwrap();
     let e = fashion_mnist(&dir, Split::Train).unwrap_err().to_string();
@@ -169,4 +200,78 @@ fn real_fashion_mnist_from_the_debian_package() {
     let mut counts = [0usize; 10];
     test.labels.iter().for_each(|l| counts[*l as usize] += 1);
     assert_eq!(counts, [1000; 10]);
+}
+
+/// A damaged data file is found before anything is written: `validate run` checks every file of
+/// every dataset (here the test labels of `datasets[0]`, truncated) before upstream pretraining,
+/// exits 2 naming the file, and creates no output folder.
+#[test]
+fn run_checks_every_data_file_before_writing() {
+    let dir = scratch("runcheck");
+    let data = dir.join("fm");
+    std::fs::create_dir_all(&data).unwrap();
+    let labels: Vec<u8> = (0..20).map(|i| (i % 10) as u8).collect();
+    write_fmnist_split(&data, "train", 20, true, &labels);
+    write_fmnist_split(&data, "t10k", 20, false, &labels);
+    let lp = data.join("t10k-labels-idx1-ubyte");
+    let bytes = std::fs::read(&lp).unwrap();
+    std::fs::write(&lp, &bytes[..bytes.len() - 5]).unwrap();
+    let cfg = dir.join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+name = "check"
+model = "tiny"
+strategies = ["bitfit"]
+seeds = [0]
+max_steps = 4
+schedule = [4]
+eval_subset = 8
+optimizer = "paper"
+batch_size = 8
+[pretrain]
+steps = 200
+batch_size = 8
+lr = 1e-3
+[attack]
+kind = "pgd"
+eps = 0.0039
+alpha = 0.001
+steps = 2
+[[datasets]]
+name = "fm"
+kind = "fashion-mnist"
+data_dir = "{}"
+train_images = 20
+"#,
+            data.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
+        .args([
+            "run",
+            "--quiet",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8(o.stderr).unwrap();
+    assert!(e.contains("t10k-labels-idx1-ubyte") && e.contains("truncated"), "{e}");
+    assert!(!out.exists(), "wrote before checking the data");
+    // The same check, called directly, passes on intact files and names the file otherwise.
+    std::fs::write(&lp, &bytes).unwrap();
+    robustft::engine::data::files::check("fashion-mnist", &data).unwrap();
+    std::fs::write(&lp, &bytes[..9]).unwrap();
+    let e = robustft::engine::data::files::check("fashion-mnist", &data)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("t10k-labels-idx1-ubyte"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

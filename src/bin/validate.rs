@@ -208,10 +208,13 @@ fn run(args: ConfigArgs, quiet: bool, device: &Device) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    // Records of another configuration or an unreadable checkpoint: refused before any work.
+    if let Err(e) = robustft::validate::runner::preflight(&cfg, &out) {
+        return fail(e);
+    }
     let start = std::time::Instant::now();
     if let Err(e) = robustft::validate::runner::run_all(&cfg, &out, device, quiet) {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
+        return fail_after_start(e);
     }
     let reported = robustft::validate::report::write_report(&out).and_then(|r| {
         print!("{}", r.summary);
@@ -236,14 +239,23 @@ fn run(args: ConfigArgs, quiet: bool, device: &Device) -> ExitCode {
     }
 }
 
-/// Prints `text` or fails with exit 1 (a run-time error after valid input).
+/// Prints `text` or fails (see [`fail_after_start`]).
 fn print_or_fail(r: robustft::Result<String>) -> ExitCode {
     match r {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        Err(e) => fail_after_start(e),
+    }
+}
+
+/// Exit 1 for a run-time error after valid input; exit 2 when the output folder is held by
+/// another run (refused before anything was written).
+fn fail_after_start(e: robustft::Error) -> ExitCode {
+    match e {
+        robustft::Error::Locked { .. } => fail(e),
+        e => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }

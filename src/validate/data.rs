@@ -100,16 +100,28 @@ pub fn data_folder(kind: &str, data_dir: Option<&Path>, key: &str) -> Result<Opt
     Ok(Some(dir))
 }
 
-/// Every data folder a run reads exists (checked before anything is written); errors name the
-/// key (`pretrain.dataset.data_dir`, `datasets[i].data_dir`) and say how to install the data.
+/// Every data folder a run reads exists and every file in it is valid ([`files::check`]: headers,
+/// sizes, labels; each folder once), checked before anything is written, so a damaged file is
+/// found before upstream pretraining, not after. Errors name the key (`pretrain.dataset.data_dir`,
+/// `datasets[i].data_dir`) and say how to install the data, or name the file and record.
 pub fn check_data(run: &super::ValidRun) -> Result<()> {
+    let mut sources = Vec::new();
     if run.raw.checkpoint.is_none()
         && let Some(d) = &run.raw.pretrain.dataset
     {
-        data_folder(&d.kind, d.data_dir.as_deref(), "pretrain.dataset.")?;
+        sources.push((d.kind.as_str(), d.data_dir.as_deref(), "pretrain.dataset.".to_string()));
     }
     for (i, d) in run.raw.datasets.iter().enumerate() {
-        data_folder(&d.kind, d.data_dir.as_deref(), &format!("datasets[{i}]."))?;
+        sources.push((d.kind.as_str(), d.data_dir.as_deref(), format!("datasets[{i}].")));
+    }
+    let mut checked: Vec<(String, PathBuf)> = Vec::new();
+    for (kind, dir, key) in sources {
+        if let Some(dir) = data_folder(kind, dir, &key)?
+            && !checked.iter().any(|(k, d)| k == kind && *d == dir)
+        {
+            files::check(kind, &dir)?;
+            checked.push((kind.to_string(), dir));
+        }
     }
     Ok(())
 }

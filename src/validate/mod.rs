@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod compare;
 pub mod config;
 pub mod data;
+pub mod lock;
 pub mod records;
 pub mod report;
 pub mod runner;

@@ -164,19 +164,13 @@ fn resume(jsonl: &Path, ckpt: &Path, header: &Header, model: &Vit, opt: &mut Ada
     }
     let old = records::read(jsonl)?;
     if old.header.config_hash != header.config_hash {
-        return Err(Error::Config {
-            path: jsonl.to_path_buf(),
-            message: format!(
-                "holds a run with another configuration (hash {} vs {}); choose another output folder",
-                old.header.config_hash, header.config_hash
-            ),
-        });
+        return Err(foreign(jsonl, &old.header.config_hash, &header.config_hash));
     }
     if old.evals.last().map(|e| e.step) == header.eval_steps.last().copied() {
         return Ok(None);
     }
     if ckpt.exists() {
-        let state = candle_core::safetensors::load(ckpt, model.device())?;
+        let state = read_checkpoint(ckpt, model.device())?;
         for (k, v) in model.trainable() {
             let t = state
                 .get(&format!("param.{k}"))
@@ -200,6 +194,53 @@ fn resume(jsonl: &Path, ckpt: &Path, header: &Header, model: &Vit, opt: &mut Ada
         p.evals = old.evals.into_iter().filter(|e| e.step == 0).collect();
     }
     Ok(Some(p))
+}
+
+/// A resume checkpoint's tensors; a truncated or foreign file is an error naming it.
+fn read_checkpoint(ckpt: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    candle_core::safetensors::load(ckpt, device).map_err(|e| Error::Config {
+        path: ckpt.to_path_buf(),
+        message: format!(
+            "not a readable resume checkpoint ({e}); delete it to redo this run from its last \
+             step-0 record"
+        ),
+    })
+}
+
+/// Checks what a run into `out` would resume from, before anything is written: every existing
+/// record file parses and was written by this configuration (same `config_hash`), and the
+/// checkpoint of every unfinished run is readable. Errors name the file.
+pub fn preflight(run: &ValidRun, out: &Path) -> Result<()> {
+    let hash = records::config_hash(&serde_json::to_value(&run.raw).expect("config serialises"));
+    let last = run.eval_steps.last().copied();
+    for d in &run.raw.datasets {
+        for &s in &run.strategies {
+            for &seed in &run.raw.seeds {
+                let (jsonl, ckpt) = run_paths(out, &d.name, s, seed);
+                if !jsonl.exists() {
+                    continue;
+                }
+                let old = records::read(&jsonl)?;
+                if old.header.config_hash != hash {
+                    return Err(foreign(&jsonl, &old.header.config_hash, &hash));
+                }
+                if old.evals.last().map(|e| e.step) != last && ckpt.exists() {
+                    read_checkpoint(&ckpt, &Device::Cpu)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The error for records written by another configuration.
+fn foreign(jsonl: &Path, theirs: &str, ours: &str) -> Error {
+    Error::Config {
+        path: jsonl.to_path_buf(),
+        message: format!(
+            "holds a run with another configuration (hash {theirs} vs {ours}); choose another output folder"
+        ),
+    }
 }
 
 /// Outcomes of one scheduled evaluation.
@@ -368,6 +409,7 @@ pub fn run_one(
             records::write(&jsonl, &recs)?;
             if step > 0 {
                 save_checkpoint(&model, &opt, step, clock, &ckpt, device)?;
+                crash_point();
             }
         }
         if step >= last {
@@ -446,11 +488,24 @@ fn save_checkpoint(model: &Vit, opt: &AdamW, step: u64, clock: [f64; 4], path: &
     save_atomic(&state, path)
 }
 
-/// Runs every (dataset, strategy, seed) of `run` into `out` and returns the JSONL paths.
+/// Crash tests: with `ROBUSTFT_CRASH_AFTER_CHECKPOINTS=N` in the environment the process aborts
+/// (SIGABRT: no destructor, no flush, as abrupt as `kill -9`) right after writing its N-th
+/// checkpoint, so a test can interrupt a run at an exact point instead of racing a signal.
+fn crash_point() {
+    static WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if std::env::var("ROBUSTFT_CRASH_AFTER_CHECKPOINTS").is_ok_and(|v| v.trim() == n.to_string()) {
+        std::process::abort();
+    }
+}
+
+/// Runs every (dataset, strategy, seed) of `run` into `out` and returns the JSONL paths. Holds
+/// `out`'s [lock](super::lock::RunLock) throughout: a second run into the same folder is refused.
 pub fn run_all(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Result<Vec<PathBuf>> {
     super::upstream::check_checkpoint(run)?;
     super::data::check_data(run)?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let _lock = super::lock::RunLock::acquire(out)?;
+    preflight(run, out)?;
     let up = upstream(run, out, device, quiet)?;
     let mut paths = Vec::new();
     for (i, (spec, ood)) in run.raw.datasets.iter().zip(&run.ood).enumerate() {

@@ -63,16 +63,26 @@ pub fn parse_idx(path: &Path, bytes: &[u8], ndims: u8) -> Result<(Vec<usize>, Ve
     let dims: Vec<usize> = (0..ndims as usize)
         .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
         .collect();
-    let per: usize = dims[1..].iter().product();
-    let need = header + dims[0] * per;
-    if bytes.len() < need {
-        let complete = (bytes.len() - header) / per.max(1);
+    if dims.contains(&0) {
         return Err(bad(
             path,
-            format!("{} records of {per} bytes ({need} bytes)", dims[0]),
-            format!("{} bytes: truncated in record {complete}", bytes.len()),
+            "non-zero IDX sizes (at least one record, of at least one byte)",
+            format!("{dims:?}"),
         ));
     }
+    // Checked arithmetic: a hostile header (e.g. [4, 2^31, 2^31]) must not overflow.
+    let sizes = dims[1..]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .and_then(|per| Some((per, dims[0].checked_mul(per)?.checked_add(header)?)));
+    let Some((_, need)) = sizes.filter(|&(_, need)| need <= bytes.len()) else {
+        let complete = (bytes.len() - header) / sizes.map_or(usize::MAX, |(per, _)| per);
+        return Err(bad(
+            path,
+            format!("the {}-record file its header {dims:?} describes", dims[0]),
+            format!("{} bytes: truncated in record {complete}", bytes.len()),
+        ));
+    };
     Ok((dims, bytes[header..need].to_vec()))
 }
 
@@ -89,8 +99,8 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
     ))
 }
 
-/// Fashion-MNIST (Xiao et al. 2017) from IDX files in `dir`: 28×28 grey, 10 classes.
-pub fn fashion_mnist(dir: &Path, split: Split) -> Result<Dataset> {
+/// Fashion-MNIST's validated bytes of one split: (image side, pixels, labels).
+fn fashion_mnist_bytes(dir: &Path, split: Split) -> Result<(usize, Vec<u8>, Vec<u8>)> {
     let prefix = if split == Split::Train { "train" } else { "t10k" };
     let ip = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let lp = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
@@ -109,20 +119,28 @@ pub fn fashion_mnist(dir: &Path, split: Split) -> Result<Dataset> {
     if let Some((i, l)) = labels.iter().enumerate().find(|(_, l)| **l >= 10) {
         return Err(bad(&lp, format!("labels 0..9 (record {i})"), l));
     }
+    Ok((idims[1], pixels, labels))
+}
+
+/// Fashion-MNIST (Xiao et al. 2017) from IDX files in `dir`: 28×28 grey, 10 classes.
+pub fn fashion_mnist(dir: &Path, split: Split) -> Result<Dataset> {
+    let prefix = if split == Split::Train { "train" } else { "t10k" };
+    let (size, pixels, labels) = fashion_mnist_bytes(dir, split)?;
     Ok(Dataset {
         name: format!("fashion-mnist-{prefix}"),
         images: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
         labels: labels.iter().map(|&l| l as u32).collect(),
         channels: 1,
-        size: idims[1],
+        size,
         classes: 10,
     })
 }
 
-/// CIFAR-10 binary batches (Krizhevsky 2009): records of 1 label byte + 3072 pixel bytes
-/// (1024 R, 1024 G, 1024 B, row-major 32×32). `dir` holds `data_batch_1.bin`…`data_batch_5.bin`
-/// and `test_batch.bin` (directly or in `cifar-10-batches-bin/`).
-pub fn cifar10(dir: &Path, split: Split) -> Result<Dataset> {
+/// CIFAR-10 record size: 1 label byte + 3072 pixel bytes.
+const CIFAR_REC: usize = 1 + 3072;
+
+/// CIFAR-10's validated records of one split, batch after batch.
+fn cifar10_bytes(dir: &Path, split: Split) -> Result<Vec<u8>> {
     let dir = if dir.join("cifar-10-batches-bin").is_dir() {
         dir.join("cifar-10-batches-bin")
     } else {
@@ -132,25 +150,34 @@ pub fn cifar10(dir: &Path, split: Split) -> Result<Dataset> {
         Split::Train => (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect(),
         Split::Test => vec![dir.join("test_batch.bin")],
     };
-    const REC: usize = 1 + 3072;
-    let mut images = Vec::new();
-    let mut labels = Vec::new();
+    let mut all = Vec::new();
     for f in &files {
         let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
-        if bytes.is_empty() || !bytes.len().is_multiple_of(REC) {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(CIFAR_REC) {
             return Err(bad(
                 f,
-                format!("whole records of {REC} bytes"),
-                format!("{} bytes: truncated in record {}", bytes.len(), bytes.len() / REC),
+                format!("whole records of {CIFAR_REC} bytes"),
+                format!("{} bytes: truncated in record {}", bytes.len(), bytes.len() / CIFAR_REC),
             ));
         }
-        for (i, rec) in bytes.chunks(REC).enumerate() {
-            if rec[0] >= 10 {
-                return Err(bad(f, format!("labels 0..9 (record {i})"), rec[0]));
-            }
-            labels.push(rec[0] as u32);
-            images.extend(rec[1..].iter().map(|&p| p as f32 / 255.0));
+        if let Some((i, rec)) = bytes.chunks(CIFAR_REC).enumerate().find(|(_, r)| r[0] >= 10) {
+            return Err(bad(f, format!("labels 0..9 (record {i})"), rec[0]));
         }
+        all.extend(bytes);
+    }
+    Ok(all)
+}
+
+/// CIFAR-10 binary batches (Krizhevsky 2009): records of 1 label byte + 3072 pixel bytes
+/// (1024 R, 1024 G, 1024 B, row-major 32×32). `dir` holds `data_batch_1.bin`…`data_batch_5.bin`
+/// and `test_batch.bin` (directly or in `cifar-10-batches-bin/`).
+pub fn cifar10(dir: &Path, split: Split) -> Result<Dataset> {
+    let bytes = cifar10_bytes(dir, split)?;
+    let mut images = Vec::with_capacity(bytes.len());
+    let mut labels = Vec::with_capacity(bytes.len() / CIFAR_REC);
+    for rec in bytes.chunks(CIFAR_REC) {
+        labels.push(rec[0] as u32);
+        images.extend(rec[1..].iter().map(|&p| p as f32 / 255.0));
     }
     let name = if split == Split::Train {
         "cifar10-train"
@@ -167,13 +194,50 @@ pub fn cifar10(dir: &Path, split: Split) -> Result<Dataset> {
     })
 }
 
-/// An image folder: `root/<class>/<image>.{png,jpg,jpeg}`, classes in sorted folder order,
-/// every image converted to RGB and resized (bilinear) to `size` × `size`.
-pub fn image_folder(root: &Path, size: usize) -> Result<Dataset> {
-    let classes = class_names(root)?;
-    let mut images = Vec::new();
-    let mut labels = Vec::new();
-    for (ci, class) in classes.iter().enumerate() {
+/// Validates both splits of a file dataset of `kind` in `dir` without converting any pixel:
+/// IDX and CIFAR headers, sizes, truncation and labels; for image folders, the same class folders
+/// in `train/` and `test/`, at least one image, and every image's header. Errors name the file
+/// (and the record), as the loaders' do. Runs call it before anything is written.
+pub fn check(kind: &str, dir: &Path) -> Result<()> {
+    match kind {
+        "fashion-mnist" => {
+            for split in [Split::Train, Split::Test] {
+                fashion_mnist_bytes(dir, split)?;
+            }
+        }
+        "cifar10" => {
+            for split in [Split::Train, Split::Test] {
+                cifar10_bytes(dir, split)?;
+            }
+        }
+        "image-folder" => {
+            let (tr, te) = (dir.join("train"), dir.join("test"));
+            if class_names(&tr)? != class_names(&te)? {
+                return Err(bad(
+                    &te,
+                    format!("the same class folders as {}", tr.display()),
+                    "different ones",
+                ));
+            }
+            for root in [tr, te] {
+                let files = image_files(&root)?;
+                if files.is_empty() {
+                    return Err(bad(&root, "class folders holding PNG or JPEG images", "no images"));
+                }
+                for (f, _) in files {
+                    image::image_dimensions(&f).map_err(|e| bad(&f, "a readable PNG or JPEG image", e))?;
+                }
+            }
+        }
+        other => return Err(Error::invalid("kind", "a file dataset kind", other)),
+    }
+    Ok(())
+}
+
+/// Every PNG/JPEG under `root/<class>/`, with its class index (classes and files sorted).
+fn image_files(root: &Path) -> Result<Vec<(PathBuf, u32)>> {
+    let mut out = Vec::new();
+    for (ci, class) in class_names(root)?.iter().enumerate() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(class))
             .map_err(|e| Error::io(root.join(class), e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -184,16 +248,26 @@ pub fn image_folder(root: &Path, size: usize) -> Result<Dataset> {
             })
             .collect();
         files.sort();
-        for f in files {
-            let img = image::open(&f)
-                .map_err(|e| bad(&f, "a readable PNG or JPEG image", e))?
-                .to_rgb8();
-            let img = image::imageops::resize(&img, size as u32, size as u32, image::imageops::FilterType::Triangle);
-            for ch in 0..3 {
-                images.extend(img.pixels().map(|p| p.0[ch] as f32 / 255.0));
-            }
-            labels.push(ci as u32);
+        out.extend(files.into_iter().map(|f| (f, ci as u32)));
+    }
+    Ok(out)
+}
+
+/// An image folder: `root/<class>/<image>.{png,jpg,jpeg}`, classes in sorted folder order,
+/// every image converted to RGB and resized (bilinear) to `size` × `size`.
+pub fn image_folder(root: &Path, size: usize) -> Result<Dataset> {
+    let classes = class_names(root)?;
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for (f, ci) in image_files(root)? {
+        let img = image::open(&f)
+            .map_err(|e| bad(&f, "a readable PNG or JPEG image", e))?
+            .to_rgb8();
+        let img = image::imageops::resize(&img, size as u32, size as u32, image::imageops::FilterType::Triangle);
+        for ch in 0..3 {
+            images.extend(img.pixels().map(|p| p.0[ch] as f32 / 255.0));
         }
+        labels.push(ci);
     }
     if labels.is_empty() {
         return Err(bad(root, "class folders holding PNG or JPEG images", "no images"));
