@@ -28,3 +28,22 @@ pub fn parse<T: clap::Parser>() -> Result<T, ExitCode> {
         }
     }
 }
+
+/// An output folder given on the command line must be a folder or a path where one can be
+/// created: an existing file is bad input (exit 2, before any work), not a run-time failure.
+pub fn check_out_dir(path: &std::path::Path) -> crate::Result<()> {
+    if path.exists() && !path.is_dir() {
+        return Err(crate::Error::invalid(
+            "--out",
+            "must be a folder (or a path where one can be created), not a file",
+            path.display(),
+        ));
+    }
+    Ok(())
+}
+
+/// Exit 1 with one line on stderr: a run-time failure after valid input.
+pub fn fail_run(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::FAILURE
+}

@@ -25,6 +25,19 @@ proptest! {
         prop_assert!(r2 <= r1);
     }
 
+    /// No overflow at the top of the range: η_min·√(k+d) = z to 1e-12 relative, for k, d up to
+    /// f64::MAX (k + d itself overflows there; the old formula returned 0).
+    #[test]
+    fn eta_min_without_overflow(ke in 0.0f64..308.25, de in -3.0f64..308.25, a in 0.501f64..0.9999) {
+        let (k, d) = (10f64.powf(ke).min(f64::MAX), 10f64.powf(de).min(f64::MAX));
+        let e = eta_min(k, d, a).unwrap();
+        let z = z_score(a).unwrap();
+        prop_assert!(e > 0.0);
+        prop_assert!((e * k.sqrt().hypot(d.sqrt()) / z - 1.0).abs() < 1e-12, "{} {} {}", k, d, e);
+        let r = Regime::Disjoint.eta_min(k, d, a).unwrap();
+        prop_assert_eq!(r, e);
+    }
+
     /// Overlapping support: the bound does not move with k.
     #[test]
     fn overlapping_bound_is_flat(d in 1.0f64..1e4, frac in 0.0f64..=1.0) {

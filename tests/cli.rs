@@ -60,6 +60,31 @@ fn eval_matches_library_and_uniform_shorthand() {
     let phi = robustft::theory::phi;
     assert!((v["clean_acc"].as_f64().unwrap() - phi(0.4)).abs() < 1e-14);
     assert!((v["robust_acc"].as_f64().unwrap() - phi(0.2)).abs() < 1e-14);
+    // Issue 14: the answer does not depend on the weights' scale (1e200 gave 0.5/0.5, 1e-200
+    // gave 0.9/0.9, 1e308 gave null), and --uniform needs no memory per feature (10^10 features).
+    let at = |w: &str| {
+        let v = json(&simulate_line(&format!(
+            "eval --p 0.9 --eta 0.5 --eps 0.3 --weights {w}"
+        )));
+        (v["clean_acc"].as_f64().unwrap(), v["robust_acc"].as_f64().unwrap())
+    };
+    let one = at("1,1");
+    for w in ["1e200,1e200", "1e-200,1e-200", "1e308,1e308", "1e-310,1e-310"] {
+        let got = at(w);
+        assert!(
+            (got.0 - one.0).abs() < 1e-12 && (got.1 - one.1).abs() < 1e-12,
+            "{w}: {got:?} vs {one:?}"
+        );
+    }
+    let v = json(&simulate_line(
+        "eval --p 0.9 --eta 0.00001 --eps 0.000005 --weights 0 --uniform 10000000000:0.1",
+    ));
+    assert!((v["clean_acc"].as_f64().unwrap() - phi(1.0)).abs() < 1e-12, "{v}");
+    assert!((v["robust_acc"].as_f64().unwrap() - phi(0.5)).abs() < 1e-12, "{v}");
+    // The bound at the top of the range: z/√(2e308), not 0.
+    let v = json(&simulate(&["bound", "--k", "1e308", "--d", "1e308"]));
+    let want = robustft::theory::z_score(0.99).unwrap() / 2f64.sqrt() / 1e154;
+    assert!((v["eta_min"].as_f64().unwrap() / want - 1.0).abs() < 1e-12, "{v}");
 }
 
 #[test]
@@ -156,6 +181,39 @@ fn bad_config_writes_nothing() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("frontier.p") && err.contains("bad.toml"), "{err}");
     assert!(!out_dir.exists(), "nothing may be written on bad input");
+    // Issue 14: sizes the machine cannot hold or finish are refused before the first file,
+    // the error naming the key and the bound's reason.
+    let default = robustft::simulate::config::DEFAULT_TOML;
+    for (from, to, key) in [
+        ("grid = 100", "grid = 1000000000", "bound.grid"),
+        ("samples = 40000", "samples = 100000000000", "montecarlo.samples"),
+        (
+            "classifiers = 3000",
+            "classifiers = 100000000000",
+            "theorem.classifiers",
+        ),
+        ("lambdas = 201", "lambdas = 1000000000", "frontier.lambdas"),
+        ("dim = 50", "dim = 100000000", "montecarlo.dim"),
+    ] {
+        assert!(default.contains(from), "{from}");
+        std::fs::write(&cfg, default.replacen(from, to, 1)).unwrap();
+        let out = simulate(&["--config", cfg.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{to}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(key) && err.contains("must be <="), "{to}: {err}");
+        assert!(!out_dir.exists(), "{to}: nothing may be written on bad input");
+    }
+    // `--out` naming a file: bad input, exit 2 from both jobs (was 1 for one and 2 for the other).
+    let file = dir.join("a-file");
+    std::fs::write(&file, "keep").unwrap();
+    for args in [vec!["--out"], vec!["dynamics", "--out"]] {
+        let mut args = args.clone();
+        args.push(file.to_str().unwrap());
+        let out = simulate(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8(out.stderr).unwrap().contains("`--out`"), "{args:?}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
     // Truncated file: a parse error naming the file.
     std::fs::write(&cfg, "[bound]\ntarget_acc = ").unwrap();
     let out = simulate(&["--config", cfg.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);

@@ -405,6 +405,16 @@ fn bad_dynamics_configs_name_the_key_and_write_nothing() {
             "task.dim",
         ),
         (tiny_config("bogus = 1"), "bogus"),
+        // Issue 14: unbounded work is refused up front, with the estimate in the error.
+        (
+            tiny_config("").replace("steps = 60", "steps = 1000000000"),
+            "CPU seconds",
+        ),
+        (
+            tiny_config("").replace("hidden = 8", "hidden = 1000000"),
+            "network.hidden × task.dim",
+        ),
+        (tiny_config("").replace("evals = 12", "evals = 100"), "train.evals"),
         (
             tiny_config("").replace("lr = 0.5\n", "lr = \"fast\"\n"),
             "expected f64 (line",
@@ -415,7 +425,7 @@ fn bad_dynamics_configs_name_the_key_and_write_nothing() {
         std::fs::write(&path, text).unwrap();
         let out = dir.join(format!("out{i}"));
         let o = run_dynamics(&path, &out);
-        assert!(!o.status.success(), "case {i} should fail");
+        assert_eq!(o.status.code(), Some(2), "case {i} should fail with exit 2");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(key), "case {i}: error should name `{key}`: {err}");
         assert!(

@@ -300,6 +300,14 @@ fn bad_config_names_key_and_file_and_writes_nothing() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8(o.stderr).unwrap().contains("eval_subset"));
     assert!(!out.exists());
+    // `--out` naming a file: exit 2, the file untouched.
+    std::fs::write(&cfg, RESUME_CFG).unwrap();
+    std::fs::write(&out, "keep").unwrap();
+    let o = run_bad();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8(o.stderr).unwrap().contains("`--out`"));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep");
+    std::fs::remove_file(&out).unwrap();
     // Bad sweep flags: exit 2, nothing written.
     for (flag, value) in [("--lrs", "1e-3,-1"), ("--val-images", "0")] {
         let o = Command::new(bin())

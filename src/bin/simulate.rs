@@ -84,7 +84,8 @@ enum Cmd {
     },
 }
 
-fn parse_uniform(spec: &str) -> Result<Vec<f64>, String> {
+/// `M:B` → (M, B).
+fn parse_uniform(spec: &str) -> Result<(usize, f64), String> {
     let bad = || format!("invalid `--uniform`: expected M:B with M a whole number >= 1 and B a number (got {spec})");
     let (m, b) = spec.split_once(':').ok_or_else(bad)?;
     let m: usize = m.trim().parse().map_err(|_| bad())?;
@@ -92,7 +93,7 @@ fn parse_uniform(spec: &str) -> Result<Vec<f64>, String> {
     if m == 0 {
         return Err(bad());
     }
-    Ok(vec![b; m])
+    Ok((m, b))
 }
 
 fn load(config: &Option<PathBuf>) -> robustft::Result<simulate::ValidConfig> {
@@ -126,17 +127,17 @@ fn main() -> ExitCode {
             uniform,
             bias,
         }) => {
-            let mut w = weights;
-            if let Some(spec) = uniform {
-                if w.len() != 1 {
+            let w = match uniform {
+                None => simulate::EvalWeights::Explicit(weights),
+                Some(_) if weights.len() != 1 => {
                     return fail("invalid `--weights`: with --uniform give only a (the robust weight)");
                 }
-                match parse_uniform(&spec) {
-                    Ok(v) => w.extend(v),
+                Some(spec) => match parse_uniform(&spec) {
+                    Ok((m, b)) => simulate::EvalWeights::Uniform { a: weights[0], m, b },
                     Err(m) => return fail(m),
-                }
-            }
-            match simulate::eval_answer(p, eta, eps, &w, bias) {
+                },
+            };
+            match simulate::eval_weights(p, eta, eps, &w, bias) {
                 Ok(a) => {
                     println!("{}", serde_json::to_string(&a).expect("serialisable"));
                     ExitCode::SUCCESS
@@ -152,12 +153,15 @@ fn main() -> ExitCode {
                 },
                 None => DynamicsConfig::default_config(),
             };
+            if let Err(e) = robustft::cli::check_out_dir(&out) {
+                return fail(e);
+            }
             match simulate::dynamics::run(&cfg, &out) {
                 Ok(summary) => {
                     print!("{}", summary.render(&cfg));
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(e),
+                Err(e) => robustft::cli::fail_run(e),
             }
         }
         Some(Cmd::Bench { reps }) => {
@@ -181,15 +185,15 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(e),
             };
+            if let Err(e) = robustft::cli::check_out_dir(&cli.out) {
+                return fail(e);
+            }
             match simulate::run(&cfg, &cli.out) {
                 Ok(summary) => {
                     print!("{}", summary.render(&cfg));
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
+                Err(e) => robustft::cli::fail_run(e),
             }
         }
     }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use robustft::cli::fail;
+use robustft::cli::{fail, fail_run};
 
 use candle_core::Device;
 use clap::{Parser, Subcommand};
@@ -197,6 +197,7 @@ fn load_config(args: ConfigArgs) -> robustft::Result<(robustft::validate::ValidR
         }
     };
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.raw.name));
+    robustft::cli::check_out_dir(&out)?;
     // Missing data or checkpoint: bad input, refused before anything is written.
     robustft::validate::upstream::check_checkpoint(&cfg)?;
     robustft::validate::data::check_data(&cfg)?;
@@ -232,10 +233,7 @@ fn run(args: ConfigArgs, quiet: bool, device: &Device) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail_run(e),
     }
 }
 
@@ -255,10 +253,7 @@ fn print_or_fail(r: robustft::Result<String>) -> ExitCode {
 fn fail_after_start(e: robustft::Error) -> ExitCode {
     match e {
         robustft::Error::Locked { .. } => fail(e),
-        e => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        e => fail_run(e),
     }
 }
 
@@ -434,10 +429,7 @@ fn main() -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
+                Err(e) => fail_run(e),
             }
         }
         Some(Cmd::Bench {
@@ -492,10 +484,7 @@ fn main() -> ExitCode {
                     }
                     ExitCode::SUCCESS
                 }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
+                Err(e) => fail_run(e),
             }
         }
     }

@@ -156,6 +156,27 @@ pub(crate) fn at_least(field: &str, v: usize, min: usize) -> Result<()> {
     Ok(())
 }
 
+/// `v <= max`; `why` says what the bound protects (memory, time), in the error.
+pub(crate) fn at_most(field: &str, v: f64, max: f64, why: &str) -> Result<()> {
+    if v > max {
+        return Err(Error::invalid(field, format!("must be <= {max:e} ({why})"), v));
+    }
+    Ok(())
+}
+
+/// Upper bounds, so that a config the machine cannot finish is refused before the first file is
+/// written. `bound_sweep.csv` has grid² rows (10⁶ rows ≈ 60 MB).
+const MAX_GRID: f64 = 1000.0;
+/// Points per frontier curve (closed form; the bound keeps the CSV under ~100 MB).
+const MAX_LAMBDAS: f64 = 1e6;
+/// Features per classifier: one classifier's weights are held in memory (8 bytes each).
+const MAX_DIM: f64 = 1e7;
+/// Monte Carlo feature draws, classifiers × radii × samples × dim: about 5 ns each on one core,
+/// so the bound is about a minute.
+const MAX_MC_DRAWS: f64 = 1e10;
+/// Theorem check: classifiers × dim weight draws (about a minute).
+const MAX_THEOREM_DRAWS: f64 = 1e10;
+
 pub(crate) use crate::error::parse_toml;
 
 impl SimConfig {
@@ -184,6 +205,12 @@ impl SimConfig {
         range("bound.k_range", b.k_range)?;
         range("bound.d_range", b.d_range)?;
         at_least("bound.grid", b.grid, 2)?;
+        at_most(
+            "bound.grid",
+            b.grid as f64,
+            MAX_GRID,
+            "bound_sweep.csv holds grid² rows",
+        )?;
         non_empty("bound.d_lines", &b.d_lines)?;
         for (i, &d) in b.d_lines.iter().enumerate() {
             check::positive(&format!("bound.d_lines[{i}]"), d)?;
@@ -210,6 +237,12 @@ impl SimConfig {
             at_least(&format!("frontier.m_values[{i}]"), mv, 1)?;
         }
         at_least("frontier.lambdas", f.lambdas, 2)?;
+        at_most(
+            "frontier.lambdas",
+            f.lambdas as f64,
+            MAX_LAMBDAS,
+            "points per frontier curve",
+        )?;
 
         let mc = &self.montecarlo;
         check::open("montecarlo.p", mc.p, 0.5, 1.0)?;
@@ -217,6 +250,24 @@ impl SimConfig {
         at_least("montecarlo.dim", mc.dim, 1)?;
         at_least("montecarlo.classifiers", mc.classifiers, 1)?;
         at_least("montecarlo.samples", mc.samples, 100)?;
+        at_most(
+            "montecarlo.dim",
+            mc.dim as f64,
+            MAX_DIM,
+            "weights held in memory per classifier",
+        )?;
+        let draws = mc.classifiers as f64 * mc.eps_values.len().max(1) as f64 * mc.samples as f64 * mc.dim as f64;
+        if draws > MAX_MC_DRAWS {
+            return Err(Error::invalid(
+                "montecarlo.samples",
+                format!(
+                    "classifiers × eps_values × samples × dim must be <= {MAX_MC_DRAWS:e} feature draws (about a \
+                     minute at ~5 ns each); this config needs {draws:.2e}, about {:.0} s",
+                    draws * 5e-9
+                ),
+                mc.samples,
+            ));
+        }
         for (i, &e) in mc.eps_values.iter().enumerate() {
             check::non_negative(&format!("montecarlo.eps_values[{i}]"), e)?;
         }
@@ -226,6 +277,22 @@ impl SimConfig {
         check::positive("theorem.eta", t.eta)?;
         at_least("theorem.dim", t.dim, 1)?;
         at_least("theorem.classifiers", t.classifiers, 1)?;
+        at_most(
+            "theorem.dim",
+            t.dim as f64,
+            MAX_DIM,
+            "weights held in memory per classifier",
+        )?;
+        let draws = t.classifiers as f64 * t.dim as f64;
+        if draws > MAX_THEOREM_DRAWS {
+            return Err(Error::invalid(
+                "theorem.classifiers",
+                format!(
+                    "classifiers × dim must be <= {MAX_THEOREM_DRAWS:e} weight draws (about a minute); this config needs {draws:.2e}"
+                ),
+                t.classifiers,
+            ));
+        }
 
         let s = &self.strategies;
         check::open("strategies.clean_acc", s.clean_acc, 0.5, 1.0)?;

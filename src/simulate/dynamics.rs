@@ -211,6 +211,7 @@ impl DynamicsConfig {
         for (i, &l) in s.lr_values.iter().enumerate() {
             check::positive(&format!("sweep.lr_values[{i}]"), l)?;
         }
+        check_work(&self)?;
         let v = ValidDynamics(self);
         // Module shapes (ranks, N dividing h) are checked by building one net per strategy.
         let bb = v.backbone(v.task.dim)?;
@@ -231,6 +232,53 @@ impl DynamicsConfig {
         }
         Ok(v)
     }
+}
+
+/// Parameters of one network (hidden × dim weights and their moments) held in memory.
+const MAX_HIDDEN_DIM: f64 = 1e7;
+/// CPU seconds per (trajectory, step, quadrature node) of the default network (hidden 48, dim
+/// 256): measured, 45 CPU-s for the default run's 805 trajectories × 2000 steps × 64 nodes.
+const SECONDS_PER_NODE_STEP: f64 = 4.4e-7;
+/// The most estimated CPU time a config may ask for (about a day on one core).
+const MAX_CPU_SECONDS: f64 = 1e5;
+
+/// Refuses a config the machine cannot hold or finish, before anything runs or is written: the
+/// network's size, and the estimated CPU time of every trajectory (7 strategies × (main setting,
+/// d axis and sweep grid)) × steps × quadrature nodes, scaled by the network's size against the
+/// default's.
+fn check_work(c: &DynamicsConfig) -> Result<()> {
+    let (t, n, tr, s) = (&c.task, &c.network, &c.train, &c.sweep);
+    let size = n.hidden as f64 * t.dim as f64;
+    if size > MAX_HIDDEN_DIM {
+        return Err(Error::invalid(
+            "network.hidden",
+            format!("network.hidden × task.dim must be <= {MAX_HIDDEN_DIM:e} (weights held in memory)"),
+            format!("{} × {}", n.hidden, t.dim),
+        ));
+    }
+    if tr.evals as u64 > tr.steps {
+        return Err(Error::invalid(
+            "train.evals",
+            format!("must be <= train.steps = {}", tr.steps),
+            tr.evals,
+        ));
+    }
+    let grid = s.p_values.len() * s.overlap_values.len() * s.lr_values.len() * s.d_values.len();
+    let trajectories = 7.0 * (1 + s.d_values.len() + grid) as f64;
+    let cpu =
+        trajectories * tr.steps as f64 * tr.nodes as f64 * SECONDS_PER_NODE_STEP * (size / (48.0 * 256.0)).max(1.0);
+    if cpu > MAX_CPU_SECONDS {
+        return Err(Error::invalid(
+            "sweep",
+            format!(
+                "the run would take about {:.1e} CPU seconds ({trajectories} trajectories × train.steps {} × \
+                 train.nodes {}); the bound is {MAX_CPU_SECONDS:e} (about a day): shrink the sweep or the steps",
+                cpu, tr.steps, tr.nodes
+            ),
+            format!("{grid} sweep settings"),
+        ));
+    }
+    Ok(())
 }
 
 fn prefix(e: Error, section: &str) -> Error {

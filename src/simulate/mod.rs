@@ -15,10 +15,11 @@ use serde::Serialize;
 
 pub use config::{SimConfig, ValidConfig};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, check};
 use crate::plot::{Figure, write_atomic, write_figure};
 use crate::theory::{
-    FeatureModel, LinearClassifier, Strategy, eta_min, predict_strategies, tsipras_upper_bound, z_score,
+    FeatureModel, LinearClassifier, ScoreSummary, Strategy, accuracy, eta_min, predict_strategies, tsipras_upper_bound,
+    z_score,
 };
 
 /// What a run found, printed as the summary table.
@@ -217,8 +218,31 @@ pub struct EvalAnswer {
     pub tsipras_bound: Option<f64>,
 }
 
+/// The weights of `simulate eval`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalWeights {
+    /// a, v₁, …, v_D.
+    Explicit(Vec<f64>),
+    /// a on the robust feature and b on each of m non-robust features (`--uniform M:B`), in
+    /// closed form: m is not materialised, so it is bounded only by `usize`.
+    Uniform {
+        /// Robust weight.
+        a: f64,
+        /// Number of non-robust features.
+        m: usize,
+        /// Weight of each.
+        b: f64,
+    },
+}
+
 /// `simulate eval`: `weights` = a, v₁, …, v_D. Errors name the CLI flag.
 pub fn eval_answer(p: f64, eta: f64, eps: f64, weights: &[f64], bias: f64) -> Result<EvalAnswer> {
+    eval_weights(p, eta, eps, &EvalWeights::Explicit(weights.to_vec()), bias)
+}
+
+/// `simulate eval` for either form of the weights. The answer does not depend on the scale of
+/// the weights and bias (the classifier is scale-invariant; see [`LinearClassifier::summary`]).
+pub fn eval_weights(p: f64, eta: f64, eps: f64, weights: &EvalWeights, bias: f64) -> Result<EvalAnswer> {
     let flag = |e: Error| {
         e.rename_field("p", "--p")
             .rename_field("eta", "--eta")
@@ -227,27 +251,45 @@ pub fn eval_answer(p: f64, eta: f64, eps: f64, weights: &[f64], bias: f64) -> Re
             .rename_field("a", "--weights")
             .rename_field("dim", "--weights")
     };
-    let (a, v) = weights
-        .split_first()
-        .ok_or_else(|| Error::invalid("--weights", "need at least a (the robust weight)", "nothing"))?;
-    if v.is_empty() {
-        return Err(Error::invalid(
-            "--weights",
-            "need a and at least one non-robust weight (or --uniform M:B)",
-            weights.len(),
-        ));
-    }
-    let model = FeatureModel::new(p, eta, v.len()).map_err(flag)?;
-    let clf = LinearClassifier::new(*a, v.to_vec(), bias).map_err(|e| match e {
-        Error::InvalidParameter { field, reason, value } if field.starts_with("weights") => Error::InvalidParameter {
-            field: format!("--{field}"),
-            reason,
-            value,
-        },
-        other => flag(other),
-    })?;
-    let clean_acc = model.clean_accuracy(&clf).map_err(flag)?;
-    let robust_acc = model.robust_accuracy(&clf, eps).map_err(flag)?;
+    // p and η first (the number of features is checked with the weights), then ε.
+    FeatureModel::new(p, eta, 1).map_err(flag)?;
+    check::non_negative("--eps", eps)?;
+    let summary = match weights {
+        EvalWeights::Explicit(weights) => {
+            let (a, v) = weights
+                .split_first()
+                .ok_or_else(|| Error::invalid("--weights", "need at least a (the robust weight)", "nothing"))?;
+            if v.is_empty() {
+                return Err(Error::invalid(
+                    "--weights",
+                    "need a and at least one non-robust weight (or --uniform M:B)",
+                    weights.len(),
+                ));
+            }
+            let clf = LinearClassifier::new(*a, v.to_vec(), bias).map_err(|e| match e {
+                Error::InvalidParameter { field, reason, value } if field.starts_with("weights") => {
+                    Error::InvalidParameter {
+                        field: format!("--{field}"),
+                        reason,
+                        value,
+                    }
+                }
+                other => flag(other),
+            })?;
+            clf.summary()
+        }
+        &EvalWeights::Uniform { a, m, b } => {
+            check::finite("--weights", a)?;
+            check::finite("--uniform", b)?;
+            check::finite("--bias", bias)?;
+            if m == 0 {
+                return Err(Error::invalid("--uniform", "M must be a whole number >= 1", m));
+            }
+            ScoreSummary::uniform(a, m, b, bias)
+        }
+    };
+    let clean_acc = accuracy(p, eta, &summary, 0.0);
+    let robust_acc = accuracy(p, eta, &summary, eps);
     let tsipras_bound = if eps >= 2.0 * eta {
         Some(tsipras_upper_bound(p, clean_acc).map_err(flag)?)
     } else {

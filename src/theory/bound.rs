@@ -40,7 +40,18 @@ fn check_kd(k: f64, d: f64) -> Result<()> {
 /// k+d features still reaches accuracy A (disjoint regime).
 pub fn eta_min(k: f64, d: f64, target_acc: f64) -> Result<f64> {
     check_kd(k, d)?;
-    Ok(z_score(target_acc)? / (k + d).sqrt())
+    Ok(z_score(target_acc)? / sqrt_sum(k, d))
+}
+
+/// √(k+d) without overflow: k + d itself when it is finite (so ordinary inputs give the same bits
+/// as the formula as written), else √k ⊕ √d (`hypot`), e.g. k = d = 1e308 gives 1.414e154.
+fn sqrt_sum(k: f64, d: f64) -> f64 {
+    let s = k + d;
+    if s.is_finite() {
+        s.sqrt()
+    } else {
+        k.sqrt().hypot(d.sqrt())
+    }
 }
 
 /// Where the update Δw lives relative to the pretrained weights w₀.
@@ -54,11 +65,17 @@ pub enum Regime {
 }
 
 impl Regime {
-    /// Number m of features the fine-tuned classifier can average.
+    /// Number m of features the fine-tuned classifier can average (an error when k + d is not
+    /// representable).
     pub fn features_used(self, k: f64, d: f64) -> Result<f64> {
         check_kd(k, d)?;
         match self {
-            Regime::Disjoint => Ok(k + d),
+            Regime::Disjoint if (k + d).is_finite() => Ok(k + d),
+            Regime::Disjoint => Err(Error::invalid(
+                "k",
+                "k + d must be a finite number",
+                format!("{k} + {d}"),
+            )),
             Regime::Overlapping if k <= d => Ok(d),
             Regime::Overlapping => Err(Error::invalid(
                 "k",
@@ -70,7 +87,14 @@ impl Regime {
 
     /// η_min in this regime: z/√m.
     pub fn eta_min(self, k: f64, d: f64, target_acc: f64) -> Result<f64> {
-        Ok(z_score(target_acc)? / self.features_used(k, d)?.sqrt())
+        let root = match self {
+            Regime::Disjoint => {
+                check_kd(k, d)?;
+                sqrt_sum(k, d)
+            }
+            Regime::Overlapping => self.features_used(k, d)?.sqrt(),
+        };
+        Ok(z_score(target_acc)? / root)
     }
 }
 
