@@ -139,11 +139,53 @@ fn apgd_at_most_pgd_on_trained_tiny() {
     assert!(ap.robust <= pgd.robust, "APGD {} > PGD {}", ap.robust, pgd.robust);
 }
 
-/// A NaN in a trainable tensor stops training with the step and the tensor named.
+/// A NaN in a trainable tensor stops training with the step and the tensor named — the same
+/// message on the single-thread path and on the data-parallel path runs and pretraining use, with
+/// steps numbered from 1 as records number them (the first update is step 1), and the
+/// parameters left untouched.
 #[test]
 fn non_finite_loss_names_step_and_tensor() {
+    use robustft::engine::train::train_step_split;
     let cfg = micro();
     let dev = Device::Cpu;
+    let d = SyntheticSpec::simple(16).generate(8, 0).unwrap();
+    let (x, y) = d.batch(&(0..8).collect::<Vec<_>>(), &dev).unwrap();
+    let mut messages = Vec::new();
+    for parts in [1, 2, 3] {
+        let model = Vit::new(&VitSpec::new(&cfg, Strategy::Lora, 10, DType::F32, &dev, 0)).unwrap();
+        let mut opt = AdamW::new(model.trainable().to_vec(), TrainConfig::default()).unwrap();
+        // Two good updates first, so the numbering is tested past the first step.
+        for _ in 0..2 {
+            train_step_split(&model, &mut opt, &x, &y, parts).unwrap();
+        }
+        let (_, head) = model
+            .trainable()
+            .iter()
+            .find(|(k, _)| k == "classifier.weight")
+            .unwrap();
+        head.set(&Tensor::full(f32::NAN, head.shape(), &dev).unwrap()).unwrap();
+        let lora = model
+            .trainable()
+            .iter()
+            .find(|(k, _)| k.ends_with("lora_B"))
+            .unwrap()
+            .1
+            .clone();
+        let before: Vec<f32> = lora.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let e = train_step_split(&model, &mut opt, &x, &y, parts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("loss at step 3") && e.contains("offending tensor: classifier.weight"),
+            "{e}"
+        );
+        assert_eq!(opt.step_count(), 2, "no update after a non-finite loss");
+        let after: Vec<f32> = lora.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(before, after);
+        messages.push(e);
+    }
+    assert!(messages.windows(2).all(|w| w[0] == w[1]), "{messages:?}");
+    // train_step itself (parts = 1 above goes through it) gives the same text.
     let model = Vit::new(&VitSpec::new(&cfg, Strategy::Lora, 10, DType::F32, &dev, 0)).unwrap();
     let (_, head) = model
         .trainable()
@@ -152,10 +194,8 @@ fn non_finite_loss_names_step_and_tensor() {
         .unwrap();
     head.set(&Tensor::full(f32::NAN, head.shape(), &dev).unwrap()).unwrap();
     let mut opt = AdamW::new(model.trainable().to_vec(), TrainConfig::default()).unwrap();
-    let d = SyntheticSpec::simple(16).generate(4, 0).unwrap();
-    let (x, y) = d.batch(&[0, 1, 2, 3], &dev).unwrap();
     let e = train_step(&model, &mut opt, &x, &y).unwrap_err().to_string();
-    assert!(e.contains("step 0") && e.contains("classifier.weight"), "{e}");
+    assert!(e.contains("loss at step 1") && e.contains("classifier.weight"), "{e}");
 }
 
 /// Pretraining writes an HF-layout checkpoint that every strategy can start from.

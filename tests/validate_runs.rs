@@ -278,6 +278,29 @@ fn held_run_folder_and_foreign_records_are_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The non-finite check on the path runs use (the data-parallel step of `Trainer`): with a
+/// learning rate of 1e30, AdamW's first update (sign × lr) makes the weights 1e30, and the loss of
+/// update 2 overflows. The run stops naming step 2 — the number records use — and the cause.
+#[test]
+fn a_diverging_run_stops_naming_the_step() {
+    let dir = scratch("diverge");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("diverge.toml");
+    std::fs::write(
+        &cfg,
+        RESUME_CFG.replace("optimizer = \"paper\"", "optimizer = { lr = { lora = 1e30 } }"),
+    )
+    .unwrap();
+    let o = run_now(&cfg, &dir.join("out"));
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        e.contains("loss at step 2") && e.contains("largest weight 1.000e30") && e.contains("learning rate too high"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_config_names_key_and_file_and_writes_nothing() {
     let dir = scratch("badcfg");

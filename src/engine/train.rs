@@ -240,8 +240,8 @@ impl AdamW {
 }
 
 /// One training step on a batch: forward, cross-entropy, backward, AdamW. Returns the loss.
-/// A non-finite loss or gradient stops training with an error naming the step and the first
-/// offending tensor; the parameters are left as they were before the step.
+/// A non-finite loss or gradient stops training (see [`check_update`]); the parameters are left
+/// as they were before the step.
 pub fn train_step(model: &Vit, opt: &mut AdamW, x: &Tensor, y: &Tensor) -> Result<f64> {
     train_step_with(model, opt, y, |m| m.forward(x))
 }
@@ -261,34 +261,79 @@ pub fn train_step_with(
 ) -> Result<f64> {
     let loss = cross_entropy(&logits(model)?, y)?;
     let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-    let step = opt.step_count();
-    if !value.is_finite() {
-        let culprit = model
-            .trainable()
-            .iter()
-            .find(|(_, v)| !finite(v.as_tensor()).unwrap_or(false))
-            .map(|(k, _)| k.as_str())
-            .unwrap_or("the input batch or the loss itself");
-        return Err(Error::invalid(
-            format!("loss at step {step}"),
-            format!("is not finite (offending tensor: {culprit})"),
-            value,
-        ));
-    }
+    check_loss(model, opt, value)?;
     let grads = loss.backward()?;
-    for (k, v) in model.trainable() {
-        if let Some(g) = grads.get(v.as_tensor())
+    let grads: Vec<Option<Tensor>> = model
+        .trainable()
+        .iter()
+        .map(|(_, v)| grads.get(v.as_tensor()).cloned())
+        .collect();
+    check_update(model, opt, &grads)?;
+    opt.step_with(&grads)?;
+    Ok(value)
+}
+
+/// The number the failing update would give the run: updates are numbered from 1, as records
+/// number steps (record step s is written after s updates), on every training path.
+fn update_number(opt: &AdamW) -> usize {
+    opt.step_count() + 1
+}
+
+/// A non-finite loss stops training: the error names the step (see [`update_number`]) and the
+/// first trainable tensor that is not finite (else the input batch or the loss itself).
+fn check_loss(model: &Vit, opt: &AdamW, value: f64) -> Result<()> {
+    if value.is_finite() {
+        return Ok(());
+    }
+    let culprit = match model
+        .trainable()
+        .iter()
+        .find(|(_, v)| !finite(v.as_tensor()).unwrap_or(false))
+    {
+        Some((k, _)) => format!("offending tensor: {k}"),
+        None => {
+            // Every weight is finite: the forward pass overflowed. Name the largest weight.
+            let mut top = (0.0f64, "none");
+            for (k, v) in model.trainable() {
+                let m = v
+                    .as_tensor()
+                    .abs()?
+                    .max_all()?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?;
+                if m > top.0 {
+                    top = (m, k.as_str());
+                }
+            }
+            format!(
+                "no trainable tensor is NaN/inf: the forward pass overflowed (largest weight {:.3e} in {}; \
+                 learning rate too high?) or the input batch is not finite",
+                top.0, top.1
+            )
+        }
+    };
+    Err(Error::invalid(
+        format!("loss at step {}", update_number(opt)),
+        format!("is not finite ({culprit})"),
+        value,
+    ))
+}
+
+/// A non-finite gradient stops training before the update: the error names the step and the
+/// parameter whose gradient it is. `grads` is in the order of `model.trainable()`.
+fn check_update(model: &Vit, opt: &AdamW, grads: &[Option<Tensor>]) -> Result<()> {
+    for ((k, _), g) in model.trainable().iter().zip(grads) {
+        if let Some(g) = g
             && !finite(g)?
         {
             return Err(Error::invalid(
-                format!("gradient at step {step}"),
+                format!("gradient at step {}", update_number(opt)),
                 format!("is not finite in {k}"),
                 "NaN/inf",
             ));
         }
     }
-    opt.step(&grads)?;
-    Ok(value)
+    Ok(())
 }
 
 /// One chunk's share of a data-parallel step: (mean loss, chunk size, gradient per parameter).
@@ -298,7 +343,8 @@ type ChunkGrads = (f64, usize, Vec<Option<Tensor>>);
 /// forward and backward passes run on separate threads; the chunk gradients are combined with
 /// weights n_i/n (the mean loss over the batch), then one AdamW update. Same gradient as
 /// [`train_step`] up to floating-point summation order; deterministic for a fixed `parts`.
-/// Pays off when candle's own pool is single-threaded (`CANDLE_NUM_THREADS=1`).
+/// The same loss and gradient checks, with the same messages and step numbers, as
+/// [`train_step`]. Pays off when candle's own pool is single-threaded (`CANDLE_NUM_THREADS=1`).
 pub fn train_step_split(model: &Vit, opt: &mut AdamW, x: &Tensor, y: &Tensor, parts: usize) -> Result<f64> {
     let n = x.dim(0)?;
     let parts = parts.clamp(1, n.max(1));
@@ -309,6 +355,10 @@ pub fn train_step_split(model: &Vit, opt: &mut AdamW, x: &Tensor, y: &Tensor, pa
         let (xi, yi) = (x.narrow(0, start, len)?, y.narrow(0, start, len)?);
         let loss = cross_entropy(&model.forward(&xi)?, &yi)?;
         let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        if !value.is_finite() {
+            // No backward through a non-finite loss; the combined check below names it.
+            return Ok((value, len, Vec::new()));
+        }
         let grads = loss.backward()?;
         let g = model
             .trainable()
@@ -332,10 +382,8 @@ pub fn train_step_split(model: &Vit, opt: &mut AdamW, x: &Tensor, y: &Tensor, pa
             }
         }
     }
-    let step = opt.step_count();
-    if !total.is_finite() {
-        return Err(Error::invalid(format!("loss at step {step}"), "is not finite", total));
-    }
+    check_loss(model, opt, total)?;
+    check_update(model, opt, &combined)?;
     opt.step_with(&combined)?;
     Ok(total)
 }
