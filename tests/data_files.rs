@@ -273,5 +273,39 @@ train_images = 20
         .unwrap_err()
         .to_string();
     assert!(e.contains("t10k-labels-idx1-ubyte"), "{e}");
+    // Sizes larger than the data: the run uses what there is and says so, on the console and in
+    // every record header (20 training and 20 test images; 100 and 64 asked for).
+    std::fs::write(&lp, &bytes).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("train_images = 20", "train_images = 100")
+            .replace("eval_subset = 8", "eval_subset = 64")
+            .replace("steps = 200", "steps = 2"),
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
+        .args([
+            "run",
+            "--quiet",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let e = String::from_utf8(o.stderr).unwrap();
+    assert!(o.status.success(), "{e}");
+    let want = [
+        "datasets[0].train_images = 100 but its classes hold 20 training images: using 20",
+        "eval_subset = 64 but fm's classes hold 20 test images: evaluating on 20",
+    ];
+    for w in want {
+        assert_eq!(e.matches(&format!("note: {w}")).count(), 1, "{e}");
+    }
+    let r = robustft::validate::records::read(&out.join("fm/bitfit/seed0.jsonl")).unwrap();
+    assert_eq!(r.header.capped, want);
+    assert_eq!(r.evals[0].n_eval, 20);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -247,6 +247,7 @@ fn planted(
         lr: Some(1e-3),
         eval_set: Some(format!("planted-{ds}")),
         new_head: Some(true),
+        capped: Vec::new(),
     };
     let evals = steps
         .iter()

@@ -187,6 +187,8 @@ pub struct Prepared {
     pub ood: Option<Dataset>,
     /// Task complexity d for the theory comparison.
     pub theory_d: f64,
+    /// Requested sizes the data could not honour, one sentence each (printed and recorded).
+    pub capped: Vec<String>,
 }
 
 /// Loads or generates a dataset at the model's image size: the first `train_images` training
@@ -214,8 +216,26 @@ pub fn prepare(
         Ood::Shifted => l.shifted,
         Ood::Corruption(c, s) => Some(corrupt(&l.test, *c, *s, seed ^ 0x00d)?),
     };
+    let mut capped = Vec::new();
+    if l.train.len() < spec.train_images {
+        capped.push(format!(
+            "{key}train_images = {} but its classes hold {} training images: using {}",
+            spec.train_images,
+            l.train.len(),
+            l.train.len()
+        ));
+    }
+    if l.test.len() < eval_subset {
+        capped.push(format!(
+            "eval_subset = {eval_subset} but {}'s classes hold {} test images: evaluating on {}",
+            spec.name,
+            l.test.len(),
+            l.test.len()
+        ));
+    }
     Ok(Prepared {
         theory_d: spec.theory_d.unwrap_or(l.d),
+        capped,
         spec: spec.clone(),
         train: l.train,
         test: l.test,

@@ -117,6 +117,10 @@ pub struct Header {
     /// Whether the run started from a fresh head (schema 2).
     #[serde(default)]
     pub new_head: Option<bool>,
+    /// Sizes the data could not honour (`train_images` or `eval_subset` larger than what the
+    /// dataset's classes hold), each as one sentence; absent when every size was honoured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capped: Vec<String>,
 }
 
 /// Robust accuracy at one radius.
@@ -424,6 +428,7 @@ mod tests {
             lr: Some(1e-3),
             eval_set: Some("abc".into()),
             new_head: Some(true),
+            capped: Vec::new(),
         };
         let e = EvalRecord {
             kind: "eval".into(),

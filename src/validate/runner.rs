@@ -140,6 +140,7 @@ fn header(run: &ValidRun, ctx: &DatasetRuns, strategy: Strategy, seed: u64, mode
             serde_json::to_string(eval_ids).expect("serialises").as_bytes(),
         )),
         new_head: Some(run.new_head),
+        capped: ctx.data.capped.clone(),
     }
 }
 
@@ -514,6 +515,10 @@ pub fn run_all(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Resu
         for &seed in &run.raw.seeds {
             let data = prepare(spec, ood, run.model.image_size, run.raw.eval_subset, seed, &key)?;
             if separability.is_none() {
+                // Said once per dataset, whatever --quiet says; also recorded in every header.
+                for c in &data.capped {
+                    eprintln!("note: {c}");
+                }
                 separability = Some(super::upstream::separability(&up, run, &data, device)?);
             }
             let ctx = DatasetRuns {
