@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use robustft::engine::data::files::{Split, cifar10, domains, fashion_mnist, image_folder};
+use robustft::engine::data::files::{Split, cifar10, fashion_mnist, image_folder, other_domains};
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("robustft-data-{}-{name}", std::process::id()));
@@ -159,33 +159,146 @@ fn write_image(path: &Path, colour: [u8; 3], w: u32, h: u32) {
     img.save(path).unwrap();
 }
 
+/// `root/<domain>/{train,test}/<class>/{a.png,b.jpg,…}`: `per` images per class and split, a
+/// uniform colour per domain (its shade) and class (its bright channel).
+fn write_domains(root: &Path, per: usize) {
+    for (domain, shade) in [("clipart", 200u8), ("real", 50u8), ("sketch", 120u8)] {
+        for split in ["train", "test"] {
+            for (class, c) in [("cat", 0usize), ("dog", 1)] {
+                let dir = root.join(domain).join(split).join(class);
+                std::fs::create_dir_all(&dir).unwrap();
+                let mut colour = [shade; 3];
+                colour[c] = 255;
+                for k in 0..per {
+                    let name = if k % 2 == 0 {
+                        format!("{k}.png")
+                    } else {
+                        format!("{k}.jpg")
+                    };
+                    write_image(&dir.join(name), colour, 40 - 4 * (k as u32 % 3), 30);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn image_folders_and_domains() {
     let root = scratch("domains");
-    for (domain, shade) in [("clipart", 200u8), ("real", 50u8), ("sketch", 120u8)] {
-        for (class, c) in [("cat", 0usize), ("dog", 1)] {
-            let dir = root.join(domain).join(class);
-            std::fs::create_dir_all(&dir).unwrap();
-            let mut colour = [shade; 3];
-            colour[c] = 255;
-            write_image(&dir.join("a.png"), colour, 40, 30);
-            write_image(&dir.join("b.jpg"), colour, 20, 20);
-        }
-    }
-    let d = image_folder(&root.join("real"), 16).unwrap();
+    write_domains(&root, 2);
+    let d = image_folder(&root.join("real/train"), 16).unwrap();
     assert_eq!((d.len(), d.classes, d.size, d.channels), (4, 2, 16, 3));
     assert_eq!(d.labels, vec![0, 0, 1, 1]);
     // PNG is lossless: the resized uniform image keeps its colour exactly.
     assert!((d.images[0] - 1.0).abs() < 1e-6 && (d.images[256] - 50.0 / 255.0).abs() < 1e-6);
-    let (train, ood) = domains(&root, "real", 16).unwrap();
-    assert_eq!((train.len(), ood.len()), (4, 8));
-    // An unreadable image is named.
-    std::fs::write(root.join("real/dog/broken.png"), b"not a png").unwrap();
-    let e = image_folder(&root.join("real"), 16).unwrap_err().to_string();
+    // The other domains' test splits, pooled in sorted order: clipart's 4, then sketch's 4.
+    let ood = other_domains(&root, "real", 16).unwrap();
+    assert_eq!((ood.len(), ood.classes), (8, 2));
+    assert_eq!(ood.labels, vec![0, 0, 1, 1, 0, 0, 1, 1]);
+    assert!((ood.images[256] - 200.0 / 255.0).abs() < 1e-6, "clipart first");
+    robustft::engine::data::files::check_domains(&root, "real").unwrap();
+    // An unreadable image is named, by the loader and by the check runs make first.
+    std::fs::write(root.join("sketch/test/dog/broken.png"), b"not a png").unwrap();
+    let e = other_domains(&root, "real", 16).unwrap_err().to_string();
     assert!(e.contains("broken.png"), "{e}");
-    let e = domains(&root, "photo", 16).unwrap_err().to_string();
+    let e = robustft::engine::data::files::check_domains(&root, "real")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("broken.png"), "{e}");
+    std::fs::remove_file(root.join("sketch/test/dog/broken.png")).unwrap();
+    // A domain with other classes, and a missing domain, are named.
+    std::fs::create_dir_all(root.join("clipart/test/bird")).unwrap();
+    let e = other_domains(&root, "real", 16).unwrap_err().to_string();
+    assert!(e.contains("clipart/test") && e.contains("class folders"), "{e}");
+    let e = other_domains(&root, "photo", 16).unwrap_err().to_string();
     assert!(e.contains("photo"), "{e}");
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A run on a DomainNet-style folder: trained and tested on `real`, OOD on the other domains'
+/// test images; bad `domain`/`ood` combinations are refused naming the key.
+#[test]
+fn domains_run_end_to_end() {
+    let dir = scratch("domrun");
+    let root = dir.join("dn");
+    write_domains(&root, 6);
+    let cfg = dir.join("run.toml");
+    let text = format!(
+        r#"
+name = "domains"
+model = "tiny"
+strategies = ["bitfit"]
+seeds = [0]
+max_steps = 4
+schedule = [0, 4]
+eval_subset = 8
+batch_size = 8
+optimizer = "paper"
+[pretrain]
+steps = 2
+batch_size = 8
+lr = 1e-3
+[attack]
+kind = "pgd"
+eps = 0.0039
+alpha = 0.001
+steps = 2
+[[datasets]]
+name = "dn"
+kind = "domains"
+domain = "real"
+data_dir = "{}"
+train_images = 12
+ood = "domains"
+"#,
+        root.display()
+    );
+    std::fs::write(&cfg, &text).unwrap();
+    let out = dir.join("out");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
+            .args([
+                "run",
+                "--quiet",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = robustft::validate::records::read(&out.join("dn/bitfit/seed0.jsonl")).unwrap();
+    assert_eq!(r.evals.len(), 2);
+    for e in &r.evals {
+        assert_eq!(e.n_eval, 8);
+        assert_eq!(e.ood_outcomes.as_ref().map(|o| o.len()), Some(8));
+        assert!(e.ood_acc.is_some());
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    for (from, to, key) in [
+        ("domain = \"real\"\n", "", "datasets[0].domain"),
+        ("domain = \"real\"", "domain = \"../x\"", "datasets[0].domain"),
+        ("kind = \"domains\"", "kind = \"image-folder\"", "datasets[0].domain"),
+    ] {
+        std::fs::write(&cfg, text.replace(from, to)).unwrap();
+        let o = run();
+        assert_eq!(o.status.code(), Some(2), "{to}");
+        let e = String::from_utf8(o.stderr).unwrap();
+        assert!(e.contains(key), "{to}: {e}");
+        assert!(!out.exists());
+    }
+    // `ood = "domains"` on another kind.
+    let other = text
+        .replace("kind = \"domains\"", "kind = \"image-folder\"")
+        .replace("domain = \"real\"\n", "");
+    std::fs::write(&cfg, other).unwrap();
+    let o = run();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8(o.stderr).unwrap().contains("datasets[0].ood"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The real Fashion-MNIST from the Debian package `dataset-fashion-mnist`

@@ -75,11 +75,15 @@ pub struct AttackSpec {
 pub struct DatasetSpec {
     /// Folder name in the output and label in reports.
     pub name: String,
-    /// `synthetic`, `fashion-mnist`, `cifar10` or `image-folder`.
+    /// `synthetic`, `fashion-mnist`, `cifar10`, `image-folder` or `domains`.
     pub kind: String,
     /// Synthetic task name (`synthetic-simple`, `synthetic-complex`).
     #[serde(default)]
     pub task: Option<String>,
+    /// `domains` only: the domain trained and tested on (`data_dir/<domain>/{train,test}/…`); the
+    /// OOD set (`ood = "domains"`) is the other domains' test images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     /// Data folder for file datasets.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
@@ -89,7 +93,8 @@ pub struct DatasetSpec {
     pub classes: Option<Vec<u32>>,
     /// Training images used (synthetic: generated; files: the first N of the seeded split).
     pub train_images: usize,
-    /// OOD set: `shifted` (synthetic style shift), `corruption:<name>:<severity>`, or `none`.
+    /// OOD set: `shifted` (synthetic style shift), `corruption:<name>:<severity>`, `domains`
+    /// (kind `domains`: the other domains' test images), or `none`.
     #[serde(default = "none")]
     pub ood: String,
     /// Task complexity d for the theory comparison (synthetic: the task's d).
@@ -161,6 +166,9 @@ pub enum Ood {
     Shifted,
     /// A corruption of the evaluation images.
     Corruption(Corruption, u8),
+    /// The test images of the other domains of a `domains` dataset, pooled, drawn (fixed seed)
+    /// to as many as the test images: OOD outcome i is not the same image as clean outcome i.
+    Domains,
 }
 
 /// A validated configuration with parsed fields.
@@ -241,6 +249,13 @@ impl RunConfig {
         }
         check::positive("pretrain.lr", self.pretrain.lr)?;
         if let Some(d) = &self.pretrain.dataset {
+            if d.kind == "domains" {
+                return Err(Error::invalid(
+                    "pretrain.dataset.kind",
+                    "pretrain on one domain with kind = \"image-folder\" and data_dir = ROOT/<domain>",
+                    &d.kind,
+                ));
+            }
             check_source(
                 &d.kind,
                 d.task.as_deref(),
@@ -301,7 +316,28 @@ impl RunConfig {
             if self.datasets[..i].iter().any(|o| o.name == d.name) {
                 return Err(Error::invalid(key("name"), "is used by an earlier dataset", &d.name));
             }
-            ood.push(parse_ood(&d.ood, d.kind == "synthetic").map_err(|e| e.rename_field("ood", &key("ood")))?);
+            match (d.kind.as_str(), &d.domain) {
+                ("domains", None) => {
+                    return Err(Error::invalid(
+                        key("domain"),
+                        "a domains dataset needs the domain it trains on",
+                        "nothing",
+                    ));
+                }
+                ("domains", Some(dom)) if dom.is_empty() || dom == "." || dom == ".." || dom.contains(['/', '\\']) => {
+                    return Err(Error::invalid(key("domain"), "must be a plain folder name", dom));
+                }
+                ("domains", Some(_)) => {}
+                (_, Some(dom)) => {
+                    return Err(Error::invalid(
+                        key("domain"),
+                        "only a dataset of kind `domains` has one",
+                        dom,
+                    ));
+                }
+                (_, None) => {}
+            }
+            ood.push(parse_ood(&d.ood, &d.kind).map_err(|e| e.rename_field("ood", &key("ood")))?);
         }
         Ok(ValidRun {
             model,
@@ -433,11 +469,13 @@ impl ValidRun {
     }
 }
 
-fn parse_ood(s: &str, synthetic: bool) -> Result<Ood> {
+fn parse_ood(s: &str, kind: &str) -> Result<Ood> {
     match s {
         "none" => Ok(Ood::None),
-        "shifted" if synthetic => Ok(Ood::Shifted),
+        "shifted" if kind == "synthetic" => Ok(Ood::Shifted),
         "shifted" => Err(Error::invalid("ood", "`shifted` needs a synthetic dataset", s)),
+        "domains" if kind == "domains" => Ok(Ood::Domains),
+        "domains" => Err(Error::invalid("ood", "`domains` needs a dataset of kind `domains`", s)),
         other => {
             let parts: Vec<&str> = other.split(':').collect();
             if parts.len() == 3 && parts[0] == "corruption" {
@@ -452,7 +490,7 @@ fn parse_ood(s: &str, synthetic: bool) -> Result<Ood> {
             }
             Err(Error::invalid(
                 "ood",
-                "expected none, shifted or corruption:<name>:<severity>",
+                "expected none, shifted, domains or corruption:<name>:<severity>",
                 other,
             ))
         }

@@ -1,5 +1,5 @@
 //! Datasets of a run: loading any kind the engine reads (synthetic, Fashion-MNIST, CIFAR-10,
-//! image folders), restricting it to a class subset with labels remapped, and preparing the
+//! image folders, DomainNet-style domains), restricting it to a class subset with labels remapped, and preparing the
 //! training pool, the test images and their OOD twin at the model's image size.
 
 use std::path::{Path, PathBuf};
@@ -112,6 +112,12 @@ pub fn check_data(run: &super::ValidRun) -> Result<()> {
         sources.push((d.kind.as_str(), d.data_dir.as_deref(), "pretrain.dataset.".to_string()));
     }
     for (i, d) in run.raw.datasets.iter().enumerate() {
+        if let ("domains", Some(domain)) = (d.kind.as_str(), &d.domain) {
+            let key = format!("datasets[{i}].");
+            let root = data_folder("domains", d.data_dir.as_deref(), &key)?.expect("a domains dataset has a folder");
+            files::check_domains(&root, domain)?;
+            continue;
+        }
         sources.push((d.kind.as_str(), d.data_dir.as_deref(), format!("datasets[{i}].")));
     }
     let mut checked: Vec<(String, PathBuf)> = Vec::new();
@@ -201,10 +207,18 @@ pub fn prepare(
     seed: u64,
     key: &str,
 ) -> Result<Prepared> {
+    // A `domains` dataset trains and tests on one domain, an image folder under its root.
+    let (kind, dir) = match (spec.kind.as_str(), &spec.domain) {
+        ("domains", Some(dom)) => (
+            "image-folder",
+            data_folder("domains", spec.data_dir.as_deref(), key)?.map(|r| r.join(dom)),
+        ),
+        (k, _) => (k, spec.data_dir.clone()),
+    };
     let l = load_source(
-        &spec.kind,
+        kind,
         spec.task.as_deref(),
-        spec.data_dir.as_deref(),
+        dir.as_deref(),
         spec.classes.as_deref(),
         Some(spec.train_images),
         Some(eval_subset.max(256)),
@@ -215,6 +229,7 @@ pub fn prepare(
         Ood::None => None,
         Ood::Shifted => l.shifted,
         Ood::Corruption(c, s) => Some(corrupt(&l.test, *c, *s, seed ^ 0x00d)?),
+        Ood::Domains => Some(other_domains(spec, image_size, l.test.len(), key)?),
     };
     let mut capped = Vec::new();
     if l.train.len() < spec.train_images {
@@ -241,6 +256,28 @@ pub fn prepare(
         test: l.test,
         ood,
     })
+}
+
+/// The OOD set of a `domains` dataset: the other domains' test images of its classes, pooled,
+/// and a fixed draw of `n` of them (the same for every seed). Fewer than `n` is an error.
+fn other_domains(spec: &DatasetSpec, image_size: usize, n: usize, key: &str) -> Result<Dataset> {
+    let root = data_folder("domains", spec.data_dir.as_deref(), key)?.expect("a domains dataset has a folder");
+    let domain = spec
+        .domain
+        .as_deref()
+        .expect("validated: a domains dataset names its domain");
+    let mut pooled = files::other_domains(&root, domain, image_size)?;
+    if let Some(cs) = &spec.classes {
+        pooled = pooled.select_classes(cs, &format!("{key}classes"))?;
+    }
+    if pooled.len() < n {
+        return Err(Error::invalid(
+            root.display().to_string(),
+            format!("at least {n} test images in the domains other than {domain} (one per test image of {domain})"),
+            pooled.len(),
+        ));
+    }
+    Ok(pooled.subset(&pooled.eval_indices(n, 0xd0_3a15)))
 }
 
 /// A 64-bit fingerprint of a dataset's labels and pixels (FNV-1a over 32-bit words), hex: part

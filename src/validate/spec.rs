@@ -208,7 +208,7 @@ pub struct SourceSpec {
 }
 
 /// The dataset kinds a run can read.
-pub const KINDS: [&str; 4] = ["synthetic", "fashion-mnist", "cifar10", "image-folder"];
+pub const KINDS: [&str; 5] = ["synthetic", "fashion-mnist", "cifar10", "image-folder", "domains"];
 
 /// Checks a kind and, where the class count is known without reading files (synthetic tasks,
 /// Fashion-MNIST, CIFAR-10: 10), a class subset. `key` prefixes the field names in errors.
@@ -228,7 +228,7 @@ pub fn check_source(
             Some(s.classes)
         }
         "fashion-mnist" | "cifar10" => Some(10),
-        "image-folder" => None,
+        "image-folder" | "domains" => None,
         other => {
             return Err(Error::invalid(
                 format!("{key}kind"),

@@ -234,6 +234,31 @@ pub fn check(kind: &str, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// [`check`] for a DomainNet-style root: `root/<domain>` as an image folder, and the test split of
+/// every other domain (headers, and the same class folders as `root/<domain>/train`).
+pub fn check_domains(root: &Path, domain: &str) -> Result<()> {
+    check("image-folder", &root.join(domain))?;
+    let reference = class_names(&root.join(domain).join("train"))?;
+    let others: Vec<String> = class_names(root)?.into_iter().filter(|n| n != domain).collect();
+    if others.is_empty() {
+        return Err(bad(root, "at least two domain folders", 1));
+    }
+    for d in others {
+        let dir = root.join(d).join("test");
+        if class_names(&dir)? != reference {
+            return Err(bad(
+                &dir,
+                format!("the class folders of {}", root.join(domain).join("train").display()),
+                "different ones",
+            ));
+        }
+        for (f, _) in image_files(&dir)? {
+            image::image_dimensions(&f).map_err(|e| bad(&f, "a readable PNG or JPEG image", e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Every PNG/JPEG under `root/<class>/`, with its class index (classes and files sorted).
 fn image_files(root: &Path) -> Result<Vec<(PathBuf, u32)>> {
     let mut out = Vec::new();
@@ -299,27 +324,23 @@ pub fn class_names(root: &Path) -> Result<Vec<String>> {
     Ok(classes)
 }
 
-/// DomainNet-style OOD: `root/<domain>/<class>/…` — train on `train_domain`, evaluate on the
-/// other domains pooled (as Li et al. 2025 do with DomainNet). Every domain must have the same
-/// class folders. Returns (train domain, pooled others).
-pub fn domains(root: &Path, train_domain: &str, size: usize) -> Result<(Dataset, Dataset)> {
+/// DomainNet-style OOD (Li et al. 2025 train on one DomainNet domain and evaluate on the others):
+/// `root/<domain>/{train,test}/<class>/…`, each domain an image folder. Returns the test splits
+/// of every domain other than `domain`, pooled in sorted domain order, at `size` × `size` RGB.
+/// Each must have the class folders of `root/<domain>/train`; at least one other domain.
+pub fn other_domains(root: &Path, domain: &str, size: usize) -> Result<Dataset> {
     let names = class_names(root)?;
-    if !names.iter().any(|n| n == train_domain) {
-        return Err(bad(
-            root,
-            format!("a domain folder named {train_domain}"),
-            names.join(", "),
-        ));
+    if !names.iter().any(|n| n == domain) {
+        return Err(bad(root, format!("a domain folder named {domain}"), names.join(", ")));
     }
-    let train = image_folder(&root.join(train_domain), size)?;
-    let reference = class_names(&root.join(train_domain))?;
+    let reference = class_names(&root.join(domain).join("train"))?;
     let mut pooled: Option<Dataset> = None;
-    for d in names.iter().filter(|n| *n != train_domain) {
-        let dir = root.join(d);
+    for d in names.iter().filter(|n| *n != domain) {
+        let dir = root.join(d).join("test");
         if class_names(&dir)? != reference {
             return Err(bad(
                 &dir,
-                format!("the same class folders as {train_domain}"),
+                format!("the class folders of {}", root.join(domain).join("train").display()),
                 "different ones",
             ));
         }
@@ -334,6 +355,9 @@ pub fn domains(root: &Path, train_domain: &str, size: usize) -> Result<(Dataset,
         });
     }
     let mut ood = pooled.ok_or_else(|| bad(root, "at least two domain folders", 1))?;
-    ood.name = format!("{}-ood", root.file_name().and_then(|n| n.to_str()).unwrap_or("domains"));
-    Ok((train, ood))
+    ood.name = format!(
+        "{}-not-{domain}",
+        root.file_name().and_then(|n| n.to_str()).unwrap_or("domains")
+    );
+    Ok(ood)
 }
