@@ -248,6 +248,7 @@ fn planted(
         eval_set: Some(format!("planted-{ds}")),
         new_head: Some(true),
         capped: Vec::new(),
+        cwd_commit: None,
     };
     let evals = steps
         .iter()

@@ -301,6 +301,68 @@ fn a_diverging_run_stops_naming_the_step() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Records name the commit the binary was built from — the project's HEAD, from `build.rs` —
+/// even when it runs from another git repository, whose commit is recorded beside it.
+#[test]
+fn records_name_the_build_commit_and_the_working_directorys() {
+    let git = |dir: &Path, args: &[&str]| {
+        let o = Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    let head = git(Path::new(env!("CARGO_MANIFEST_DIR")), &["rev-parse", "HEAD"]);
+    assert_eq!(records::build_commit().as_deref(), Some(head.as_str()));
+    let dir = scratch("commit");
+    let other = dir.join("other-repo");
+    std::fs::create_dir_all(&other).unwrap();
+    git(&other, &["init", "-q"]);
+    git(&other, &["commit", "-q", "--allow-empty", "-m", "x"]);
+    let theirs = git(&other, &["rev-parse", "HEAD"]);
+    let cfg = dir.join("resume.toml");
+    std::fs::write(
+        &cfg,
+        RESUME_CFG.replace(
+            "max_steps = 32\nschedule = [8, 16, 24, 32]",
+            "max_steps = 8\nschedule = [8]",
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let o = Command::new(bin())
+        .args([
+            "run",
+            "--quiet",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .current_dir(&other)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = records::read(&out.join("simple/lora/seed3.jsonl")).unwrap();
+    assert_eq!(r.header.git_commit.as_deref(), Some(head.as_str()));
+    assert_eq!(r.header.cwd_commit.as_deref(), Some(theirs.as_str()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_config_names_key_and_file_and_writes_nothing() {
     let dir = scratch("badcfg");

@@ -76,8 +76,13 @@ pub struct Header {
     pub config: serde_json::Value,
     /// FNV-1a 64 of the canonical JSON of `config`, hex.
     pub config_hash: String,
-    /// `git rev-parse HEAD` of the working directory, if any.
+    /// The commit the binary was built from ([`build_commit`]; records before it hold the working
+    /// directory's commit).
     pub git_commit: Option<String>,
+    /// The working directory's commit, recorded only when it differs from the build's (a binary
+    /// run from another checkout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd_commit: Option<String>,
     /// This crate's version.
     pub crate_version: String,
     /// Device description.
@@ -221,7 +226,14 @@ pub fn config_hash(config: &serde_json::Value) -> String {
     fnv_hex(serde_json::to_string(config).expect("JSON value serialises").as_bytes())
 }
 
-/// The current git commit, if the working directory is a checkout.
+/// The commit this binary was built from (embedded by `build.rs`), if it was built from a git
+/// checkout.
+pub fn build_commit() -> Option<String> {
+    let c = env!("ROBUSTFT_BUILD_COMMIT");
+    (c.len() == 40).then(|| c.to_string())
+}
+
+/// The git commit of the working directory, if it is a checkout (not necessarily the build's).
 pub fn git_commit() -> Option<String> {
     let out = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
@@ -429,6 +441,7 @@ mod tests {
             eval_set: Some("abc".into()),
             new_head: Some(true),
             capped: Vec::new(),
+            cwd_commit: None,
         };
         let e = EvalRecord {
             kind: "eval".into(),
