@@ -423,6 +423,36 @@ fn one_seed_without_outcomes_decides_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Two strategies with the same outcomes tie in AUC: the summary names both, never one of them as
+/// "the" best (it used to print whichever came first).
+#[test]
+fn a_tie_in_auc_is_reported_as_a_tie() {
+    let dir = scratch("tie");
+    for (s, level) in [(Strategy::Full, 0.5), (Strategy::Lora, 0.9), (Strategy::Bitfit, 0.9)] {
+        let clean = [0.2, 0.8 * level, 0.85 * level, 0.9 * level, 0.92 * level];
+        let robust = [0.1, 0.5 * level, 0.45 * level, 0.4 * level, 0.4 * level];
+        // The same seed for LoRA and BitFit: identical outcomes, identical AUC.
+        planted(
+            &dir,
+            "simple",
+            0.9,
+            s,
+            0,
+            60,
+            &clean,
+            &robust,
+            &mut StdRng::seed_from_u64(9),
+        );
+    }
+    let rep = robustft::validate::report::write_report(&dir).unwrap();
+    assert!(
+        rep.summary.contains("simple: best AUC tied: LoRA = BitFit"),
+        "{}",
+        rep.summary
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// One folder, one configuration: records with another config hash are refused by name; a run
 /// with only its header (no evaluation yet) is reported as unfinished, not a crash.
 #[test]

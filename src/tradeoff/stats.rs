@@ -38,6 +38,20 @@ pub fn wilson(successes: u64, n: u64) -> Result<Interval> {
     })
 }
 
+/// Standard competition ranks ("1224"), largest value first: tied values share the best rank
+/// among them, so a tie for first is never reported as one winner.
+pub fn competition_ranks_desc(x: &[f64]) -> Vec<usize> {
+    x.iter()
+        .map(|a| 1 + x.iter().filter(|b| b.total_cmp(a).is_gt()).count())
+        .collect()
+}
+
+/// The indices holding the largest value (every one of them when several tie).
+pub fn argmax_all(x: &[f64]) -> Vec<usize> {
+    let r = competition_ranks_desc(x);
+    (0..x.len()).filter(|&i| r[i] == 1).collect()
+}
+
 /// Ranks 1..n with ties given the average of the ranks they span.
 pub fn average_ranks(x: &[f64]) -> Vec<f64> {
     let mut idx: Vec<usize> = (0..x.len()).collect();
@@ -124,6 +138,11 @@ mod tests {
         assert!((spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 90.0]).unwrap() - 1.0).abs() < 1e-15);
         assert!((spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]).unwrap() + 1.0).abs() < 1e-15);
         assert_eq!(average_ranks(&[5.0, 1.0, 5.0, 3.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        assert_eq!(competition_ranks_desc(&[5.0, 1.0, 5.0, 3.0]), vec![1, 4, 1, 3]);
+        assert_eq!(competition_ranks_desc(&[1.0, 1.0, 2.0]), vec![2, 2, 1]);
+        assert_eq!(argmax_all(&[5.0, 1.0, 5.0, 3.0]), vec![0, 2]);
+        assert_eq!(argmax_all(&[0.25, 0.5, 0.125]), vec![1]);
+        assert!(argmax_all(&[]).is_empty());
         // x ranks (1,2,3,4), y = (1,2,2,3) → ranks (1, 2.5, 2.5, 4): ρ = 4.5/√(5·4.5) = 0.948683…
         let rho = spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 2.0, 2.0, 3.0]).unwrap();
         assert!((rho - 4.5 / (5.0f64 * 4.5).sqrt()).abs() < 1e-15);

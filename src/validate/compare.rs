@@ -65,13 +65,16 @@ pub fn paper_auc() -> Result<PaperTable> {
 pub const THEORY_EPS: f64 = 0.02;
 
 fn ranks_desc(v: &[f64]) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
-    let mut r = vec![0; v.len()];
-    for (pos, &i) in idx.iter().enumerate() {
-        r[i] = pos + 1;
-    }
-    r
+    crate::tradeoff::stats::competition_ranks_desc(v)
+}
+
+/// The names of the strategies at rank `r` (several when they tie), joined by " = ".
+fn at_rank(strategies: &[Strategy], ranks: &[usize], r: usize) -> String {
+    let names: Vec<&str> = (0..ranks.len())
+        .filter(|&i| ranks[i] == r)
+        .map(|i| strategies[i].name())
+        .collect();
+    names.join(" = ")
 }
 
 /// Writes `DIR/report/compare.{md,csv,png,svg}` and returns the Markdown.
@@ -175,18 +178,15 @@ pub fn compare(dir: &Path) -> Result<String> {
             ]);
         }
         let rho = spearman(&p, &m);
-        let best = strategies[mr.iter().position(|&r| r == 1).expect("rank 1 exists")];
-        let worst = strategies[mr
-            .iter()
-            .position(|&r| r == strategies.len())
-            .expect("last rank exists")];
+        let best = at_rank(&strategies, &mr, 1);
+        let worst = at_rank(&strategies, &mr, mr.iter().copied().max().unwrap_or(1));
         let _ = writeln!(
             md,
             "\nSpearman ρ(predicted, measured) = {}. Measured best: {}, worst: {}; the theory puts Linear Probing first and Full last.",
             rho.as_ref()
                 .map_or("undefined (ties)".to_string(), |r| format!("{r:.3}")),
-            best.name(),
-            worst.name()
+            best,
+            worst
         );
         let verdict = match rho {
             Ok(r) if r > 0.5 => "The measured ranking agrees with the theory's.",

@@ -220,12 +220,27 @@ pub(super) fn summary_text(t: &Tables, ds: &[String], eps: &[f64], incomplete: &
             s.push('\n');
         }
         for d in ds {
-            let best = Strategy::ALL
+            let (names, means): (Vec<&str>, Vec<f64>) = Strategy::ALL
                 .iter()
-                .filter_map(|st| cells.get(&(d.clone(), e, *st)).map(|c| (st, c.mean)))
-                .max_by(|a, b| a.1.total_cmp(&b.1));
-            if let Some((st, _)) = best {
-                let _ = writeln!(s, "{d}: best AUC {} (at eps = {})", st.name(), eps_label(x));
+                .filter_map(|st| cells.get(&(d.clone(), e, *st)).map(|c| (st.name(), c.mean)))
+                .unzip();
+            let best: Vec<&str> = crate::tradeoff::stats::argmax_all(&means)
+                .into_iter()
+                .map(|i| names[i])
+                .collect();
+            match best.len() {
+                0 => {}
+                1 => {
+                    let _ = writeln!(s, "{d}: best AUC {} (at eps = {})", best[0], eps_label(x));
+                }
+                _ => {
+                    let _ = writeln!(
+                        s,
+                        "{d}: best AUC tied: {} (at eps = {})",
+                        best.join(" = "),
+                        eps_label(x)
+                    );
+                }
             }
         }
     }

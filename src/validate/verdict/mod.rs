@@ -267,13 +267,6 @@ pub(super) fn mean_aucs(v: &View, di: usize, strategies: &[Strategy], e: usize) 
         .collect()
 }
 
-/// Ascending ranks (0 = lowest) of `x`, ties broken by position.
-pub(super) fn order(x: &[f64]) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..x.len()).collect();
-    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]).then(a.cmp(&b)));
-    idx
-}
-
 /// "h of n (unit) cells hold, d do not": how a finding's cells came out.
 pub(super) fn tally(v: &[Verdict], unit: &str) -> String {
     format!(
@@ -322,6 +315,5 @@ mod tests {
         assert_eq!(Verdict::of_probability(0.5), Undecided);
         assert_eq!(Verdict::of_probability(f64::NAN), Undecided);
         assert_eq!(median(&[3.0, 1.0, f64::NAN, 2.0]), 2.0);
-        assert_eq!(order(&[0.3, 0.1, 0.2]), vec![1, 2, 0]);
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{Cell, Finding, Out, P_FAILS, P_HOLDS, Verdict, mean_aucs, order, tally};
+use super::{Cell, Finding, Out, P_FAILS, P_HOLDS, Verdict, mean_aucs, tally};
 use crate::engine::peft::Strategy;
 use crate::validate::analysis::{DatasetData, Images, Study, View};
 use crate::validate::report::eps_label;
@@ -20,13 +20,13 @@ pub(super) fn findings_2_and_3(study: &Study, reps: usize, out: &mut Out) -> Str
     let ranks = |v: &View| -> Vec<f64> {
         plan.iter()
             .flat_map(|(di, e, ss)| {
-                let o = order(&mean_aucs(v, *di, ss, *e));
-                // Per strategy: its ascending rank.
-                let mut r = vec![0.0; ss.len()];
-                for (pos, &i) in o.iter().enumerate() {
-                    r[i] = pos as f64;
-                }
-                r
+                // Per strategy: how many strategies have a strictly smaller AUC. Best means
+                // n − 1 (strictly above every other: a tie for first is nobody's win), in the
+                // bottom two means < 2 (a tie at the bottom counts for each tied strategy).
+                let a = mean_aucs(v, *di, ss, *e);
+                a.iter()
+                    .map(|x| a.iter().filter(|y| *y < x).count() as f64)
+                    .collect::<Vec<_>>()
             })
             .collect()
     };
