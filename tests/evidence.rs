@@ -444,12 +444,39 @@ fn a_tie_in_auc_is_reported_as_a_tie() {
             &mut StdRng::seed_from_u64(9),
         );
     }
+    // On another task, a strategy whose robustness ends far above everywhere else.
+    let rising = [0.0, 0.1, 0.2, 0.3, 0.9];
+    let clean = [0.2, 0.3, 0.4, 0.5, 0.95];
+    planted(
+        &dir,
+        "other",
+        0.5,
+        Strategy::Adapter,
+        0,
+        60,
+        &clean,
+        &rising,
+        &mut StdRng::seed_from_u64(9),
+    );
     let rep = robustft::validate::report::write_report(&dir).unwrap();
     assert!(
         rep.summary.contains("simple: best AUC tied: LoRA = BitFit"),
         "{}",
         rep.summary
     );
+    // peaks.csv's rises_then_falls is tradeoff::peak on the curve it reports: the planted
+    // rise-then-fall curves say true, the rising one false.
+    let csv = std::fs::read_to_string(dir.join("report/peaks.csv")).unwrap();
+    assert!(
+        csv.starts_with("dataset,eps,strategy,peak_step,peak_robust,final_step,final_robust,drop,rises_then_falls")
+    );
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let want = if f[2] == "adapter" { "false" } else { "true" };
+        assert_eq!(f[8], want, "{line}");
+        let (peak, last): (f64, f64) = (f[4].parse().unwrap(), f[6].parse().unwrap());
+        assert!((f[7].parse::<f64>().unwrap() - (peak - last)).abs() < 1e-12, "{line}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -468,7 +468,7 @@ fn rows(cfg: &ValidDynamics, trajs: &[Trajectory]) -> Vec<StrategyRow> {
                 trainable: t.trainable,
                 auc: t.auc(0, AucRule::Step),
                 auc_trapezoid: t.auc(0, AucRule::Trapezoid),
-                peak_step: pk.step,
+                peak_step: t.points[pk.index].step,
                 peak: pk.value,
                 drop: pk.drop,
                 rises_then_falls: pk.rises_then_falls,

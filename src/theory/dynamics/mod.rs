@@ -31,8 +31,9 @@ use super::feature_model::{FeatureModel, ScoreSummary, accuracy};
 use super::quadrature::GaussHermite;
 use crate::error::{Error, Result, check};
 
+pub use crate::tradeoff::Peak;
 pub use net::{Backbone, Net, NetShape};
-pub use train::{Peak, TrainSpec, TrajPoint, Trajectory, train};
+pub use train::{TrainSpec, TrajPoint, Trajectory, train};
 
 /// log(1 + eᶻ), without overflow.
 #[inline]

@@ -9,7 +9,7 @@ use super::{Task, sampled_gradient};
 use crate::error::{Error, Result, check};
 use crate::theory::Strategy;
 use crate::theory::quadrature::GaussHermite;
-use crate::tradeoff::{AucRule, Point, auc};
+use crate::tradeoff::{AucRule, Peak, Point, auc};
 
 /// How to train and where to look.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,23 +92,6 @@ pub struct Trajectory {
     pub final_beta: f64,
 }
 
-/// Where robustness peaks and how far it falls afterwards.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Peak {
-    /// Step of the (first) maximum of robust accuracy.
-    pub step: u64,
-    /// Robust accuracy there.
-    pub value: f64,
-    /// Robust accuracy at the first evaluation.
-    pub initial: f64,
-    /// Robust accuracy at the last evaluation.
-    pub last: f64,
-    /// value − last.
-    pub drop: f64,
-    /// The peak is interior, more than `margin` above the start and more than `margin` above the end.
-    pub rises_then_falls: bool,
-}
-
 impl Trajectory {
     /// (clean, robust at ε index `ei`) pairs.
     pub fn pairs(&self, ei: usize) -> Vec<(f64, f64)> {
@@ -125,24 +108,11 @@ impl Trajectory {
         auc(&pts, rule)
     }
 
-    /// The robustness peak at ε index `ei`; rise and fall must each exceed `margin`.
+    /// The robustness peak at ε index `ei` ([`crate::tradeoff::peak`]: rise and fall must each
+    /// exceed `margin`); its `index` is a position in `points`.
     pub fn peak(&self, ei: usize, margin: f64) -> Peak {
         let r: Vec<f64> = self.points.iter().map(|p| p.robust[ei]).collect();
-        let (mut k, mut best) = (0, f64::NEG_INFINITY);
-        for (i, &v) in r.iter().enumerate() {
-            if v > best {
-                (k, best) = (i, v);
-            }
-        }
-        let (initial, last) = (r[0], r[r.len() - 1]);
-        Peak {
-            step: self.points[k].step,
-            value: best,
-            initial,
-            last,
-            drop: best - last,
-            rises_then_falls: k > 0 && k + 1 < r.len() && best > initial + margin && best > last + margin,
-        }
+        crate::tradeoff::peak(&r, margin)
     }
 
     /// Largest quadrature error estimate along the trajectory.

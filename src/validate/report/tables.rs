@@ -50,6 +50,7 @@ impl Tables {
                 "final_step",
                 "final_robust",
                 "drop",
+                "rises_then_falls",
             ]),
             ood: Csv::new(&["dataset", "strategy", "pearson_r", "spearman_rho", "points"]),
             conv: Csv::new(&[
@@ -97,20 +98,20 @@ impl Tables {
                 ]);
                 self.cells.insert((d.name.clone(), e, *s), cell);
                 let rob = &per[s].0[lay.curve(1 + e)];
-                let (pk, pv) = rob
-                    .iter()
-                    .enumerate()
-                    .fold((0, f64::NEG_INFINITY), |b, (i, v)| if *v > b.1 { (i, *v) } else { b });
+                // The shared definition (tradeoff::peak) with a half-point margin; descriptive
+                // only: the verdict (findings.md) tests the rise and the fall with intervals.
+                let pk = crate::tradeoff::peak(rob, crate::tradeoff::peak::NEGLIGIBLE);
                 let last = rob.len() - 1;
                 self.peaks.push(vec![
                     d.name.clone(),
                     num(d.eps[e]),
                     s.id().into(),
-                    d.steps[pk].to_string(),
-                    num(pv),
+                    d.steps[pk.index].to_string(),
+                    num(pk.value),
                     d.steps[last].to_string(),
-                    num(rob[last]),
-                    num(pv - rob[last]),
+                    num(pk.last),
+                    num(pk.drop),
+                    pk.rises_then_falls.to_string(),
                 ]);
             }
         }

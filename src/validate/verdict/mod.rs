@@ -22,7 +22,8 @@
 //!    "complex" are the tasks with the highest and lowest measured separability (κ of the
 //!    nearest-class-mean accuracy of the pretrained features, recorded in the headers).
 //!    Holds: P(BitFit best on simple) ≥ 0.95 and P(Compacter best on complex) ≥ 0.95; does not
-//!    hold: either ≤ 0.05.
+//!    hold: either ≤ 0.05. "Best" is strictly best: a replicate where strategies tie for the top
+//!    AUC counts as a win for none of them (and a tie at the bottom counts for each, in 2).
 //! 4. *OOD accuracy tracks clean accuracy and shows no rise-then-fall* (paper §5), per (task,
 //!    strategy): Pearson r between the seed-mean OOD and clean curves over the steps after 0,
 //!    and the test of finding 1 on the OOD curve. Holds: r's interval above 0.5 and no
@@ -54,8 +55,7 @@ use crate::simulate::figures::num;
 use crate::tradeoff::bootstrap::percentile_interval;
 use crate::tradeoff::{AucRule, Interval};
 
-/// A rise or fall smaller than this (accuracy units) counts as none.
-pub const NEGLIGIBLE: f64 = 0.005;
+pub use crate::tradeoff::peak::NEGLIGIBLE;
 
 /// Probability thresholds of the ranking findings.
 pub const P_HOLDS: f64 = 0.95;
