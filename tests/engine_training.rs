@@ -210,7 +210,10 @@ fn pretrain_then_fine_tune_from_the_checkpoint() {
     let mut seen = 0;
     let r = pretrain(&pc, &Device::Cpu, &out, |_, _| seen += 1).unwrap();
     assert_eq!(seen, 40);
-    assert!(r.final_loss.is_finite() && r.val_acc > 0.1, "{r:?}");
+    // It learned: 10 balanced classes give chance accuracy 0.1 and chance cross-entropy
+    // ln 10 = 2.303. Measured (seed 0, 40 steps): loss 1.96, held-out accuracy 0.524 on 1000
+    // images (Wilson half-width ≈ 0.03); 0.4 is 4 half-widths below, 10 above chance.
+    assert!(r.final_loss < 2.2 && r.val_acc > 0.4 && r.val_n == 1000, "{r:?}");
     for s in Strategy::ALL {
         let m = Vit::load(&out, &VitSpec::new(&cfg, s, 3, DType::F32, &Device::Cpu, 0)).unwrap();
         assert_eq!(m.num_classes(), 3);
@@ -240,10 +243,34 @@ fn validate_cli_inspect_and_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr).unwrap().contains("--strategy"));
+    // The help lists exactly these subcommands (a missing or renamed one fails), and each one's
+    // own --help works and opens with the one-line description the list shows.
     let out = Command::new(bin).arg("--help").output().unwrap();
+    assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
-    for sub in ["run", "report", "compare", "inspect", "pretrain", "bench"] {
-        assert!(help.contains(sub), "{help}");
+    let listed: Vec<(String, String)> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (name, about) = l.trim().split_once(' ').unwrap();
+            (name.to_string(), about.trim().to_string())
+        })
+        .collect();
+    let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "run", "tune", "tasks", "report", "verdict", "compare", "inspect", "pretrain", "bench", "help"
+        ],
+        "{help}"
+    );
+    for (name, about) in listed.iter().filter(|(n, _)| n != "help") {
+        let out = Command::new(bin).args([name.as_str(), "--help"]).output().unwrap();
+        assert!(out.status.success(), "{name} --help");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().next().unwrap().trim(), about, "{name}");
     }
 }
 
