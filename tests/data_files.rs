@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use robustft::engine::data::files::{Split, cifar10, fashion_mnist, image_folder, other_domains};
 
 fn scratch(name: &str) -> PathBuf {
@@ -182,6 +184,34 @@ fn write_domains(root: &Path, per: usize) {
     }
 }
 
+/// A run config for the tiny model (BitFit, seed 0, 4 steps, PGD-2 on 8 images) with the given
+/// schedule line, upstream pretraining steps and one `[[datasets]]` table's body.
+fn tiny_run(schedule: &str, pretrain_steps: usize, dataset: &str) -> String {
+    format!(
+        r#"
+name = "tiny"
+model = "tiny"
+strategies = ["bitfit"]
+seeds = [0]
+max_steps = 4
+{schedule}
+eval_subset = 8
+batch_size = 8
+optimizer = "paper"
+[pretrain]
+steps = {pretrain_steps}
+batch_size = 8
+lr = 1e-3
+[attack]
+kind = "pgd"
+eps = 0.0039
+alpha = 0.001
+steps = 2
+[[datasets]]
+{dataset}"#
+    )
+}
+
 #[test]
 fn image_folders_and_domains() {
     let root = scratch("domains");
@@ -223,51 +253,17 @@ fn domains_run_end_to_end() {
     let root = dir.join("dn");
     write_domains(&root, 6);
     let cfg = dir.join("run.toml");
-    let text = format!(
-        r#"
-name = "domains"
-model = "tiny"
-strategies = ["bitfit"]
-seeds = [0]
-max_steps = 4
-schedule = [0, 4]
-eval_subset = 8
-batch_size = 8
-optimizer = "paper"
-[pretrain]
-steps = 2
-batch_size = 8
-lr = 1e-3
-[attack]
-kind = "pgd"
-eps = 0.0039
-alpha = 0.001
-steps = 2
-[[datasets]]
-name = "dn"
-kind = "domains"
-domain = "real"
-data_dir = "{}"
-train_images = 12
-ood = "domains"
-"#,
-        root.display()
+    let text = tiny_run(
+        "schedule = [0, 4]",
+        2,
+        &format!(
+            "name = \"dn\"\nkind = \"domains\"\ndomain = \"real\"\ndata_dir = \"{}\"\ntrain_images = 12\nood = \"domains\"\n",
+            root.display()
+        ),
     );
     std::fs::write(&cfg, &text).unwrap();
     let out = dir.join("out");
-    let run = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
-            .args([
-                "run",
-                "--quiet",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap()
-    };
+    let run = || common::validate_run(&cfg, &out);
     let o = run();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r = robustft::validate::records::read(&out.join("dn/bitfit/seed0.jsonl")).unwrap();
@@ -330,50 +326,17 @@ fn run_checks_every_data_file_before_writing() {
     let bytes = std::fs::read(&lp).unwrap();
     std::fs::write(&lp, &bytes[..bytes.len() - 5]).unwrap();
     let cfg = dir.join("run.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-name = "check"
-model = "tiny"
-strategies = ["bitfit"]
-seeds = [0]
-max_steps = 4
-schedule = [4]
-eval_subset = 8
-optimizer = "paper"
-batch_size = 8
-[pretrain]
-steps = 200
-batch_size = 8
-lr = 1e-3
-[attack]
-kind = "pgd"
-eps = 0.0039
-alpha = 0.001
-steps = 2
-[[datasets]]
-name = "fm"
-kind = "fashion-mnist"
-data_dir = "{}"
-train_images = 20
-"#,
+    let text = tiny_run(
+        "schedule = [4]",
+        200,
+        &format!(
+            "name = \"fm\"\nkind = \"fashion-mnist\"\ndata_dir = \"{}\"\ntrain_images = 20\n",
             data.display()
         ),
-    )
-    .unwrap();
+    );
+    std::fs::write(&cfg, text).unwrap();
     let out = dir.join("out");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
-        .args([
-            "run",
-            "--quiet",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = common::validate_run(&cfg, &out);
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8(o.stderr).unwrap();
     assert!(e.contains("t10k-labels-idx1-ubyte") && e.contains("truncated"), "{e}");
@@ -397,17 +360,7 @@ train_images = 20
             .replace("steps = 200", "steps = 2"),
     )
     .unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
-        .args([
-            "run",
-            "--quiet",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = common::validate_run(&cfg, &out);
     let e = String::from_utf8(o.stderr).unwrap();
     assert!(o.status.success(), "{e}");
     let want = [

@@ -139,6 +139,17 @@ fn apgd_at_most_pgd_on_trained_tiny() {
     assert!(ap.robust <= pgd.robust, "APGD {} > PGD {}", ap.robust, pgd.robust);
 }
 
+/// Fills the head's weight with NaN.
+fn poison_head(model: &Vit) {
+    let (_, head) = model
+        .trainable()
+        .iter()
+        .find(|(k, _)| k == "classifier.weight")
+        .unwrap();
+    head.set(&Tensor::full(f32::NAN, head.shape(), head.device()).unwrap())
+        .unwrap();
+}
+
 /// A NaN in a trainable tensor stops training with the step and the tensor named — the same
 /// message on the single-thread path and on the data-parallel path runs and pretraining use, with
 /// steps numbered from 1 as records number them (the first update is step 1), and the
@@ -158,12 +169,7 @@ fn non_finite_loss_names_step_and_tensor() {
         for _ in 0..2 {
             train_step_split(&model, &mut opt, &x, &y, parts).unwrap();
         }
-        let (_, head) = model
-            .trainable()
-            .iter()
-            .find(|(k, _)| k == "classifier.weight")
-            .unwrap();
-        head.set(&Tensor::full(f32::NAN, head.shape(), &dev).unwrap()).unwrap();
+        poison_head(&model);
         let lora = model
             .trainable()
             .iter()
@@ -187,12 +193,7 @@ fn non_finite_loss_names_step_and_tensor() {
     assert!(messages.windows(2).all(|w| w[0] == w[1]), "{messages:?}");
     // train_step itself (parts = 1 above goes through it) gives the same text.
     let model = Vit::new(&VitSpec::new(&cfg, Strategy::Lora, 10, DType::F32, &dev, 0)).unwrap();
-    let (_, head) = model
-        .trainable()
-        .iter()
-        .find(|(k, _)| k == "classifier.weight")
-        .unwrap();
-    head.set(&Tensor::full(f32::NAN, head.shape(), &dev).unwrap()).unwrap();
+    poison_head(&model);
     let mut opt = AdamW::new(model.trainable().to_vec(), TrainConfig::default()).unwrap();
     let e = train_step(&model, &mut opt, &x, &y).unwrap_err().to_string();
     assert!(e.contains("loss at step 1") && e.contains("classifier.weight"), "{e}");

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+mod common;
+
 use robustft::tradeoff::{AucRule, Point, auc};
 use robustft::validate::records;
 
@@ -139,15 +141,7 @@ fn run_cfg(cfg: &Path, out: &Path) -> std::process::Child {
 }
 
 fn run_cfg_env(cfg: &Path, out: &Path, env: &[(&str, &str)]) -> std::process::Child {
-    Command::new(bin())
-        .args([
-            "run",
-            "--quiet",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
+    common::validate_command(cfg, out)
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -155,19 +149,18 @@ fn run_cfg_env(cfg: &Path, out: &Path, env: &[(&str, &str)]) -> std::process::Ch
         .unwrap()
 }
 
+/// A fresh scratch folder `name` holding the config `file` with `text`.
+fn with_config(name: &str, file: &str, text: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join(file);
+    std::fs::write(&cfg, text).unwrap();
+    (dir, cfg)
+}
+
 /// `validate run` to completion, its output captured.
 fn run_now(cfg: &Path, out: &Path) -> std::process::Output {
-    Command::new(bin())
-        .args([
-            "run",
-            "--quiet",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap()
+    common::validate_run(cfg, out)
 }
 
 /// Every record of a run, timing fields aside.
@@ -185,10 +178,7 @@ fn untimed(path: &Path) -> Vec<records::EvalRecord> {
 /// exact (`ROBUSTFT_CRASH_AFTER_CHECKPOINTS`), so the test cannot pass by finishing first.
 #[test]
 fn resume_after_crash_gives_identical_records() {
-    let dir = scratch("resume");
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("resume.toml");
-    std::fs::write(&cfg, RESUME_CFG).unwrap();
+    let (dir, cfg) = with_config("resume", "resume.toml", RESUME_CFG);
     let (a, b) = (dir.join("a"), dir.join("b"));
     assert!(run_cfg(&cfg, &a).wait().unwrap().success());
 
@@ -247,10 +237,7 @@ fn resume_after_crash_gives_identical_records() {
 /// before any work, the records untouched).
 #[test]
 fn held_run_folder_and_foreign_records_are_refused() {
-    let dir = scratch("lock");
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("resume.toml");
-    std::fs::write(&cfg, RESUME_CFG).unwrap();
+    let (dir, cfg) = with_config("lock", "resume.toml", RESUME_CFG);
     let out = dir.join("out");
     let lock = robustft::validate::lock::RunLock::acquire(&out).unwrap();
     let o = run_now(&cfg, &out);
@@ -283,14 +270,8 @@ fn held_run_folder_and_foreign_records_are_refused() {
 /// update 2 overflows. The run stops naming step 2 — the number records use — and the cause.
 #[test]
 fn a_diverging_run_stops_naming_the_step() {
-    let dir = scratch("diverge");
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("diverge.toml");
-    std::fs::write(
-        &cfg,
-        RESUME_CFG.replace("optimizer = \"paper\"", "optimizer = { lr = { lora = 1e30 } }"),
-    )
-    .unwrap();
+    let text = RESUME_CFG.replace("optimizer = \"paper\"", "optimizer = { lr = { lora = 1e30 } }");
+    let (dir, cfg) = with_config("diverge", "diverge.toml", &text);
     let o = run_now(&cfg, &dir.join("out"));
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8(o.stderr).unwrap();
@@ -344,15 +325,7 @@ fn records_name_the_build_commit_and_the_working_directorys() {
     )
     .unwrap();
     let out = dir.join("out");
-    let o = Command::new(bin())
-        .args([
-            "run",
-            "--quiet",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
+    let o = common::validate_command(&cfg, &out)
         .current_dir(&other)
         .output()
         .unwrap();
@@ -365,10 +338,11 @@ fn records_name_the_build_commit_and_the_working_directorys() {
 
 #[test]
 fn bad_config_names_key_and_file_and_writes_nothing() {
-    let dir = scratch("badcfg");
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("bad.toml");
-    std::fs::write(&cfg, RESUME_CFG.replace("steps = 5", "steps = 5\nfoo = 1")).unwrap();
+    let (dir, cfg) = with_config(
+        "badcfg",
+        "bad.toml",
+        &RESUME_CFG.replace("steps = 5", "steps = 5\nfoo = 1"),
+    );
     let out = dir.join("out");
     let run_bad = || {
         Command::new(bin())

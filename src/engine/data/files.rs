@@ -234,16 +234,17 @@ pub fn check(kind: &str, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// [`check`] for a DomainNet-style root: `root/<domain>` as an image folder, and the test split of
-/// every other domain (headers, and the same class folders as `root/<domain>/train`).
-pub fn check_domains(root: &Path, domain: &str) -> Result<()> {
-    check("image-folder", &root.join(domain))?;
-    let reference = class_names(&root.join(domain).join("train"))?;
-    let others: Vec<String> = class_names(root)?.into_iter().filter(|n| n != domain).collect();
-    if others.is_empty() {
-        return Err(bad(root, "at least two domain folders", 1));
+/// `root/<d>/test` for every domain d other than `domain`, in sorted order: `domain` must exist,
+/// there must be at least one other, and each must have the class folders of
+/// `root/<domain>/train`.
+fn other_test_folders(root: &Path, domain: &str) -> Result<Vec<PathBuf>> {
+    let names = class_names(root)?;
+    if !names.iter().any(|n| n == domain) {
+        return Err(bad(root, format!("a domain folder named {domain}"), names.join(", ")));
     }
-    for d in others {
+    let reference = class_names(&root.join(domain).join("train"))?;
+    let mut dirs = Vec::new();
+    for d in names.iter().filter(|n| *n != domain) {
         let dir = root.join(d).join("test");
         if class_names(&dir)? != reference {
             return Err(bad(
@@ -252,6 +253,19 @@ pub fn check_domains(root: &Path, domain: &str) -> Result<()> {
                 "different ones",
             ));
         }
+        dirs.push(dir);
+    }
+    if dirs.is_empty() {
+        return Err(bad(root, "at least two domain folders", 1));
+    }
+    Ok(dirs)
+}
+
+/// [`check`] for a DomainNet-style root: `root/<domain>` as an image folder, and the test split of
+/// every other domain (headers, and the same class folders as `root/<domain>/train`).
+pub fn check_domains(root: &Path, domain: &str) -> Result<()> {
+    check("image-folder", &root.join(domain))?;
+    for dir in other_test_folders(root, domain)? {
         for (f, _) in image_files(&dir)? {
             image::image_dimensions(&f).map_err(|e| bad(&f, "a readable PNG or JPEG image", e))?;
         }
@@ -329,21 +343,8 @@ pub fn class_names(root: &Path) -> Result<Vec<String>> {
 /// of every domain other than `domain`, pooled in sorted domain order, at `size` × `size` RGB.
 /// Each must have the class folders of `root/<domain>/train`; at least one other domain.
 pub fn other_domains(root: &Path, domain: &str, size: usize) -> Result<Dataset> {
-    let names = class_names(root)?;
-    if !names.iter().any(|n| n == domain) {
-        return Err(bad(root, format!("a domain folder named {domain}"), names.join(", ")));
-    }
-    let reference = class_names(&root.join(domain).join("train"))?;
     let mut pooled: Option<Dataset> = None;
-    for d in names.iter().filter(|n| *n != domain) {
-        let dir = root.join(d).join("test");
-        if class_names(&dir)? != reference {
-            return Err(bad(
-                &dir,
-                format!("the class folders of {}", root.join(domain).join("train").display()),
-                "different ones",
-            ));
-        }
+    for dir in other_test_folders(root, domain)? {
         let ds = image_folder(&dir, size)?;
         pooled = Some(match pooled {
             None => ds,
@@ -354,7 +355,7 @@ pub fn other_domains(root: &Path, domain: &str, size: usize) -> Result<Dataset> 
             }
         });
     }
-    let mut ood = pooled.ok_or_else(|| bad(root, "at least two domain folders", 1))?;
+    let mut ood = pooled.expect("other_test_folders returns at least one");
     ood.name = format!(
         "{}-not-{domain}",
         root.file_name().and_then(|n| n.to_str()).unwrap_or("domains")
