@@ -582,6 +582,7 @@ mod tests {
             ),
             ("eps = [\"1/255\", \"4/255\"]", "eps = [0.1, 0.1]", "twice"),
             ("steps = 5", "steps = 5\nalpha = 0.001", "attack.alpha"),
+            ("steps = 5", "steps = 0", "attack.steps"),
             ("head = \"new\"", "head = \"old\"", "head"),
             (
                 "ood = \"shifted\"",
