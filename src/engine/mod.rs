@@ -6,7 +6,7 @@ pub mod bench;
 pub mod data;
 pub mod device;
 pub mod eval;
-pub mod fused;
+pub mod kernels;
 pub mod model;
 pub mod ops;
 pub mod peft;
