@@ -7,6 +7,12 @@ use robustft::engine::train::{AdamW, TrainConfig, train_step};
 use robustft::engine::{Vit, VitConfig, VitSpec};
 use std::time::Instant;
 
+/// mimalloc: candle allocates a buffer per op, and the system allocator's map/unmap of large
+/// ones cost about 30% of a CPU training step (README, performance). The library leaves the
+/// choice to its users; this binary makes it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map(String::as_str).unwrap_or("train");

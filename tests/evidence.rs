@@ -2,6 +2,8 @@
 //! determinism, content-hash cache), class remaps in run headers, step 0, the learning-rate
 //! sweep, and the verdict logic on hand-made records with planted answers.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;

@@ -16,6 +16,12 @@ use robustft::engine::peft::{self, PeftConfig, Strategy};
 use robustft::engine::pretrain::{PretrainConfig, pretrain};
 use robustft::engine::{VitConfig, bench};
 
+/// mimalloc: candle allocates a buffer per op, and the system allocator's map/unmap of large
+/// ones cost about 30% of a CPU training step (README, performance). The library leaves the
+/// choice to its users; this binary makes it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "validate",

@@ -215,7 +215,9 @@ impl ParamSpec {
 /// HF `initializer_range` of ViT configs.
 pub const INIT_STD: f64 = 0.02;
 
-/// Keys of one encoder layer, precomputed so the forward pass formats no strings.
+/// HF key names of one encoder layer's base tensors, built once per model. (The PEFT modules'
+/// tensors are still found by formatted key at each forward: `{key}.lora_A`, `{key}.ia3_scale`,
+/// …; typed modules are issue 15's part 1.)
 #[derive(Debug, Clone)]
 pub struct LayerKeys {
     /// `encoder.layer.N`.

@@ -65,7 +65,6 @@ impl ModelSpec {
             ModelSpec::Name(n) => VitConfig::from_arg(n),
             ModelSpec::Table(c) => c.clone().validate(),
         }
-        .map_err(|e| e.rename_field("model", "model"))
     }
 }
 

@@ -2,6 +2,11 @@
 
 use candle_core::Tensor;
 
+/// The allocator the binaries use (the library leaves it to its users; see `src/lib.rs`), so
+/// in-process training in the tests runs as it does in the binaries.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// max |a − b| over all elements, as f64 (any float dtype); see `engine::ops::max_abs_diff`.
 #[allow(dead_code)] // not every test crate that includes this module compares tensors
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {

@@ -57,15 +57,6 @@ impl Default for PgdConfig {
     }
 }
 
-impl PgdConfig {
-    /// ε ≥ 0, α ≥ 0, finite; errors name the field.
-    pub fn validate(&self) -> crate::Result<()> {
-        crate::error::check::non_negative("attack.eps", self.eps)?;
-        crate::error::check::non_negative("attack.alpha", self.alpha)?;
-        Ok(())
-    }
-}
-
 /// Runs PGD on images `x` [B, C, H, W] in [0, 1] with u32 labels `y` [B]. `seed` fixes the
 /// random start.
 pub fn pgd<M: Classifier + ?Sized>(

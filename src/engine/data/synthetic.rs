@@ -281,7 +281,8 @@ mod tests {
         assert_eq!(a, spec.generate(300, 0).unwrap());
         assert_ne!(a.images, spec.generate(300, 1).unwrap().images);
         assert!(a.images.iter().all(|v| (0.0..=1.0).contains(v)));
-        a.validate().unwrap();
+        assert_eq!(a.images.len(), a.len() * a.image_len());
+        assert!(a.labels.iter().all(|&l| (l as usize) < a.classes));
         let mut counts = [0usize; 10];
         a.labels.iter().for_each(|l| counts[*l as usize] += 1);
         assert!(counts.iter().all(|c| *c > 10), "{counts:?}");
