@@ -240,7 +240,7 @@ impl AdamW {
 }
 
 /// One training step on a batch: forward, cross-entropy, backward, AdamW. Returns the loss.
-/// A non-finite loss or gradient stops training (see [`check_update`]); the parameters are left
+/// A non-finite loss or gradient stops training (see `check_loss` and `check_update`); the parameters are left
 /// as they were before the step.
 pub fn train_step(model: &Vit, opt: &mut AdamW, x: &Tensor, y: &Tensor) -> Result<f64> {
     train_step_with(model, opt, y, |m| m.forward(x))

@@ -196,7 +196,7 @@ impl CustomOp1 for Attention {
 
 /// qkv [B, T, 3D] → P [B, heads, T, T], P_h = softmax(Q_h K_hᵀ/√d_h). Backward: with
 /// ∂S = P ⊙ (∂P − rowsum(∂P ⊙ P)), ∂Q = s·∂S·K and ∂K = s·∂Sᵀ·Q, written into a packed ∂qkv
-/// whose V part is zero ([`ProbsGrad`]); P is this op's own output, handed back by autograd.
+/// whose V part is zero (`ProbsGrad`); P is this op's own output, handed back by autograd.
 pub struct AttentionProbs {
     /// Number of heads.
     pub heads: usize,
@@ -313,8 +313,8 @@ impl CustomOp3 for ProbsGrad {
 }
 
 /// (P [B, heads, T, T], qkv [B, T, 3D]) → [B, T, D], head h's block P_h·V_h. Backward:
-/// ∂P_h = G_h·V_hᵀ ([`ApplyGradP`]) and ∂V_h = P_hᵀ·G_h into a packed ∂qkv whose Q and K parts
-/// are zero ([`ApplyGradV`]).
+/// ∂P_h = G_h·V_hᵀ (`ApplyGradP`) and ∂V_h = P_hᵀ·G_h into a packed ∂qkv whose Q and K parts
+/// are zero (`ApplyGradV`).
 pub struct AttentionApply {
     /// Number of heads.
     pub heads: usize,

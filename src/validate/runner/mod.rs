@@ -1,0 +1,306 @@
+//! The tracking runner: pretrain (or load) the upstream backbone, then fine-tune every
+//! (dataset, strategy, seed), evaluating clean, robust and OOD accuracy at exactly the scheduled
+//! steps. Records and checkpoints are written atomically at every evaluation; a run resumes where
+//! it stopped and produces the records an uninterrupted run would (timing fields aside).
+//!
+//! Determinism: the batch at step t is a pure function of (seed, t) (a seeded permutation per
+//! epoch), every attack's random start is seeded by (seed, step, batch), so a checkpoint needs
+//! only the trainable tensors, the optimiser state and the step.
+//!
+//! A run is four stages, each a function with typed input and output: resume
+//! (`resume::resume`: records and checkpoint → `resume::Progress`), train
+//! (`trainer::Trainer::step`: one optimiser step), evaluate (`evaluate::evaluate` →
+//! `evaluate::Evaluation` → `evaluate::record` → an `EvalRecord`) and checkpoint
+//! (`resume::save_checkpoint`); [`run_one`] sequences them, [`run_all`] runs every cell.
+
+mod evaluate;
+mod resume;
+mod trainer;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::config::ValidRun;
+use super::data::{Prepared, prepare};
+use super::records::{self, Header, RunRecords, SCHEMA_VERSION, Separability};
+use super::upstream::{Upstream, upstream};
+use crate::engine::peft::Strategy;
+use crate::engine::train::AdamW;
+use crate::engine::{Vit, VitSpec};
+use crate::error::{Error, Result};
+use evaluate::{evaluate, record};
+pub use resume::preflight;
+use resume::{Progress, crash_point, resume, save_checkpoint};
+pub(crate) use trainer::Trainer;
+
+/// Whether stderr is a terminal.
+pub(crate) fn console_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+/// A progress bar (hidden when quiet).
+pub(crate) fn bar(len: u64, label: &str, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(label.to_string());
+    pb
+}
+
+/// Paths of one run's files.
+pub fn run_paths(out: &Path, dataset: &str, strategy: Strategy, seed: u64) -> (PathBuf, PathBuf) {
+    let dir = out.join(dataset).join(strategy.id());
+    (
+        dir.join(format!("seed{seed}.jsonl")),
+        out.join("ckpt")
+            .join(dataset)
+            .join(strategy.id())
+            .join(format!("seed{seed}.safetensors")),
+    )
+}
+
+/// What every run of one dataset shares: the prepared data, the backbone and the task's
+/// measured separability.
+pub struct DatasetRuns<'a> {
+    /// The data.
+    pub data: &'a Prepared,
+    /// The backbone.
+    pub upstream: &'a Upstream,
+    /// Separability measured on the pretrained backbone.
+    pub separability: Option<Separability>,
+    /// Device the runs use.
+    pub device: Device,
+}
+
+/// The header of one run's records.
+fn header(run: &ValidRun, ctx: &DatasetRuns, strategy: Strategy, seed: u64, model: &Vit, eval_ids: &[usize]) -> Header {
+    let config = serde_json::to_value(&run.raw).expect("config serialises");
+    let counts = model.counts();
+    Header {
+        kind: "header".into(),
+        schema_version: SCHEMA_VERSION,
+        config_hash: records::config_hash(&config),
+        config,
+        git_commit: records::build_commit(),
+        cwd_commit: records::git_commit().filter(|c| Some(c) != records::build_commit().as_ref()),
+        crate_version: env!("CARGO_PKG_VERSION").into(),
+        device: crate::engine::device::describe(model.device()),
+        dataset: ctx.data.spec.name.clone(),
+        strategy: strategy.id().into(),
+        seed,
+        trainable_backbone: counts.trainable_backbone,
+        trainable_head: counts.trainable_head,
+        total_params: counts.total,
+        eval_steps: run.eval_steps.clone(),
+        eps: run.eps(),
+        upstream: ctx.upstream.info.clone(),
+        class_map: ctx.data.spec.classes.clone(),
+        separability: ctx.separability.clone(),
+        lr: Some(run.optimiser(strategy).lr),
+        eval_set: Some(records::fnv_hex(
+            serde_json::to_string(eval_ids).expect("serialises").as_bytes(),
+        )),
+        new_head: Some(run.new_head),
+        capped: ctx.data.capped.clone(),
+    }
+}
+
+/// Wall-clock seconds a run has spent so far: in all, and in training, evaluation (clean and
+/// OOD) and attacks. Recorded in every eval record and carried across resumes in the checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Clock {
+    /// Since the run started (over every resumed segment).
+    pub elapsed: f64,
+    /// In optimiser steps.
+    pub train: f64,
+    /// In clean and OOD evaluation.
+    pub eval: f64,
+    /// In attacks.
+    pub attack: f64,
+}
+
+impl Clock {
+    /// As the checkpoint stores it: [elapsed, train, eval, attack].
+    fn to_array(self) -> [f64; 4] {
+        [self.elapsed, self.train, self.eval, self.attack]
+    }
+    /// From the checkpoint's [elapsed, train, eval, attack].
+    fn from_slice(v: &[f64]) -> Self {
+        Clock {
+            elapsed: v[0],
+            train: v[1],
+            eval: v[2],
+            attack: v[3],
+        }
+    }
+}
+
+/// Times one segment of a run (from its start or a resume) on top of the clock it resumed from.
+struct Stopwatch {
+    base: Clock,
+    start: Instant,
+    segment: Clock,
+}
+
+impl Stopwatch {
+    fn new(base: Clock) -> Self {
+        Stopwatch {
+            base,
+            start: Instant::now(),
+            segment: Clock::default(),
+        }
+    }
+    /// Runs one optimiser step, counting its time as training.
+    fn train<T>(&mut self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let t0 = Instant::now();
+        let r = f();
+        self.segment.train += t0.elapsed().as_secs_f64();
+        r
+    }
+    /// Counts an evaluation's time and returns the run's clock at its end.
+    fn evaluated(&mut self, eval_s: f64, attack_s: f64) -> Clock {
+        self.segment.eval += eval_s;
+        self.segment.attack += attack_s;
+        Clock {
+            elapsed: self.base.elapsed + self.start.elapsed().as_secs_f64(),
+            train: self.base.train + self.segment.train,
+            eval: self.base.eval + self.segment.eval,
+            attack: self.base.attack + self.segment.attack,
+        }
+    }
+}
+
+/// The evaluation images of a run: drawn with `eval_seed` when configured (the same for every
+/// seed), else with the run's seed.
+pub fn eval_ids(run: &ValidRun, data: &Prepared, seed: u64) -> Vec<usize> {
+    data.test
+        .eval_indices(run.raw.eval_subset, run.raw.eval_seed.unwrap_or(seed))
+}
+
+/// The model a fine-tuning run starts from: the backbone of `checkpoint` with `strategy`'s
+/// modules, and a fresh head (`head = "new"`) or the checkpoint's where it fits.
+pub(crate) fn fine_tune_model(
+    run: &ValidRun,
+    checkpoint: &Path,
+    strategy: Strategy,
+    classes: usize,
+    device: &Device,
+    seed: u64,
+) -> Result<Vit> {
+    let spec = VitSpec::new(&run.model, strategy, classes, DType::F32, device, seed);
+    if run.new_head {
+        Vit::load_backbone(checkpoint, &spec)
+    } else {
+        Vit::load(checkpoint, &spec)
+    }
+}
+
+/// Runs (or resumes) one (dataset, strategy, seed): resume → (evaluate step 0) → train,
+/// evaluating, recording and checkpointing at every scheduled step. Returns its records.
+pub fn run_one(
+    run: &ValidRun,
+    ctx: &DatasetRuns,
+    strategy: Strategy,
+    seed: u64,
+    out: &Path,
+    quiet: bool,
+) -> Result<RunRecords> {
+    let data = ctx.data;
+    let (jsonl, ckpt) = run_paths(out, &data.spec.name, strategy, seed);
+    let model = fine_tune_model(run, &ctx.upstream.path, strategy, data.train.classes, &ctx.device, seed)?;
+    let eval_ids = eval_ids(run, data, seed);
+    let header = header(run, ctx, strategy, seed, &model, &eval_ids);
+    let mut opt = AdamW::new(model.trainable().to_vec(), run.optimiser(strategy))?;
+    let Some(Progress { mut step, clock, evals }) = resume(&jsonl, &ckpt, &header, &model, &mut opt)? else {
+        return records::read(&jsonl);
+    };
+    write_eval_ids(out, &data.spec.name, seed, &eval_ids)?;
+    let mut recs = RunRecords { header, evals };
+    let mut trainer = Trainer::new(&model, &data.train, seed, run.raw.batch_size)?;
+    let last = *run.eval_steps.last().expect("validated non-empty");
+    let pb = bar(last, &format!("{}/{}/seed{seed}", data.spec.name, strategy.id()), quiet);
+    pb.set_position(step);
+    let mut watch = Stopwatch::new(clock);
+    let mut losses: Vec<f64> = Vec::new();
+    loop {
+        let due = run.eval_steps.binary_search(&step).is_ok() && recs.evals.last().is_none_or(|e| e.step < step);
+        if due {
+            let ev = evaluate(&model, run, data, &eval_ids, seed, step)?;
+            let clock = watch.evaluated(ev.eval_s, ev.attack_s);
+            let loss = (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
+            let rec = record(&recs.header, step, &ev, loss, clock)?;
+            pb.set_message(format!("acc {:.2} rob {:.2}", rec.clean_acc, rec.robust_acc()));
+            losses.clear();
+            recs.evals.push(rec);
+            records::write(&jsonl, &recs)?;
+            if step > 0 {
+                save_checkpoint(&model, &opt, step, clock, &ckpt, &ctx.device)?;
+                crash_point();
+            }
+        }
+        if step >= last {
+            break;
+        }
+        losses.push(watch.train(|| trainer.step(&mut opt, step))?);
+        step += 1;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(recs)
+}
+
+/// `out/<dataset>/eval_indices_seed<seed>.json`: the evaluation images of a seed (written once).
+fn write_eval_ids(out: &Path, dataset: &str, seed: u64, eval_ids: &[usize]) -> Result<()> {
+    let path = out.join(dataset).join(format!("eval_indices_seed{seed}.json"));
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(path.parent().expect("has parent")).map_err(|e| Error::io(&path, e))?;
+    crate::plot::write_atomic(&path, serde_json::to_string(eval_ids).expect("serialises").as_bytes())
+}
+
+/// Runs every (dataset, strategy, seed) of `run` into `out` and returns the JSONL paths. Holds
+/// `out`'s [lock](super::lock::RunLock) throughout: a second run into the same folder is refused.
+pub fn run_all(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Result<Vec<PathBuf>> {
+    super::upstream::check_checkpoint(run)?;
+    super::data::check_data(run)?;
+    let _lock = super::lock::RunLock::acquire(out)?;
+    preflight(run, out)?;
+    let up = upstream(run, out, device, quiet)?;
+    let mut paths = Vec::new();
+    for (i, (spec, ood)) in run.raw.datasets.iter().zip(&run.ood).enumerate() {
+        let key = format!("datasets[{i}].");
+        let mut separability = None;
+        for &seed in &run.raw.seeds {
+            let data = prepare(spec, ood, run.model.image_size, run.raw.eval_subset, seed, &key)?;
+            if separability.is_none() {
+                // Said once per dataset, whatever --quiet says; also recorded in every header.
+                for c in &data.capped {
+                    eprintln!("note: {c}");
+                }
+                separability = Some(super::upstream::separability(&up, run, &data, device)?);
+            }
+            let ctx = DatasetRuns {
+                data: &data,
+                upstream: &up,
+                separability: separability.clone(),
+                device: device.clone(),
+            };
+            for &s in &run.strategies {
+                run_one(run, &ctx, s, seed, out, quiet)?;
+                paths.push(run_paths(out, &spec.name, s, seed).0);
+            }
+        }
+    }
+    Ok(paths)
+}

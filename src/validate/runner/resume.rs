@@ -1,0 +1,151 @@
+//! Resuming and checkpointing a run: what it restarts from (records, checkpoint, clock), the
+//! checks made before any work (records of this configuration, readable checkpoints), and the
+//! checkpoint written at every evaluation.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use super::{Clock, run_paths};
+use crate::engine::Vit;
+use crate::engine::model::save_atomic;
+use crate::engine::train::AdamW;
+use crate::error::{Error, Result};
+use crate::validate::config::ValidRun;
+use crate::validate::records::{self, EvalRecord, Header};
+
+/// Where a run stands: the optimiser steps taken, the wall-clock split so far and the records
+/// written.
+pub(super) struct Progress {
+    pub(super) step: u64,
+    pub(super) clock: Clock,
+    pub(super) evals: Vec<EvalRecord>,
+}
+
+/// Restores a run from its records and checkpoint. Returns None when the records are already
+/// complete (possibly written on another machine, without a checkpoint): nothing to redo.
+pub(super) fn resume(
+    jsonl: &Path,
+    ckpt: &Path,
+    header: &Header,
+    model: &Vit,
+    opt: &mut AdamW,
+) -> Result<Option<Progress>> {
+    let mut p = Progress {
+        step: 0,
+        clock: Clock::default(),
+        evals: Vec::new(),
+    };
+    if !jsonl.exists() {
+        return Ok(Some(p));
+    }
+    let old = records::read(jsonl)?;
+    if old.header.config_hash != header.config_hash {
+        return Err(foreign(jsonl, &old.header.config_hash, &header.config_hash));
+    }
+    if old.evals.last().map(|e| e.step) == header.eval_steps.last().copied() {
+        return Ok(None);
+    }
+    if ckpt.exists() {
+        let state = read_checkpoint(ckpt, model.device())?;
+        for (k, v) in model.trainable() {
+            let t = state
+                .get(&format!("param.{k}"))
+                .ok_or_else(|| Error::invalid(format!("param.{k}"), "missing from the checkpoint", ckpt.display()))?;
+            v.set(t)?;
+        }
+        opt.load_state(&state)?;
+        p.step = state
+            .get("run.step")
+            .map(|t| t.to_vec1::<u32>())
+            .transpose()?
+            .map_or(0, |v| v[0] as u64);
+        if let Some(c) = state.get("run.clock") {
+            p.clock = Clock::from_slice(&c.to_vec1::<f64>()?);
+        }
+        p.evals = old.evals.into_iter().filter(|e| e.step <= p.step).collect();
+    } else {
+        // Records without a checkpoint: only a step-0 evaluation (written before any update
+        // and before the first checkpoint) can be kept.
+        p.evals = old.evals.into_iter().filter(|e| e.step == 0).collect();
+    }
+    Ok(Some(p))
+}
+
+/// A resume checkpoint's tensors; a truncated or foreign file is an error naming it.
+fn read_checkpoint(ckpt: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    candle_core::safetensors::load(ckpt, device).map_err(|e| Error::Config {
+        path: ckpt.to_path_buf(),
+        message: format!(
+            "not a readable resume checkpoint ({e}); delete it to redo this run from its last \
+             step-0 record"
+        ),
+    })
+}
+
+/// Checks what a run into `out` would resume from, before anything is written: every existing
+/// record file parses and was written by this configuration (same `config_hash`), and the
+/// checkpoint of every unfinished run is readable. Errors name the file.
+pub fn preflight(run: &ValidRun, out: &Path) -> Result<()> {
+    let hash = records::config_hash(&serde_json::to_value(&run.raw).expect("config serialises"));
+    let last = run.eval_steps.last().copied();
+    for d in &run.raw.datasets {
+        for &s in &run.strategies {
+            for &seed in &run.raw.seeds {
+                let (jsonl, ckpt) = run_paths(out, &d.name, s, seed);
+                if !jsonl.exists() {
+                    continue;
+                }
+                let old = records::read(&jsonl)?;
+                if old.header.config_hash != hash {
+                    return Err(foreign(&jsonl, &old.header.config_hash, &hash));
+                }
+                if old.evals.last().map(|e| e.step) != last && ckpt.exists() {
+                    read_checkpoint(&ckpt, &Device::Cpu)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The error for records written by another configuration.
+fn foreign(jsonl: &Path, theirs: &str, ours: &str) -> Error {
+    Error::Config {
+        path: jsonl.to_path_buf(),
+        message: format!(
+            "holds a run with another configuration (hash {theirs} vs {ours}); choose another output folder"
+        ),
+    }
+}
+
+/// The checkpoint stage: the trainable tensors, the optimiser state, the step and the clock,
+/// written atomically (after the records they describe).
+pub(super) fn save_checkpoint(
+    model: &Vit,
+    opt: &AdamW,
+    step: u64,
+    clock: Clock,
+    path: &Path,
+    device: &Device,
+) -> Result<()> {
+    let mut state = opt.state()?;
+    for (k, v) in model.trainable() {
+        state.insert(format!("param.{k}"), v.as_tensor().copy()?);
+    }
+    state.insert("run.step".into(), Tensor::new(&[step as u32], device)?);
+    state.insert("run.clock".into(), Tensor::new(&clock.to_array(), device)?);
+    save_atomic(&state, path)
+}
+
+/// Crash tests: with `ROBUSTFT_CRASH_AFTER_CHECKPOINTS=N` in the environment the process aborts
+/// (SIGABRT: no destructor, no flush, as abrupt as `kill -9`) right after writing its N-th
+/// checkpoint, so a test can interrupt a run at an exact point instead of racing a signal.
+pub(super) fn crash_point() {
+    static WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if std::env::var("ROBUSTFT_CRASH_AFTER_CHECKPOINTS").is_ok_and(|v| v.trim() == n.to_string()) {
+        std::process::abort();
+    }
+}
