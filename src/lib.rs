@@ -10,6 +10,7 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod plot;
+pub mod seeds;
 pub mod simulate;
 pub mod theory;
 pub mod tradeoff;

@@ -12,6 +12,7 @@ use super::peft::Strategy;
 use super::train::{AdamW, TrainConfig, train_step, train_step_split};
 use super::{Vit, VitConfig, VitSpec};
 use crate::error::Result;
+use crate::tradeoff::stats::median;
 
 /// One strategy's timings (JSON field names as the CPU-speed issue asks; times in ms/s as named).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -44,11 +45,6 @@ pub struct BenchRow {
     pub pgd15_early_exit_s: f64,
     /// Peak resident memory of the process so far, MiB (VmHWM).
     pub peak_rss_mb: f64,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Peak resident set size of this process in MiB (Linux `VmHWM`), 0 where unavailable.
@@ -85,7 +81,7 @@ pub fn run(
             train_step(&model, &mut opt, &x, &y)?;
             t.push(st.elapsed().as_secs_f64());
         }
-        let train_step_s = median(t);
+        let train_step_s = median(&t);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut t = Vec::new();
         for _ in 0..reps {
@@ -93,14 +89,14 @@ pub fn run(
             train_step_split(&model, &mut opt, &x, &y, cores)?;
             t.push(st.elapsed().as_secs_f64());
         }
-        let train_step_split_s = median(t);
+        let train_step_split_s = median(&t);
         let mut t = Vec::new();
         for _ in 0..reps {
             let st = Instant::now();
             let _ = model.forward(&x)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
             t.push(st.elapsed().as_secs_f64());
         }
-        let eval_batch_s = median(t);
+        let eval_batch_s = median(&t);
         let mut t = Vec::new();
         for _ in 0..reps {
             let st = Instant::now();
@@ -109,7 +105,7 @@ pub fn run(
                 .to_vec2::<f32>()?;
             t.push(st.elapsed().as_secs_f64());
         }
-        let eval_batch_split_s = median(t);
+        let eval_batch_split_s = median(&t);
         // Attacks run on the frozen view, as evaluation does (input gradients only).
         let frozen = model.frozen();
         let cfg_pgd = PgdConfig {

@@ -78,9 +78,7 @@ pub struct Vit {
 /// FNV-1a of a key: gives every tensor its own RNG stream, so a tensor's initial values do not
 /// depend on which other tensors were loaded from a checkpoint.
 fn key_hash(key: &str) -> u64 {
-    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+    crate::seeds::fnv1a(key.as_bytes())
 }
 
 fn init_tensor(spec: &ParamSpec, seed: u64, dtype: DType, device: &Device) -> Result<Tensor> {

@@ -115,7 +115,7 @@ pub fn pretrain_on(
     ))?;
     let mut opt = AdamW::new(model.trainable().to_vec(), train.clone())?;
     let mut order: Vec<usize> = Vec::new();
-    let mut rng = StdRng::seed_from_u64(seed ^ 0xba7c);
+    let mut rng = StdRng::seed_from_u64(crate::seeds::derive(seed, crate::seeds::Stream::Pretrain));
     let mut losses = Vec::with_capacity(train.total_steps);
     let bs = train.batch_size;
     for step in 0..train.total_steps {

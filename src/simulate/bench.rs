@@ -32,15 +32,14 @@ impl BenchRow {
 
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     f(); // warm-up
-    let mut t: Vec<f64> = (0..reps)
+    let t: Vec<f64> = (0..reps)
         .map(|_| {
             let s = Instant::now();
             f();
             s.elapsed().as_secs_f64()
         })
         .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+    crate::tradeoff::stats::median(&t)
 }
 
 /// Runs the benchmarks with `reps` timed repetitions each (after one warm-up); the full figure

@@ -52,6 +52,22 @@ pub fn argmax_all(x: &[f64]) -> Vec<usize> {
     (0..x.len()).filter(|&i| r[i] == 1).collect()
 }
 
+/// The median of the finite values of `v` (mean of the middle two for an even count; NaN when
+/// none is finite). The one median of the toolkit: verdict summaries and benchmark timings.
+pub fn median(v: &[f64]) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        (s[m - 1] + s[m]) / 2.0
+    }
+}
+
 /// Ranks 1..n with ties given the average of the ranks they span.
 pub fn average_ranks(x: &[f64]) -> Vec<f64> {
     let mut idx: Vec<usize> = (0..x.len()).collect();
@@ -143,6 +159,9 @@ mod tests {
         assert_eq!(argmax_all(&[5.0, 1.0, 5.0, 3.0]), vec![0, 2]);
         assert_eq!(argmax_all(&[0.25, 0.5, 0.125]), vec![1]);
         assert!(argmax_all(&[]).is_empty());
+        assert_eq!(median(&[3.0, 1.0, f64::NAN, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[f64::NAN]).is_nan());
         // x ranks (1,2,3,4), y = (1,2,2,3) → ranks (1, 2.5, 2.5, 4): ρ = 4.5/√(5·4.5) = 0.948683…
         let rho = spearman(&[1.0, 2.0, 3.0, 4.0], &[1.0, 2.0, 2.0, 3.0]).unwrap();
         assert!((rho - 4.5 / (5.0f64 * 4.5).sqrt()).abs() < 1e-15);

@@ -228,7 +228,12 @@ pub fn prepare(
     let ood = match ood {
         Ood::None => None,
         Ood::Shifted => l.shifted,
-        Ood::Corruption(c, s) => Some(corrupt(&l.test, *c, *s, seed ^ 0x00d)?),
+        Ood::Corruption(c, s) => Some(corrupt(
+            &l.test,
+            *c,
+            *s,
+            crate::seeds::derive(seed, crate::seeds::Stream::Corruption),
+        )?),
         Ood::Domains => Some(other_domains(spec, image_size, l.test.len(), key)?),
     };
     let mut capped = Vec::new();
@@ -277,19 +282,17 @@ fn other_domains(spec: &DatasetSpec, image_size: usize, n: usize, key: &str) -> 
             pooled.len(),
         ));
     }
-    Ok(pooled.subset(&pooled.eval_indices(n, 0xd0_3a15)))
+    Ok(pooled.subset(&pooled.eval_indices(n, crate::seeds::Stream::OtherDomains.tag())))
 }
 
 /// A 64-bit fingerprint of a dataset's labels and pixels (FNV-1a over 32-bit words), hex: part
 /// of the cache key of a backbone pretrained on it, so changed data files are never mistaken
 /// for the cached ones.
 pub fn fingerprint(d: &Dataset) -> String {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    let mut eat = |w: u32| h = (h ^ w as u64).wrapping_mul(0x0100_0000_01b3);
-    for v in [d.channels, d.size, d.classes, d.len()] {
-        eat(v as u32);
-    }
-    d.labels.iter().for_each(|&l| eat(l));
-    d.images.iter().for_each(|p| eat(p.to_bits()));
-    format!("{h:016x}")
+    let sizes = [d.channels, d.size, d.classes, d.len()].map(|v| v as u32);
+    let words = sizes
+        .into_iter()
+        .chain(d.labels.iter().copied())
+        .chain(d.images.iter().map(|p| p.to_bits()));
+    format!("{:016x}", crate::seeds::fnv1a_words(words))
 }

@@ -215,10 +215,7 @@ pub struct RunRecords {
 
 /// FNV-1a 64-bit hash as 16 hex digits.
 pub fn fnv_hex(bytes: &[u8]) -> String {
-    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{h:016x}")
+    format!("{:016x}", crate::seeds::fnv1a(bytes))
 }
 
 /// The hash of a configuration: FNV-1a of its canonical (key-sorted) JSON.

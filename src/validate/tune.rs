@@ -98,7 +98,10 @@ pub fn carve(train: &Dataset, n: usize, seed: u64) -> Result<(Dataset, Dataset)>
         ));
     }
     let mut ids: Vec<usize> = (0..train.len()).collect();
-    ids.shuffle(&mut StdRng::seed_from_u64(seed ^ 0x7a11));
+    ids.shuffle(&mut StdRng::seed_from_u64(crate::seeds::derive(
+        seed,
+        crate::seeds::Stream::TuneSplit,
+    )));
     let (val, rest) = ids.split_at(n);
     let (mut val, mut rest) = (val.to_vec(), rest.to_vec());
     val.sort_unstable();

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Dataset;
 use crate::error::{Error, Result};
+use crate::seeds::splitmix64;
 
 /// One corruption type of the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -248,15 +249,7 @@ pub fn corrupt(data: &Dataset, c: Corruption, severity: u8, seed: u64) -> Result
 
 /// The RNG of image `i` under `seed`.
 fn image_rng(seed: u64, i: u64) -> StdRng {
-    StdRng::seed_from_u64(splitmix(seed ^ splitmix(i)))
-}
-
-/// SplitMix64 finaliser (a bijective bit mixer).
-fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    StdRng::seed_from_u64(splitmix64(seed ^ splitmix64(i)))
 }
 
 /// Normalised 1-D Gaussian weights at offsets −radius..=radius.

@@ -100,7 +100,10 @@ impl Dataset {
     /// A fixed evaluation subset: `n` indices (all if n ≥ N) chosen by a seeded shuffle, sorted.
     pub fn eval_indices(&self, n: usize, seed: u64) -> Vec<usize> {
         let mut ids: Vec<usize> = (0..self.len()).collect();
-        ids.shuffle(&mut StdRng::seed_from_u64(seed ^ 0x5eed_e7a1));
+        ids.shuffle(&mut StdRng::seed_from_u64(crate::seeds::derive(
+            seed,
+            crate::seeds::Stream::EvalImages,
+        )));
         ids.truncate(n.min(self.len()));
         ids.sort_unstable();
         ids

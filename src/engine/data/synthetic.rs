@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use super::Dataset;
 use crate::error::{Error, Result, check};
+use crate::seeds::{Stream, derive};
 
 /// How the robust shapes are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -212,7 +213,7 @@ impl SyntheticSpec {
     pub fn class_codes(&self) -> Vec<Vec<f32>> {
         (0..self.classes)
             .map(|c| {
-                let mut rng = StdRng::seed_from_u64(self.seed ^ 0xc0de ^ ((c as u64) << 32));
+                let mut rng = StdRng::seed_from_u64(derive(self.seed, Stream::ClassCodes) ^ ((c as u64) << 32));
                 (0..self.d)
                     .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
                     .collect()
@@ -223,7 +224,7 @@ impl SyntheticSpec {
     /// Class c's shape as three channels of offsets from grey.
     fn shape(&self, c: usize) -> [Vec<f32>; 3] {
         let s = self.image_size;
-        let mut rng = StdRng::seed_from_u64(self.seed ^ 0x5aa9e ^ ((c as u64) << 24));
+        let mut rng = StdRng::seed_from_u64(derive(self.seed, Stream::ClassShapes) ^ ((c as u64) << 24));
         // Two low-frequency waves (≤ 2 cycles per image) with random orientation and phase.
         let waves: Vec<(f32, f32, f32)> = (0..2)
             .map(|_| {

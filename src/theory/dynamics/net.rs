@@ -34,6 +34,7 @@ use rand::rngs::StdRng;
 use rand_distr::StandardNormal;
 
 use crate::error::{Error, Result};
+use crate::seeds::{Stream, derive, splitmix64};
 use crate::theory::Strategy;
 
 /// The pretrained backbone (W₀, b₀), h × (1 + D).
@@ -239,8 +240,8 @@ impl<'a> Net<'a> {
         // Streams of their own (the backbone draws from `seed` itself: sharing it would align the
         // head with W₀'s first column); the module factors apart from the head so that the head
         // is the same for every strategy.
-        let mut head_rng = StdRng::seed_from_u64(splitmix64(seed ^ 0xa5a5_a5a5_a5a5_a5a5));
-        let mut rng = StdRng::seed_from_u64(splitmix64(seed ^ 0x9e37_79b9_7f4a_7c15));
+        let mut head_rng = StdRng::seed_from_u64(splitmix64(derive(seed, Stream::DynamicsHead)));
+        let mut rng = StdRng::seed_from_u64(splitmix64(derive(seed, Stream::DynamicsModules)));
         let mut gauss =
             |std: f64, k: usize| -> Vec<f64> { (0..k).map(|_| std * rng.sample::<f64, _>(StandardNormal)).collect() };
         let mut theta: Vec<f64> = (0..h)
@@ -477,14 +478,6 @@ impl<'a> Net<'a> {
         g.extend(gdt);
         g
     }
-}
-
-/// SplitMix64's finaliser (Steele, Lea & Flood 2014): decorrelates derived seeds.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {

@@ -38,7 +38,7 @@ pub(super) fn evaluate(
     };
     let eval_s = t1.elapsed().as_secs_f64();
     let t2 = Instant::now();
-    let attack_seed = seed.wrapping_mul(1_000_003) ^ (step << 16);
+    let attack_seed = crate::seeds::attack(seed, step);
     let levels = robust_levels(model, &data.test, eval_ids, 128, &run.attacks, attack_seed, device)?;
     Ok(Evaluation {
         levels,

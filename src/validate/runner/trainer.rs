@@ -39,9 +39,7 @@ impl BatchOrder {
                 let seed = self.seed;
                 let perm = self.perms.entry(epoch).or_insert_with(|| {
                     let mut v: Vec<usize> = (0..n).collect();
-                    v.shuffle(&mut StdRng::seed_from_u64(
-                        seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9),
-                    ));
+                    v.shuffle(&mut StdRng::seed_from_u64(crate::seeds::epoch(seed, epoch as u64)));
                     v
                 });
                 perm[off]
@@ -73,7 +71,7 @@ impl<'a> Trainer<'a> {
         Ok(Self {
             model,
             data,
-            order: BatchOrder::new(data.len(), seed ^ 0x0bad_cafe),
+            order: BatchOrder::new(data.len(), crate::seeds::derive(seed, crate::seeds::Stream::BatchOrder)),
             features,
             labels: Tensor::from_vec(data.labels.clone(), data.len(), device)?,
             batch_size,

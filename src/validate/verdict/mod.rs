@@ -281,19 +281,7 @@ pub(super) fn count(v: &[Verdict], x: Verdict) -> usize {
     v.iter().filter(|c| **c == x).count()
 }
 
-pub(super) fn median(v: &[f64]) -> f64 {
-    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if s.is_empty() {
-        return f64::NAN;
-    }
-    s.sort_by(f64::total_cmp);
-    let m = s.len() / 2;
-    if s.len() % 2 == 1 {
-        s[m]
-    } else {
-        (s[m - 1] + s[m]) / 2.0
-    }
-}
+pub(super) use crate::tradeoff::stats::median;
 
 pub(super) fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "'"))
@@ -314,6 +302,5 @@ mod tests {
         assert_eq!(Verdict::of_probability(0.05), DoesNotHold);
         assert_eq!(Verdict::of_probability(0.5), Undecided);
         assert_eq!(Verdict::of_probability(f64::NAN), Undecided);
-        assert_eq!(median(&[3.0, 1.0, f64::NAN, 2.0]), 2.0);
     }
 }

@@ -76,7 +76,12 @@ pub(super) fn rise_fall_cells(study: &Study, reps: usize, seed: u64, finding: &s
             .collect()
     };
     let ex_est = excess(&study.view(Images::All));
-    let ex_boot = study.bootstrap(Images::All, reps, seed ^ 0xe4, excess);
+    let ex_boot = study.bootstrap(
+        Images::All,
+        reps,
+        crate::seeds::derive(seed, crate::seeds::Stream::ExcessBootstrap),
+        excess,
+    );
     let mut out = Vec::new();
     for (j, &(di, s, w, p, f, l)) in plan.iter().enumerate() {
         let d = &study.datasets[di];
