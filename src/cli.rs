@@ -1,4 +1,6 @@
-//! What the two binaries share: parsing with one-line errors (exit 2) and failing with one line.
+//! What the two binaries share: parsing with one-line errors (exit 2), the output-folder check,
+//! and how a command ends: [`finish`] prints its text or its one-line error with the exit code
+//! its [`Failure`] calls for (2: bad input, nothing written; 1: a failure while running).
 
 use std::process::ExitCode;
 
@@ -46,4 +48,59 @@ pub fn check_out_dir(path: &std::path::Path) -> crate::Result<()> {
 pub fn fail_run(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
     ExitCode::FAILURE
+}
+
+/// Why a command failed, which decides its exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad input, refused before anything was written: one line, exit 2.
+    Input(String),
+    /// A failure after valid input (a run-time error): one line, exit 1.
+    Run(String),
+}
+
+/// A command's result: the text it prints on success, or why it failed.
+pub type Outcome = std::result::Result<String, Failure>;
+
+/// Classifies an error as bad input or a run-time failure (`?` then carries it to [`finish`]).
+pub trait Classify<T> {
+    /// The error is bad input (exit 2).
+    fn input(self) -> std::result::Result<T, Failure>;
+    /// The error happened while running (exit 1) — except an output folder held by another run,
+    /// which is refused before anything is written (exit 2).
+    fn running(self) -> std::result::Result<T, Failure>;
+}
+
+impl<T> Classify<T> for crate::Result<T> {
+    fn input(self) -> std::result::Result<T, Failure> {
+        self.map_err(|e| Failure::Input(e.to_string()))
+    }
+    fn running(self) -> std::result::Result<T, Failure> {
+        self.map_err(|e| match e {
+            crate::Error::Locked { .. } => Failure::Input(e.to_string()),
+            e => Failure::Run(e.to_string()),
+        })
+    }
+}
+
+impl<T> Classify<T> for std::result::Result<T, String> {
+    fn input(self) -> std::result::Result<T, Failure> {
+        self.map_err(Failure::Input)
+    }
+    fn running(self) -> std::result::Result<T, Failure> {
+        self.map_err(Failure::Run)
+    }
+}
+
+/// Prints a command's text and exits 0, or prints its one-line error and exits 2 (bad input)
+/// or 1 (a run-time failure).
+pub fn finish(outcome: Outcome) -> ExitCode {
+    match outcome {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Input(m)) => fail(m),
+        Err(Failure::Run(m)) => fail_run(m),
+    }
 }

@@ -1,10 +1,10 @@
 //! `simulate`: the theory simulator. With no arguments it runs `simulations/default.toml`
 //! (embedded) and writes every figure into `figures/`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use robustft::cli::fail;
+use robustft::cli::{Classify, Failure, Outcome, finish};
 
 use clap::{Parser, Subcommand};
 use robustft::simulate::dynamics::DynamicsConfig;
@@ -117,14 +117,10 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match cli.cmd {
-        Some(Cmd::Bound { k, d, target_acc }) => match simulate::bound_answer(k, d, target_acc) {
-            Ok(a) => {
-                println!("{}", serde_json::to_string(&a).expect("serialisable"));
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(e),
-        },
+    finish(match cli.cmd {
+        Some(Cmd::Bound { k, d, target_acc }) => {
+            simulate::bound_answer(k, d, target_acc).input().map(|a| json_line(&a))
+        }
         Some(Cmd::Eval {
             p,
             eta,
@@ -132,75 +128,61 @@ fn main() -> ExitCode {
             weights,
             uniform,
             bias,
-        }) => {
-            let w = match uniform {
-                None => simulate::EvalWeights::Explicit(weights),
-                Some(_) if weights.len() != 1 => {
-                    return fail("invalid `--weights`: with --uniform give only a (the robust weight)");
-                }
-                Some(spec) => match parse_uniform(&spec) {
-                    Ok((m, b)) => simulate::EvalWeights::Uniform { a: weights[0], m, b },
-                    Err(m) => return fail(m),
-                },
-            };
-            match simulate::eval_weights(p, eta, eps, &w, bias) {
-                Ok(a) => {
-                    println!("{}", serde_json::to_string(&a).expect("serialisable"));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
+        }) => eval(p, eta, eps, weights, uniform, bias),
+        Some(Cmd::Dynamics { config, out }) => dynamics(config, &out),
+        Some(Cmd::Bench { reps }) => bench_cmd(&cli.config, reps),
+        None => run(&cli.config, &cli.out),
+    })
+}
+
+/// One JSON object and a newline.
+fn json_line(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).expect("serialisable") + "\n"
+}
+
+/// `simulate eval`.
+fn eval(p: f64, eta: f64, eps: f64, weights: Vec<f64>, uniform: Option<String>, bias: f64) -> Outcome {
+    let w = match uniform {
+        None => simulate::EvalWeights::Explicit(weights),
+        Some(_) if weights.len() != 1 => {
+            return Err(Failure::Input(
+                "invalid `--weights`: with --uniform give only a (the robust weight)".into(),
+            ));
         }
-        Some(Cmd::Dynamics { config, out }) => {
-            let cfg = match config {
-                Some(path) => match DynamicsConfig::load(&path) {
-                    Ok(c) => c,
-                    Err(e) => return fail(e),
-                },
-                None => DynamicsConfig::default_config(),
-            };
-            if let Err(e) = robustft::cli::check_out_dir(&out) {
-                return fail(e);
-            }
-            match simulate::dynamics::run(&cfg, &out) {
-                Ok(summary) => {
-                    print!("{}", summary.render(&cfg));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => robustft::cli::fail_run(e),
-            }
+        Some(spec) => {
+            let (m, b) = parse_uniform(&spec).input()?;
+            simulate::EvalWeights::Uniform { a: weights[0], m, b }
         }
-        Some(Cmd::Bench { reps }) => {
-            let cfg = match load(&cli.config) {
-                Ok(c) => c,
-                Err(e) => return fail(e),
-            };
-            let scratch = std::env::temp_dir().join(format!("robustft-bench-{}", std::process::id()));
-            let rows = bench::run(&cfg, reps, &scratch);
-            let _ = std::fs::remove_dir_all(&scratch);
-            match rows {
-                Ok(rows) => {
-                    print!("{}", bench::render(&rows));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
-        }
-        None => {
-            let cfg = match load(&cli.config) {
-                Ok(c) => c,
-                Err(e) => return fail(e),
-            };
-            if let Err(e) = robustft::cli::check_out_dir(&cli.out) {
-                return fail(e);
-            }
-            match simulate::run(&cfg, &cli.out) {
-                Ok(summary) => {
-                    print!("{}", summary.render(&cfg));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => robustft::cli::fail_run(e),
-            }
-        }
-    }
+    };
+    simulate::eval_weights(p, eta, eps, &w, bias)
+        .input()
+        .map(|a| json_line(&a))
+}
+
+/// `simulate dynamics`.
+fn dynamics(config: Option<PathBuf>, out: &Path) -> Outcome {
+    let cfg = match config {
+        Some(path) => DynamicsConfig::load(&path).input()?,
+        None => DynamicsConfig::default_config(),
+    };
+    robustft::cli::check_out_dir(out).input()?;
+    let summary = simulate::dynamics::run(&cfg, out).running()?;
+    Ok(summary.render(&cfg))
+}
+
+/// `simulate bench`.
+fn bench_cmd(config: &Option<PathBuf>, reps: usize) -> Outcome {
+    let cfg = load(config).input()?;
+    let scratch = std::env::temp_dir().join(format!("robustft-bench-{}", std::process::id()));
+    let rows = bench::run(&cfg, reps, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(bench::render(&rows.running()?))
+}
+
+/// `simulate [--config FILE] [--out DIR]`: the sweep.
+fn run(config: &Option<PathBuf>, out: &Path) -> Outcome {
+    let cfg = load(config).input()?;
+    robustft::cli::check_out_dir(out).input()?;
+    let summary = simulate::run(&cfg, out).running()?;
+    Ok(summary.render(&cfg))
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use robustft::cli::{fail, fail_run};
+use robustft::cli::{Classify, Failure, Outcome, finish};
 
 use candle_core::Device;
 use clap::{Parser, Subcommand};
@@ -210,57 +210,23 @@ fn load_config(args: ConfigArgs) -> robustft::Result<(robustft::validate::ValidR
     Ok((cfg, out))
 }
 
-fn run(args: ConfigArgs, quiet: bool, device: &Device) -> ExitCode {
-    let (cfg, out) = match load_config(args) {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
+/// `validate run` (and `validate` alone): the sweep, then its report and verdicts.
+fn run(args: ConfigArgs, quiet: bool, device: &Device) -> Outcome {
+    let (cfg, out) = load_config(args).input()?;
     // Records of another configuration or an unreadable checkpoint: refused before any work.
-    if let Err(e) = robustft::validate::runner::preflight(&cfg, &out) {
-        return fail(e);
-    }
+    robustft::validate::runner::preflight(&cfg, &out).input()?;
     let start = std::time::Instant::now();
-    if let Err(e) = robustft::validate::runner::run_all(&cfg, &out, device, quiet) {
-        return fail_after_start(e);
-    }
-    let reported = robustft::validate::report::write_report(&out).and_then(|r| {
-        print!("{}", r.summary);
-        let f = robustft::validate::verdict::verdict(&out, robustft::validate::report::REPS)?;
-        print!("{}", robustft::validate::verdict::table(&f.rows));
-        Ok(())
-    });
-    match reported {
-        Ok(()) => {
-            println!(
-                "run {} finished in {:.0} s; report in {}",
-                cfg.raw.name,
-                start.elapsed().as_secs_f64(),
-                out.join("report").display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail_run(e),
-    }
-}
-
-/// Prints `text` or fails (see [`fail_after_start`]).
-fn print_or_fail(r: robustft::Result<String>) -> ExitCode {
-    match r {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail_after_start(e),
-    }
-}
-
-/// Exit 1 for a run-time error after valid input; exit 2 when the output folder is held by
-/// another run (refused before anything was written).
-fn fail_after_start(e: robustft::Error) -> ExitCode {
-    match e {
-        robustft::Error::Locked { .. } => fail(e),
-        e => fail_run(e),
-    }
+    robustft::validate::runner::run_all(&cfg, &out, device, quiet).running()?;
+    let report = robustft::validate::report::write_report(&out).running()?;
+    print!("{}", report.summary);
+    let f = robustft::validate::verdict::verdict(&out, robustft::validate::report::REPS).running()?;
+    Ok(format!(
+        "{}run {} finished in {:.0} s; report in {}\n",
+        robustft::validate::verdict::table(&f.rows),
+        cfg.raw.name,
+        start.elapsed().as_secs_f64(),
+        out.join("report").display()
+    ))
 }
 
 fn strategies(s: &str) -> robustft::Result<Vec<Strategy>> {
@@ -277,8 +243,8 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let pick = |d: &Option<String>| robustft::engine::device::select(d.as_deref());
-    match cli.cmd {
+    let pick = |d: &Option<String>| robustft::engine::device::select(d.as_deref()).input();
+    finish(match cli.cmd {
         None => run(
             ConfigArgs {
                 config: None,
@@ -288,95 +254,27 @@ fn main() -> ExitCode {
             false,
             &Device::Cpu,
         ),
+        Some(Cmd::Run { cfg, quiet, device }) => pick(&device).and_then(|d| run(cfg, quiet, &d)),
         Some(Cmd::Tune {
             cfg,
             lrs,
             val_images,
             seed,
             quiet,
-        }) => {
-            let (cfg, out) = match load_config(cfg) {
-                Ok(c) => c,
-                Err(e) => return fail(e),
-            };
-            let spec = robustft::validate::tune::TuneSpec { lrs, val_images, seed };
-            if let Err(e) = spec.validate() {
-                return fail(e);
-            }
-            print_or_fail(robustft::validate::tune::tune(&cfg, &out, &spec, &Device::Cpu, quiet))
-        }
-        Some(Cmd::Tasks { cfg, pairs, quiet }) => {
-            let (cfg, out) = match load_config(cfg) {
-                Ok(c) => c,
-                Err(e) => return fail(e),
-            };
-            print_or_fail(robustft::validate::upstream::tasks(
-                &cfg,
-                &out,
-                pairs,
-                &Device::Cpu,
-                quiet,
-            ))
-        }
-        Some(Cmd::Verdict { dir, reps }) => {
-            if reps < 100 {
-                return fail(format!("invalid `--reps`: must be >= 100 (got {reps})"));
-            }
-            match robustft::validate::verdict::verdict(&dir, reps) {
-                Ok(f) => {
-                    print!("{}", robustft::validate::verdict::table(&f.rows));
-                    println!("wrote {}", dir.join("report").join("findings.md").display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
-        }
-        Some(Cmd::Run { cfg, quiet, device }) => match pick(&device) {
-            Ok(d) => run(cfg, quiet, &d),
-            Err(e) => fail(e),
-        },
-        Some(Cmd::Report { dir }) => match robustft::validate::report::write_report(&dir) {
-            Ok(r) => {
-                print!("{}", r.summary);
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(e),
-        },
-        Some(Cmd::Compare { dir }) => match robustft::validate::compare::compare(&dir) {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(e),
-        },
+        }) => tune(cfg, lrs, val_images, seed, quiet),
+        Some(Cmd::Tasks { cfg, pairs, quiet }) => load_config(cfg).input().and_then(|(cfg, out)| {
+            robustft::validate::upstream::tasks(&cfg, &out, pairs, &Device::Cpu, quiet).running()
+        }),
+        Some(Cmd::Verdict { dir, reps }) => verdict(&dir, reps),
+        Some(Cmd::Report { dir }) => robustft::validate::report::write_report(&dir)
+            .input()
+            .map(|r| r.summary),
+        Some(Cmd::Compare { dir }) => robustft::validate::compare::compare(&dir).input(),
         Some(Cmd::Inspect {
             model,
             strategy,
             num_classes,
-        }) => {
-            let run = || -> robustft::Result<String> {
-                let cfg = VitConfig::from_arg(&model).map_err(|e| e.rename_field("model", "--model"))?;
-                let s = peft::parse_strategy(&strategy).map_err(|e| e.rename_field("strategy", "--strategy"))?;
-                let specs = peft::model_spec(&cfg, &PeftConfig::default_for(&cfg), s, num_classes)
-                    .map_err(|e| e.rename_field("num_classes", "--num-classes"))?;
-                let c = peft::counts(&specs);
-                Ok(serde_json::to_string(&Inspect {
-                    model: &model,
-                    strategy: s.id(),
-                    trainable_backbone: c.trainable_backbone,
-                    trainable_head: c.trainable_head,
-                    total: c.total,
-                })
-                .expect("serialisable"))
-            };
-            match run() {
-                Ok(s) => {
-                    println!("{s}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
-        }
+        }) => inspect(&model, &strategy, num_classes).input(),
         Some(Cmd::Pretrain {
             model,
             task,
@@ -386,58 +284,7 @@ fn main() -> ExitCode {
             seed,
             out,
             device,
-        }) => {
-            let device = match pick(&device) {
-                Ok(d) => d,
-                Err(e) => return fail(e),
-            };
-            let setup = || -> robustft::Result<PretrainConfig> {
-                let cfg = VitConfig::from_arg(&model).map_err(|e| e.rename_field("model", "--model"))?;
-                let task = SyntheticSpec::named(&task, cfg.image_size).map_err(|e| e.rename_field("task", "--task"))?;
-                if steps == 0 {
-                    return Err(robustft::Error::invalid("--steps", "must be >= 1", 0));
-                }
-                let mut pc = PretrainConfig::new(cfg, task, steps, seed);
-                pc.train.batch_size = batch_size;
-                pc.train.lr = lr;
-                pc.train.validate().map_err(|e| {
-                    e.rename_field("train.lr", "--lr")
-                        .rename_field("train.batch_size", "--batch-size")
-                })?;
-                Ok(pc)
-            };
-            let pc = match setup() {
-                Ok(p) => p,
-                Err(e) => return fail(e),
-            };
-            let pb = ProgressBar::new(steps as u64);
-            pb.set_style(
-                ProgressStyle::with_template("pretrain [{bar:40}] {pos}/{len} loss {msg} ({elapsed}, eta {eta})")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            let res = pretrain(&pc, &device, &out, |_, loss| {
-                pb.set_message(format!("{loss:.4}"));
-                pb.inc(1);
-            });
-            pb.finish_and_clear();
-            match res {
-                Ok(r) => {
-                    println!(
-                        "pretrained {} on {} for {} steps in {:.1} s: final loss {:.4}, held-out accuracy {:.3}; wrote {}",
-                        model,
-                        pc.task.name,
-                        r.steps,
-                        r.seconds,
-                        r.final_loss,
-                        r.val_acc,
-                        out.display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail_run(e),
-            }
-        }
+        }) => pick(&device).and_then(|d| pretrain_cmd(&model, &task, steps, batch_size, lr, seed, &out, &d)),
         Some(Cmd::Bench {
             model,
             strategy,
@@ -447,51 +294,144 @@ fn main() -> ExitCode {
             peer,
             device,
             dtype,
-        }) => {
-            let dtype = match dtype.as_str() {
-                "f32" => candle_core::DType::F32,
-                "bf16" => candle_core::DType::BF16,
-                "f16" => candle_core::DType::F16,
-                other => return fail(format!("invalid `--dtype`: expected f32, bf16 or f16 (got {other})")),
-            };
-            let device = match pick(&device) {
-                Ok(d) => d,
-                Err(e) => return fail(e),
-            };
-            let cfg = match VitConfig::from_arg(&model) {
-                Ok(c) => c,
-                Err(e) => return fail(e.rename_field("model", "--model")),
-            };
-            let list = match strategies(&strategy) {
-                Ok(l) => l,
-                Err(e) => return fail(e.rename_field("strategy", "--strategy")),
-            };
-            match bench::run(&model, &cfg, &list, batch_size, reps.max(1), dtype, &device) {
-                Ok(rows) => {
-                    let peer = match peer
-                        .map(|p| bench::run_peer(&p, &cfg, batch_size, reps.max(1)))
-                        .transpose()
-                    {
-                        Ok(p) => p,
-                        Err(e) => return fail(e),
-                    };
-                    if json {
-                        for r in &rows {
-                            println!("{}", serde_json::to_string(r).expect("serialisable"));
-                        }
-                        if let Some(p) = &peer {
-                            println!("{}", serde_json::json!({ "peer": p }));
-                        }
-                    } else {
-                        print!("{}", bench::render(&rows));
-                        if let Some(p) = &peer {
-                            print!("{}", bench::render_peer(&rows, p));
-                        }
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail_run(e),
-            }
+        }) => pick(&device).and_then(|d| bench_cmd(&model, &strategy, batch_size, reps, json, peer, &d, &dtype)),
+    })
+}
+
+/// `validate tune`.
+fn tune(cfg: ConfigArgs, lrs: Vec<f64>, val_images: usize, seed: u64, quiet: bool) -> Outcome {
+    let (cfg, out) = load_config(cfg).input()?;
+    let spec = robustft::validate::tune::TuneSpec { lrs, val_images, seed };
+    spec.validate().input()?;
+    robustft::validate::tune::tune(&cfg, &out, &spec, &Device::Cpu, quiet).running()
+}
+
+/// `validate verdict`.
+fn verdict(dir: &std::path::Path, reps: usize) -> Outcome {
+    if reps < 100 {
+        return Err(Failure::Input(format!("invalid `--reps`: must be >= 100 (got {reps})")));
+    }
+    let f = robustft::validate::verdict::verdict(dir, reps).input()?;
+    Ok(format!(
+        "{}wrote {}\n",
+        robustft::validate::verdict::table(&f.rows),
+        dir.join("report").join("findings.md").display()
+    ))
+}
+
+/// `validate inspect`: one JSON line.
+fn inspect(model: &str, strategy: &str, num_classes: usize) -> robustft::Result<String> {
+    let cfg = VitConfig::from_arg(model).map_err(|e| e.rename_field("model", "--model"))?;
+    let s = peft::parse_strategy(strategy).map_err(|e| e.rename_field("strategy", "--strategy"))?;
+    let specs = peft::model_spec(&cfg, &PeftConfig::default_for(&cfg), s, num_classes)
+        .map_err(|e| e.rename_field("num_classes", "--num-classes"))?;
+    let c = peft::counts(&specs);
+    let answer = Inspect {
+        model,
+        strategy: s.id(),
+        trainable_backbone: c.trainable_backbone,
+        trainable_head: c.trainable_head,
+        total: c.total,
+    };
+    Ok(serde_json::to_string(&answer).expect("serialisable") + "\n")
+}
+
+/// `validate pretrain`.
+#[allow(clippy::too_many_arguments)]
+fn pretrain_cmd(
+    model: &str,
+    task: &str,
+    steps: usize,
+    batch_size: usize,
+    lr: f64,
+    seed: u64,
+    out: &std::path::Path,
+    device: &Device,
+) -> Outcome {
+    let setup = || -> robustft::Result<PretrainConfig> {
+        let cfg = VitConfig::from_arg(model).map_err(|e| e.rename_field("model", "--model"))?;
+        let task = SyntheticSpec::named(task, cfg.image_size).map_err(|e| e.rename_field("task", "--task"))?;
+        if steps == 0 {
+            return Err(robustft::Error::invalid("--steps", "must be >= 1", 0));
+        }
+        let pc = PretrainConfig::new(cfg, task, steps, seed).with_optimiser(batch_size, lr);
+        pc.train.validate().map_err(|e| {
+            e.rename_field("train.lr", "--lr")
+                .rename_field("train.batch_size", "--batch-size")
+        })?;
+        Ok(pc)
+    };
+    let pc = setup().input()?;
+    let pb = ProgressBar::new(steps as u64);
+    pb.set_style(
+        ProgressStyle::with_template("pretrain [{bar:40}] {pos}/{len} loss {msg} ({elapsed}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let res = pretrain(&pc, device, out, |_, loss| {
+        pb.set_message(format!("{loss:.4}"));
+        pb.inc(1);
+    });
+    pb.finish_and_clear();
+    let r = res.running()?;
+    Ok(format!(
+        "pretrained {} on {} for {} steps in {:.1} s: final loss {:.4}, held-out accuracy {:.3}; wrote {}\n",
+        model,
+        pc.task.name,
+        r.steps,
+        r.seconds,
+        r.final_loss,
+        r.val_acc,
+        out.display()
+    ))
+}
+
+/// `validate bench`.
+#[allow(clippy::too_many_arguments)]
+fn bench_cmd(
+    model: &str,
+    strategy: &str,
+    batch_size: usize,
+    reps: usize,
+    json: bool,
+    peer: Option<PathBuf>,
+    device: &Device,
+    dtype: &str,
+) -> Outcome {
+    let dtype = match dtype {
+        "f32" => candle_core::DType::F32,
+        "bf16" => candle_core::DType::BF16,
+        "f16" => candle_core::DType::F16,
+        other => {
+            return Err(Failure::Input(format!(
+                "invalid `--dtype`: expected f32, bf16 or f16 (got {other})"
+            )));
+        }
+    };
+    let cfg = VitConfig::from_arg(model)
+        .map_err(|e| e.rename_field("model", "--model"))
+        .input()?;
+    let list = strategies(strategy)
+        .map_err(|e| e.rename_field("strategy", "--strategy"))
+        .input()?;
+    let rows = bench::run(model, &cfg, &list, batch_size, reps.max(1), dtype, device).running()?;
+    let peer = peer
+        .map(|p| bench::run_peer(&p, &cfg, batch_size, reps.max(1)))
+        .transpose()
+        .input()?;
+    let mut text = String::new();
+    if json {
+        for r in &rows {
+            text += &(serde_json::to_string(r).expect("serialisable") + "\n");
+        }
+        if let Some(p) = &peer {
+            text += &format!("{}\n", serde_json::json!({ "peer": p }));
+        }
+    } else {
+        text += &bench::render(&rows);
+        if let Some(p) = &peer {
+            text += &bench::render_peer(&rows, p);
         }
     }
+    Ok(text)
 }

@@ -70,6 +70,15 @@ impl PretrainConfig {
             seed,
         }
     }
+
+    /// The same with batch size `batch_size` and peak learning rate `lr` (the number of training
+    /// images stays the one [`PretrainConfig::new`] chose), as `validate pretrain` and a run
+    /// config's `[pretrain]` set them.
+    pub fn with_optimiser(mut self, batch_size: usize, lr: f64) -> Self {
+        self.train.batch_size = batch_size;
+        self.train.lr = lr;
+        self
+    }
 }
 
 /// Trains a full model on the upstream task and writes it (backbone + upstream head) to `out`.

@@ -66,15 +66,13 @@ fn upstream_data(run: &ValidRun) -> Result<(Option<Dataset>, Dataset, String)> {
 
 fn synthetic_config(run: &ValidRun) -> PretrainConfig {
     let p = &run.raw.pretrain;
-    let mut pc = PretrainConfig::new(
+    PretrainConfig::new(
         run.model.clone(),
         SyntheticSpec::upstream(run.model.image_size),
         p.steps,
         0,
-    );
-    pc.train.batch_size = p.batch_size;
-    pc.train.lr = p.lr;
-    pc
+    )
+    .with_optimiser(p.batch_size, p.lr)
 }
 
 /// The upstream checkpoint: the configured one, or one pretrained into `out/upstream/` (reused
