@@ -8,6 +8,7 @@ pub mod device;
 pub mod eval;
 pub mod kernels;
 pub mod model;
+pub mod modules;
 pub mod ops;
 pub mod peft;
 pub mod pretrain;

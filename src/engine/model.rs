@@ -1,5 +1,6 @@
 //! The ViT as a runnable model: tensors by HF key, the strategy's trainable `Var`s, the forward
-//! pass with the PEFT hooks, safetensors load/save and LoRA/(IA)³ merging.
+//! pass (typed modules resolved once from those tensors: [`super::modules`]), safetensors
+//! load/save and LoRA/(IA)³ merging.
 //!
 //! Frozen tensors are plain `Tensor`s (no gradient is ever computed for them); trainable ones are
 //! `Var`s whose tensors are used in the forward pass, so the optimiser updates them in place.
@@ -7,22 +8,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use candle_core::{DType, Device, IndexOp, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
-use super::ops::{attention, gelu, layer_norm, linear, scale_cols};
-use super::peft::{self, Counts, PeftConfig, Strategy, adapter, compacter, ia3, lora};
+use super::modules::Modules;
+use super::peft::{self, Counts, PeftConfig, Strategy, ia3, lora};
 use super::vit::{Init, LayerKeys, ParamSpec, Role, VitConfig};
 use crate::error::{Error, Result};
 
-/// Input normalisation of google/vit-base-patch16-224-in21k (`preprocessor_config.json`:
-/// image_mean = image_std = 0.5): x ↦ (x − 0.5)/0.5, inside the model so that attacks work in
-/// [0, 1] pixel space.
-pub const PIXEL_MEAN: f64 = 0.5;
-/// See [`PIXEL_MEAN`].
-pub const PIXEL_STD: f64 = 0.5;
+pub use super::modules::{PIXEL_MEAN, PIXEL_STD};
 
 /// What to build: architecture, strategy (with its module sizes), head size, element type,
 /// device, and the seed of every freshly initialised tensor.
@@ -73,6 +69,8 @@ pub struct Vit {
     tensors: HashMap<String, Tensor>,
     vars: Vec<(String, Var)>,
     layers: Vec<LayerKeys>,
+    /// The forward pass over the same tensors, resolved once ([`super::modules`]).
+    modules: Modules,
 }
 
 /// FNV-1a of a key: gives every tensor its own RNG stream, so a tensor's initial values do not
@@ -159,6 +157,7 @@ impl Vit {
         }
         Ok(Self {
             layers: (0..cfg.depth).map(LayerKeys::new).collect(),
+            modules: Modules::new(cfg, &spec.peft, &tensors)?,
             specs,
             tensors,
             vars,
@@ -237,156 +236,14 @@ impl Vit {
         self.tensors.get(key)
     }
 
-    fn t(&self, key: &str) -> candle_core::Result<&Tensor> {
-        self.tensors
-            .get(key)
-            .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {key}")))
-    }
-
-    /// Projections with their PEFT hooks, side by side along the last dimension: for each key,
-    /// x Wᵀ + b, plus LoRA's update, times (IA)³'s scale. Several keys (query, key, value) run as
-    /// one linear layer on the concatenated weights (one gemm instead of three, and one gradient
-    /// for x); a key without a hook gets a zero update or a unit scale.
-    fn proj(&self, x: &Tensor, keys: &[&str]) -> candle_core::Result<Tensor> {
-        let cat = |parts: Vec<Tensor>, dim: usize| match parts.len() {
-            1 => Ok(parts.into_iter().next().expect("one part")),
-            _ => Tensor::cat(&parts, dim),
-        };
-        let each = |suffix: &str| -> candle_core::Result<Vec<Tensor>> {
-            keys.iter().map(|k| self.t(&format!("{k}.{suffix}")).cloned()).collect()
-        };
-        let weights = each("weight")?;
-        let outs: Vec<usize> = weights.iter().map(|w| w.dim(0)).collect::<candle_core::Result<_>>()?;
-        let mut y = linear(x, &cat(weights, 0)?, Some(&cat(each("bias")?, 0)?))?;
-        let last = y.rank() - 1;
-        let lora: Vec<_> = keys
-            .iter()
-            .map(|k| {
-                let a = self.tensors.get(&format!("{k}.lora_A"));
-                a.zip(self.tensors.get(&format!("{k}.lora_B")))
-            })
-            .collect();
-        if lora.iter().any(Option::is_some) {
-            let scale = self.spec.peft.lora_alpha / self.spec.peft.lora_rank as f64;
-            let parts = lora
-                .iter()
-                .zip(&outs)
-                .map(|(ab, &o)| match ab {
-                    Some((a, b)) => lora::delta(x, a, b, scale),
-                    None => {
-                        let mut dims = x.dims().to_vec();
-                        dims[last] = o;
-                        Tensor::zeros(dims, x.dtype(), x.device())
-                    }
-                })
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            y = (y + cat(parts, last)?)?;
-        }
-        let ia3: Vec<_> = keys
-            .iter()
-            .map(|k| self.tensors.get(&format!("{k}.ia3_scale")))
-            .collect();
-        if ia3.iter().any(Option::is_some) {
-            let parts = ia3
-                .iter()
-                .zip(&outs)
-                .map(|(s, &o)| match s {
-                    Some(s) => Ok((*s).clone()),
-                    None => Tensor::ones(o, y.dtype(), y.device()),
-                })
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            y = scale_cols(&y, &cat(parts, 0)?)?;
-        }
-        Ok(y)
-    }
-
-    /// The adapter or Compacter at `site`, if the strategy placed one there.
-    fn site(&self, h: Tensor, adapter_site: &str, compacter_site: &str) -> candle_core::Result<Tensor> {
-        if let Some(dw) = self.tensors.get(&format!("{adapter_site}.down.weight")) {
-            let g = |s: &str| self.t(&format!("{adapter_site}.{s}"));
-            return adapter::forward(&h, dw, g("down.bias")?, g("up.weight")?, g("up.bias")?);
-        }
-        if let Some(ds) = self.tensors.get(&format!("{compacter_site}.down.s")) {
-            let g = |s: &str| self.t(&format!("{compacter_site}.{s}"));
-            let rule = self.t(compacter::RULE_KEY)?;
-            return compacter::forward(
-                &h,
-                rule,
-                [ds, g("down.t")?, g("down.bias")?],
-                [g("up.s")?, g("up.t")?, g("up.bias")?],
-            );
-        }
-        Ok(h)
-    }
-
-    fn ln(&self, x: &Tensor, key: &str) -> candle_core::Result<Tensor> {
-        layer_norm(
-            x,
-            self.t(&format!("{key}.weight"))?,
-            self.t(&format!("{key}.bias"))?,
-            self.spec.cfg.layer_norm_eps,
-        )
-    }
-
-    /// Patch + CLS + position embeddings of images [B, C, H, W] in [0, 1]: [B, T, dim].
-    fn embed(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let c = &self.spec.cfg;
-        let (b, ch, h, w) = x.dims4()?;
-        if ch != c.channels || h != c.image_size || w != c.image_size {
-            candle_core::bail!(
-                "input images have shape [{b}, {ch}, {h}, {w}], the model expects [B, {}, {}, {}]",
-                c.channels,
-                c.image_size,
-                c.image_size
-            );
-        }
-        let p = c.patch_size;
-        let g = c.image_size / p;
-        let x = ((x - PIXEL_MEAN)? / PIXEL_STD)?;
-        // Patches flattened in (channel, row, column) order, matching the conv weight [D, C, P, P].
-        let patches = x
-            .reshape((b, ch, g, p, g, p))?
-            .permute((0, 2, 4, 1, 3, 5))?
-            .reshape((b, g * g, ch * p * p))?;
-        let wp = self
-            .t("embeddings.patch_embeddings.projection.weight")?
-            .reshape((c.dim, ch * p * p))?;
-        let emb = linear(
-            &patches,
-            &wp,
-            Some(self.t("embeddings.patch_embeddings.projection.bias")?),
-        )?;
-        let cls = self.t("embeddings.cls_token")?.broadcast_as((b, 1, c.dim))?;
-        Tensor::cat(&[&cls, &emb], 1)?.broadcast_add(self.t("embeddings.position_embeddings")?)
-    }
-
-    fn layer(&self, x: &Tensor, k: &LayerKeys) -> candle_core::Result<Tensor> {
-        let c = &self.spec.cfg;
-        let h = self.ln(x, &k.ln_before)?;
-        let qkv = self.proj(&h, &[&k.query, &k.key, &k.value])?;
-        let ctx = attention(&qkv, c.heads)?;
-        let a = self.proj(&ctx, &[&k.attn_out])?;
-        let [ad0, ad1] = adapter::sites(k);
-        let [cp0, cp1] = compacter::sites(k);
-        let x = (x + self.site(a, &ad0, &cp0)?)?;
-        let h = self.ln(&x, &k.ln_after)?;
-        let m = gelu(&self.proj(&h, &[&k.intermediate])?)?;
-        let o = self.proj(&m, &[&k.output])?;
-        &x + self.site(o, &ad1, &cp1)?
-    }
-
     /// CLS features after the final LayerNorm: [B, dim]. Everything a linear probe sees.
     pub fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut h = self.embed(x)?;
-        for k in &self.layers {
-            h = self.layer(&h, k)?;
-        }
-        self.ln(&h, "layernorm")?.i((.., 0))
+        self.modules.features(x)
     }
 
     /// The head on features: [B, classes].
     pub fn head(&self, features: &Tensor) -> candle_core::Result<Tensor> {
-        linear(features, self.t("classifier.weight")?, Some(self.t("classifier.bias")?))
+        self.modules.head(features)
     }
 
     /// Logits of images [B, C, H, W] in [0, 1].
@@ -399,10 +256,12 @@ impl Vit {
     /// compute parameter gradients (weight matmuls and the bias reductions of broadcast adds),
     /// which candle would otherwise do for every tracked `Var`.
     pub fn frozen(&self) -> Vit {
+        let tensors: HashMap<String, Tensor> = self.tensors.iter().map(|(k, v)| (k.clone(), v.detach())).collect();
         Vit {
             spec: self.spec.clone(),
             specs: self.specs.clone(),
-            tensors: self.tensors.iter().map(|(k, v)| (k.clone(), v.detach())).collect(),
+            modules: Modules::new(&self.spec.cfg, &self.spec.peft, &tensors).expect("built from the same tensors"),
+            tensors,
             vars: Vec::new(),
             layers: self.layers.clone(),
         }
