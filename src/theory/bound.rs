@@ -38,6 +38,13 @@ fn check_kd(k: f64, d: f64) -> Result<()> {
 
 /// η_min(k, d, A) = Φ⁻¹(A)/√(k+d): the weakest feature strength at which a classifier averaging
 /// k+d features still reaches accuracy A (disjoint regime).
+///
+/// ```
+/// // Full fine-tuning of ViT-B's 768 features (k = d): 99% needs η ≥ 2.3263/√1536.
+/// let e = robustft::theory::eta_min(768.0, 768.0, 0.99)?;
+/// assert!((e - 2.326_347_874 / 1536f64.sqrt()).abs() < 1e-9);
+/// # Ok::<(), robustft::Error>(())
+/// ```
 pub fn eta_min(k: f64, d: f64, target_acc: f64) -> Result<f64> {
     check_kd(k, d)?;
     Ok(z_score(target_acc)? / sqrt_sum(k, d))

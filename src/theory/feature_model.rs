@@ -187,6 +187,16 @@ impl LinearClassifier {
 
     /// Uniform average of the first `m` non-robust features (v_j = 1/m), a = 0, β = 0.
     /// Clean accuracy Φ(η√m), robust accuracy Φ((η−ε)√m).
+    ///
+    /// ```
+    /// use robustft::theory::{FeatureModel, LinearClassifier, phi};
+    /// let model = FeatureModel::new(0.9, 0.2, 100)?;
+    /// let clf = LinearClassifier::uniform(100, 100)?;
+    /// // η√m = 2; an adversary of ε = 2η flips the mean: Φ(−2).
+    /// assert!((model.clean_accuracy(&clf)? - phi(2.0)).abs() < 1e-12);
+    /// assert!((model.robust_accuracy(&clf, 0.4)? - phi(-2.0)).abs() < 1e-12);
+    /// # Ok::<(), robustft::Error>(())
+    /// ```
     pub fn uniform(dim: usize, m: usize) -> Result<Self> {
         if m == 0 || m > dim {
             return Err(Error::invalid("m", format!("must lie in 1..={dim} (the model's D)"), m));

@@ -89,6 +89,13 @@ impl AucRule {
 
 /// Area under the Pareto frontier of `points` (any order, duplicates allowed) by `rule`.
 /// Zero for no points.
+///
+/// ```
+/// use robustft::tradeoff::{AucRule, Point, auc};
+/// // (0.9, 0.2) dominates (0.8, 0.1); the step rule integrates robustness over accuracy.
+/// let pts = [Point { acc: 0.5, rob: 0.4 }, Point { acc: 0.9, rob: 0.2 }, Point { acc: 0.8, rob: 0.1 }];
+/// assert!((auc(&pts, AucRule::Step) - (0.5 * 0.4 + 0.4 * 0.2)).abs() < 1e-12);
+/// ```
 pub fn auc(points: &[Point], rule: AucRule) -> f64 {
     let f = frontier(points);
     let mut area = 0.0;

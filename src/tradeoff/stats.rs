@@ -19,6 +19,13 @@ pub struct Interval {
 /// Wilson score 95% interval for `successes` out of `n` (Wilson 1927, JASA 22(158), eq. for
 /// the score interval; Agresti & Coull 1998 recommend it over the Wald interval):
 /// centre (p̂ + z²/2n)/(1 + z²/n), half-width z/(1 + z²/n)·√(p̂(1−p̂)/n + z²/4n²).
+///
+/// ```
+/// // 81 of 263 (Newcombe 1998, Table I): [0.2553, 0.3662].
+/// let ci = robustft::tradeoff::wilson(81, 263)?;
+/// assert!((ci.lo - 0.2553).abs() < 1e-4 && (ci.hi - 0.3662).abs() < 1e-4);
+/// # Ok::<(), robustft::Error>(())
+/// ```
 pub fn wilson(successes: u64, n: u64) -> Result<Interval> {
     if n == 0 {
         return Err(Error::invalid("n", "a Wilson interval needs at least one sample", 0));
