@@ -33,9 +33,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A tensor operation failed (candle's message).
-    #[error("engine: {0}")]
-    Engine(String),
+    /// A tensor operation failed: the first line of candle's message (set ROBUSTFT_BACKTRACE=1
+    /// for all of it), with candle's error kept as the source.
+    #[error("engine: {message}")]
+    Engine {
+        /// What failed.
+        message: String,
+        /// candle's error, when one caused it.
+        #[source]
+        source: Option<Box<candle_core::Error>>,
+    },
     /// Another process holds the run folder's lock (see `validate::lock`).
     #[error("{path} is in use by {} (lock file {path}/.lock); wait for it to finish or choose another output folder", holder.map_or("another process".to_string(), |p| format!("process {p}")))]
     Locked {

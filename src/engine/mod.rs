@@ -73,9 +73,31 @@ impl From<candle_core::Error> for crate::error::Error {
         // candle appends a captured backtrace to some messages: keep the message line only
         // (set ROBUSTFT_BACKTRACE=1 to keep it).
         let text = e.to_string();
-        if std::env::var_os("ROBUSTFT_BACKTRACE").is_some() {
-            return crate::error::Error::Engine(text);
+        let message = if std::env::var_os("ROBUSTFT_BACKTRACE").is_some() {
+            text
+        } else {
+            text.lines().next().unwrap_or("tensor operation failed").to_string()
+        };
+        crate::error::Error::Engine {
+            message,
+            source: Some(Box::new(e)),
         }
-        crate::error::Error::Engine(text.lines().next().unwrap_or("tensor operation failed").to_string())
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use candle_core::{Device, Tensor};
+
+    /// A candle failure becomes one line naming it, with candle's error kept as the source.
+    #[test]
+    fn engine_errors_keep_their_source() {
+        let a = Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let b = Tensor::zeros((4, 5), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let e: crate::Error = a.matmul(&b).unwrap_err().into();
+        let text = e.to_string();
+        assert!(text.starts_with("engine: ") && !text.contains('\n'), "{text}");
+        let source = std::error::Error::source(&e).expect("candle's error as the source");
+        assert!(source.to_string().contains("matmul"), "{source}");
     }
 }

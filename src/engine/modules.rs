@@ -25,10 +25,10 @@ struct Lookup<'a>(&'a HashMap<String, Tensor>);
 
 impl Lookup<'_> {
     fn get(&self, key: &str) -> Result<Tensor> {
-        self.0
-            .get(key)
-            .cloned()
-            .ok_or_else(|| Error::Engine(format!("missing tensor {key}")))
+        self.0.get(key).cloned().ok_or_else(|| Error::Engine {
+            message: format!("missing tensor {key}"),
+            source: None,
+        })
     }
     fn opt(&self, key: &str) -> Option<Tensor> {
         self.0.get(key).cloned()
