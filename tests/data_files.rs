@@ -372,6 +372,8 @@ fn run_checks_every_data_file_before_writing() {
     }
     let r = robustft::validate::records::read(&out.join("fm/bitfit/seed0.jsonl")).unwrap();
     assert_eq!(r.header.capped, want);
+    // A file dataset without theory_d: its class count (10).
+    assert_eq!(r.header.theory_d, Some(10.0));
     assert_eq!(r.evals[0].n_eval, 20);
     let _ = std::fs::remove_dir_all(&dir);
 }

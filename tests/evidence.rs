@@ -251,6 +251,7 @@ fn planted(
         new_head: Some(true),
         capped: Vec::new(),
         cwd_commit: None,
+        theory_d: None,
     };
     let evals = steps
         .iter()

@@ -35,6 +35,8 @@ fn smoke_run_end_to_end() {
         assert_eq!(r.header.strategy, s);
         assert_eq!(r.header.eval_steps, vec![0, 4, 8, 12]);
         assert_eq!(r.header.eps, vec![1.0 / 255.0, 4.0 / 255.0]);
+        // The d the theory comparison uses is recorded: synthetic-simple's d = 4.
+        assert_eq!(r.header.theory_d, Some(4.0));
         // Evaluations happen exactly at the schedule's steps, step 0 (before any update) included.
         assert_eq!(r.evals.iter().map(|e| e.step).collect::<Vec<_>>(), vec![0, 4, 8, 12]);
         for e in &r.evals {

@@ -77,6 +77,24 @@ fn at_rank(strategies: &[Strategy], ranks: &[usize], r: usize) -> String {
     names.join(" = ")
 }
 
+/// The task complexity d of records written before headers carried it: the configured
+/// `theory_d`, else the synthetic task's d, else 10 (what compare has always assumed).
+fn legacy_theory_d(header: &super::records::Header, ds: &str) -> Result<f64> {
+    let cfg: RunConfig = serde_json::from_value(header.config.clone())
+        .map_err(|e| Error::invalid("config", "a run configuration", e))?;
+    let spec = cfg
+        .datasets
+        .iter()
+        .find(|d| d.name == ds)
+        .ok_or_else(|| Error::invalid("dataset", "in the run's configuration", ds))?;
+    let image = cfg.model.resolve().map(|m| m.image_size).unwrap_or(28);
+    Ok(match (spec.theory_d, spec.task.as_deref()) {
+        (Some(d), _) => d,
+        (None, Some(t)) => SyntheticSpec::named(t, image).map(|s| s.d as f64).unwrap_or(10.0),
+        (None, None) => 10.0,
+    })
+}
+
 /// Writes `DIR/report/compare.{md,csv,png,svg}` and returns the Markdown.
 pub fn compare(dir: &Path) -> Result<String> {
     let rep = write_report(dir)?;
@@ -112,18 +130,9 @@ pub fn compare(dir: &Path) -> Result<String> {
             .find(|r| &r.header.dataset == ds)
             .map(|r| &r.header)
             .expect("dataset has runs");
-        let cfg: RunConfig = serde_json::from_value(header.config.clone())
-            .map_err(|e| Error::invalid("config", "a run configuration", e))?;
-        let spec = cfg
-            .datasets
-            .iter()
-            .find(|d| &d.name == ds)
-            .ok_or_else(|| Error::invalid("dataset", "in the run's configuration", ds))?;
-        let image = cfg.model.resolve().map(|m| m.image_size).unwrap_or(28);
-        let d = match (spec.theory_d, spec.task.as_deref()) {
-            (Some(d), _) => d,
-            (None, Some(t)) => SyntheticSpec::named(t, image).map(|s| s.d as f64).unwrap_or(10.0),
-            (None, None) => 10.0,
+        let d = match header.theory_d {
+            Some(d) => d,
+            None => legacy_theory_d(header, ds)?,
         };
         let pred = predict_strategies(d, 0.99, THEORY_EPS)?;
         let strategies: Vec<Strategy> = Strategy::ALL

@@ -126,6 +126,10 @@ pub struct Header {
     /// dataset's classes hold), each as one sentence; absent when every size was honoured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capped: Vec<String>,
+    /// Task complexity d the theory comparison uses for this dataset (the configured `theory_d`,
+    /// else the synthetic task's d, else the class count); absent in earlier records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theory_d: Option<f64>,
 }
 
 /// Robust accuracy at one radius.
@@ -439,6 +443,7 @@ mod tests {
             new_head: Some(true),
             capped: Vec::new(),
             cwd_commit: None,
+            theory_d: None,
         };
         let e = EvalRecord {
             kind: "eval".into(),

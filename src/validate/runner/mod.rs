@@ -112,6 +112,7 @@ fn header(run: &ValidRun, ctx: &DatasetRuns, strategy: Strategy, seed: u64, mode
         )),
         new_head: Some(run.new_head),
         capped: ctx.data.capped.clone(),
+        theory_d: Some(ctx.data.theory_d),
     }
 }
 
