@@ -17,8 +17,7 @@ use std::path::Path;
 use plotters::prelude::SeriesLabelPosition;
 
 use super::RunConfig;
-use super::records::read_folder;
-use super::report::write_report;
+use super::report::summarise;
 use crate::engine::data::synthetic::SyntheticSpec;
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
@@ -97,8 +96,8 @@ fn legacy_theory_d(header: &super::records::Header, ds: &str) -> Result<f64> {
 
 /// Writes `DIR/report/compare.{md,csv,png,svg}` and returns the Markdown.
 pub fn compare(dir: &Path) -> Result<String> {
-    let rep = write_report(dir)?;
-    let runs = read_folder(dir)?;
+    let summary = summarise(dir)?;
+    let aucs = summary.aucs();
     let (paper_ds, paper) = paper_auc()?;
     let out = dir.join("report");
     let mut md = String::from("# Theory against measurement\n\n");
@@ -122,14 +121,17 @@ pub fn compare(dir: &Path) -> Result<String> {
     ]);
     let dyn_cfg = DynamicsConfig::default_config();
     let mut series = Vec::new();
-    let mut datasets: Vec<String> = rep.aucs.keys().map(|(d, _)| d.clone()).collect();
+    let mut datasets: Vec<String> = aucs.keys().map(|(d, _)| d.clone()).collect();
     datasets.dedup();
     for (di, ds) in datasets.iter().enumerate() {
-        let header = runs
+        let header = &summary
+            .study
+            .datasets
             .iter()
-            .find(|r| &r.header.dataset == ds)
-            .map(|r| &r.header)
-            .expect("dataset has runs");
+            .find(|d| &d.name == ds)
+            .expect("dataset has runs")
+            .any_run()
+            .header;
         let d = match header.theory_d {
             Some(d) => d,
             None => legacy_theory_d(header, ds)?,
@@ -138,7 +140,7 @@ pub fn compare(dir: &Path) -> Result<String> {
         let strategies: Vec<Strategy> = Strategy::ALL
             .iter()
             .copied()
-            .filter(|s| rep.aucs.contains_key(&(ds.clone(), *s)))
+            .filter(|s| aucs.contains_key(&(ds.clone(), *s)))
             .collect();
         let p: Vec<f64> = strategies
             .iter()
@@ -149,7 +151,7 @@ pub fn compare(dir: &Path) -> Result<String> {
                     .robust_acc
             })
             .collect();
-        let m: Vec<f64> = strategies.iter().map(|s| rep.aucs[&(ds.clone(), *s)].0).collect();
+        let m: Vec<f64> = strategies.iter().map(|s| aucs[&(ds.clone(), *s)].0).collect();
         let dyn_auc = predicted_auc(&dyn_cfg, (d.round() as usize).max(1))?;
         let q: Vec<f64> = strategies
             .iter()

@@ -153,21 +153,60 @@ fn dataset_stats(study: &Study, point: &View, di: usize, lay: &Layout) -> PerStr
         .collect()
 }
 
-/// Writes every figure and table; returns the summary.
-pub fn write_report(dir: &Path) -> Result<Report> {
+/// The report's statistics, computed once from a run folder's records and written nowhere:
+/// per dataset its layout and bootstrap statistics, and the tables built from them. Renderers
+/// ([`render`]) and `compare` read it.
+pub struct Summary {
+    /// The records, by dataset.
+    pub study: Study,
+    per: Vec<(Layout, PerStrategy)>,
+    tables: Tables,
+}
+
+impl Summary {
+    /// (dataset, strategy) → (AUC step, AUC trapezoid, above average) at the smallest radius.
+    pub fn aucs(&self) -> BTreeMap<(String, Strategy), (f64, f64, f64)> {
+        smallest_radius(&self.tables.cells)
+    }
+}
+
+/// (dataset, strategy) → (AUC step, AUC trapezoid, above average) at the smallest radius.
+fn smallest_radius(
+    cells: &BTreeMap<(String, usize, Strategy), AucCell>,
+) -> BTreeMap<(String, Strategy), (f64, f64, f64)> {
+    cells
+        .iter()
+        .filter(|((_, e, _), _)| *e == 0)
+        .map(|((d, _, s), c)| ((d.clone(), *s), (c.mean, c.trapezoid, c.above)))
+        .collect()
+}
+
+/// Reads `dir`'s records and computes every statistic of the report (no file is written).
+pub fn summarise(dir: &Path) -> Result<Summary> {
     let study = Study::load(dir)?;
-    let out = dir.join("report");
-    let mut files = Vec::new();
     let mut t = Tables::new();
     let point = study.view(Images::All);
+    let mut per = Vec::new();
     for (di, d) in study.datasets.iter().enumerate() {
         let lay = Layout {
             ne: d.eps.len(),
             ns: d.steps.len(),
         };
-        let per = dataset_stats(&study, &point, di, &lay);
-        t.add(d, di, &point, &lay, &per);
-        files.extend(figures(&out, d, &lay, &per)?);
+        let stats = dataset_stats(&study, &point, di, &lay);
+        t.add(d, di, &point, &lay, &stats);
+        per.push((lay, stats));
+    }
+    Ok(Summary { study, per, tables: t })
+}
+
+/// Writes every figure and table of `summary` into `dir/report/`; returns what it wrote and the
+/// terminal summary.
+pub fn render(summary: Summary, dir: &Path) -> Result<Report> {
+    let Summary { study, per, tables: t } = summary;
+    let out = dir.join("report");
+    let mut files = Vec::new();
+    for (d, (lay, stats)) in study.datasets.iter().zip(&per) {
+        files.extend(figures(&out, d, lay, stats)?);
     }
     files.extend(t.write(&out)?);
     let names: Vec<String> = study.datasets.iter().map(|d| d.name.clone()).collect();
@@ -177,16 +216,16 @@ pub fn write_report(dir: &Path) -> Result<Report> {
     write_atomic(&p, md.as_bytes())?;
     files.push(p);
     let summary = summary_text(&t, &names, &eps, &study.incomplete);
-    let aucs = t
-        .cells
-        .iter()
-        .filter(|((_, e, _), _)| *e == 0)
-        .map(|((d, _, s), c)| ((d.clone(), *s), (c.mean, c.trapezoid, c.above)))
-        .collect();
+    let aucs = smallest_radius(&t.cells);
     Ok(Report {
         summary,
         files,
         aucs,
         cells: t.cells,
     })
+}
+
+/// Writes every figure and table; returns the summary ([`summarise`], then [`render`]).
+pub fn write_report(dir: &Path) -> Result<Report> {
+    render(summarise(dir)?, dir)
 }
