@@ -29,7 +29,7 @@ pub fn fnv1a_words(words: impl IntoIterator<Item = u32>) -> u64 {
         .fold(FNV_BASIS, |h, w| (h ^ w as u64).wrapping_mul(FNV_PRIME))
 }
 
-/// The named streams derived from a seed by XOR with a fixed tag ([`derive`]).
+/// The named streams derived from a seed by XOR with a fixed tag ([`derive`](fn@derive)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
     /// Which test images a run evaluates (`Dataset::eval_indices`).

@@ -44,7 +44,7 @@ struct ConfigArgs {
     /// Embedded preset: cpu-default, smoke or paper-cpu.
     #[arg(long)]
     preset: Option<String>,
-    /// Output folder (default: runs/<name>; the upstream backbone is cached there).
+    /// Output folder (default: `runs/<name>`; the upstream backbone is cached there).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
 }

@@ -24,7 +24,7 @@ pub use super::kernels::{
     softmax_last_dim,
 };
 
-/// Mean cross-entropy of logits [N, C] against u32 labels [N] (candle-nn's composition of
+/// Mean cross-entropy of logits `[N, C]` against u32 labels `[N]` (candle-nn's composition of
 /// log-softmax and NLL, both differentiable).
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     candle_nn::loss::cross_entropy(logits, labels)

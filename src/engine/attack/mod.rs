@@ -58,7 +58,7 @@ fn share(v: &[bool]) -> f64 {
     }
 }
 
-/// Per-point cross-entropy [B] of logits against u32 labels.
+/// Per-point cross-entropy `[B]` of logits against u32 labels.
 pub fn per_point_ce(logits: &Tensor, y: &Tensor) -> CResult<Tensor> {
     let ls = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     ls.gather(&y.unsqueeze(1)?, 1)?.squeeze(1)?.neg()

@@ -57,7 +57,7 @@ impl Default for PgdConfig {
     }
 }
 
-/// Runs PGD on images `x` [B, C, H, W] in [0, 1] with u32 labels `y` [B]. `seed` fixes the
+/// Runs PGD on images `x` [B, C, H, W] in [0, 1] with u32 labels `y` `[B]`. `seed` fixes the
 /// random start.
 pub fn pgd<M: Classifier + ?Sized>(
     model: &M,

@@ -44,7 +44,7 @@ impl Dataset {
         self.channels * self.size * self.size
     }
 
-    /// The images and labels at `ids` as tensors ([B, C, H, W] f32, [B] u32).
+    /// The images and labels at `ids` as tensors (`[B, C, H, W]` f32, `[B]` u32).
     pub fn batch(&self, ids: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
         let il = self.image_len();
         let mut px = Vec::with_capacity(ids.len() * il);

@@ -23,7 +23,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     y.reshape(out)
 }
 
-/// x·Wᵀ + b for x [N, in], W [out, in], b [out] (PyTorch `nn.Linear`), all contiguous. The
+/// x·Wᵀ + b for x `[N, in]`, W `[out, in]`, b `[out]` (PyTorch `nn.Linear`), all contiguous. The
 /// output is filled with the bias rows and the product accumulated onto it by one gemm call.
 pub struct Linear;
 
@@ -160,7 +160,7 @@ impl CustomOp2 for MatMul {
     }
 }
 
-/// Σ over rows of a contiguous [N, n] tensor → [n] (a bias gradient) in one pass, rows in order.
+/// Σ over rows of a contiguous `[N, n]` tensor → `[n]` (a bias gradient) in one pass, rows in order.
 pub struct ColSum;
 
 fn col_sum<T: Float>(g: &[T], n: usize) -> Result<Vec<T>> {

@@ -1,8 +1,8 @@
 //! Fused CPU kernels with their own backward pass, as candle custom ops, one file per op:
-//! [`linear`] (x·Wᵀ + b in one gemm call, weight gradient as one gemm, bias gradient as one row
-//! sum), [`attention`] (QKᵀ, softmax, ·V per head straight from the [B, T, D] projections, no
-//! head transposes), [`softmax`] over the last dimension, [`layer_norm`], erf-[`gelu`] and
-//! [`scale_cols`] ((IA)³). candle's composed versions allocate a tensor per primitive op (five
+//! [`linear`](mod@linear) (x·Wᵀ + b in one gemm call, weight gradient as one gemm, bias gradient as one row
+//! sum), [`attention`](mod@attention) (QKᵀ, softmax, ·V per head straight from the [B, T, D] projections, no
+//! head transposes), [`softmax`](mod@softmax) over the last dimension, [`layer_norm`](mod@layer_norm), erf-[`gelu`](mod@gelu) and
+//! [`scale_cols`](mod@scale_cols) ((IA)³). candle's composed versions allocate a tensor per primitive op (five
 //! for softmax, nine for LayerNorm, a broadcast weight gradient of B·in·out values per linear
 //! layer), accumulate every gradient into a fresh zero tensor, and its GELU evaluates a scalar
 //! erf; these do one pass over contiguous rows. Element-wise loops are compiled twice (baseline

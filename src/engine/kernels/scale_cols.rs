@@ -5,7 +5,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
 use super::{Float, Route, contiguous, float_dispatch, out_vec, par_rows, route, simd};
 
-/// y ⊙ s with s [n] scaling the last dimension of y [..., n] ((IA)³). Fused on CPU
+/// y ⊙ s with s `[n]` scaling the last dimension of y `[..., n]` ((IA)³). Fused on CPU
 /// ([`ScaleCols`]: the scale's gradient in one pass over the rows), broadcast elsewhere.
 pub fn scale_cols(y: &Tensor, s: &Tensor) -> Result<Tensor> {
     if route(y) == Route::Fused {
@@ -14,7 +14,7 @@ pub fn scale_cols(y: &Tensor, s: &Tensor) -> Result<Tensor> {
     y.broadcast_mul(s)
 }
 
-/// y ⊙ s for y [N, n] and a per-column scale s [n] ((IA)³'s rescaling), both contiguous:
+/// y ⊙ s for y `[N, n]` and a per-column scale s `[n]` ((IA)³'s rescaling), both contiguous:
 /// ∂y = g ⊙ s, ∂s = Σ_rows g ⊙ y in one pass (a broadcast multiply would reduce a strided
 /// [N, n] product over its leading dimensions).
 pub struct ScaleCols;

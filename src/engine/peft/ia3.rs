@@ -18,7 +18,7 @@ pub fn targets(cfg: &VitConfig, k: &LayerKeys) -> Vec<(String, usize)> {
     ]
 }
 
-/// `{proj}.ia3_scale` [out] for every target of every layer.
+/// `{proj}.ia3_scale` `[out]` for every target of every layer.
 pub fn added(cfg: &VitConfig) -> Vec<ParamSpec> {
     let mut out = Vec::new();
     for i in 0..cfg.depth {

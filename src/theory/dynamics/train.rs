@@ -108,7 +108,7 @@ impl Trajectory {
         auc(&pts, rule)
     }
 
-    /// The robustness peak at ε index `ei` ([`crate::tradeoff::peak`]: rise and fall must each
+    /// The robustness peak at ε index `ei` ([`crate::tradeoff::peak()`]: rise and fall must each
     /// exceed `margin`); its `index` is a position in `points`.
     pub fn peak(&self, ei: usize, margin: f64) -> Peak {
         let r: Vec<f64> = self.points.iter().map(|p| p.robust[ei]).collect();

@@ -5,7 +5,7 @@
 //! (accuracy, robustness) trajectory with each strategy's Pareto frontier. Tables: `auc.csv` /
 //! `auc.md` (per radius: the AUC of each seed's frontier, mean over seeds with its bootstrap 95%
 //! interval, both AUC rules, % above the dataset average), `peaks.csv` (step of peak robustness,
-//! the drop after it, and `rises_then_falls` by [`crate::tradeoff::peak`] with a half-point
+//! the drop after it, and `rises_then_falls` by [`crate::tradeoff::peak()`] with a half-point
 //! margin, the definition the dynamics model uses), `ood_correlation.csv` (OOD against clean accuracy along training) and
 //! `convergence.csv` (is clean accuracy still rising over the last 20% of steps?).
 
