@@ -199,7 +199,7 @@ fn early_exit_and_apgd_strength() {
 /// way: on a linear model (row-independent arithmetic) the outcome is identical.
 #[test]
 fn split_pgd_equals_pgd() {
-    use robustft::engine::attack::pgd_split;
+    use robustft::engine::attack::pgd_data_parallel;
     let (model, x, y, _, _) = setup(101, 4);
     for stop in [StopRule::EarlyExit, StopRule::LastIterate] {
         let cfg = PgdConfig {
@@ -210,7 +210,7 @@ fn split_pgd_equals_pgd() {
             stop,
         };
         let whole = pgd(&model, &x, &y, &cfg, 11).unwrap();
-        let split = pgd_split(&model, &x, &y, &cfg, 11, 3).unwrap();
+        let split = pgd_data_parallel(&model, &x, &y, &cfg, 11, 3).unwrap();
         assert_eq!(whole.robust, split.robust, "{stop:?}");
         assert_eq!(whole.clean_correct, split.clean_correct);
         assert!(common::max_abs_diff(&whole.adv, &split.adv) < 1e-6, "{stop:?}");

@@ -156,7 +156,7 @@ fn poison_head(model: &Vit) {
 /// parameters left untouched.
 #[test]
 fn non_finite_loss_names_step_and_tensor() {
-    use robustft::engine::train::train_step_split;
+    use robustft::engine::train::train_step_data_parallel;
     let cfg = micro();
     let dev = Device::Cpu;
     let d = SyntheticSpec::simple(16).generate(8, 0).unwrap();
@@ -167,7 +167,7 @@ fn non_finite_loss_names_step_and_tensor() {
         let mut opt = AdamW::new(model.trainable().to_vec(), TrainConfig::default()).unwrap();
         // Two good updates first, so the numbering is tested past the first step.
         for _ in 0..2 {
-            train_step_split(&model, &mut opt, &x, &y, parts).unwrap();
+            train_step_data_parallel(&model, &mut opt, &x, &y, parts).unwrap();
         }
         poison_head(&model);
         let lora = model
@@ -178,7 +178,7 @@ fn non_finite_loss_names_step_and_tensor() {
             .1
             .clone();
         let before: Vec<f32> = lora.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
-        let e = train_step_split(&model, &mut opt, &x, &y, parts)
+        let e = train_step_data_parallel(&model, &mut opt, &x, &y, parts)
             .unwrap_err()
             .to_string();
         assert!(
@@ -320,7 +320,7 @@ fn bench_json_fields() {
 /// same start, parameters agree with the single-batch step to rounding (f64), for an uneven split.
 #[test]
 fn split_step_matches_the_single_batch_step() {
-    use robustft::engine::train::train_step_split;
+    use robustft::engine::train::train_step_data_parallel;
     let cfg = micro();
     let dev = Device::Cpu;
     let d = SyntheticSpec::simple(16).generate(13, 0).unwrap();
@@ -338,7 +338,7 @@ fn split_step_matches_the_single_batch_step() {
     let mut oa = AdamW::new(a.trainable().to_vec(), tc.clone()).unwrap();
     let mut ob = AdamW::new(b.trainable().to_vec(), tc).unwrap();
     let la = train_step(&a, &mut oa, &x, &y).unwrap();
-    let lb = train_step_split(&b, &mut ob, &x, &y, 3).unwrap();
+    let lb = train_step_data_parallel(&b, &mut ob, &x, &y, 3).unwrap();
     assert!((la - lb).abs() < 1e-12, "{la} vs {lb}");
     for ((k, va), (_, vb)) in a.trainable().iter().zip(b.trainable()) {
         let d = common::max_abs_diff(va.as_tensor(), vb.as_tensor());
@@ -347,10 +347,10 @@ fn split_step_matches_the_single_batch_step() {
         assert!(d < 1e-9, "{k}: {d}");
     }
     // The split clean forward returns the whole-batch logits, in order, for an uneven split.
-    use robustft::engine::eval::forward_split;
+    use robustft::engine::eval::forward_data_parallel;
     let whole = a.forward(&x).unwrap();
     for parts in [1, 2, 3, 13, 40] {
-        let split = forward_split(&a, &x, parts).unwrap();
+        let split = forward_data_parallel(&a, &x, parts).unwrap();
         assert_eq!(split.dims(), whole.dims());
         assert!(common::max_abs_diff(&whole, &split) < 1e-12, "{parts} parts");
     }

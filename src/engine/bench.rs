@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 
-use super::attack::{PgdConfig, StopRule, pgd, pgd_split};
+use super::attack::{PgdConfig, StopRule, pgd, pgd_data_parallel};
 use super::data::synthetic::SyntheticSpec;
-use super::eval::forward_split;
+use super::eval::forward_data_parallel;
 use super::peft::Strategy;
-use super::train::{AdamW, TrainConfig, train_step, train_step_split};
+use super::train::{AdamW, TrainConfig, train_step, train_step_data_parallel};
 use super::{Vit, VitConfig, VitSpec};
 use crate::error::Result;
 use crate::tradeoff::stats::median;
@@ -32,11 +32,11 @@ pub struct BenchRow {
     /// Median seconds per clean forward of one batch.
     pub eval_batch_s: f64,
     /// Median seconds per clean forward with the batch split over the machine's cores
-    /// (`eval::forward_split`, what evaluation uses on the CPU).
+    /// (`eval::forward_data_parallel`, what evaluation uses on the CPU).
     pub eval_batch_split_s: f64,
     /// Median seconds per data-parallel AdamW step (batch split over the machine's cores,
-    /// `train_step_split`).
-    pub train_step_split_s: f64,
+    /// `train_step_data_parallel`).
+    pub train_step_data_parallel_s: f64,
     /// Seconds for PGD-15 on one batch, last-iterate (every point takes all 15 steps).
     pub pgd15_s: f64,
     /// Seconds for PGD-15 (last-iterate) with the batch split over the machine's cores.
@@ -86,10 +86,10 @@ pub fn run(
         let mut t = Vec::new();
         for _ in 0..reps {
             let st = Instant::now();
-            train_step_split(&model, &mut opt, &x, &y, cores)?;
+            train_step_data_parallel(&model, &mut opt, &x, &y, cores)?;
             t.push(st.elapsed().as_secs_f64());
         }
-        let train_step_split_s = median(&t);
+        let train_step_data_parallel_s = median(&t);
         let mut t = Vec::new();
         for _ in 0..reps {
             let st = Instant::now();
@@ -100,7 +100,7 @@ pub fn run(
         let mut t = Vec::new();
         for _ in 0..reps {
             let st = Instant::now();
-            let _ = forward_split(&model, &x, cores)?
+            let _ = forward_data_parallel(&model, &x, cores)?
                 .to_dtype(DType::F32)?
                 .to_vec2::<f32>()?;
             t.push(st.elapsed().as_secs_f64());
@@ -116,7 +116,7 @@ pub fn run(
         pgd(&frozen, &x, &y, &cfg_pgd, 0)?;
         let pgd15_s = st.elapsed().as_secs_f64();
         let st = Instant::now();
-        pgd_split(&frozen, &x, &y, &cfg_pgd, 0, cores)?;
+        pgd_data_parallel(&frozen, &x, &y, &cfg_pgd, 0, cores)?;
         let pgd15_split_s = st.elapsed().as_secs_f64();
         let st = Instant::now();
         pgd(&frozen, &x, &y, &PgdConfig::default(), 0)?;
@@ -130,7 +130,7 @@ pub fn run(
             train_step_s,
             eval_batch_s,
             eval_batch_split_s,
-            train_step_split_s,
+            train_step_data_parallel_s,
             pgd15_s,
             pgd15_split_s,
             pgd15_early_exit_s,
@@ -159,7 +159,7 @@ pub fn render(rows: &[BenchRow]) -> String {
             "{:<14} {:>14.1} {:>14.1} {:>14.1} {:>10.1} {:>10.2} {:>10.2} {:>12.2} {:>9.0}\n",
             r.strategy,
             r.train_step_s * 1e3,
-            r.train_step_split_s * 1e3,
+            r.train_step_data_parallel_s * 1e3,
             r.eval_batch_s * 1e3,
             r.eval_batch_split_s * 1e3,
             r.pgd15_s,
@@ -239,7 +239,7 @@ pub fn render_peer(rows: &[BenchRow], peer: &PeerTimings) -> String {
     };
     let (t, ts, e, es) = (
         full.train_step_s * 1e3,
-        full.train_step_split_s * 1e3,
+        full.train_step_data_parallel_s * 1e3,
         full.eval_batch_s * 1e3,
         full.eval_batch_split_s * 1e3,
     );

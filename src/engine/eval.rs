@@ -3,7 +3,7 @@
 use candle_core::{Device, Tensor};
 
 use super::Vit;
-use super::attack::{ApgdConfig, AttackOutcome, PgdConfig, apgd, pgd_split};
+use super::attack::{ApgdConfig, AttackOutcome, PgdConfig, apgd, pgd_data_parallel};
 use super::data::Dataset;
 use crate::error::Result;
 
@@ -35,13 +35,13 @@ pub struct EvalCounts {
 }
 
 /// Logits of `x` with the batch cut into `parts` contiguous slices, each forwarded on its own
-/// thread and concatenated in order (CPU data parallelism, as `train_step_split` and `pgd_split`;
+/// thread and concatenated in order (CPU data parallelism, as `train_step_data_parallel` and `pgd_data_parallel`;
 /// `parts` = 1 is [`Vit::forward`]). Equal to the whole-batch forward up to float rounding.
-pub fn forward_split(model: &Vit, x: &Tensor, parts: usize) -> Result<Tensor> {
+pub fn forward_data_parallel(model: &Vit, x: &Tensor, parts: usize) -> Result<Tensor> {
     if parts <= 1 {
         return Ok(model.forward(x)?);
     }
-    let outs = super::split_batch(x.dim(0)?, parts, |start, len| model.forward(&x.narrow(0, start, len)?))?;
+    let outs = super::data_parallel(x.dim(0)?, parts, |start, len| model.forward(&x.narrow(0, start, len)?))?;
     Ok(Tensor::cat(&outs, 0)?)
 }
 
@@ -59,21 +59,21 @@ pub fn dataset_features(model: &Vit, data: &Dataset, device: &Device) -> Result<
     Ok(Tensor::cat(&parts, 0)?)
 }
 
-/// Per-image correctness of `model` on `ids` of `data` (batches forwarded with [`forward_split`]).
+/// Per-image correctness of `model` on `ids` of `data` (batches forwarded with [`forward_data_parallel`]).
 pub fn clean_correct(model: &Vit, data: &Dataset, ids: &[usize], batch: usize, device: &Device) -> Result<Vec<bool>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(batch.max(1)) {
         let (x, y) = data.batch(chunk, device)?;
         let x = x.to_dtype(model.dtype())?;
         out.extend(super::attack::correct(
-            &forward_split(model, &x, super::batch_parts(device))?,
+            &forward_data_parallel(model, &x, super::batch_parts(device))?,
             &y,
         )?);
     }
     Ok(out)
 }
 
-/// Clean accuracy counts of `model` on `ids` of `data` (batches forwarded with [`forward_split`]).
+/// Clean accuracy counts of `model` on `ids` of `data` (batches forwarded with [`forward_data_parallel`]).
 pub fn clean_counts(model: &Vit, data: &Dataset, ids: &[usize], batch: usize, device: &Device) -> Result<EvalCounts> {
     let ok = clean_correct(model, data, ids, batch, device)?;
     Ok(EvalCounts {
@@ -94,7 +94,7 @@ impl Attack {
 
     fn run(&self, model: &Vit, x: &Tensor, y: &Tensor, seed: u64, device: &Device) -> Result<AttackOutcome> {
         Ok(match self {
-            Attack::Pgd(p) => pgd_split(model, x, y, p, seed, super::batch_parts(device))?,
+            Attack::Pgd(p) => pgd_data_parallel(model, x, y, p, seed, super::batch_parts(device))?,
             Attack::Apgd(a) => apgd(model, x, y, a, seed)?,
         })
     }
@@ -176,7 +176,7 @@ pub fn robust_levels(
             }
         }
         if attacks.is_empty() {
-            let ok = super::attack::correct(&forward_split(model, &x, super::batch_parts(device))?, &y)?;
+            let ok = super::attack::correct(&forward_data_parallel(model, &x, super::batch_parts(device))?, &y)?;
             for (i, ok) in ok.iter().enumerate() {
                 lv[i] = u8::from(*ok);
             }

@@ -20,7 +20,7 @@ pub use peft::{PeftConfig, Strategy};
 pub use vit::VitConfig;
 
 /// How many parts a CPU batch is split into for data-parallel training and attacks
-/// (`train::train_step_split`, `attack::pgd_split`). Fixed (not the core count) so that the same
+/// (`train::train_step_data_parallel`, `attack::pgd_data_parallel`). Fixed (not the core count) so that the same
 /// seed gives the same numbers on any CPU; 1 on a GPU, where the batch stays whole.
 pub fn batch_parts(device: &candle_core::Device) -> usize {
     if device.is_cpu() { CPU_BATCH_PARTS } else { 1 }
@@ -29,8 +29,8 @@ pub fn batch_parts(device: &candle_core::Device) -> usize {
 /// Runs `f(start, len)` on `parts` contiguous slices of a batch of `n` rows (the last may be
 /// shorter), each on its own thread, and returns the results in slice order, or the first error
 /// in slice order. `parts` is clamped to 1..=n; a single part runs on the calling thread. The one
-/// splitting rule behind `train_step_split`, `pgd_split` and `eval::forward_split`.
-pub fn split_batch<T: Send, E: Send>(
+/// splitting rule behind `train_step_data_parallel`, `pgd_data_parallel` and `eval::forward_data_parallel`.
+pub fn data_parallel<T: Send, E: Send>(
     n: usize,
     parts: usize,
     f: impl Fn(usize, usize) -> std::result::Result<T, E> + Sync,

@@ -15,7 +15,7 @@ use super::data::Dataset;
 use super::data::synthetic::SyntheticSpec;
 use super::eval::clean_counts;
 use super::peft::Strategy;
-use super::train::{AdamW, TrainConfig, train_step_split};
+use super::train::{AdamW, TrainConfig, train_step_data_parallel};
 use super::{Vit, VitConfig, VitSpec};
 use crate::error::Result;
 
@@ -135,7 +135,7 @@ pub fn pretrain_on(
         }
         let ids: Vec<usize> = order.drain(..bs).collect();
         let (x, y) = data.batch(&ids, device)?;
-        let loss = train_step_split(&model, &mut opt, &x, &y, super::batch_parts(device))?;
+        let loss = train_step_data_parallel(&model, &mut opt, &x, &y, super::batch_parts(device))?;
         losses.push(loss);
         on_step(step, loss);
     }

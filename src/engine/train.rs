@@ -345,13 +345,13 @@ type ChunkGrads = (f64, usize, Vec<Option<Tensor>>);
 /// [`train_step`] up to floating-point summation order; deterministic for a fixed `parts`.
 /// The same loss and gradient checks, with the same messages and step numbers, as
 /// [`train_step`]. Pays off when candle's own pool is single-threaded (`CANDLE_NUM_THREADS=1`).
-pub fn train_step_split(model: &Vit, opt: &mut AdamW, x: &Tensor, y: &Tensor, parts: usize) -> Result<f64> {
+pub fn train_step_data_parallel(model: &Vit, opt: &mut AdamW, x: &Tensor, y: &Tensor, parts: usize) -> Result<f64> {
     let n = x.dim(0)?;
     let parts = parts.clamp(1, n.max(1));
     if parts == 1 {
         return train_step(model, opt, x, y);
     }
-    let results: Vec<ChunkGrads> = super::split_batch(n, parts, |start, len| -> Result<ChunkGrads> {
+    let results: Vec<ChunkGrads> = super::data_parallel(n, parts, |start, len| -> Result<ChunkGrads> {
         let (xi, yi) = (x.narrow(0, start, len)?, y.narrow(0, start, len)?);
         let loss = cross_entropy(&model.forward(&xi)?, &yi)?;
         let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use apgd::{ApgdConfig, apgd};
-pub use pgd::{PgdConfig, StopRule, pgd, pgd_split};
+pub use pgd::{PgdConfig, StopRule, pgd, pgd_data_parallel};
 
 /// Anything that maps images [B, C, H, W] in [0, 1] to logits [B, classes].
 pub trait Classifier {

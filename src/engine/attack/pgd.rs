@@ -84,7 +84,7 @@ fn start_noise(x: &Tensor, cfg: &PgdConfig, seed: u64) -> CResult<Option<Tensor>
 /// it with the same seed; points are attacked independently, so the outcome is [`pgd`]'s up to
 /// floating-point differences of batch-size-dependent matmul blocking. Pays off when candle's own
 /// pool is single-threaded (`CANDLE_NUM_THREADS=1`).
-pub fn pgd_split<M: Classifier + Sync + ?Sized>(
+pub fn pgd_data_parallel<M: Classifier + Sync + ?Sized>(
     model: &M,
     x: &Tensor,
     y: &Tensor,
@@ -98,7 +98,7 @@ pub fn pgd_split<M: Classifier + Sync + ?Sized>(
     if parts == 1 {
         return pgd_from(model, x, y, cfg, noise.as_ref());
     }
-    let outs = crate::engine::split_batch(b, parts, |start, len| {
+    let outs = crate::engine::data_parallel(b, parts, |start, len| {
         let n = noise.as_ref().map(|t| t.narrow(0, start, len)).transpose()?;
         pgd_from(
             model,

@@ -11,7 +11,7 @@ use crate::engine::Vit;
 use crate::engine::data::Dataset;
 use crate::engine::eval::dataset_features;
 use crate::engine::peft::Strategy;
-use crate::engine::train::{AdamW, head_step, train_step_split};
+use crate::engine::train::{AdamW, head_step, train_step_data_parallel};
 use crate::error::Result;
 
 /// Indices of the batch at step t: position p = t·B + j of an endless sequence of seeded
@@ -94,7 +94,7 @@ impl<'a> Trainer<'a> {
             }
             None => {
                 let (x, y) = self.data.batch(&ids, device)?;
-                train_step_split(self.model, opt, &x, &y, crate::engine::batch_parts(device))
+                train_step_data_parallel(self.model, opt, &x, &y, crate::engine::batch_parts(device))
             }
         }
     }
