@@ -95,6 +95,34 @@ impl Error {
     }
 }
 
+/// A configuration read from TOML and then checked as a whole: the one interface of the
+/// simulator's sweep config, the dynamics config, the run config and a model TOML.
+pub trait Validate: serde::de::DeserializeOwned {
+    /// The checked form.
+    type Valid;
+    /// Checks every value once; errors name the key (as `section.key`).
+    fn check(self) -> Result<Self::Valid>;
+}
+
+/// Reads, parses and checks a TOML configuration file. Every error is one line naming the file:
+/// a missing file, a syntax error (with line and column), an unknown key or an impossible value
+/// (with the key).
+pub fn load_toml<T: Validate>(path: &std::path::Path) -> Result<T::Valid> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    load_toml_str::<T>(&text, path)
+}
+
+/// [`load_toml`] for text already in memory (an embedded preset); `origin` names it in errors.
+pub fn load_toml_str<T: Validate>(text: &str, origin: &std::path::Path) -> Result<T::Valid> {
+    parse_toml::<T>(text, origin)?.check().map_err(|e| match e {
+        e @ Error::Config { .. } => e,
+        e => Error::Config {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        },
+    })
+}
+
 /// Parses TOML text into `T`; a parser error is one line naming `origin` and the line and column.
 pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &std::path::Path) -> Result<T> {
     toml::from_str(text).map_err(|e| Error::Config {

@@ -104,10 +104,7 @@ fn parse_uniform(spec: &str) -> Result<(usize, f64), String> {
 
 fn load(config: &Option<PathBuf>) -> robustft::Result<simulate::ValidConfig> {
     match config {
-        Some(path) => SimConfig::load(path)?.validate().map_err(|e| robustft::Error::Config {
-            path: path.clone(),
-            message: e.to_string(),
-        }),
+        Some(path) => SimConfig::load(path),
         None => Ok(SimConfig::default_config()),
     }
 }

@@ -42,6 +42,13 @@ fn ln_eps() -> f64 {
     1e-12
 }
 
+impl crate::error::Validate for VitConfig {
+    type Valid = VitConfig;
+    fn check(self) -> Result<VitConfig> {
+        self.validate()
+    }
+}
+
 impl VitConfig {
     /// `tiny`: dim 64, depth 4, 4 heads, MLP 256, 28 px, patch 4 — for tests and CPU runs.
     pub fn tiny() -> Self {
@@ -104,13 +111,7 @@ impl VitConfig {
     /// A preset name, or the path of a TOML file with a custom size (keys as in this struct).
     pub fn from_arg(arg: &str) -> Result<Self> {
         if arg.ends_with(".toml") {
-            let path = std::path::Path::new(arg);
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            let cfg: VitConfig = crate::error::parse_toml(&text, path)?;
-            return cfg.validate().map_err(|e| Error::Config {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            });
+            return crate::error::load_toml::<VitConfig>(std::path::Path::new(arg));
         }
         Self::preset(arg)
     }

@@ -179,6 +179,13 @@ const MAX_THEOREM_DRAWS: f64 = 1e10;
 
 pub(crate) use crate::error::parse_toml;
 
+impl crate::error::Validate for SimConfig {
+    type Valid = ValidConfig;
+    fn check(self) -> Result<ValidConfig> {
+        self.validate()
+    }
+}
+
 impl SimConfig {
     /// Parses TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
@@ -186,15 +193,13 @@ impl SimConfig {
     }
 
     /// Reads and parses a file.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_toml(&text, path)
+    pub fn load(path: &Path) -> Result<ValidConfig> {
+        crate::error::load_toml::<Self>(path)
     }
 
     /// The embedded default.
     pub fn default_config() -> ValidConfig {
-        Self::from_toml(DEFAULT_TOML, &PathBuf::from("simulations/default.toml"))
-            .and_then(SimConfig::validate)
+        crate::error::load_toml_str::<Self>(DEFAULT_TOML, &PathBuf::from("simulations/default.toml"))
             .expect("the embedded default configuration is valid")
     }
 

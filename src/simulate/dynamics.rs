@@ -140,6 +140,13 @@ pub struct Setting {
     pub lr: f64,
 }
 
+impl crate::error::Validate for DynamicsConfig {
+    type Valid = ValidDynamics;
+    fn check(self) -> Result<ValidDynamics> {
+        self.validate()
+    }
+}
+
 impl DynamicsConfig {
     /// Parses TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
@@ -148,17 +155,12 @@ impl DynamicsConfig {
 
     /// Reads, parses and validates a file; errors name the file and the key.
     pub fn load(path: &Path) -> Result<ValidDynamics> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_toml(&text, path)?.validate().map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        crate::error::load_toml::<Self>(path)
     }
 
     /// The embedded default.
     pub fn default_config() -> ValidDynamics {
-        Self::from_toml(DYNAMICS_TOML, &PathBuf::from("simulations/dynamics.toml"))
-            .and_then(DynamicsConfig::validate)
+        crate::error::load_toml_str::<Self>(DYNAMICS_TOML, &PathBuf::from("simulations/dynamics.toml"))
             .expect("the embedded dynamics configuration is valid")
     }
 

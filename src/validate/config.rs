@@ -190,10 +190,10 @@ pub struct ValidRun {
     pub ood: Vec<Ood>,
 }
 
-fn cfg_err(path: &Path, e: Error) -> Error {
-    Error::Config {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+impl crate::error::Validate for RunConfig {
+    type Valid = ValidRun;
+    fn check(self) -> Result<ValidRun> {
+        self.validate()
     }
 }
 
@@ -205,8 +205,7 @@ impl RunConfig {
 
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<ValidRun> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_toml(&text, path)?.validate().map_err(|e| cfg_err(path, e))
+        crate::error::load_toml::<Self>(path)
     }
 
     /// An embedded preset by name.
@@ -216,9 +215,7 @@ impl RunConfig {
             .find(|(n, _)| *n == name)
             .ok_or_else(|| Error::invalid("--preset", "expected cpu-default, smoke or paper-cpu", name))?;
         let origin = PathBuf::from(format!("<preset {name}>"));
-        Self::from_toml(text, &origin)?
-            .validate()
-            .map_err(|e| cfg_err(&origin, e))
+        crate::error::load_toml_str::<Self>(text, &origin)
     }
 
     /// Checks every value; errors name the key.
