@@ -244,6 +244,29 @@ impl RunConfig {
                 return Err(Error::invalid(k, "must be >= 1", 0));
             }
         }
+        self.check_pretrain(model.image_size)?;
+        self.check_optimizer(&strategies)?;
+        let new_head = match self.head.as_deref() {
+            None | Some("reuse") => false,
+            Some("new") => true,
+            Some(other) => return Err(Error::invalid("head", "expected new or reuse", other)),
+        };
+        let eval_steps = self.eval_steps()?;
+        let attacks = self.attacks()?;
+        let ood = self.check_datasets(model.image_size)?;
+        Ok(ValidRun {
+            model,
+            strategies,
+            eval_steps,
+            attacks,
+            new_head,
+            ood,
+            raw: self,
+        })
+    }
+
+    /// `[pretrain]`: rate and steps, and its dataset (never a `domains` one).
+    fn check_pretrain(&self, image_size: usize) -> Result<()> {
         check::positive("pretrain.lr", self.pretrain.lr)?;
         if let Some(d) = &self.pretrain.dataset {
             if d.kind == "domains" {
@@ -257,19 +280,18 @@ impl RunConfig {
                 &d.kind,
                 d.task.as_deref(),
                 d.classes.as_deref(),
-                model.image_size,
+                image_size,
                 "pretrain.dataset.",
             )?;
             if d.train_images == Some(0) {
                 return Err(Error::invalid("pretrain.dataset.train_images", "must be >= 1", 0));
             }
         }
-        self.check_optimizer(&strategies)?;
-        let new_head = match self.head.as_deref() {
-            None | Some("reuse") => false,
-            Some("new") => true,
-            Some(other) => return Err(Error::invalid("head", "expected new or reuse", other)),
-        };
+        Ok(())
+    }
+
+    /// The evaluation steps of `schedule` at `max_steps`; at least one must train.
+    fn eval_steps(&self) -> Result<Vec<u64>> {
         let schedule = match &self.schedule {
             ScheduleSpec::Name(n) if n == "paper" => Schedule::Paper,
             ScheduleSpec::Name(n) if n == "repo" => Schedule::Repo,
@@ -286,7 +308,12 @@ impl RunConfig {
                 schedule,
             ));
         }
-        let attacks = self.attacks()?;
+        Ok(eval_steps)
+    }
+
+    /// Every `[[datasets]]` table: source, sizes, a unique plain name, domain and OOD; returns
+    /// the parsed OOD of each.
+    fn check_datasets(&self, image_size: usize) -> Result<Vec<Ood>> {
         if self.datasets.is_empty() {
             return Err(Error::invalid(
                 "datasets",
@@ -297,13 +324,7 @@ impl RunConfig {
         let mut ood = Vec::new();
         for (i, d) in self.datasets.iter().enumerate() {
             let key = |k: &str| format!("datasets[{i}].{k}");
-            check_source(
-                &d.kind,
-                d.task.as_deref(),
-                d.classes.as_deref(),
-                model.image_size,
-                &key(""),
-            )?;
+            check_source(&d.kind, d.task.as_deref(), d.classes.as_deref(), image_size, &key(""))?;
             if d.train_images == 0 {
                 return Err(Error::invalid(key("train_images"), "must be >= 1", 0));
             }
@@ -336,15 +357,7 @@ impl RunConfig {
             }
             ood.push(parse_ood(&d.ood, &d.kind).map_err(|e| e.rename_field("ood", &key("ood")))?);
         }
-        Ok(ValidRun {
-            model,
-            strategies,
-            eval_steps,
-            attacks,
-            new_head,
-            ood,
-            raw: self,
-        })
+        Ok(ood)
     }
 
     fn check_optimizer(&self, strategies: &[Strategy]) -> Result<()> {
