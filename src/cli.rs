@@ -66,8 +66,9 @@ pub type Outcome = std::result::Result<String, Failure>;
 pub trait Classify<T> {
     /// The error is bad input (exit 2).
     fn input(self) -> std::result::Result<T, Failure>;
-    /// The error happened while running (exit 1) — except an output folder held by another run,
-    /// which is refused before anything is written (exit 2).
+    /// The error happened while running (exit 1) — except an output folder held by another run
+    /// and the input checks a job makes before writing ([`crate::Error::Refused`]), which are
+    /// bad input (exit 2).
     fn running(self) -> std::result::Result<T, Failure>;
 }
 
@@ -77,7 +78,7 @@ impl<T> Classify<T> for crate::Result<T> {
     }
     fn running(self) -> std::result::Result<T, Failure> {
         self.map_err(|e| match e {
-            crate::Error::Locked { .. } => Failure::Input(e.to_string()),
+            crate::Error::Locked { .. } | crate::Error::Refused(_) => Failure::Input(e.to_string()),
             e => Failure::Run(e.to_string()),
         })
     }

@@ -51,6 +51,11 @@ pub enum Error {
         /// The holder's pid, when its lock file could be read.
         holder: Option<u32>,
     },
+    /// Bad input found by the checks a job makes before it writes anything (missing or damaged
+    /// data, records of another configuration, an unreadable checkpoint): the inner error,
+    /// marked so that callers (the binaries' exit codes) can tell it from a failure while running.
+    #[error(transparent)]
+    Refused(Box<Error>),
     /// Drawing a figure failed.
     #[error("plot {name}: {message}")]
     Plot {
@@ -83,6 +88,14 @@ impl Error {
                 value,
             },
             other => other,
+        }
+    }
+
+    /// The same error marked as bad input found before anything was written ([`Error::Refused`]).
+    pub fn refused(self) -> Self {
+        match self {
+            e @ Error::Refused(_) => e,
+            e => Error::Refused(Box::new(e)),
         }
     }
 

@@ -341,6 +341,24 @@ fn run_checks_every_data_file_before_writing() {
     let e = String::from_utf8(o.stderr).unwrap();
     assert!(e.contains("t10k-labels-idx1-ubyte") && e.contains("truncated"), "{e}");
     assert!(!out.exists(), "wrote before checking the data");
+    // tune and tasks make the same checks first (validate::check_inputs): exit 2, nothing written.
+    for job in ["tune", "tasks"] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
+            .args([
+                job,
+                "--quiet",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{job}");
+        let e = String::from_utf8(o.stderr).unwrap();
+        assert!(e.contains("t10k-labels-idx1-ubyte"), "{job}: {e}");
+        assert!(!out.exists(), "{job} wrote before checking the data");
+    }
     // The same check, called directly, passes on intact files and names the file otherwise.
     std::fs::write(&lp, &bytes).unwrap();
     robustft::engine::data::files::check("fashion-mnist", &data).unwrap();

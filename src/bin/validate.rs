@@ -204,17 +204,14 @@ fn load_config(args: ConfigArgs) -> robustft::Result<(robustft::validate::ValidR
     };
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.raw.name));
     robustft::cli::check_out_dir(&out)?;
-    // Missing data or checkpoint: bad input, refused before anything is written.
-    robustft::validate::upstream::check_checkpoint(&cfg)?;
-    robustft::validate::data::check_data(&cfg)?;
+    // The data and checkpoint checks are made by the job itself, before it writes anything
+    // (validate::check_inputs; refused errors exit 2).
     Ok((cfg, out))
 }
 
 /// `validate run` (and `validate` alone): the sweep, then its report and verdicts.
 fn run(args: ConfigArgs, quiet: bool, device: &Device) -> Outcome {
     let (cfg, out) = load_config(args).input()?;
-    // Records of another configuration or an unreadable checkpoint: refused before any work.
-    robustft::validate::runner::preflight(&cfg, &out).input()?;
     let start = std::time::Instant::now();
     robustft::validate::runner::run_all(&cfg, &out, device, quiet).running()?;
     let report = robustft::validate::report::write_report(&out).running()?;
@@ -302,7 +299,6 @@ fn main() -> ExitCode {
 fn tune(cfg: ConfigArgs, lrs: Vec<f64>, val_images: usize, seed: u64, quiet: bool) -> Outcome {
     let (cfg, out) = load_config(cfg).input()?;
     let spec = robustft::validate::tune::TuneSpec { lrs, val_images, seed };
-    spec.validate().input()?;
     robustft::validate::tune::tune(&cfg, &out, &spec, &Device::Cpu, quiet).running()
 }
 

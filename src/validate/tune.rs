@@ -153,15 +153,8 @@ fn cell(
 /// Runs (or resumes) the sweep into `out/tune/` and returns the Markdown summary. Holds `out`'s
 /// [lock](super::lock::RunLock), as a run does (both write the upstream cache).
 pub fn tune(run: &ValidRun, out: &Path, spec: &TuneSpec, device: &Device, quiet: bool) -> Result<String> {
-    if spec.lrs.is_empty() || spec.lrs.iter().any(|l| !(l.is_finite() && *l > 0.0)) {
-        return Err(Error::invalid(
-            "--lrs",
-            "positive learning rates",
-            format!("{:?}", spec.lrs),
-        ));
-    }
-    super::upstream::check_checkpoint(run)?;
-    super::data::check_data(run)?;
+    spec.validate().map_err(Error::refused)?;
+    super::check_inputs(run)?;
     let _lock = super::lock::RunLock::acquire(out)?;
     let dir = out.join("tune");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

@@ -296,8 +296,7 @@ pub fn separability(up: &Upstream, run: &ValidRun, data: &Prepared, device: &Dev
 /// (also written to `out/tasks.md`). The way to choose a "simple" and a "complex" task by
 /// measurement.
 pub fn tasks(run: &ValidRun, out: &Path, pairs: bool, device: &Device, quiet: bool) -> Result<String> {
-    check_checkpoint(run)?;
-    super::data::check_data(run)?;
+    super::check_inputs(run)?;
     let up = upstream(run, out, device, quiet)?;
     let mut md = String::from(
         "| task | classes | NCM accuracy | κ (chance-corrected) | upstream similarity | images |\n|---|---|---|---|---|---|\n",

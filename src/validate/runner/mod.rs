@@ -273,10 +273,9 @@ fn write_eval_ids(out: &Path, dataset: &str, seed: u64, eval_ids: &[usize]) -> R
 /// Runs every (dataset, strategy, seed) of `run` into `out` and returns the JSONL paths. Holds
 /// `out`'s [lock](super::lock::RunLock) throughout: a second run into the same folder is refused.
 pub fn run_all(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Result<Vec<PathBuf>> {
-    super::upstream::check_checkpoint(run)?;
-    super::data::check_data(run)?;
+    super::check_inputs(run)?;
     let _lock = super::lock::RunLock::acquire(out)?;
-    preflight(run, out)?;
+    preflight(run, out).map_err(Error::refused)?;
     let up = upstream(run, out, device, quiet)?;
     let mut paths = Vec::new();
     for (i, (spec, ood)) in run.raw.datasets.iter().zip(&run.ood).enumerate() {
