@@ -155,9 +155,10 @@ impl Vit {
             };
             tensors.insert(p.key.clone(), t);
         }
+        let layers: Vec<LayerKeys> = (0..cfg.depth).map(LayerKeys::new).collect();
         Ok(Self {
-            layers: (0..cfg.depth).map(LayerKeys::new).collect(),
-            modules: Modules::new(cfg, &spec.peft, &tensors)?,
+            modules: Modules::new(cfg, &spec.peft, &layers, &tensors)?,
+            layers,
             specs,
             tensors,
             vars,
@@ -260,7 +261,8 @@ impl Vit {
         Vit {
             spec: self.spec.clone(),
             specs: self.specs.clone(),
-            modules: Modules::new(&self.spec.cfg, &self.spec.peft, &tensors).expect("built from the same tensors"),
+            modules: Modules::new(&self.spec.cfg, &self.spec.peft, &self.layers, &tensors)
+                .expect("built from the same tensors"),
             tensors,
             vars: Vec::new(),
             layers: self.layers.clone(),

@@ -237,11 +237,15 @@ pub(crate) struct Modules {
 }
 
 impl Modules {
-    /// Resolves every module's tensors from `tensors` (HF keys) once.
-    pub(crate) fn new(cfg: &VitConfig, peft: &PeftConfig, tensors: &HashMap<String, Tensor>) -> Result<Self> {
+    /// Resolves every module's tensors from `tensors` (HF keys of the model's `layers`) once.
+    pub(crate) fn new(
+        cfg: &VitConfig,
+        peft: &PeftConfig,
+        layers: &[LayerKeys],
+        tensors: &HashMap<String, Tensor>,
+    ) -> Result<Self> {
         let t = Lookup(tensors);
         let lora_scale = peft.lora_alpha / peft.lora_rank as f64;
-        let layers: Vec<LayerKeys> = (0..cfg.depth).map(LayerKeys::new).collect();
         Ok(Modules {
             cfg: cfg.clone(),
             emb: Embeddings {
