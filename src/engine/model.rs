@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
 use super::modules::Modules;
-use super::peft::{self, Counts, PeftConfig, Strategy, ia3, lora};
+use super::peft::{self, Counts, PeftConfig, Strategy};
 use super::vit::{Init, LayerKeys, ParamSpec, Role, VitConfig};
 use crate::error::{Error, Result};
 
@@ -157,7 +157,7 @@ impl Vit {
         }
         let layers: Vec<LayerKeys> = (0..cfg.depth).map(LayerKeys::new).collect();
         Ok(Self {
-            modules: Modules::new(cfg, &spec.peft, &layers, &tensors)?,
+            modules: Modules::new(cfg, peft::method(spec.strategy), &spec.peft, &layers, &tensors)?,
             layers,
             specs,
             tensors,
@@ -261,8 +261,14 @@ impl Vit {
         Vit {
             spec: self.spec.clone(),
             specs: self.specs.clone(),
-            modules: Modules::new(&self.spec.cfg, &self.spec.peft, &self.layers, &tensors)
-                .expect("built from the same tensors"),
+            modules: Modules::new(
+                &self.spec.cfg,
+                peft::method(self.spec.strategy),
+                &self.spec.peft,
+                &self.layers,
+                &tensors,
+            )
+            .expect("built from the same tensors"),
             tensors,
             vars: Vec::new(),
             layers: self.layers.clone(),
@@ -274,30 +280,11 @@ impl Vit {
     /// Other strategies are returned unchanged (cloned).
     pub fn merge(&self) -> Result<Vit> {
         let mut tensors: HashMap<String, Tensor> = self.tensors.iter().map(|(k, v)| (k.clone(), v.detach())).collect();
-        let scale = self.spec.peft.lora_alpha / self.spec.peft.lora_rank as f64;
-        for k in &self.layers {
-            for (proj, _, _) in lora::targets(&self.spec.cfg, k) {
-                if let (Some(a), Some(b)) = (
-                    tensors.remove(&format!("{proj}.lora_A")),
-                    tensors.remove(&format!("{proj}.lora_B")),
-                ) {
-                    let wk = format!("{proj}.weight");
-                    let merged = lora::merge(&tensors[&wk], &a, &b, scale)?;
-                    tensors.insert(wk, merged);
-                }
-            }
-            for (proj, _) in ia3::targets(&self.spec.cfg, k) {
-                if let Some(s) = tensors.remove(&format!("{proj}.ia3_scale")) {
-                    let (wk, bk) = (format!("{proj}.weight"), format!("{proj}.bias"));
-                    let (w, b) = ia3::merge(&tensors[&wk], &tensors[&bk], &s)?;
-                    tensors.insert(wk, w);
-                    tensors.insert(bk, b);
-                }
-            }
-        }
-        let strategy = match self.spec.strategy {
-            Strategy::Lora | Strategy::Ia3 => Strategy::LinearProbe,
-            s => s,
+        let merged = peft::method(self.spec.strategy).merge(&mut tensors, &self.layers, &self.spec.peft)?;
+        let strategy = if merged {
+            Strategy::LinearProbe
+        } else {
+            self.spec.strategy
         };
         let spec = VitSpec {
             strategy,

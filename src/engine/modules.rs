@@ -1,15 +1,16 @@
-//! The ViT's forward pass as typed modules: each block's norms, projections (with their LoRA and
-//! (IA)³ tensors, when the strategy placed them), and adapter or Compacter sites, resolved from the
-//! model's HF-keyed tensors once, when the model is built. The forward then follows fields; it
-//! formats and looks up no key. The tensors are the model's own (shared storage, trainable ones
-//! are its `Var`s'), so optimiser updates and gradients reach them as before.
+//! The ViT's forward pass as typed modules: each block's norms, projections (with the strategy's
+//! hooks on them: LoRA's term, (IA)³'s scale) and the modules a strategy places after a
+//! sub-layer (adapters, Compacters), resolved from the model's HF-keyed tensors once, when the
+//! model is built, by the strategy's own [`Method`]. The forward then follows
+//! fields; it formats and looks up no key. The tensors are the model's own (shared storage,
+//! trainable ones are its `Var`s'), so optimiser updates and gradients reach them as before.
 
 use std::collections::HashMap;
 
 use candle_core::{IndexOp, Result as CResult, Tensor};
 
 use super::ops::{attention, gelu, layer_norm, linear, scale_cols};
-use super::peft::{PeftConfig, adapter, compacter, lora};
+use super::peft::{Delta, Method, PeftConfig, SiteAt, SiteModule};
 use super::vit::{LayerKeys, VitConfig};
 use crate::error::{Error, Result};
 
@@ -20,18 +21,49 @@ pub const PIXEL_MEAN: f64 = 0.5;
 /// See [`PIXEL_MEAN`].
 pub const PIXEL_STD: f64 = 0.5;
 
-/// The model's tensors by HF key, for building the modules.
-struct Lookup<'a>(&'a HashMap<String, Tensor>);
+/// The model's tensors by HF key, seen from a key prefix (as candle's `VarBuilder::pp`): modules
+/// are built from `Weights` rooted at their own prefix and name their tensors relative to it.
+pub struct Weights<'a> {
+    tensors: &'a HashMap<String, Tensor>,
+    prefix: String,
+}
 
-impl Lookup<'_> {
-    fn get(&self, key: &str) -> Result<Tensor> {
-        self.0.get(key).cloned().ok_or_else(|| Error::Engine {
+impl<'a> Weights<'a> {
+    /// All of `tensors`, from the root.
+    pub fn new(tensors: &'a HashMap<String, Tensor>) -> Self {
+        Weights {
+            tensors,
+            prefix: String::new(),
+        }
+    }
+
+    /// The same tensors seen from `prefix` below this one (`a.pp("b").get("c")` is `a.b.c`).
+    pub fn pp(&self, prefix: &str) -> Weights<'a> {
+        Weights {
+            tensors: self.tensors,
+            prefix: self.key(prefix),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        match self.prefix.as_str() {
+            "" => name.to_string(),
+            p => format!("{p}.{name}"),
+        }
+    }
+
+    /// The tensor `name` below the prefix; an error naming the full key when it is missing.
+    pub fn get(&self, name: &str) -> Result<Tensor> {
+        let key = self.key(name);
+        self.tensors.get(&key).cloned().ok_or_else(|| Error::Engine {
             message: format!("missing tensor {key}"),
             source: None,
         })
     }
-    fn opt(&self, key: &str) -> Option<Tensor> {
-        self.0.get(key).cloned()
+
+    /// The tensor `name` below the prefix, if present.
+    pub fn opt(&self, name: &str) -> Option<Tensor> {
+        self.tensors.get(&self.key(name)).cloned()
     }
 }
 
@@ -43,10 +75,10 @@ struct Norm {
 }
 
 impl Norm {
-    fn new(t: &Lookup, key: &str, eps: f64) -> Result<Self> {
+    fn new(w: &Weights, eps: f64) -> Result<Self> {
         Ok(Norm {
-            w: t.get(&format!("{key}.weight"))?,
-            b: t.get(&format!("{key}.bias"))?,
+            w: w.get("weight")?,
+            b: w.get("bias")?,
             eps,
         })
     }
@@ -55,40 +87,42 @@ impl Norm {
     }
 }
 
-/// One projection x·Wᵀ + b with its LoRA factors (A, B) and (IA)³ scale, where present.
+/// One projection x·Wᵀ + b with the strategy's hooks on it.
 struct Proj {
     w: Tensor,
     b: Tensor,
-    lora: Option<(Tensor, Tensor)>,
-    ia3: Option<Tensor>,
+    /// A term added to the output (LoRA).
+    delta: Option<Box<dyn Delta>>,
+    /// A per-output scale ((IA)³).
+    scale: Option<Tensor>,
 }
 
 impl Proj {
-    fn new(t: &Lookup, key: &str) -> Result<Self> {
-        let lora = t.opt(&format!("{key}.lora_A")).zip(t.opt(&format!("{key}.lora_B")));
+    fn new(w: &Weights, method: &dyn Method, p: &PeftConfig) -> Result<Self> {
+        let hooks = method.projection(w, p)?;
         Ok(Proj {
-            w: t.get(&format!("{key}.weight"))?,
-            b: t.get(&format!("{key}.bias"))?,
-            lora,
-            ia3: t.opt(&format!("{key}.ia3_scale")),
+            w: w.get("weight")?,
+            b: w.get("bias")?,
+            delta: hooks.delta,
+            scale: hooks.scale,
         })
     }
 }
 
 /// Projections run side by side as one linear layer (query, key and value: one gemm instead of
-/// three, and one gradient for x): x Wᵀ + b on the concatenated weights, plus LoRA's update, times
-/// (IA)³'s scale; a projection without a hook gets a zero update or a unit scale.
+/// three, and one gradient for x): x Wᵀ + b on the concatenated weights, plus the strategies'
+/// terms, times their scales; a projection without a hook gets a zero term or a unit scale.
 struct Projs {
     parts: Vec<Proj>,
-    /// LoRA's α/r.
-    lora_scale: f64,
 }
 
 impl Projs {
-    fn new(t: &Lookup, keys: &[&str], lora_scale: f64) -> Result<Self> {
+    fn new(w: &Weights, keys: &[&str], method: &dyn Method, p: &PeftConfig) -> Result<Self> {
         Ok(Projs {
-            parts: keys.iter().map(|k| Proj::new(t, k)).collect::<Result<_>>()?,
-            lora_scale,
+            parts: keys
+                .iter()
+                .map(|k| Proj::new(&w.pp(k), method, p))
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -102,13 +136,13 @@ impl Projs {
         let biases = self.parts.iter().map(|p| p.b.clone()).collect();
         let mut y = linear(x, &cat(weights, 0)?, Some(&cat(biases, 0)?))?;
         let last = y.rank() - 1;
-        if self.parts.iter().any(|p| p.lora.is_some()) {
+        if self.parts.iter().any(|p| p.delta.is_some()) {
             let parts = self
                 .parts
                 .iter()
                 .zip(&outs)
-                .map(|(p, &o)| match &p.lora {
-                    Some((a, b)) => lora::delta(x, a, b, self.lora_scale),
+                .map(|(p, &o)| match &p.delta {
+                    Some(d) => d.forward(x),
                     None => {
                         let mut dims = x.dims().to_vec();
                         dims[last] = o;
@@ -118,12 +152,12 @@ impl Projs {
                 .collect::<CResult<Vec<_>>>()?;
             y = (y + cat(parts, last)?)?;
         }
-        if self.parts.iter().any(|p| p.ia3.is_some()) {
+        if self.parts.iter().any(|p| p.scale.is_some()) {
             let parts = self
                 .parts
                 .iter()
                 .zip(&outs)
-                .map(|(p, &o)| match &p.ia3 {
+                .map(|(p, &o)| match &p.scale {
                     Some(s) => Ok(s.clone()),
                     None => Tensor::ones(o, y.dtype(), y.device()),
                 })
@@ -134,44 +168,14 @@ impl Projs {
     }
 }
 
-/// What a strategy placed after a sub-layer's output projection.
-enum Site {
-    /// Nothing.
-    None,
-    /// A bottleneck adapter: down (weight, bias), up (weight, bias).
-    Adapter([Tensor; 4]),
-    /// A Compacter: the shared rule, down (s, t, bias), up (s, t, bias).
-    Compacter(Tensor, [Tensor; 3], [Tensor; 3]),
-}
+/// What a strategy placed after a sub-layer's output projection (nothing, an adapter, …).
+struct Site(Option<Box<dyn SiteModule>>);
 
 impl Site {
-    fn new(t: &Lookup, adapter_site: &str, compacter_site: &str) -> Result<Self> {
-        if t.opt(&format!("{adapter_site}.down.weight")).is_some() {
-            let g = |s: &str| t.get(&format!("{adapter_site}.{s}"));
-            return Ok(Site::Adapter([
-                g("down.weight")?,
-                g("down.bias")?,
-                g("up.weight")?,
-                g("up.bias")?,
-            ]));
-        }
-        if t.opt(&format!("{compacter_site}.down.s")).is_some() {
-            let g = |s: &str| t.get(&format!("{compacter_site}.{s}"));
-            return Ok(Site::Compacter(
-                t.get(compacter::RULE_KEY)?,
-                [g("down.s")?, g("down.t")?, g("down.bias")?],
-                [g("up.s")?, g("up.t")?, g("up.bias")?],
-            ));
-        }
-        Ok(Site::None)
-    }
     fn forward(&self, h: Tensor) -> CResult<Tensor> {
-        match self {
-            Site::None => Ok(h),
-            Site::Adapter([dw, db, uw, ub]) => adapter::forward(&h, dw, db, uw, ub),
-            Site::Compacter(rule, [ds, dt, db], [us, ut, ub]) => {
-                compacter::forward(&h, rule, [ds, dt, db], [us, ut, ub])
-            }
+        match &self.0 {
+            None => Ok(h),
+            Some(m) => m.forward(h),
         }
     }
 }
@@ -190,19 +194,18 @@ struct Block {
 }
 
 impl Block {
-    fn new(t: &Lookup, k: &LayerKeys, cfg: &VitConfig, lora_scale: f64) -> Result<Self> {
-        let [ad0, ad1] = adapter::sites(k);
-        let [cp0, cp1] = compacter::sites(k);
+    fn new(w: &Weights, k: &LayerKeys, cfg: &VitConfig, method: &dyn Method, p: &PeftConfig) -> Result<Self> {
         let eps = cfg.layer_norm_eps;
+        let projs = |keys: &[&str]| Projs::new(w, keys, method, p);
         Ok(Block {
-            ln_before: Norm::new(t, &k.ln_before, eps)?,
-            qkv: Projs::new(t, &[&k.query, &k.key, &k.value], lora_scale)?,
-            attn_out: Projs::new(t, &[&k.attn_out], lora_scale)?,
-            attn_site: Site::new(t, &ad0, &cp0)?,
-            ln_after: Norm::new(t, &k.ln_after, eps)?,
-            fc1: Projs::new(t, &[&k.intermediate], lora_scale)?,
-            fc2: Projs::new(t, &[&k.output], lora_scale)?,
-            mlp_site: Site::new(t, &ad1, &cp1)?,
+            ln_before: Norm::new(&w.pp(&k.ln_before), eps)?,
+            qkv: projs(&[&k.query, &k.key, &k.value])?,
+            attn_out: projs(&[&k.attn_out])?,
+            attn_site: Site(method.site(w, k, SiteAt::Attention)?),
+            ln_after: Norm::new(&w.pp(&k.ln_after), eps)?,
+            fc1: projs(&[&k.intermediate])?,
+            fc2: projs(&[&k.output])?,
+            mlp_site: Site(method.site(w, k, SiteAt::Mlp)?),
             heads: cfg.heads,
         })
     }
@@ -237,30 +240,32 @@ pub(crate) struct Modules {
 }
 
 impl Modules {
-    /// Resolves every module's tensors from `tensors` (HF keys of the model's `layers`) once.
+    /// Resolves every module's tensors from `tensors` (HF keys of the model's `layers`) once; the
+    /// strategy's `method` builds its own hooks and modules.
     pub(crate) fn new(
         cfg: &VitConfig,
+        method: &dyn Method,
         peft: &PeftConfig,
         layers: &[LayerKeys],
         tensors: &HashMap<String, Tensor>,
     ) -> Result<Self> {
-        let t = Lookup(tensors);
-        let lora_scale = peft.lora_alpha / peft.lora_rank as f64;
+        let w = Weights::new(tensors);
+        let patch = w.pp("embeddings.patch_embeddings.projection");
         Ok(Modules {
             cfg: cfg.clone(),
             emb: Embeddings {
-                patch_w: t.get("embeddings.patch_embeddings.projection.weight")?,
-                patch_b: t.get("embeddings.patch_embeddings.projection.bias")?,
-                cls: t.get("embeddings.cls_token")?,
-                pos: t.get("embeddings.position_embeddings")?,
+                patch_w: patch.get("weight")?,
+                patch_b: patch.get("bias")?,
+                cls: w.get("embeddings.cls_token")?,
+                pos: w.get("embeddings.position_embeddings")?,
             },
             blocks: layers
                 .iter()
-                .map(|k| Block::new(&t, k, cfg, lora_scale))
+                .map(|k| Block::new(&w, k, cfg, method, peft))
                 .collect::<Result<_>>()?,
-            norm: Norm::new(&t, "layernorm", cfg.layer_norm_eps)?,
-            head_w: t.get("classifier.weight")?,
-            head_b: t.get("classifier.bias")?,
+            norm: Norm::new(&w.pp("layernorm"), cfg.layer_norm_eps)?,
+            head_w: w.get("classifier.weight")?,
+            head_b: w.get("classifier.bias")?,
         })
     }
 
@@ -302,5 +307,25 @@ impl Modules {
     /// The head on features: [B, classes].
     pub(crate) fn head(&self, features: &Tensor) -> CResult<Tensor> {
         linear(features, &self.head_w, Some(&self.head_b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// `pp` roots a view at a key prefix; `get` names the full key when a tensor is missing.
+    #[test]
+    fn weights_resolve_keys_below_their_prefix() {
+        let t = Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let map = HashMap::from([("encoder.layer.0.output.dense.bias".to_string(), t)]);
+        let root = Weights::new(&map);
+        let dense = root.pp("encoder.layer.0").pp("output.dense");
+        assert_eq!(dense.get("bias").unwrap().dims(), &[3]);
+        assert!(dense.opt("weight").is_none());
+        assert!(root.opt("encoder.layer.0.output.dense.bias").is_some());
+        let e = dense.get("weight").unwrap_err().to_string();
+        assert!(e.contains("encoder.layer.0.output.dense.weight"), "{e}");
     }
 }

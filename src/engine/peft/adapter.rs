@@ -6,9 +6,14 @@
 
 use candle_core::{Result as CResult, Tensor};
 
-use super::PeftConfig;
+use super::{Method, PeftConfig, SiteAt, SiteModule};
+use crate::engine::modules::Weights;
 use crate::engine::ops::{gelu, linear};
 use crate::engine::vit::{INIT_STD, Init, LayerKeys, ParamSpec, Role, VitConfig};
+use crate::error::Result;
+
+/// Houlsby bottleneck adapters.
+pub struct Adapter;
 
 /// Standard deviation of the up-projection at initialisation ("near 0").
 pub const UP_INIT_STD: f64 = 1e-4;
@@ -41,22 +46,53 @@ pub(crate) fn linear_spec(prefix: &str, out: usize, inp: usize, w: Init) -> [Par
     ]
 }
 
-/// `…adapter.down.{weight,bias}` and `…adapter.up.{weight,bias}` at both sites of every layer.
-pub fn added(cfg: &VitConfig, p: &PeftConfig) -> Vec<ParamSpec> {
-    let r = cfg.dim / p.adapter_reduction;
-    let mut out = Vec::new();
-    for i in 0..cfg.depth {
-        for site in sites(&LayerKeys::new(i)) {
-            out.extend(linear_spec(&format!("{site}.down"), r, cfg.dim, Init::Normal(INIT_STD)));
-            out.extend(linear_spec(
-                &format!("{site}.up"),
-                cfg.dim,
-                r,
-                Init::Normal(UP_INIT_STD),
-            ));
+impl Method for Adapter {
+    /// `…adapter.down.{weight,bias}` and `…adapter.up.{weight,bias}` at both sites of every layer.
+    fn added(&self, cfg: &VitConfig, p: &PeftConfig) -> Vec<ParamSpec> {
+        let r = cfg.dim / p.adapter_reduction;
+        let mut out = Vec::new();
+        for i in 0..cfg.depth {
+            for site in sites(&LayerKeys::new(i)) {
+                out.extend(linear_spec(&format!("{site}.down"), r, cfg.dim, Init::Normal(INIT_STD)));
+                out.extend(linear_spec(
+                    &format!("{site}.up"),
+                    cfg.dim,
+                    r,
+                    Init::Normal(UP_INIT_STD),
+                ));
+            }
         }
+        out
     }
-    out
+
+    /// The adapter at `at` of `layer`.
+    fn site(&self, w: &Weights, layer: &LayerKeys, at: SiteAt) -> Result<Option<Box<dyn SiteModule>>> {
+        let [attention, mlp] = sites(layer);
+        let w = w.pp(match at {
+            SiteAt::Attention => &attention,
+            SiteAt::Mlp => &mlp,
+        });
+        Ok(Some(Box::new(Bottleneck {
+            down_w: w.get("down.weight")?,
+            down_b: w.get("down.bias")?,
+            up_w: w.get("up.weight")?,
+            up_b: w.get("up.bias")?,
+        })))
+    }
+}
+
+/// One adapter's tensors.
+struct Bottleneck {
+    down_w: Tensor,
+    down_b: Tensor,
+    up_w: Tensor,
+    up_b: Tensor,
+}
+
+impl SiteModule for Bottleneck {
+    fn forward(&self, h: Tensor) -> CResult<Tensor> {
+        forward(&h, &self.down_w, &self.down_b, &self.up_w, &self.up_b)
+    }
 }
 
 /// h + up(GELU(down(h))).

@@ -11,9 +11,14 @@
 
 use candle_core::{Result as CResult, Tensor};
 
-use super::PeftConfig;
+use super::{Method, PeftConfig, SiteAt, SiteModule};
+use crate::engine::modules::Weights;
 use crate::engine::ops::{gelu, linear};
 use crate::engine::vit::{Init, LayerKeys, ParamSpec, Role, VitConfig};
+use crate::error::Result;
+
+/// Compacter.
+pub struct Compacter;
 
 /// Key of the shared rule tensor [n, n, n].
 pub const RULE_KEY: &str = "compacter.phm_rule";
@@ -46,25 +51,60 @@ fn phm_spec(prefix: &str, inp: usize, out: usize, n: usize, t_init: Init) -> Vec
     ]
 }
 
-/// The shared rule plus down/up PHM layers at both sites of every layer.
-pub fn added(cfg: &VitConfig, p: &PeftConfig) -> Vec<ParamSpec> {
-    let n = p.phm_n;
-    let r = cfg.dim / p.compacter_reduction;
-    let mut out = vec![pspec(RULE_KEY.into(), vec![n, n, n], Init::Normal(0.1))];
-    let glorot_down = (6.0 / ((cfg.dim / n + r / n) as f64)).sqrt();
-    for i in 0..cfg.depth {
-        for site in sites(&LayerKeys::new(i)) {
-            out.extend(phm_spec(
-                &format!("{site}.down"),
-                cfg.dim,
-                r,
-                n,
-                Init::Uniform(glorot_down),
-            ));
-            out.extend(phm_spec(&format!("{site}.up"), r, cfg.dim, n, Init::Normal(1e-4)));
+impl Method for Compacter {
+    /// The shared rule plus down/up PHM layers at both sites of every layer.
+    fn added(&self, cfg: &VitConfig, p: &PeftConfig) -> Vec<ParamSpec> {
+        let n = p.phm_n;
+        let r = cfg.dim / p.compacter_reduction;
+        let mut out = vec![pspec(RULE_KEY.into(), vec![n, n, n], Init::Normal(0.1))];
+        let glorot_down = (6.0 / ((cfg.dim / n + r / n) as f64)).sqrt();
+        for i in 0..cfg.depth {
+            for site in sites(&LayerKeys::new(i)) {
+                out.extend(phm_spec(
+                    &format!("{site}.down"),
+                    cfg.dim,
+                    r,
+                    n,
+                    Init::Uniform(glorot_down),
+                ));
+                out.extend(phm_spec(&format!("{site}.up"), r, cfg.dim, n, Init::Normal(1e-4)));
+            }
         }
+        out
     }
-    out
+
+    /// The Compacter at `at` of `layer`, with the shared rule.
+    fn site(&self, w: &Weights, layer: &LayerKeys, at: SiteAt) -> Result<Option<Box<dyn SiteModule>>> {
+        let [attention, mlp] = sites(layer);
+        let site = w.pp(match at {
+            SiteAt::Attention => &attention,
+            SiteAt::Mlp => &mlp,
+        });
+        let phm = |name: &str| -> Result<[Tensor; 3]> {
+            let p = site.pp(name);
+            Ok([p.get("s")?, p.get("t")?, p.get("bias")?])
+        };
+        Ok(Some(Box::new(Phm {
+            rule: w.get(RULE_KEY)?,
+            down: phm("down")?,
+            up: phm("up")?,
+        })))
+    }
+}
+
+/// One Compacter: the shared rule, and the down and up PHM layers' (s, t, bias).
+struct Phm {
+    rule: Tensor,
+    down: [Tensor; 3],
+    up: [Tensor; 3],
+}
+
+impl SiteModule for Phm {
+    fn forward(&self, h: Tensor) -> CResult<Tensor> {
+        let [ds, dt, db] = &self.down;
+        let [us, ut, ub] = &self.up;
+        forward(&h, &self.rule, [ds, dt, db], [us, ut, ub])
+    }
 }
 
 /// The PHM weight W = Σᵢ Aᵢ ⊗ (sᵢ tᵢᵀ) ∈ R^{in×out} (used as y = x W + b).

@@ -4,35 +4,73 @@
 //! multiplies the wrapped linear layer's output, so it folds exactly into W and b.
 //! 64,512 parameters on ViT-B/16: 12 × (768 + 768 + 3072 + 768).
 
+use std::collections::HashMap;
+
 use candle_core::{Result as CResult, Tensor};
 
+use super::{Method, PeftConfig, ProjectionHooks};
+use crate::engine::modules::Weights;
 use crate::engine::vit::{Init, LayerKeys, ParamSpec, Role, VitConfig};
+use crate::error::Result;
+
+/// (IA)³.
+pub struct Ia3;
+
+/// The keys of the projections (IA)³ rescales in layer `k`.
+fn target_keys(k: &LayerKeys) -> [&String; 4] {
+    [&k.key, &k.value, &k.intermediate, &k.output]
+}
 
 /// The projections (IA)³ rescales, with their output sizes.
 pub fn targets(cfg: &VitConfig, k: &LayerKeys) -> Vec<(String, usize)> {
-    vec![
-        (k.key.clone(), cfg.dim),
-        (k.value.clone(), cfg.dim),
-        (k.intermediate.clone(), cfg.mlp_dim),
-        (k.output.clone(), cfg.dim),
-    ]
+    let sizes = [cfg.dim, cfg.dim, cfg.mlp_dim, cfg.dim];
+    target_keys(k)
+        .into_iter()
+        .zip(sizes)
+        .map(|(key, o)| (key.clone(), o))
+        .collect()
 }
 
-/// `{proj}.ia3_scale` `[out]` for every target of every layer.
-pub fn added(cfg: &VitConfig) -> Vec<ParamSpec> {
-    let mut out = Vec::new();
-    for i in 0..cfg.depth {
-        for (proj, o) in targets(cfg, &LayerKeys::new(i)) {
-            out.push(ParamSpec {
-                key: format!("{proj}.ia3_scale"),
-                shape: vec![o],
-                init: Init::Ones,
-                role: Role::Peft,
-                trainable: true,
-            });
+impl Method for Ia3 {
+    /// `{proj}.ia3_scale` `[out]` for every target of every layer.
+    fn added(&self, cfg: &VitConfig, _p: &PeftConfig) -> Vec<ParamSpec> {
+        let mut out = Vec::new();
+        for i in 0..cfg.depth {
+            for (proj, o) in targets(cfg, &LayerKeys::new(i)) {
+                out.push(ParamSpec {
+                    key: format!("{proj}.ia3_scale"),
+                    shape: vec![o],
+                    init: Init::Ones,
+                    role: Role::Peft,
+                    trainable: true,
+                });
+            }
         }
+        out
     }
-    out
+
+    /// The output scale on the projections that carry `ia3_scale`.
+    fn projection(&self, w: &Weights, _p: &PeftConfig) -> Result<ProjectionHooks> {
+        Ok(ProjectionHooks {
+            delta: None,
+            scale: w.opt("ia3_scale"),
+        })
+    }
+
+    /// W ← diag(ℓ)·W and b ← ℓ ⊙ b on every target; ℓ is removed.
+    fn merge(&self, tensors: &mut HashMap<String, Tensor>, layers: &[LayerKeys], _p: &PeftConfig) -> Result<bool> {
+        for k in layers {
+            for proj in target_keys(k) {
+                if let Some(s) = tensors.remove(&format!("{proj}.ia3_scale")) {
+                    let (wk, bk) = (format!("{proj}.weight"), format!("{proj}.bias"));
+                    let (w, b) = merge(&tensors[&wk], &tensors[&bk], &s)?;
+                    tensors.insert(wk, w);
+                    tensors.insert(bk, b);
+                }
+            }
+        }
+        Ok(true)
+    }
 }
 
 /// Folds the scale into a linear layer: diag(ℓ)·W and ℓ ⊙ b.

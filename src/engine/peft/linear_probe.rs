@@ -1,7 +1,9 @@
 //! Linear probing: the backbone stays frozen; only the head is trained (0 backbone parameters).
 //! Because the backbone never changes, its CLS features can be computed once and cached.
 
-use crate::engine::vit::ParamSpec;
+use super::Method;
 
-/// Leaves every backbone tensor frozen.
-pub fn unfreeze(_specs: &mut [ParamSpec]) {}
+/// Linear probing: every hook keeps its default (nothing unfrozen, nothing added).
+pub struct LinearProbe;
+
+impl Method for LinearProbe {}

@@ -1,6 +1,7 @@
 //! The seven fine-tuning strategies of Li et al. 2025 (arXiv:2503.14836), with the placements of
 //! the paper's code (AdapterHub `adapters` defaults). Each strategy (one file each) says which
-//! backbone tensors it unfreezes and which tensors it adds; the head is trainable in all.
+//! backbone tensors it unfreezes, which tensors it adds, what they do in the forward pass and how
+//! they merge (the [`Method`] trait); the head is trainable in all.
 //!
 //! Required trainable backbone counts on ViT-B/16 (asserted exactly in tests; the same table as
 //! [`crate::theory::VIT_B16_TRAINABLE`]): Full 85,798,656; Linear probing 0; LoRA 1,179,648;
@@ -14,11 +15,94 @@ pub mod ia3;
 pub mod linear_probe;
 pub mod lora;
 
+use std::collections::HashMap;
+
+use candle_core::{Result as CResult, Tensor};
 use serde::Deserialize;
 
-use super::vit::{ParamSpec, Role, VitConfig, backbone_spec, head_spec};
+use super::modules::Weights;
+use super::vit::{LayerKeys, ParamSpec, Role, VitConfig, backbone_spec, head_spec};
 use crate::error::{Error, Result};
 pub use crate::theory::Strategy;
+
+/// What a strategy does to a ViT: which backbone tensors it trains, which tensors it adds (shapes
+/// and initialisation), what those tensors contribute to the forward pass and how they fold into
+/// the backbone. Each strategy's file implements it; [`method`] maps a [`Strategy`] to its
+/// implementation. Every hook has a default that does nothing, so a strategy implements only what
+/// it uses. Adding a strategy: one file implementing `Method`, one arm in [`method`] (and its
+/// variant in [`Strategy`]).
+pub trait Method: Sync {
+    /// Marks the backbone tensors the strategy trains (the head always trains).
+    fn unfreeze(&self, _specs: &mut [ParamSpec]) {}
+
+    /// The tensors the strategy adds, with their shapes and initialisation.
+    fn added(&self, _cfg: &VitConfig, _p: &PeftConfig) -> Vec<ParamSpec> {
+        Vec::new()
+    }
+
+    /// The strategy's hooks on one linear projection, whose tensors `w` holds (`w` is rooted at
+    /// the projection's HF key, e.g. `encoder.layer.0.attention.attention.query`).
+    fn projection(&self, _w: &Weights, _p: &PeftConfig) -> Result<ProjectionHooks> {
+        Ok(ProjectionHooks::default())
+    }
+
+    /// The module the strategy places after the output projection of a block's sub-layer, if any.
+    fn site(&self, _w: &Weights, _layer: &LayerKeys, _at: SiteAt) -> Result<Option<Box<dyn SiteModule>>> {
+        Ok(None)
+    }
+
+    /// Folds the strategy's tensors into the backbone weights in `tensors` (removing them), so
+    /// that the model computes the same function without them; false when the strategy cannot be
+    /// folded (nothing is changed then).
+    fn merge(&self, _tensors: &mut HashMap<String, Tensor>, _layers: &[LayerKeys], _p: &PeftConfig) -> Result<bool> {
+        Ok(false)
+    }
+}
+
+/// The implementation of each strategy: the one place a strategy's variant meets its code.
+pub fn method(strategy: Strategy) -> &'static dyn Method {
+    match strategy {
+        Strategy::Full => &full::Full,
+        Strategy::LinearProbe => &linear_probe::LinearProbe,
+        Strategy::Lora => &lora::Lora,
+        Strategy::Adapter => &adapter::Adapter,
+        Strategy::Compacter => &compacter::Compacter,
+        Strategy::Bitfit => &bitfit::Bitfit,
+        Strategy::Ia3 => &ia3::Ia3,
+    }
+}
+
+/// Where in a pre-norm block a strategy may place a module: after the attention output
+/// projection, or after the MLP output projection (both before the residual add).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteAt {
+    /// After `attention.output.dense`.
+    Attention,
+    /// After `output.dense`.
+    Mlp,
+}
+
+/// A strategy's term added to a projection's output (LoRA's (α/r)·x Aᵀ Bᵀ).
+pub trait Delta: Send + Sync {
+    /// The term for input `x` (same shape as the projection's output).
+    fn forward(&self, x: &Tensor) -> CResult<Tensor>;
+}
+
+/// A module after a sub-layer's output projection (bottleneck adapters): h ↦ module(h).
+pub trait SiteModule: Send + Sync {
+    /// The module's output for the sub-layer output `h`.
+    fn forward(&self, h: Tensor) -> CResult<Tensor>;
+}
+
+/// What a strategy adds to one projection y = x Wᵀ + b: a term added to y, and a per-output
+/// scale of y (applied after the term, as `adapters` does for (IA)³).
+#[derive(Default)]
+pub struct ProjectionHooks {
+    /// Added to the output.
+    pub delta: Option<Box<dyn Delta>>,
+    /// Multiplies each output column.
+    pub scale: Option<Tensor>,
+}
 
 /// Hyper-parameters of the strategies (defaults: the paper's).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -129,15 +213,9 @@ pub fn model_spec(
         return Err(Error::invalid("num_classes", "must be >= 1", 0));
     }
     let mut specs = backbone_spec(cfg);
-    match strategy {
-        Strategy::Full => full::unfreeze(&mut specs),
-        Strategy::LinearProbe => linear_probe::unfreeze(&mut specs),
-        Strategy::Bitfit => bitfit::unfreeze(&mut specs),
-        Strategy::Lora => specs.extend(lora::added(cfg, peft)),
-        Strategy::Ia3 => specs.extend(ia3::added(cfg)),
-        Strategy::Adapter => specs.extend(adapter::added(cfg, peft)),
-        Strategy::Compacter => specs.extend(compacter::added(cfg, peft)),
-    }
+    let m = method(strategy);
+    m.unfreeze(&mut specs);
+    specs.extend(m.added(cfg, peft));
     specs.extend(head_spec(cfg, num_classes));
     Ok(specs)
 }
