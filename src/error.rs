@@ -136,11 +136,17 @@ pub fn load_toml_str<T: Validate>(text: &str, origin: &std::path::Path) -> Resul
     })
 }
 
-/// Parses TOML text into `T`; a parser error is one line naming `origin` and the line and column.
+/// Parses TOML text into `T`; a parser error is one line naming `origin`, the key (its path from
+/// the document root, e.g. `datasets[0].kind`), the line and column.
 pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &std::path::Path) -> Result<T> {
-    toml::from_str(text).map_err(|e| Error::Config {
+    let fail = |key: Option<String>, e: toml::de::Error| Error::Config {
         path: origin.to_path_buf(),
-        message: e.message().to_string() + &span(text, e.span()),
+        message: key.map_or(String::new(), |k| format!("{k}: ")) + e.message() + &span(text, e.span()),
+    };
+    let document = toml::Deserializer::parse(text).map_err(|e| fail(None, e))?;
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        let key = e.path().to_string();
+        fail((key != ".").then_some(key), e.into_inner())
     })
 }
 

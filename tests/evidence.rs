@@ -571,7 +571,7 @@ fn image_folder_source_with_a_class_subset() {
     }
     // Classes in sorted folder order: ant 0, bee 1, cat 2; keep cat then ant.
     let l = data::load_source(
-        "image-folder",
+        robustft::validate::spec::DataKind::ImageFolder,
         None,
         Some(&dir),
         Some(&[2, 0]),
@@ -588,10 +588,19 @@ fn image_folder_source_with_a_class_subset() {
     assert!((l.train.images[first * 3 * 256] - 80.0 / 255.0).abs() < 1e-6);
     assert_eq!(l.train.labels.iter().filter(|x| **x == 1).count(), 3);
     std::fs::create_dir_all(dir.join("test").join("dog")).unwrap();
-    let e = data::load_source("image-folder", None, Some(&dir), None, None, None, 16, "")
-        .err()
-        .unwrap()
-        .to_string();
+    let e = data::load_source(
+        robustft::validate::spec::DataKind::ImageFolder,
+        None,
+        Some(&dir),
+        None,
+        None,
+        None,
+        16,
+        "",
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(e.contains("test") && e.contains("same class folders"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

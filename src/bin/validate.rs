@@ -161,9 +161,9 @@ enum Cmd {
         /// Timed repetitions (median).
         #[arg(long, default_value_t = 5)]
         reps: usize,
-        /// Element type of model and data: f32, bf16 or f16.
-        #[arg(long, default_value = "f32")]
-        dtype: String,
+        /// Element type of model and data.
+        #[arg(long, value_enum, default_value_t = Dtype::F32)]
+        dtype: Dtype,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -291,7 +291,7 @@ fn main() -> ExitCode {
             peer,
             device,
             dtype,
-        }) => pick(&device).and_then(|d| bench_cmd(&model, &strategy, batch_size, reps, json, peer, &d, &dtype)),
+        }) => pick(&device).and_then(|d| bench_cmd(&model, &strategy, batch_size, reps, json, peer, &d, dtype)),
     })
 }
 
@@ -382,6 +382,17 @@ fn pretrain_cmd(
     ))
 }
 
+/// `--dtype`: the element type of model and data in `bench` (clap lists the allowed values).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Dtype {
+    /// 32-bit float.
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// IEEE half.
+    F16,
+}
+
 /// `validate bench`.
 #[allow(clippy::too_many_arguments)]
 fn bench_cmd(
@@ -392,17 +403,12 @@ fn bench_cmd(
     json: bool,
     peer: Option<PathBuf>,
     device: &Device,
-    dtype: &str,
+    dtype: Dtype,
 ) -> Outcome {
     let dtype = match dtype {
-        "f32" => candle_core::DType::F32,
-        "bf16" => candle_core::DType::BF16,
-        "f16" => candle_core::DType::F16,
-        other => {
-            return Err(Failure::Input(format!(
-                "invalid `--dtype`: expected f32, bf16 or f16 (got {other})"
-            )));
-        }
+        Dtype::F32 => candle_core::DType::F32,
+        Dtype::Bf16 => candle_core::DType::BF16,
+        Dtype::F16 => candle_core::DType::F16,
     };
     let cfg = VitConfig::from_arg(model)
         .map_err(|e| e.rename_field("model", "--model"))

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::{EpsSpec, ModelSpec, OptimizerSpec, SourceSpec, check_source};
+use super::spec::{DataKind, EpsSpec, ModelSpec, OptimizerSpec, SourceSpec, check_source};
 use crate::engine::VitConfig;
 use crate::engine::attack::{ApgdConfig, PgdConfig, StopRule};
 use crate::engine::data::corrupt::Corruption;
@@ -49,12 +49,32 @@ pub struct PretrainSpec {
     pub dataset: Option<SourceSpec>,
 }
 
+/// The attack of the periodic evaluation (`attack.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttackKind {
+    /// PGD (Madry et al. 2018) with step size `alpha`.
+    Pgd,
+    /// APGD-CE (Croce & Hein 2020), step size adapted by the attack.
+    Apgd,
+}
+
+/// The head a fine-tuning run starts from (`head`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadChoice {
+    /// Freshly initialised from the run seed.
+    New,
+    /// The checkpoint's head where its class count matches.
+    Reuse,
+}
+
 /// The attack as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttackSpec {
     /// `pgd` or `apgd`.
-    pub kind: String,
+    pub kind: AttackKind,
     /// ℓ∞ radius in [0, 1] pixel units, or a list of radii evaluated in one nested pass
     /// (numbers or fractions such as `"1/255"`).
     pub eps: EpsSpec,
@@ -76,7 +96,7 @@ pub struct DatasetSpec {
     /// Folder name in the output and label in reports.
     pub name: String,
     /// `synthetic`, `fashion-mnist`, `cifar10`, `image-folder` or `domains`.
-    pub kind: String,
+    pub kind: DataKind,
     /// Synthetic task name (`synthetic-simple`, `synthetic-complex`).
     #[serde(default)]
     pub task: Option<String>,
@@ -139,7 +159,7 @@ pub struct RunConfig {
     /// The head a fine-tuning run starts from: `new` (freshly initialised from the run seed) or
     /// `reuse` (the checkpoint's head where its class count matches; the default, as before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub head: Option<String>,
+    pub head: Option<HeadChoice>,
     /// Batch size.
     pub batch_size: usize,
     /// Optimiser: the preset `paper` (lr 2e-5 full, 5e-3 others, cosine, 800 warm-up scaled to
@@ -246,11 +266,7 @@ impl RunConfig {
         }
         self.check_pretrain(model.image_size)?;
         self.check_optimizer(&strategies)?;
-        let new_head = match self.head.as_deref() {
-            None | Some("reuse") => false,
-            Some("new") => true,
-            Some(other) => return Err(Error::invalid("head", "expected new or reuse", other)),
-        };
+        let new_head = self.head == Some(HeadChoice::New);
         let eval_steps = self.eval_steps()?;
         let attacks = self.attacks()?;
         let ood = self.check_datasets(model.image_size)?;
@@ -269,15 +285,15 @@ impl RunConfig {
     fn check_pretrain(&self, image_size: usize) -> Result<()> {
         check::positive("pretrain.lr", self.pretrain.lr)?;
         if let Some(d) = &self.pretrain.dataset {
-            if d.kind == "domains" {
+            if d.kind == DataKind::Domains {
                 return Err(Error::invalid(
                     "pretrain.dataset.kind",
                     "pretrain on one domain with kind = \"image-folder\" and data_dir = ROOT/<domain>",
-                    &d.kind,
+                    d.kind,
                 ));
             }
             check_source(
-                &d.kind,
+                d.kind,
                 d.task.as_deref(),
                 d.classes.as_deref(),
                 image_size,
@@ -324,7 +340,7 @@ impl RunConfig {
         let mut ood = Vec::new();
         for (i, d) in self.datasets.iter().enumerate() {
             let key = |k: &str| format!("datasets[{i}].{k}");
-            check_source(&d.kind, d.task.as_deref(), d.classes.as_deref(), image_size, &key(""))?;
+            check_source(d.kind, d.task.as_deref(), d.classes.as_deref(), image_size, &key(""))?;
             if d.train_images == 0 {
                 return Err(Error::invalid(key("train_images"), "must be >= 1", 0));
             }
@@ -334,18 +350,20 @@ impl RunConfig {
             if self.datasets[..i].iter().any(|o| o.name == d.name) {
                 return Err(Error::invalid(key("name"), "is used by an earlier dataset", &d.name));
             }
-            match (d.kind.as_str(), &d.domain) {
-                ("domains", None) => {
+            match (d.kind, &d.domain) {
+                (DataKind::Domains, None) => {
                     return Err(Error::invalid(
                         key("domain"),
                         "a domains dataset needs the domain it trains on",
                         "nothing",
                     ));
                 }
-                ("domains", Some(dom)) if dom.is_empty() || dom == "." || dom == ".." || dom.contains(['/', '\\']) => {
+                (DataKind::Domains, Some(dom))
+                    if dom.is_empty() || dom == "." || dom == ".." || dom.contains(['/', '\\']) =>
+                {
                     return Err(Error::invalid(key("domain"), "must be a plain folder name", dom));
                 }
-                ("domains", Some(_)) => {}
+                (DataKind::Domains, Some(_)) => {}
                 (_, Some(dom)) => {
                     return Err(Error::invalid(
                         key("domain"),
@@ -355,7 +373,7 @@ impl RunConfig {
                 }
                 (_, None) => {}
             }
-            ood.push(parse_ood(&d.ood, &d.kind).map_err(|e| e.rename_field("ood", &key("ood")))?);
+            ood.push(parse_ood(&d.ood, d.kind).map_err(|e| e.rename_field("ood", &key("ood")))?);
         }
         Ok(ood)
     }
@@ -413,8 +431,8 @@ impl RunConfig {
             return Err(Error::invalid("attack.steps", "must be >= 1", 0));
         }
         eps.iter()
-            .map(|&e| match a.kind.as_str() {
-                "pgd" => {
+            .map(|&e| match a.kind {
+                AttackKind::Pgd => {
                     let alpha = a.alpha.unwrap_or(e / 4.0);
                     check::non_negative("attack.alpha", alpha)?;
                     Ok(Attack::Pgd(PgdConfig {
@@ -425,8 +443,7 @@ impl RunConfig {
                         stop: a.stop.unwrap_or_default(),
                     }))
                 }
-                "apgd" => Ok(Attack::Apgd(ApgdConfig { eps: e, steps: a.steps })),
-                other => Err(Error::invalid("attack.kind", "expected pgd or apgd", other)),
+                AttackKind::Apgd => Ok(Attack::Apgd(ApgdConfig { eps: e, steps: a.steps })),
             })
             .collect()
     }
@@ -479,12 +496,12 @@ impl ValidRun {
     }
 }
 
-fn parse_ood(s: &str, kind: &str) -> Result<Ood> {
+fn parse_ood(s: &str, kind: DataKind) -> Result<Ood> {
     match s {
         "none" => Ok(Ood::None),
-        "shifted" if kind == "synthetic" => Ok(Ood::Shifted),
+        "shifted" if kind == DataKind::Synthetic => Ok(Ood::Shifted),
         "shifted" => Err(Error::invalid("ood", "`shifted` needs a synthetic dataset", s)),
-        "domains" if kind == "domains" => Ok(Ood::Domains),
+        "domains" if kind == DataKind::Domains => Ok(Ood::Domains),
         "domains" => Err(Error::invalid("ood", "`domains` needs a dataset of kind `domains`", s)),
         other => {
             let parts: Vec<&str> = other.split(':').collect();

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::config::{DatasetSpec, Ood};
+use super::spec::DataKind;
 use crate::engine::data::Dataset;
 use crate::engine::data::corrupt::corrupt;
 use crate::engine::data::files::{self, Split};
@@ -23,13 +24,13 @@ pub struct Loaded {
     pub d: f64,
 }
 
-/// Loads `kind` (see [`super::spec::KINDS`]) from `data_dir` (Fashion-MNIST: Debian's folder by
+/// Loads `kind` from `data_dir` (Fashion-MNIST: Debian's folder by
 /// default), keeps `classes` (labels remapped in the order listed; errors name `key` + `classes`),
 /// takes the first `train_images` / `test_images` of each split (None: all; synthetic: generated)
 /// and converts to RGB at `image_size`.
 #[allow(clippy::too_many_arguments)]
 pub fn load_source(
-    kind: &str,
+    kind: DataKind,
     task: Option<&str>,
     data_dir: Option<&Path>,
     classes: Option<&[u32]>,
@@ -38,7 +39,7 @@ pub fn load_source(
     image_size: usize,
     key: &str,
 ) -> Result<Loaded> {
-    let (mut train, mut test, mut shifted, d) = if kind == "synthetic" {
+    let (mut train, mut test, mut shifted, d) = if kind == DataKind::Synthetic {
         let s = SyntheticSpec::named(task.unwrap_or(""), image_size)?;
         let n_test = test_images.unwrap_or(1000);
         let shifted = s.shifted().generate(n_test, 1)?;
@@ -70,13 +71,13 @@ pub fn load_source(
 
 /// The folder of a file dataset; a missing one is an error saying how to install it (`key`
 /// prefixes the field name). Synthetic data needs none (Ok(None)).
-pub fn data_folder(kind: &str, data_dir: Option<&Path>, key: &str) -> Result<Option<PathBuf>> {
-    if kind == "synthetic" {
+pub fn data_folder(kind: DataKind, data_dir: Option<&Path>, key: &str) -> Result<Option<PathBuf>> {
+    if kind == DataKind::Synthetic {
         return Ok(None);
     }
     let dir = match (kind, data_dir) {
         (_, Some(d)) => d.to_path_buf(),
-        ("fashion-mnist", None) => PathBuf::from(files::FASHION_MNIST_DIR),
+        (DataKind::FashionMnist, None) => PathBuf::from(files::FASHION_MNIST_DIR),
         (other, None) => {
             return Err(Error::invalid(
                 format!("{key}data_dir"),
@@ -86,7 +87,7 @@ pub fn data_folder(kind: &str, data_dir: Option<&Path>, key: &str) -> Result<Opt
         }
     };
     if !dir.is_dir() {
-        let hint = if kind == "fashion-mnist" {
+        let hint = if kind == DataKind::FashionMnist {
             "install it with `bash validation/setup-data.sh` (Debian package dataset-fashion-mnist) or set data_dir"
         } else {
             "set data_dir to the folder that holds it"
@@ -109,39 +110,40 @@ pub fn check_data(run: &super::ValidRun) -> Result<()> {
     if run.raw.checkpoint.is_none()
         && let Some(d) = &run.raw.pretrain.dataset
     {
-        sources.push((d.kind.as_str(), d.data_dir.as_deref(), "pretrain.dataset.".to_string()));
+        sources.push((d.kind, d.data_dir.as_deref(), "pretrain.dataset.".to_string()));
     }
     for (i, d) in run.raw.datasets.iter().enumerate() {
-        if let ("domains", Some(domain)) = (d.kind.as_str(), &d.domain) {
+        if let (DataKind::Domains, Some(domain)) = (d.kind, &d.domain) {
             let key = format!("datasets[{i}].");
-            let root = data_folder("domains", d.data_dir.as_deref(), &key)?.expect("a domains dataset has a folder");
+            let root =
+                data_folder(DataKind::Domains, d.data_dir.as_deref(), &key)?.expect("a domains dataset has a folder");
             files::check_domains(&root, domain)?;
             continue;
         }
-        sources.push((d.kind.as_str(), d.data_dir.as_deref(), format!("datasets[{i}].")));
+        sources.push((d.kind, d.data_dir.as_deref(), format!("datasets[{i}].")));
     }
-    let mut checked: Vec<(String, PathBuf)> = Vec::new();
+    let mut checked: Vec<(DataKind, PathBuf)> = Vec::new();
     for (kind, dir, key) in sources {
         if let Some(dir) = data_folder(kind, dir, &key)?
-            && !checked.iter().any(|(k, d)| k == kind && *d == dir)
+            && !checked.iter().any(|(k, d)| *k == kind && *d == dir)
         {
-            files::check(kind, &dir)?;
-            checked.push((kind.to_string(), dir));
+            files::check(kind.as_str(), &dir)?;
+            checked.push((kind, dir));
         }
     }
     Ok(())
 }
 
 /// Both splits of a file dataset; a missing folder gets an error saying how to install it.
-fn read_files(kind: &str, data_dir: Option<&Path>, key: &str) -> Result<(Dataset, Dataset)> {
+fn read_files(kind: DataKind, data_dir: Option<&Path>, key: &str) -> Result<(Dataset, Dataset)> {
     let dir = data_folder(kind, data_dir, key)?.expect("a file dataset has a folder");
     match kind {
-        "fashion-mnist" => Ok((
+        DataKind::FashionMnist => Ok((
             files::fashion_mnist(&dir, Split::Train)?,
             files::fashion_mnist(&dir, Split::Test)?,
         )),
-        "cifar10" => Ok((files::cifar10(&dir, Split::Train)?, files::cifar10(&dir, Split::Test)?)),
-        "image-folder" => {
+        DataKind::Cifar10 => Ok((files::cifar10(&dir, Split::Train)?, files::cifar10(&dir, Split::Test)?)),
+        DataKind::ImageFolder => {
             let (tr, te) = (dir.join("train"), dir.join("test"));
             if files::class_names(&tr)? != files::class_names(&te)? {
                 return Err(Error::invalid(
@@ -154,7 +156,7 @@ fn read_files(kind: &str, data_dir: Option<&Path>, key: &str) -> Result<(Dataset
             let size = first_image_size(&tr)?;
             Ok((files::image_folder(&tr, size)?, files::image_folder(&te, size)?))
         }
-        other => Err(Error::invalid("kind", "a file dataset kind", other)),
+        other @ (DataKind::Synthetic | DataKind::Domains) => Err(Error::invalid("kind", "a file dataset kind", other)),
     }
 }
 
@@ -208,10 +210,10 @@ pub fn prepare(
     key: &str,
 ) -> Result<Prepared> {
     // A `domains` dataset trains and tests on one domain, an image folder under its root.
-    let (kind, dir) = match (spec.kind.as_str(), &spec.domain) {
-        ("domains", Some(dom)) => (
-            "image-folder",
-            data_folder("domains", spec.data_dir.as_deref(), key)?.map(|r| r.join(dom)),
+    let (kind, dir) = match (spec.kind, &spec.domain) {
+        (DataKind::Domains, Some(dom)) => (
+            DataKind::ImageFolder,
+            data_folder(DataKind::Domains, spec.data_dir.as_deref(), key)?.map(|r| r.join(dom)),
         ),
         (k, _) => (k, spec.data_dir.clone()),
     };
@@ -266,7 +268,7 @@ pub fn prepare(
 /// The OOD set of a `domains` dataset: the other domains' test images of its classes, pooled,
 /// and a fixed draw of `n` of them (the same for every seed). Fewer than `n` is an error.
 fn other_domains(spec: &DatasetSpec, image_size: usize, n: usize, key: &str) -> Result<Dataset> {
-    let root = data_folder("domains", spec.data_dir.as_deref(), key)?.expect("a domains dataset has a folder");
+    let root = data_folder(DataKind::Domains, spec.data_dir.as_deref(), key)?.expect("a domains dataset has a folder");
     let domain = spec
         .domain
         .as_deref()

@@ -191,7 +191,7 @@ pub struct OptimizerTable {
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     /// `synthetic`, `fashion-mnist`, `cifar10` or `image-folder`.
-    pub kind: String,
+    pub kind: DataKind,
     /// Synthetic task name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
@@ -206,35 +206,61 @@ pub struct SourceSpec {
     pub train_images: Option<usize>,
 }
 
-/// The dataset kinds a run can read.
-pub const KINDS: [&str; 5] = ["synthetic", "fashion-mnist", "cifar10", "image-folder", "domains"];
+/// The dataset kinds a run can read (as written in a config: `kind = "fashion-mnist"`; any other
+/// value is rejected by the parser with this list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataKind {
+    /// A generated task (`task` names it).
+    Synthetic,
+    /// Fashion-MNIST, IDX files.
+    FashionMnist,
+    /// CIFAR-10, binary batches.
+    Cifar10,
+    /// `train/<class>/…` and `test/<class>/…` image folders.
+    ImageFolder,
+    /// One folder per domain, each an image folder (DomainNet-style).
+    Domains,
+}
 
-/// Checks a kind and, where the class count is known without reading files (synthetic tasks,
+impl DataKind {
+    /// The name as written in configs and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataKind::Synthetic => "synthetic",
+            DataKind::FashionMnist => "fashion-mnist",
+            DataKind::Cifar10 => "cifar10",
+            DataKind::ImageFolder => "image-folder",
+            DataKind::Domains => "domains",
+        }
+    }
+}
+
+impl std::fmt::Display for DataKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks a source and, where the class count is known without reading files (synthetic tasks,
 /// Fashion-MNIST, CIFAR-10: 10), a class subset. `key` prefixes the field names in errors.
 pub fn check_source(
-    kind: &str,
+    kind: DataKind,
     task: Option<&str>,
     classes: Option<&[u32]>,
     image_size: usize,
     key: &str,
 ) -> Result<()> {
     let known = match kind {
-        "synthetic" => {
+        DataKind::Synthetic => {
             let t = task
                 .ok_or_else(|| Error::invalid(format!("{key}task"), "a synthetic dataset needs a task", "nothing"))?;
             let s = crate::engine::data::synthetic::SyntheticSpec::named(t, image_size)
                 .map_err(|e| e.rename_field("task", &format!("{key}task")))?;
             Some(s.classes)
         }
-        "fashion-mnist" | "cifar10" => Some(10),
-        "image-folder" | "domains" => None,
-        other => {
-            return Err(Error::invalid(
-                format!("{key}kind"),
-                format!("expected one of {}", KINDS.join(", ")),
-                other,
-            ));
-        }
+        DataKind::FashionMnist | DataKind::Cifar10 => Some(10),
+        DataKind::ImageFolder | DataKind::Domains => None,
     };
     if let Some(cs) = classes {
         let field = format!("{key}classes");
@@ -327,17 +353,30 @@ mod tests {
 
     #[test]
     fn sources_are_checked() {
-        assert!(check_source("fashion-mnist", None, Some(&[0, 4, 9]), 28, "").is_ok());
+        assert!(check_source(DataKind::FashionMnist, None, Some(&[0, 4, 9]), 28, "").is_ok());
         for (kind, task, classes, want) in [
-            ("fashion-mnist", None, Some(&[10u32][..]), "pretrain.dataset.classes"),
-            ("fashion-mnist", None, Some(&[1, 1][..]), "twice"),
-            ("mnist", None, None, "pretrain.dataset.kind"),
-            ("synthetic", None, None, "pretrain.dataset.task"),
+            (
+                DataKind::FashionMnist,
+                None,
+                Some(&[10u32][..]),
+                "pretrain.dataset.classes",
+            ),
+            (DataKind::FashionMnist, None, Some(&[1, 1][..]), "twice"),
+            (DataKind::Synthetic, None, None, "pretrain.dataset.task"),
         ] {
             let e = check_source(kind, task, classes, 28, "pretrain.dataset.")
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(want), "{kind}: {e}");
         }
+        // An unknown kind no longer reaches check_source: the parser rejects it, naming the key
+        // and the kinds it accepts.
+        let e = crate::error::parse_toml::<SourceSpec>("kind = \"mnist\"", std::path::Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kind") && e.contains("fashion-mnist") && e.contains("mnist"),
+            "{e}"
+        );
     }
 }

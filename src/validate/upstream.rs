@@ -46,7 +46,7 @@ fn upstream_data(run: &ValidRun) -> Result<(Option<Dataset>, Dataset, String)> {
         }
         Some(d) => {
             let l = load_source(
-                &d.kind,
+                d.kind,
                 d.task.as_deref(),
                 d.data_dir.as_deref(),
                 d.classes.as_deref(),
@@ -57,7 +57,7 @@ fn upstream_data(run: &ValidRun) -> Result<(Option<Dataset>, Dataset, String)> {
             )?;
             let what = match &d.classes {
                 Some(c) => format!("{} classes {c:?}", d.kind),
-                None => d.kind.clone(),
+                None => d.kind.to_string(),
             };
             Ok((Some(l.train), l.test, what))
         }
