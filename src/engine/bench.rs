@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 
 use super::attack::{PgdConfig, StopRule, pgd, pgd_data_parallel};
 use super::data::synthetic::SyntheticSpec;
@@ -56,6 +56,98 @@ pub fn peak_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Median seconds of `reps` timed calls of `f`.
+fn median_secs(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut t = Vec::new();
+    for _ in 0..reps {
+        let st = Instant::now();
+        f()?;
+        t.push(st.elapsed().as_secs_f64());
+    }
+    Ok(median(&t))
+}
+
+/// Seconds of one call of `f`.
+fn secs(f: impl FnOnce() -> Result<()>) -> Result<f64> {
+    let st = Instant::now();
+    f()?;
+    Ok(st.elapsed().as_secs_f64())
+}
+
+/// The shared inputs of every strategy's timings: model, batch, repetitions and device.
+struct Bench<'a> {
+    /// Model preset or file.
+    model_name: &'a str,
+    /// The model's configuration.
+    cfg: &'a VitConfig,
+    /// Batch size.
+    batch: usize,
+    /// Timed repetitions (median).
+    reps: usize,
+    /// Element type of the model and the images.
+    dtype: DType,
+    /// Device.
+    device: &'a Device,
+}
+
+impl Bench<'_> {
+    /// One strategy's row: train steps, clean forwards and PGD-15 on the batch (`x`, `y`).
+    fn strategy(&self, s: Strategy, x: &Tensor, y: &Tensor) -> Result<BenchRow> {
+        let (reps, dtype) = (self.reps, self.dtype);
+        let model = Vit::new(&VitSpec::new(self.cfg, s, 10, dtype, self.device, 0))?;
+        let mut opt = AdamW::new(model.trainable().to_vec(), TrainConfig::paper(s, 1000))?;
+        train_step(&model, &mut opt, x, y)?; // warm-up
+        let train_step_s = median_secs(reps, || train_step(&model, &mut opt, x, y).map(drop))?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let train_step_data_parallel_s = median_secs(reps, || {
+            train_step_data_parallel(&model, &mut opt, x, y, cores).map(drop)
+        })?;
+        let eval_batch_s = median_secs(reps, || {
+            let _ = model.forward(x)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+            Ok(())
+        })?;
+        let eval_batch_split_s = median_secs(reps, || {
+            let _ = forward_data_parallel(&model, x, cores)?
+                .to_dtype(DType::F32)?
+                .to_vec2::<f32>()?;
+            Ok(())
+        })?;
+        // Attacks run on the frozen view, as evaluation does (input gradients only).
+        let frozen = model.frozen();
+        let cfg_pgd = PgdConfig {
+            stop: StopRule::LastIterate,
+            ..PgdConfig::default()
+        };
+        let pgd15_s = secs(|| {
+            pgd(&frozen, x, y, &cfg_pgd, 0)?;
+            Ok(())
+        })?;
+        let pgd15_split_s = secs(|| {
+            pgd_data_parallel(&frozen, x, y, &cfg_pgd, 0, cores)?;
+            Ok(())
+        })?;
+        let pgd15_early_exit_s = secs(|| {
+            pgd(&frozen, x, y, &PgdConfig::default(), 0)?;
+            Ok(())
+        })?;
+        Ok(BenchRow {
+            model: self.model_name.into(),
+            strategy: s.id().into(),
+            batch: self.batch,
+            dtype: format!("{dtype:?}").to_lowercase(),
+            threads: candle_core::utils::get_num_threads(),
+            train_step_s,
+            eval_batch_s,
+            eval_batch_split_s,
+            train_step_data_parallel_s,
+            pgd15_s,
+            pgd15_split_s,
+            pgd15_early_exit_s,
+            peak_rss_mb: peak_mib(),
+        })
+    }
+}
+
 /// Benchmarks `strategies` on `cfg` with batch `batch`, `reps` timed repetitions (median).
 pub fn run(
     model_name: &str,
@@ -70,74 +162,15 @@ pub fn run(
     let ids: Vec<usize> = (0..batch).collect();
     let (x, y) = data.batch(&ids, device)?;
     let x = x.to_dtype(dtype)?;
-    let mut rows = Vec::new();
-    for &s in strategies {
-        let model = Vit::new(&VitSpec::new(cfg, s, 10, dtype, device, 0))?;
-        let mut opt = AdamW::new(model.trainable().to_vec(), TrainConfig::paper(s, 1000))?;
-        train_step(&model, &mut opt, &x, &y)?; // warm-up
-        let mut t = Vec::new();
-        for _ in 0..reps {
-            let st = Instant::now();
-            train_step(&model, &mut opt, &x, &y)?;
-            t.push(st.elapsed().as_secs_f64());
-        }
-        let train_step_s = median(&t);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut t = Vec::new();
-        for _ in 0..reps {
-            let st = Instant::now();
-            train_step_data_parallel(&model, &mut opt, &x, &y, cores)?;
-            t.push(st.elapsed().as_secs_f64());
-        }
-        let train_step_data_parallel_s = median(&t);
-        let mut t = Vec::new();
-        for _ in 0..reps {
-            let st = Instant::now();
-            let _ = model.forward(&x)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-            t.push(st.elapsed().as_secs_f64());
-        }
-        let eval_batch_s = median(&t);
-        let mut t = Vec::new();
-        for _ in 0..reps {
-            let st = Instant::now();
-            let _ = forward_data_parallel(&model, &x, cores)?
-                .to_dtype(DType::F32)?
-                .to_vec2::<f32>()?;
-            t.push(st.elapsed().as_secs_f64());
-        }
-        let eval_batch_split_s = median(&t);
-        // Attacks run on the frozen view, as evaluation does (input gradients only).
-        let frozen = model.frozen();
-        let cfg_pgd = PgdConfig {
-            stop: StopRule::LastIterate,
-            ..PgdConfig::default()
-        };
-        let st = Instant::now();
-        pgd(&frozen, &x, &y, &cfg_pgd, 0)?;
-        let pgd15_s = st.elapsed().as_secs_f64();
-        let st = Instant::now();
-        pgd_data_parallel(&frozen, &x, &y, &cfg_pgd, 0, cores)?;
-        let pgd15_split_s = st.elapsed().as_secs_f64();
-        let st = Instant::now();
-        pgd(&frozen, &x, &y, &PgdConfig::default(), 0)?;
-        let pgd15_early_exit_s = st.elapsed().as_secs_f64();
-        rows.push(BenchRow {
-            model: model_name.into(),
-            strategy: s.id().into(),
-            batch,
-            dtype: format!("{dtype:?}").to_lowercase(),
-            threads: candle_core::utils::get_num_threads(),
-            train_step_s,
-            eval_batch_s,
-            eval_batch_split_s,
-            train_step_data_parallel_s,
-            pgd15_s,
-            pgd15_split_s,
-            pgd15_early_exit_s,
-            peak_rss_mb: peak_mib(),
-        });
-    }
-    Ok(rows)
+    let bench = Bench {
+        model_name,
+        cfg,
+        batch,
+        reps,
+        dtype,
+        device,
+    };
+    strategies.iter().map(|&s| bench.strategy(s, &x, &y)).collect()
 }
 
 /// The table `validate bench` prints.

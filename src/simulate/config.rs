@@ -205,6 +205,17 @@ impl SimConfig {
 
     /// Checks every value once; the error names the key as `section.key`.
     pub fn validate(self) -> Result<ValidConfig> {
+        self.check_bound()?;
+        self.check_matched()?;
+        self.check_frontier()?;
+        self.check_montecarlo()?;
+        self.check_theorem()?;
+        self.check_strategies()?;
+        Ok(ValidConfig(self))
+    }
+
+    /// `[bound]`: the accuracy target, both ranges, the grid size and the d lines.
+    fn check_bound(&self) -> Result<()> {
         let b = &self.bound;
         check::open("bound.target_acc", b.target_acc, 0.5, 1.0)?;
         range("bound.k_range", b.k_range)?;
@@ -220,7 +231,11 @@ impl SimConfig {
         for (i, &d) in b.d_lines.iter().enumerate() {
             check::positive(&format!("bound.d_lines[{i}]"), d)?;
         }
+        Ok(())
+    }
 
+    /// `[matched]`: the clean accuracy, the d and ε values and the k range.
+    fn check_matched(&self) -> Result<()> {
         let m = &self.matched;
         check::open("matched.clean_acc", m.clean_acc, 0.5, 1.0)?;
         non_empty("matched.d_values", &m.d_values)?;
@@ -231,8 +246,11 @@ impl SimConfig {
         for (i, &e) in m.eps_values.iter().enumerate() {
             check::non_negative(&format!("matched.eps_values[{i}]"), e)?;
         }
-        range("matched.k_range", m.k_range)?;
+        range("matched.k_range", m.k_range)
+    }
 
+    /// `[frontier]`: the feature model, the m values and the number of λ values.
+    fn check_frontier(&self) -> Result<()> {
         let f = &self.frontier;
         check::open("frontier.p", f.p, 0.5, 1.0)?;
         check::positive("frontier.eta", f.eta)?;
@@ -247,8 +265,11 @@ impl SimConfig {
             f.lambdas as f64,
             MAX_LAMBDAS,
             "points per frontier curve",
-        )?;
+        )
+    }
 
+    /// `[montecarlo]`: the feature model, the sizes and the total number of feature draws.
+    fn check_montecarlo(&self) -> Result<()> {
         let mc = &self.montecarlo;
         check::open("montecarlo.p", mc.p, 0.5, 1.0)?;
         check::positive("montecarlo.eta", mc.eta)?;
@@ -276,7 +297,11 @@ impl SimConfig {
         for (i, &e) in mc.eps_values.iter().enumerate() {
             check::non_negative(&format!("montecarlo.eps_values[{i}]"), e)?;
         }
+        Ok(())
+    }
 
+    /// `[theorem]`: the feature model, the sizes and the total number of weight draws.
+    fn check_theorem(&self) -> Result<()> {
         let t = &self.theorem;
         check::open("theorem.p", t.p, 0.5, 1.0)?;
         check::positive("theorem.eta", t.eta)?;
@@ -298,12 +323,15 @@ impl SimConfig {
                 t.classifiers,
             ));
         }
+        Ok(())
+    }
 
+    /// `[strategies]`: the clean accuracy, ε and the d range.
+    fn check_strategies(&self) -> Result<()> {
         let s = &self.strategies;
         check::open("strategies.clean_acc", s.clean_acc, 0.5, 1.0)?;
         check::non_negative("strategies.eps", s.eps)?;
-        range("strategies.d_range", s.d_range)?;
-        Ok(ValidConfig(self))
+        range("strategies.d_range", s.d_range)
     }
 }
 

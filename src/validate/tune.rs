@@ -109,45 +109,156 @@ pub fn carve(train: &Dataset, n: usize, seed: u64) -> Result<(Dataset, Dataset)>
     Ok((train.subset(&rest), train.subset(&val)))
 }
 
-/// Fine-tunes one (dataset, strategy, lr) for `steps` and measures validation accuracy.
-#[allow(clippy::too_many_arguments)]
-fn cell(
-    run: &ValidRun,
-    ckpt: &Path,
-    (train, val): (&Dataset, &Dataset),
-    name: &str,
+/// One dataset of the sweep: its training images minus the validation split, and the split.
+struct TuneSplit {
+    /// Dataset name.
+    name: String,
+    /// Training images left after the split.
+    train: Dataset,
+    /// The validation split.
+    val: Dataset,
+}
+
+/// One job of the sweep: a strategy trained at a peak learning rate for a number of steps.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    /// Strategy.
     strategy: Strategy,
+    /// Peak learning rate.
     lr: f64,
+    /// Optimiser steps.
     steps: usize,
-    spec: &TuneSpec,
-    device: &Device,
+}
+
+/// What every cell of one sweep shares: the run, the upstream checkpoint, the datasets and the log.
+struct Sweep<'a> {
+    /// The run configuration.
+    run: &'a ValidRun,
+    /// The upstream checkpoint fine-tuning starts from.
+    ckpt: &'a Path,
+    /// Settings of the sweep.
+    spec: &'a TuneSpec,
+    /// Device to train on.
+    device: &'a Device,
+    /// No progress bars.
     quiet: bool,
-) -> Result<TuneCell> {
-    let model = fine_tune_model(run, ckpt, strategy, train.classes, device, spec.seed)?;
-    let mut tc = run.optimiser(strategy);
-    tc.lr = lr;
-    tc.total_steps = steps;
-    let mut opt = AdamW::new(model.trainable().to_vec(), tc)?;
-    let mut trainer = Trainer::new(&model, train, spec.seed, run.raw.batch_size)?;
-    let pb = bar(steps as u64, &format!("{name}/{}/lr {lr:e}", strategy.id()), quiet);
-    let mut losses = Vec::with_capacity(steps);
-    for step in 0..steps {
-        losses.push(trainer.step(&mut opt, step as u64)?);
-        pb.inc(1);
+    /// `DIR/tune/cells.jsonl`.
+    log: &'a Path,
+    /// The datasets, split.
+    datasets: &'a [TuneSplit],
+}
+
+impl Sweep<'_> {
+    /// Fine-tunes one job on one dataset and measures validation accuracy.
+    fn cell(&self, d: &TuneSplit, job: Job) -> Result<TuneCell> {
+        let (run, spec, device) = (self.run, self.spec, self.device);
+        let Job { strategy, lr, steps } = job;
+        let (train, val, name) = (&d.train, &d.val, d.name.as_str());
+        let model = fine_tune_model(run, self.ckpt, strategy, train.classes, device, spec.seed)?;
+        let mut tc = run.optimiser(strategy);
+        tc.lr = lr;
+        tc.total_steps = steps;
+        let mut opt = AdamW::new(model.trainable().to_vec(), tc)?;
+        let mut trainer = Trainer::new(&model, train, spec.seed, run.raw.batch_size)?;
+        let pb = bar(steps as u64, &format!("{name}/{}/lr {lr:e}", strategy.id()), self.quiet);
+        let mut losses = Vec::with_capacity(steps);
+        for step in 0..steps {
+            losses.push(trainer.step(&mut opt, step as u64)?);
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        let ids: Vec<usize> = (0..val.len()).collect();
+        let c = clean_counts(&model, val, &ids, 256, device)?;
+        let tail = (steps / 10).max(1);
+        Ok(TuneCell {
+            dataset: name.into(),
+            strategy: strategy.id().into(),
+            lr,
+            steps,
+            val_acc: c.clean as f64 / c.n as f64,
+            val_n: c.n,
+            final_loss: losses.iter().rev().take(tail).sum::<f64>() / tail as f64,
+        })
     }
-    pb.finish_and_clear();
-    let ids: Vec<usize> = (0..val.len()).collect();
-    let c = clean_counts(&model, val, &ids, 256, device)?;
-    let tail = (steps / 10).max(1);
-    Ok(TuneCell {
-        dataset: name.into(),
-        strategy: strategy.id().into(),
-        lr,
-        steps,
-        val_acc: c.clean as f64 / c.n as f64,
-        val_n: c.n,
-        final_loss: losses.iter().rev().take(tail).sum::<f64>() / tail as f64,
+
+    /// Rewrites the log with every finished cell.
+    fn save(&self, done: &[TuneCell]) -> Result<()> {
+        let text: String = done
+            .iter()
+            .map(|c| serde_json::to_string(c).expect("serialises") + "\n")
+            .collect();
+        write_atomic(self.log, text.as_bytes())
+    }
+
+    /// Runs every job not yet in the log, on every dataset, saving after each cell.
+    fn fill(&self, done: &mut Vec<TuneCell>, jobs: &[Job]) -> Result<()> {
+        for &job in jobs {
+            for d in self.datasets {
+                if find(done, &d.name, job.strategy, job.lr, job.steps).is_none() {
+                    done.push(self.cell(d, job)?);
+                    self.save(done)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The cells already in the log (none if it cannot be read); a line that is not a cell is an error.
+fn read_log(log: &Path) -> Result<Vec<TuneCell>> {
+    Ok(match std::fs::read_to_string(log) {
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| Error::Config {
+                    path: log.to_path_buf(),
+                    message: format!("line {}: not a sweep cell ({e})", i + 1),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+        Err(_) => Vec::new(),
     })
+}
+
+/// Every dataset of the run, prepared and split into training and validation images.
+fn split_datasets(run: &ValidRun, spec: &TuneSpec) -> Result<Vec<TuneSplit>> {
+    let mut datasets = Vec::new();
+    for (i, (d, ood)) in run.raw.datasets.iter().zip(&run.ood).enumerate() {
+        let key = format!("datasets[{i}].");
+        let p = prepare(d, ood, run.model.image_size, run.raw.eval_subset, spec.seed, &key)?;
+        let (train, val) = carve(&p.train, spec.val_images, spec.seed)?;
+        datasets.push(TuneSplit {
+            name: d.name.clone(),
+            train,
+            val,
+        });
+    }
+    Ok(datasets)
+}
+
+/// Choice per strategy: the best mean validation accuracy over datasets after `max` steps (ties:
+/// the smaller rate).
+fn choose(run: &ValidRun, spec: &TuneSpec, done: &[TuneCell], datasets: &[TuneSplit]) -> BTreeMap<Strategy, f64> {
+    let max = run.raw.max_steps;
+    let mut chosen: BTreeMap<Strategy, f64> = BTreeMap::new();
+    for &s in &run.strategies {
+        let mean = |lr: f64| {
+            let v: Vec<f64> = datasets
+                .iter()
+                .filter_map(|d| find(done, &d.name, s, lr, max).map(|c| c.val_acc))
+                .collect();
+            v.iter().sum::<f64>() / v.len().max(1) as f64
+        };
+        let best = spec
+            .lrs
+            .iter()
+            .copied()
+            .fold(spec.lrs[0], |b, lr| if mean(lr) > mean(b) { lr } else { b });
+        chosen.insert(s, best);
+    }
+    chosen
 }
 
 /// Runs (or resumes) the sweep into `out/tune/` and returns the Markdown summary. Holds `out`'s
@@ -159,96 +270,54 @@ pub fn tune(run: &ValidRun, out: &Path, spec: &TuneSpec, device: &Device, quiet:
     let dir = out.join("tune");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let log = dir.join("cells.jsonl");
-    let mut done: Vec<TuneCell> = match std::fs::read_to_string(&log) {
-        Ok(text) => text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .enumerate()
-            .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| Error::Config {
-                    path: log.clone(),
-                    message: format!("line {}: not a sweep cell ({e})", i + 1),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?,
-        Err(_) => Vec::new(),
-    };
+    let mut done = read_log(&log)?;
     let up = upstream(run, out, device, quiet)?;
     let max = run.raw.max_steps;
-    let mut datasets = Vec::new();
-    for (i, (d, ood)) in run.raw.datasets.iter().zip(&run.ood).enumerate() {
-        let key = format!("datasets[{i}].");
-        let p = prepare(d, ood, run.model.image_size, run.raw.eval_subset, spec.seed, &key)?;
-        let (train, val) = carve(&p.train, spec.val_images, spec.seed)?;
-        datasets.push((d.name.clone(), train, val));
-    }
-    let save = |done: &Vec<TuneCell>| -> Result<()> {
-        let text: String = done
-            .iter()
-            .map(|c| serde_json::to_string(c).expect("serialises") + "\n")
-            .collect();
-        write_atomic(&log, text.as_bytes())
+    let datasets = split_datasets(run, spec)?;
+    let sweep = Sweep {
+        run,
+        ckpt: &up.path,
+        spec,
+        device,
+        quiet,
+        log: &log,
+        datasets: &datasets,
     };
-    // Runs every (strategy, lr, steps) job not yet in the log, on every dataset.
-    let fill = |done: &mut Vec<TuneCell>, jobs: &[(Strategy, f64, usize)]| -> Result<()> {
-        for &(s, lr, steps) in jobs {
-            for (name, train, val) in &datasets {
-                if find(done, name, s, lr, steps).is_none() {
-                    done.push(cell(
-                        run,
-                        &up.path,
-                        (train, val),
-                        name,
-                        s,
-                        lr,
-                        steps,
-                        spec,
-                        device,
-                        quiet,
-                    )?);
-                    save(done)?;
-                }
-            }
-        }
-        Ok(())
-    };
-    let sweep: Vec<(Strategy, f64, usize)> = run
+    let jobs: Vec<Job> = run
         .strategies
         .iter()
-        .flat_map(|&s| spec.lrs.iter().map(move |&lr| (s, lr, max)))
+        .flat_map(|&strategy| {
+            spec.lrs.iter().map(move |&lr| Job {
+                strategy,
+                lr,
+                steps: max,
+            })
+        })
         .collect();
-    fill(&mut done, &sweep)?;
-    // Choice: the best mean validation accuracy over datasets (ties: the smaller rate).
-    let mut chosen: BTreeMap<Strategy, f64> = BTreeMap::new();
-    for &s in &run.strategies {
-        let mean = |lr: f64| {
-            let v: Vec<f64> = datasets
-                .iter()
-                .filter_map(|(n, _, _)| find(&done, n, s, lr, max).map(|c| c.val_acc))
-                .collect();
-            v.iter().sum::<f64>() / v.len().max(1) as f64
-        };
-        let best = spec
-            .lrs
-            .iter()
-            .copied()
-            .fold(spec.lrs[0], |b, lr| if mean(lr) > mean(b) { lr } else { b });
-        chosen.insert(s, best);
-    }
+    sweep.fill(&mut done, &jobs)?;
+    let chosen = choose(run, spec, &done, &datasets);
     // Plateau check at twice the steps.
-    let plateau: Vec<(Strategy, f64, usize)> = chosen.iter().map(|(&s, &lr)| (s, lr, 2 * max)).collect();
-    fill(&mut done, &plateau)?;
+    let plateau: Vec<Job> = chosen
+        .iter()
+        .map(|(&strategy, &lr)| Job {
+            strategy,
+            lr,
+            steps: 2 * max,
+        })
+        .collect();
+    sweep.fill(&mut done, &plateau)?;
     let md = render(
         run,
         spec,
         &done,
         &chosen,
-        &datasets.iter().map(|d| d.0.clone()).collect::<Vec<_>>(),
+        &datasets.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
     )?;
     write_atomic(&dir.join("tune.md"), md.as_bytes())?;
     Ok(md)
 }
 
+/// `tune.md`: the sweep table, the plateau check, the edge warning and the snippet to paste.
 fn render(
     run: &ValidRun,
     spec: &TuneSpec,
@@ -256,8 +325,22 @@ fn render(
     chosen: &BTreeMap<Strategy, f64>,
     names: &[String],
 ) -> Result<String> {
+    let mut md = sweep_table(run, spec, done, chosen, names);
+    plateau_table(&mut md, run, done, chosen, names)?;
+    edge_note(&mut md, spec, chosen);
+    paste_snippet(&mut md, run, chosen);
+    Ok(md)
+}
+
+/// The heading and the table of validation accuracy per strategy, dataset and rate (chosen in bold).
+fn sweep_table(
+    run: &ValidRun,
+    spec: &TuneSpec,
+    done: &[TuneCell],
+    chosen: &BTreeMap<Strategy, f64>,
+    names: &[String],
+) -> String {
     let max = run.raw.max_steps;
-    let get = |d: &str, s: Strategy, lr: f64, steps: usize| find(done, d, s, lr, steps);
     let mut md = format!(
         "# Learning-rate sweep ({}: {} steps, batch {}, {} validation images carved from each dataset's training images, seed {})\n\n\
          Validation clean accuracy after `max_steps` per peak learning rate (AdamW, cosine schedule, warm-up as configured); \
@@ -274,7 +357,7 @@ fn render(
         for d in names {
             let _ = write!(md, "| {} | {d} |", s.name());
             for &lr in &spec.lrs {
-                let v = get(d, s, lr, max).map_or("-".into(), |c| format!("{:.3}", c.val_acc));
+                let v = find(done, d, s, lr, max).map_or("-".into(), |c| format!("{:.3}", c.val_acc));
                 let _ = if lr == best {
                     write!(md, " **{v}** |")
                 } else {
@@ -284,6 +367,18 @@ fn render(
             md.push('\n');
         }
     }
+    md
+}
+
+/// The plateau check: the chosen rate at `max_steps` against twice as many, and which still gain.
+fn plateau_table(
+    md: &mut String,
+    run: &ValidRun,
+    done: &[TuneCell],
+    chosen: &BTreeMap<Strategy, f64>,
+    names: &[String],
+) -> Result<()> {
+    let max = run.raw.max_steps;
     md.push_str(&format!(
         "\n## Plateau check: the chosen rate trained for {} steps instead of {max}\n\n\
          | strategy | dataset | val acc at {max} | at {} | gain | 95% half-width | verdict |\n|---|---|---|---|---|---|---|\n",
@@ -293,7 +388,7 @@ fn render(
     let mut short = Vec::new();
     for (&s, &lr) in chosen {
         for d in names {
-            if let (Some(a), Some(b)) = (get(d, s, lr, max), get(d, s, lr, 2 * max)) {
+            if let (Some(a), Some(b)) = (find(done, d, s, lr, max), find(done, d, s, lr, 2 * max)) {
                 let ci = wilson((a.val_acc * a.val_n as f64).round() as u64, a.val_n as u64)?;
                 let half = (ci.hi - ci.lo) / 2.0;
                 let gain = b.val_acc - a.val_acc;
@@ -320,6 +415,11 @@ fn render(
     if !short.is_empty() {
         let _ = writeln!(md, "Still gaining at twice the steps: {}.", short.join(", "));
     }
+    Ok(())
+}
+
+/// A warning for every rate chosen at the edge of the candidates.
+fn edge_note(md: &mut String, spec: &TuneSpec, chosen: &BTreeMap<Strategy, f64>) {
     let (lo, hi) = spec
         .lrs
         .iter()
@@ -336,6 +436,10 @@ fn render(
             edge.join(", ")
         );
     }
+}
+
+/// The `[optimizer]` table to paste into the run configuration.
+fn paste_snippet(md: &mut String, run: &ValidRun, chosen: &BTreeMap<Strategy, f64>) {
     md.push_str("\n## Paste into the run configuration\n\n```toml\n[optimizer]\nlr = { ");
     let parts: Vec<String> = chosen.iter().map(|(s, lr)| format!("{} = {lr:e}", s.id())).collect();
     md.push_str(&parts.join(", "));
@@ -347,7 +451,6 @@ fn render(
         }
     }
     md.push_str("```\n");
-    Ok(md)
 }
 
 #[cfg(test)]
