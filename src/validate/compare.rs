@@ -17,12 +17,12 @@ use std::path::Path;
 use plotters::prelude::SeriesLabelPosition;
 
 use super::RunConfig;
-use super::report::summarise;
+use super::report::{Summary, summarise};
 use crate::engine::data::synthetic::SyntheticSpec;
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
 use crate::plot::{Axis, Csv, LineChart, Series, Style, color, write_atomic, write_figure};
-use crate::simulate::dynamics::{DynamicsConfig, predicted_auc};
+use crate::simulate::dynamics::{DynamicsConfig, ValidDynamics, predicted_auc};
 use crate::simulate::figures::num;
 use crate::theory::predict_strategies;
 use crate::tradeoff::spearman;
@@ -94,20 +94,89 @@ fn legacy_theory_d(header: &super::records::Header, ds: &str) -> Result<f64> {
     })
 }
 
-/// Writes `DIR/report/compare.{md,csv,png,svg}` and returns the Markdown.
-pub fn compare(dir: &Path) -> Result<String> {
-    let summary = summarise(dir)?;
-    let aucs = summary.aucs();
-    let (paper_ds, paper) = paper_auc()?;
-    let out = dir.join("report");
-    let mut md = String::from("# Theory against measurement\n\n");
-    let _ = writeln!(
-        md,
-        "Theory: robustness at matched clean accuracy Φ(z − ε√(k+d)), k = d·params/params_full (disjoint regime), \
-         so it ranks strategies by increasing parameter count (Linear Probing first, Full last). \
-         Measured: AUC of each strategy's (clean, robust) Pareto frontier. Paper: Li et al. 2025, ViT-B AUC table.\n"
-    );
-    let mut csv = Csv::new(&[
+/// One dataset's strategies with the theory's, the measurement's and the dynamics model's values
+/// and their competition ranks (1 = best), index-aligned with `strategies`.
+struct DatasetRanking {
+    /// The strategies with a measured AUC on this dataset, in `Strategy::ALL` order.
+    strategies: Vec<Strategy>,
+    /// The theory's predicted robust accuracy per strategy.
+    predicted: Vec<f64>,
+    /// The measured AUC (step rule) per strategy.
+    measured: Vec<f64>,
+    /// The training-dynamics model's predicted AUC per strategy.
+    dynamics: Vec<f64>,
+    /// Ranks of `predicted`.
+    predicted_rank: Vec<usize>,
+    /// Ranks of `measured`.
+    measured_rank: Vec<usize>,
+    /// Ranks of `dynamics`.
+    dynamics_rank: Vec<usize>,
+}
+
+/// The d at which the dynamics model is evaluated for theory d: rounded, at least 1.
+fn dynamics_d(d: f64) -> usize {
+    (d.round() as usize).max(1)
+}
+
+/// The task complexity d of dataset `ds`: its header's `theory_d`, else the legacy derivation.
+fn dataset_theory_d(summary: &Summary, ds: &str) -> Result<f64> {
+    let header = &summary
+        .study
+        .datasets
+        .iter()
+        .find(|d| d.name == ds)
+        .expect("dataset has runs")
+        .any_run()
+        .header;
+    match header.theory_d {
+        Some(d) => Ok(d),
+        None => legacy_theory_d(header, ds),
+    }
+}
+
+/// Ranks the strategies measured on `ds` by theory, measurement and dynamics model at task complexity `d`.
+fn rank_dataset(
+    aucs: &BTreeMap<(String, Strategy), (f64, f64, f64)>,
+    ds: &str,
+    d: f64,
+    dyn_cfg: &ValidDynamics,
+) -> Result<DatasetRanking> {
+    let pred = predict_strategies(d, 0.99, THEORY_EPS)?;
+    let key = |s: Strategy| (ds.to_string(), s);
+    let strategies: Vec<Strategy> = Strategy::ALL
+        .iter()
+        .copied()
+        .filter(|s| aucs.contains_key(&key(*s)))
+        .collect();
+    let predicted: Vec<f64> = strategies
+        .iter()
+        .map(|s| {
+            pred.iter()
+                .find(|x| x.strategy == *s)
+                .expect("all predicted")
+                .robust_acc
+        })
+        .collect();
+    let measured: Vec<f64> = strategies.iter().map(|s| aucs[&key(*s)].0).collect();
+    let dyn_auc = predicted_auc(dyn_cfg, dynamics_d(d))?;
+    let dynamics: Vec<f64> = strategies
+        .iter()
+        .map(|s| dyn_auc.iter().find(|x| x.0 == *s).expect("all predicted").1)
+        .collect();
+    Ok(DatasetRanking {
+        predicted_rank: ranks_desc(&predicted),
+        measured_rank: ranks_desc(&measured),
+        dynamics_rank: ranks_desc(&dynamics),
+        strategies,
+        predicted,
+        measured,
+        dynamics,
+    })
+}
+
+/// The CSV of `compare`: one row per (dataset, strategy).
+fn compare_csv() -> Csv {
+    Csv::new(&[
         "dataset",
         "strategy",
         "params",
@@ -118,132 +187,115 @@ pub fn compare(dir: &Path) -> Result<String> {
         "measured_rank",
         "dynamics_auc",
         "dynamics_rank",
-    ]);
-    let dyn_cfg = DynamicsConfig::default_config();
-    let mut series = Vec::new();
-    let mut datasets: Vec<String> = aucs.keys().map(|(d, _)| d.clone()).collect();
-    datasets.dedup();
-    for (di, ds) in datasets.iter().enumerate() {
-        let header = &summary
-            .study
-            .datasets
-            .iter()
-            .find(|d| &d.name == ds)
-            .expect("dataset has runs")
-            .any_run()
-            .header;
-        let d = match header.theory_d {
-            Some(d) => d,
-            None => legacy_theory_d(header, ds)?,
-        };
-        let pred = predict_strategies(d, 0.99, THEORY_EPS)?;
-        let strategies: Vec<Strategy> = Strategy::ALL
-            .iter()
-            .copied()
-            .filter(|s| aucs.contains_key(&(ds.clone(), *s)))
-            .collect();
-        let p: Vec<f64> = strategies
-            .iter()
-            .map(|s| {
-                pred.iter()
-                    .find(|x| x.strategy == *s)
-                    .expect("all predicted")
-                    .robust_acc
-            })
-            .collect();
-        let m: Vec<f64> = strategies.iter().map(|s| aucs[&(ds.clone(), *s)].0).collect();
-        let dyn_auc = predicted_auc(&dyn_cfg, (d.round() as usize).max(1))?;
-        let q: Vec<f64> = strategies
-            .iter()
-            .map(|s| dyn_auc.iter().find(|x| x.0 == *s).expect("all predicted").1)
-            .collect();
-        let (pr, mr, qr) = (ranks_desc(&p), ranks_desc(&m), ranks_desc(&q));
+    ])
+}
+
+/// Writes dataset `ds`'s table (heading, one Markdown row and one CSV row per strategy).
+fn write_rows(md: &mut String, csv: &mut Csv, ds: &str, d: f64, r: &DatasetRanking) {
+    let _ = writeln!(
+        md,
+        "## {ds} (theory d = {d})\n\n| strategy | trainable params (ViT-B) | predicted robust | predicted rank | measured AUC | measured rank | dynamics AUC | dynamics rank |\n|---|---|---|---|---|---|---|---|"
+    );
+    let (p, m, q) = (&r.predicted, &r.measured, &r.dynamics);
+    let (pr, mr, qr) = (&r.predicted_rank, &r.measured_rank, &r.dynamics_rank);
+    for (i, s) in r.strategies.iter().enumerate() {
         let _ = writeln!(
             md,
-            "## {ds} (theory d = {d})\n\n| strategy | trainable params (ViT-B) | predicted robust | predicted rank | measured AUC | measured rank | dynamics AUC | dynamics rank |\n|---|---|---|---|---|---|---|---|"
+            "| {} | {} | {:.4} | {} | {:.4} | {} | {:.4} | {} |",
+            s.name(),
+            s.vit_b16_params(),
+            p[i],
+            pr[i],
+            m[i],
+            mr[i],
+            q[i],
+            qr[i]
         );
-        for (i, s) in strategies.iter().enumerate() {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {:.4} | {} | {:.4} | {} | {:.4} | {} |",
-                s.name(),
-                s.vit_b16_params(),
-                p[i],
-                pr[i],
-                m[i],
-                mr[i],
-                q[i],
-                qr[i]
-            );
-            csv.push(vec![
-                ds.clone(),
-                s.id().into(),
-                s.vit_b16_params().to_string(),
-                num(d),
-                num(p[i]),
-                pr[i].to_string(),
-                num(m[i]),
-                mr[i].to_string(),
-                num(q[i]),
-                qr[i].to_string(),
-            ]);
-        }
-        let rho = spearman(&p, &m);
-        let best = at_rank(&strategies, &mr, 1);
-        let worst = at_rank(&strategies, &mr, mr.iter().copied().max().unwrap_or(1));
-        let _ = writeln!(
-            md,
-            "\nSpearman ρ(predicted, measured) = {}. Measured best: {}, worst: {}; the theory puts Linear Probing first and Full last.",
-            rho.as_ref()
-                .map_or("undefined (ties)".to_string(), |r| format!("{r:.3}")),
-            best,
-            worst
-        );
-        let verdict = match rho {
-            Ok(r) if r > 0.5 => "The measured ranking agrees with the theory's.",
-            Ok(r) if r < -0.5 => "The measured ranking is close to the reverse of the theory's: they disagree.",
-            _ => "The measured ranking is unrelated to the theory's: they disagree.",
-        };
-        let _ = writeln!(md, "{verdict}");
-        let _ = writeln!(
-            md,
-            "Training-dynamics model (simulations/dynamics.toml at d = {}): ρ(dynamics, measured) = {}; it puts {} first and {} last.",
-            (d.round() as usize).max(1),
-            spearman(&q, &m).map_or("undefined (ties)".to_string(), |r| format!("{r:.3}")),
-            strategies[qr.iter().position(|&r| r == 1).expect("rank 1 exists")].name(),
-            strategies[qr
-                .iter()
-                .position(|&r| r == strategies.len())
-                .expect("last rank exists")]
-            .name()
-        );
-        // Against the paper's table.
-        for (pi, pd) in paper_ds.iter().enumerate() {
-            let pv: Vec<f64> = strategies
-                .iter()
-                .map(|s| paper.get(s).map_or(f64::NAN, |v| v[pi]))
-                .collect();
-            if pv.iter().any(|v| v.is_nan()) {
-                continue;
-            }
-            let a = spearman(&m, &pv).map_or("-".into(), |r| format!("{r:.2}"));
-            let b = spearman(&p, &pv).map_or("-".into(), |r| format!("{r:.2}"));
-            let _ = writeln!(md, "- vs paper {pd}: ρ(measured, paper) = {a}, ρ(theory, paper) = {b}");
-        }
-        md.push('\n');
-        let pts: Vec<(f64, f64)> = strategies
-            .iter()
-            .zip(&m)
-            .map(|(s, a)| ((s.param_fraction()).max(1e-4), *a))
-            .collect();
-        series.push(Series::new(
-            Some(format!("{ds} (ρ = {})", rho.map_or("-".into(), |r| format!("{r:.2}")))),
-            pts,
-            color(di),
-            Style::Markers,
-        ));
+        csv.push(vec![
+            ds.to_string(),
+            s.id().into(),
+            s.vit_b16_params().to_string(),
+            num(d),
+            num(p[i]),
+            pr[i].to_string(),
+            num(m[i]),
+            mr[i].to_string(),
+            num(q[i]),
+            qr[i].to_string(),
+        ]);
     }
-    let chart = LineChart {
+}
+
+/// Writes how the measured ranking agrees with the theory's (`rho`) and with the dynamics model's.
+fn write_agreement(md: &mut String, r: &DatasetRanking, d: f64, rho: &Result<f64>) {
+    let (strategies, mr, qr) = (&r.strategies, &r.measured_rank, &r.dynamics_rank);
+    let best = at_rank(strategies, mr, 1);
+    let worst = at_rank(strategies, mr, mr.iter().copied().max().unwrap_or(1));
+    let _ = writeln!(
+        md,
+        "\nSpearman ρ(predicted, measured) = {}. Measured best: {}, worst: {}; the theory puts Linear Probing first and Full last.",
+        rho.as_ref()
+            .map_or("undefined (ties)".to_string(), |r| format!("{r:.3}")),
+        best,
+        worst
+    );
+    let verdict = match rho {
+        Ok(r) if *r > 0.5 => "The measured ranking agrees with the theory's.",
+        Ok(r) if *r < -0.5 => "The measured ranking is close to the reverse of the theory's: they disagree.",
+        _ => "The measured ranking is unrelated to the theory's: they disagree.",
+    };
+    let _ = writeln!(md, "{verdict}");
+    let _ = writeln!(
+        md,
+        "Training-dynamics model (simulations/dynamics.toml at d = {}): ρ(dynamics, measured) = {}; it puts {} first and {} last.",
+        dynamics_d(d),
+        spearman(&r.dynamics, &r.measured).map_or("undefined (ties)".to_string(), |r| format!("{r:.3}")),
+        strategies[qr.iter().position(|&r| r == 1).expect("rank 1 exists")].name(),
+        strategies[qr
+            .iter()
+            .position(|&r| r == strategies.len())
+            .expect("last rank exists")]
+        .name()
+    );
+}
+
+/// Writes ρ(measured, paper) and ρ(theory, paper) for each paper dataset that covers every strategy.
+fn write_paper_agreement(md: &mut String, r: &DatasetRanking, paper: &PaperTable) {
+    let (paper_ds, paper) = paper;
+    for (pi, pd) in paper_ds.iter().enumerate() {
+        let pv: Vec<f64> = r
+            .strategies
+            .iter()
+            .map(|s| paper.get(s).map_or(f64::NAN, |v| v[pi]))
+            .collect();
+        if pv.iter().any(|v| v.is_nan()) {
+            continue;
+        }
+        let a = spearman(&r.measured, &pv).map_or("-".into(), |r| format!("{r:.2}"));
+        let b = spearman(&r.predicted, &pv).map_or("-".into(), |r| format!("{r:.2}"));
+        let _ = writeln!(md, "- vs paper {pd}: ρ(measured, paper) = {a}, ρ(theory, paper) = {b}");
+    }
+}
+
+/// Dataset `ds`'s measured AUC against trainable-parameter fraction, labelled with ρ.
+fn measured_series(ds: &str, di: usize, r: &DatasetRanking, rho: Result<f64>) -> Series {
+    let pts: Vec<(f64, f64)> = r
+        .strategies
+        .iter()
+        .zip(&r.measured)
+        .map(|(s, a)| ((s.param_fraction()).max(1e-4), *a))
+        .collect();
+    Series::new(
+        Some(format!("{ds} (ρ = {})", rho.map_or("-".into(), |r| format!("{r:.2}")))),
+        pts,
+        color(di),
+        Style::Markers,
+    )
+}
+
+/// The compare figure: measured AUC against trainable-parameter fraction, one series per dataset.
+fn compare_chart(series: Vec<Series>) -> LineChart {
+    LineChart {
         title: "Measured AUC against trainable-parameter fraction (theory: decreasing)".into(),
         x: Axis::log(
             "trainable backbone parameters / full (ViT-B counts; linear probing drawn at 10⁻⁴)",
@@ -253,8 +305,39 @@ pub fn compare(dir: &Path) -> Result<String> {
         y: Axis::linear("measured AUC (step rule)", 0.0, 1.0),
         series,
         legend: SeriesLabelPosition::UpperRight,
-    };
-    write_figure(&out, "compare", &chart, &csv)?;
+    }
+}
+
+/// Writes `DIR/report/compare.{md,csv,png,svg}` and returns the Markdown.
+pub fn compare(dir: &Path) -> Result<String> {
+    let summary = summarise(dir)?;
+    let aucs = summary.aucs();
+    let paper = paper_auc()?;
+    let out = dir.join("report");
+    let mut md = String::from("# Theory against measurement\n\n");
+    let _ = writeln!(
+        md,
+        "Theory: robustness at matched clean accuracy Φ(z − ε√(k+d)), k = d·params/params_full (disjoint regime), \
+         so it ranks strategies by increasing parameter count (Linear Probing first, Full last). \
+         Measured: AUC of each strategy's (clean, robust) Pareto frontier. Paper: Li et al. 2025, ViT-B AUC table.\n"
+    );
+    let mut csv = compare_csv();
+    let dyn_cfg = DynamicsConfig::default_config();
+    let mut series = Vec::new();
+    let mut datasets: Vec<String> = aucs.keys().map(|(d, _)| d.clone()).collect();
+    datasets.dedup();
+    for (di, ds) in datasets.iter().enumerate() {
+        let d = dataset_theory_d(&summary, ds)?;
+        let ranking = rank_dataset(&aucs, ds, d, &dyn_cfg)?;
+        write_rows(&mut md, &mut csv, ds, d, &ranking);
+        let rho = spearman(&ranking.predicted, &ranking.measured);
+        write_agreement(&mut md, &ranking, d, &rho);
+        // Against the paper's table.
+        write_paper_agreement(&mut md, &ranking, &paper);
+        md.push('\n');
+        series.push(measured_series(ds, di, &ranking, rho));
+    }
+    write_figure(&out, "compare", &compare_chart(series), &csv)?;
     write_atomic(&out.join("compare.md"), md.as_bytes())?;
     Ok(md)
 }
