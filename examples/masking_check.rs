@@ -80,12 +80,12 @@ fn main() -> robustft::Result<()> {
     for (k, v) in model.trainable() {
         v.set(&state[&format!("param.{k}")])?;
     }
-    let i = run.raw.datasets.iter().position(|d| d.name == ds).expect("dataset");
+    let i = run.config.datasets.iter().position(|d| d.name == ds).expect("dataset");
     let data = robustft::validate::data::prepare(
-        &run.raw.datasets[i],
+        &run.config.datasets[i],
         &run.ood[i],
         run.model.image_size,
-        run.raw.eval_subset,
+        run.config.eval_subset,
         seed,
         "",
     )?;

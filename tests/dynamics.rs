@@ -8,10 +8,10 @@ use rand::rngs::StdRng;
 use robustft::simulate::dynamics::{DynamicsConfig, predicted_auc};
 use robustft::theory::Strategy;
 use robustft::theory::dynamics::net::trainable_count;
-use robustft::theory::dynamics::{Backbone, Net, NetShape, Task, TrainSpec, example_gradient, train};
+use robustft::theory::dynamics::{Backbone, ModuleSizes, Net, Task, TrainSpec, example_gradient, train};
 use robustft::theory::quadrature::GaussHermite;
 
-const SHAPE: NetShape = NetShape {
+const SHAPE: ModuleSizes = ModuleSizes {
     lora_rank: 2,
     adapter_rank: 2,
     compacter_n: 2,
@@ -206,7 +206,7 @@ fn pretrained_backbone_is_a_projection() {
 /// formula against the parameter vectors for other shapes.
 #[test]
 fn trainable_counts_match_their_formulas() {
-    let shape = NetShape {
+    let shape = ModuleSizes {
         lora_rank: 4,
         adapter_rank: 4,
         compacter_n: 2,
@@ -235,7 +235,7 @@ fn trainable_counts_match_their_formulas() {
         let net = Net::new(&small_bb, s, SHAPE).unwrap();
         assert_eq!(net.init(1).len(), trainable_count(s, 4, 7, &SHAPE));
     }
-    let bad = NetShape {
+    let bad = ModuleSizes {
         compacter_n: 3,
         ..SHAPE
     };

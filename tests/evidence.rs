@@ -128,7 +128,7 @@ fn upstream_on_a_dataset_is_deterministic_cached_and_recorded() {
     write_fmnist(&data_dir, 300, 100);
 
     // The downstream class subset: labels 7 → 0 and 3 → 1, 30 training images each.
-    let p = data::prepare(&run.raw.datasets[0], &run.ood[0], 14, 20, 0, "datasets[0].").unwrap();
+    let p = data::prepare(&run.config.datasets[0], &run.ood[0], 14, 20, 0, "datasets[0].").unwrap();
     assert_eq!(p.train.classes, 2);
     for l in [0, 1] {
         assert_eq!(p.train.labels.iter().filter(|x| **x == l).count(), 30);

@@ -202,7 +202,7 @@ fn load_config(args: ConfigArgs) -> robustft::Result<(robustft::validate::ValidR
             ));
         }
     };
-    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.raw.name));
+    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.config.name));
     robustft::cli::check_out_dir(&out)?;
     // The data and checkpoint checks are made by the job itself, before it writes anything
     // (validate::check_inputs; refused errors exit 2).
@@ -220,7 +220,7 @@ fn run(args: ConfigArgs, quiet: bool, device: &Device) -> Outcome {
     Ok(format!(
         "{}run {} finished in {:.0} s; report in {}\n",
         robustft::validate::verdict::table(&f.rows),
-        cfg.raw.name,
+        cfg.config.name,
         start.elapsed().as_secs_f64(),
         out.join("report").display()
     ))

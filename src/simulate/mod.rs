@@ -22,6 +22,29 @@ use crate::theory::{
     z_score,
 };
 
+/// η_min for one d of `bound.d_lines`: with k = 0 (linear probing) and k = d (full fine-tuning,
+/// η = z/√(2d)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EtaRow {
+    /// Task complexity d.
+    pub d: f64,
+    /// η_min with k = 0.
+    pub linear_probe: f64,
+    /// η_min with k = d.
+    pub full: f64,
+}
+
+/// The AUCs of one interpolation frontier (m weak features), under both integration rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrontierAuc {
+    /// Weak features used.
+    pub m: usize,
+    /// AUC, step rule.
+    pub step: f64,
+    /// AUC, trapezoid rule.
+    pub trapezoid: f64,
+}
+
 /// What a run found, printed as the summary table.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -29,12 +52,12 @@ pub struct Summary {
     pub files: Vec<PathBuf>,
     /// z = Φ⁻¹(target).
     pub z: f64,
-    /// (d, η_min with k = 0, η_full = z/√(2d)) per `bound.d_lines`.
-    pub eta_rows: Vec<(f64, f64, f64)>,
+    /// η_min with k = 0 and k = d, per `bound.d_lines`.
+    pub eta_rows: Vec<EtaRow>,
     /// (d, strategies ranked most to least robust at matched accuracy).
     pub rankings: Vec<(f64, Vec<(Strategy, f64)>)>,
-    /// (m, AUC step, AUC trapezoid) of the interpolation frontiers.
-    pub frontier_aucs: Vec<(usize, f64, f64)>,
+    /// AUCs of the interpolation frontiers.
+    pub frontier_aucs: Vec<FrontierAuc>,
     /// Largest |z| of Monte Carlo against closed form, and the number of comparisons.
     pub mc_max_abs_z: f64,
     /// Number of closed-form / Monte Carlo comparisons.
@@ -98,7 +121,11 @@ pub fn run(cfg: &ValidConfig, out: &Path) -> Result<Summary> {
     let mut eta_rows = Vec::new();
     let mut rankings = Vec::new();
     for &d in &b.d_lines {
-        eta_rows.push((d, eta_min(0.0, d, b.target_acc)?, eta_min(d, d, b.target_acc)?));
+        eta_rows.push(EtaRow {
+            d,
+            linear_probe: eta_min(0.0, d, b.target_acc)?,
+            full: eta_min(d, d, b.target_acc)?,
+        });
         let ranked = predict_strategies(d, cfg.strategies.clean_acc, cfg.strategies.eps)?;
         rankings.push((d, ranked.iter().map(|p| (p.strategy, p.robust_acc)).collect()));
     }
@@ -107,7 +134,14 @@ pub fn run(cfg: &ValidConfig, out: &Path) -> Result<Summary> {
         z,
         eta_rows,
         rankings,
-        frontier_aucs: curves.iter().map(|c| (c.m, c.auc_step, c.auc_trapezoid)).collect(),
+        frontier_aucs: curves
+            .iter()
+            .map(|c| FrontierAuc {
+                m: c.m,
+                step: c.auc_step,
+                trapezoid: c.auc_trapezoid,
+            })
+            .collect(),
         mc_max_abs_z: rows.iter().map(|r| r.z().abs()).fold(0.0, f64::max),
         mc_checks: rows.len(),
         theorem_worst_margin: worst,
@@ -138,7 +172,12 @@ impl Summary {
             b.target_acc, self.z
         );
         let _ = writeln!(s, "{:>10} {:>16} {:>22}", "d", "eta_min (k=0)", "eta_full (k=d)");
-        for (d, e0, ef) in &self.eta_rows {
+        for EtaRow {
+            d,
+            linear_probe: e0,
+            full: ef,
+        } in &self.eta_rows
+        {
             let _ = writeln!(s, "{d:>10} {e0:>16.5} {ef:>22.5}");
         }
         let st = &cfg.strategies;
@@ -158,7 +197,12 @@ impl Summary {
             f.p, f.eta, f.eps
         );
         let _ = writeln!(s, "{:>8} {:>10} {:>15}", "m", "AUC step", "AUC trapezoid");
-        for (m, a, t) in &self.frontier_aucs {
+        for FrontierAuc {
+            m,
+            step: a,
+            trapezoid: t,
+        } in &self.frontier_aucs
+        {
             let _ = writeln!(s, "{m:>8} {a:>10.4} {t:>15.4}");
         }
         let _ = writeln!(

@@ -17,7 +17,7 @@ use std::path::Path;
 use plotters::prelude::SeriesLabelPosition;
 
 use super::RunConfig;
-use super::report::{Summary, summarise};
+use super::report::{AucCell, Summary, summarise};
 use crate::engine::data::synthetic::SyntheticSpec;
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
@@ -136,7 +136,7 @@ fn dataset_theory_d(summary: &Summary, ds: &str) -> Result<f64> {
 
 /// Ranks the strategies measured on `ds` by theory, measurement and dynamics model at task complexity `d`.
 fn rank_dataset(
-    aucs: &BTreeMap<(String, Strategy), (f64, f64, f64)>,
+    aucs: &BTreeMap<(String, Strategy), AucCell>,
     ds: &str,
     d: f64,
     dyn_cfg: &ValidDynamics,
@@ -157,7 +157,7 @@ fn rank_dataset(
                 .robust_acc
         })
         .collect();
-    let measured: Vec<f64> = strategies.iter().map(|s| aucs[&key(*s)].0).collect();
+    let measured: Vec<f64> = strategies.iter().map(|s| aucs[&key(*s)].mean).collect();
     let dyn_auc = predicted_auc(dyn_cfg, dynamics_d(d))?;
     let dynamics: Vec<f64> = strategies
         .iter()

@@ -195,7 +195,7 @@ pub enum Ood {
 #[derive(Debug, Clone)]
 pub struct ValidRun {
     /// The configuration as written (recorded in headers).
-    pub raw: RunConfig,
+    pub config: RunConfig,
     /// Model size.
     pub model: VitConfig,
     /// Strategies.
@@ -277,7 +277,7 @@ impl RunConfig {
             attacks,
             new_head,
             ood,
-            raw: self,
+            config: self,
         })
     }
 
@@ -452,7 +452,7 @@ impl RunConfig {
 impl ValidRun {
     /// The model as written, for messages: a preset name or path, or the inline size.
     pub fn model_name(&self) -> String {
-        match &self.raw.model {
+        match &self.config.model {
             ModelSpec::Name(n) => n.clone(),
             ModelSpec::Table(c) => format!(
                 "ViT {}px/patch {} (dim {}, depth {}, {} heads, MLP {})",
@@ -470,8 +470,8 @@ impl ValidRun {
     /// 800-step warm-up scaled by the same factor as the schedule, max_steps / reference, or
     /// capped at a quarter of the run without a reference), or the configured table.
     pub fn optimiser(&self, strategy: Strategy) -> TrainConfig {
-        let max = self.raw.max_steps;
-        let mut tc = match &self.raw.optimizer {
+        let max = self.config.max_steps;
+        let mut tc = match &self.config.optimizer {
             OptimizerSpec::Custom(t) => TrainConfig {
                 lr: t.lr[strategy.id()],
                 warmup_steps: t.warmup_steps,
@@ -483,7 +483,7 @@ impl ValidRun {
             OptimizerSpec::Preset(_) => {
                 let mut tc = TrainConfig::paper(strategy, max);
                 if tc.warmup_steps > 0 {
-                    tc.warmup_steps = match self.raw.schedule_reference_steps {
+                    tc.warmup_steps = match self.config.schedule_reference_steps {
                         Some(r) if r > 0 => ((800.0 * max as f64 / r as f64).round() as usize).max(1),
                         _ => 800.min(max / 4),
                     };
@@ -491,7 +491,7 @@ impl ValidRun {
                 tc
             }
         };
-        tc.batch_size = self.raw.batch_size;
+        tc.batch_size = self.config.batch_size;
         tc
     }
 }
@@ -569,10 +569,10 @@ mod tests {
         assert_eq!(paper.eps(), vec![1.0 / 255.0, 2.0 / 255.0, 4.0 / 255.0, 8.0 / 255.0]);
         assert_eq!(paper.eval_steps[0], 0);
         assert_eq!(paper.model.patch_size, 7);
-        assert!(paper.raw.seeds.len() >= 3 && paper.raw.eval_subset >= 1000);
+        assert!(paper.config.seeds.len() >= 3 && paper.config.eval_subset >= 1000);
         // Per-strategy learning rates from the table; the paper preset keeps Li et al.'s.
         for s in &paper.strategies {
-            let OptimizerSpec::Custom(t) = &paper.raw.optimizer else {
+            let OptimizerSpec::Custom(t) = &paper.config.optimizer else {
                 panic!("a table")
             };
             assert_eq!(paper.optimiser(*s).lr, t.lr[s.id()]);

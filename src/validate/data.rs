@@ -107,12 +107,12 @@ pub fn data_folder(kind: DataKind, data_dir: Option<&Path>, key: &str) -> Result
 /// `datasets[i].data_dir`) and say how to install the data, or name the file and record.
 pub fn check_data(run: &super::ValidRun) -> Result<()> {
     let mut sources = Vec::new();
-    if run.raw.checkpoint.is_none()
-        && let Some(d) = &run.raw.pretrain.dataset
+    if run.config.checkpoint.is_none()
+        && let Some(d) = &run.config.pretrain.dataset
     {
         sources.push((d.kind, d.data_dir.as_deref(), "pretrain.dataset.".to_string()));
     }
-    for (i, d) in run.raw.datasets.iter().enumerate() {
+    for (i, d) in run.config.datasets.iter().enumerate() {
         if let (DataKind::Domains, Some(domain)) = (d.kind, &d.domain) {
             let key = format!("datasets[{i}].");
             let root =
@@ -184,7 +184,7 @@ fn first_image_size(root: &Path) -> Result<usize> {
 }
 
 /// A dataset prepared for runs: training pool, test set, its OOD twin, and the task's d.
-pub struct Prepared {
+pub struct TaskData {
     /// Spec as configured.
     pub spec: DatasetSpec,
     /// Training images.
@@ -208,7 +208,7 @@ pub fn prepare(
     eval_subset: usize,
     seed: u64,
     key: &str,
-) -> Result<Prepared> {
+) -> Result<TaskData> {
     // A `domains` dataset trains and tests on one domain, an image folder under its root.
     let (kind, dir) = match (spec.kind, &spec.domain) {
         (DataKind::Domains, Some(dom)) => (
@@ -255,7 +255,7 @@ pub fn prepare(
             l.test.len()
         ));
     }
-    Ok(Prepared {
+    Ok(TaskData {
         theory_d: spec.theory_d.unwrap_or(l.d),
         capped,
         spec: spec.clone(),

@@ -159,7 +159,7 @@ impl Sweep<'_> {
         tc.lr = lr;
         tc.total_steps = steps;
         let mut opt = AdamW::new(model.trainable().to_vec(), tc)?;
-        let mut trainer = Trainer::new(&model, train, spec.seed, run.raw.batch_size)?;
+        let mut trainer = Trainer::new(&model, train, spec.seed, run.config.batch_size)?;
         let pb = bar(steps as u64, &format!("{name}/{}/lr {lr:e}", strategy.id()), self.quiet);
         let mut losses = Vec::with_capacity(steps);
         for step in 0..steps {
@@ -225,9 +225,9 @@ fn read_log(log: &Path) -> Result<Vec<TuneCell>> {
 /// Every dataset of the run, prepared and split into training and validation images.
 fn split_datasets(run: &ValidRun, spec: &TuneSpec) -> Result<Vec<TuneSplit>> {
     let mut datasets = Vec::new();
-    for (i, (d, ood)) in run.raw.datasets.iter().zip(&run.ood).enumerate() {
+    for (i, (d, ood)) in run.config.datasets.iter().zip(&run.ood).enumerate() {
         let key = format!("datasets[{i}].");
-        let p = prepare(d, ood, run.model.image_size, run.raw.eval_subset, spec.seed, &key)?;
+        let p = prepare(d, ood, run.model.image_size, run.config.eval_subset, spec.seed, &key)?;
         let (train, val) = carve(&p.train, spec.val_images, spec.seed)?;
         datasets.push(TuneSplit {
             name: d.name.clone(),
@@ -241,7 +241,7 @@ fn split_datasets(run: &ValidRun, spec: &TuneSpec) -> Result<Vec<TuneSplit>> {
 /// Choice per strategy: the best mean validation accuracy over datasets after `max` steps (ties:
 /// the smaller rate).
 fn choose(run: &ValidRun, spec: &TuneSpec, done: &[TuneCell], datasets: &[TuneSplit]) -> BTreeMap<Strategy, f64> {
-    let max = run.raw.max_steps;
+    let max = run.config.max_steps;
     let mut chosen: BTreeMap<Strategy, f64> = BTreeMap::new();
     for &s in &run.strategies {
         let mean = |lr: f64| {
@@ -272,7 +272,7 @@ pub fn tune(run: &ValidRun, out: &Path, spec: &TuneSpec, device: &Device, quiet:
     let log = dir.join("cells.jsonl");
     let mut done = read_log(&log)?;
     let up = upstream(run, out, device, quiet)?;
-    let max = run.raw.max_steps;
+    let max = run.config.max_steps;
     let datasets = split_datasets(run, spec)?;
     let sweep = Sweep {
         run,
@@ -340,12 +340,12 @@ fn sweep_table(
     chosen: &BTreeMap<Strategy, f64>,
     names: &[String],
 ) -> String {
-    let max = run.raw.max_steps;
+    let max = run.config.max_steps;
     let mut md = format!(
         "# Learning-rate sweep ({}: {} steps, batch {}, {} validation images carved from each dataset's training images, seed {})\n\n\
          Validation clean accuracy after `max_steps` per peak learning rate (AdamW, cosine schedule, warm-up as configured); \
          the chosen rate (bold) maximises the mean over datasets.\n\n| strategy | dataset |",
-        run.raw.name, max, run.raw.batch_size, spec.val_images, spec.seed
+        run.config.name, max, run.config.batch_size, spec.val_images, spec.seed
     );
     for lr in &spec.lrs {
         let _ = write!(md, " {lr:e} |");
@@ -378,7 +378,7 @@ fn plateau_table(
     chosen: &BTreeMap<Strategy, f64>,
     names: &[String],
 ) -> Result<()> {
-    let max = run.raw.max_steps;
+    let max = run.config.max_steps;
     md.push_str(&format!(
         "\n## Plateau check: the chosen rate trained for {} steps instead of {max}\n\n\
          | strategy | dataset | val acc at {max} | at {} | gain | 95% half-width | verdict |\n|---|---|---|---|---|---|---|\n",
@@ -444,7 +444,7 @@ fn paste_snippet(md: &mut String, run: &ValidRun, chosen: &BTreeMap<Strategy, f6
     let parts: Vec<String> = chosen.iter().map(|(s, lr)| format!("{} = {lr:e}", s.id())).collect();
     md.push_str(&parts.join(", "));
     md.push_str(" }\n");
-    if let super::spec::OptimizerSpec::Custom(t) = &run.raw.optimizer {
+    if let super::spec::OptimizerSpec::Custom(t) = &run.config.optimizer {
         let _ = writeln!(md, "warmup_steps = {}", t.warmup_steps);
         if t.weight_decay > 0.0 {
             let _ = writeln!(md, "weight_decay = {}", t.weight_decay);

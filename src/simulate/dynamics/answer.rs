@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{Setting, ValidDynamics, full_lp_bottom, ranking, rows};
+use super::{SweepPoint, ValidDynamics, full_lp_bottom, ranking, rows};
 use crate::plot::Csv;
 use crate::simulate::figures::num;
 use crate::theory::Strategy;
@@ -49,7 +49,7 @@ impl CellVerdict {
     }
 
     /// The sweep table's row of this cell.
-    fn row(&self, cfg: &ValidDynamics, s: &Setting) -> Vec<String> {
+    fn row(&self, cfg: &ValidDynamics, s: &SweepPoint) -> Vec<String> {
         vec![
             num(s.p),
             num(s.overlap),
@@ -80,7 +80,7 @@ struct Tally {
     /// Settings in which each strategy is best at the most complex d.
     best_complex: BTreeMap<Strategy, usize>,
     /// The cells with Full and linear probing at the bottom, in sweep order.
-    bottom_cells: Vec<Setting>,
+    bottom_cells: Vec<SweepPoint>,
     /// Rise-then-fall cells per d.
     rtf_by_d: BTreeMap<usize, RiseCount>,
     /// Best strategies per (p, overlap, lr), keyed by their bit patterns.
@@ -89,7 +89,7 @@ struct Tally {
 
 impl Tally {
     /// Counts one cell; `d_simple` and `d_complex` are the sweep's smallest and largest d.
-    fn add(&mut self, s: &Setting, v: &CellVerdict, d_simple: usize, d_complex: usize) {
+    fn add(&mut self, s: &SweepPoint, v: &CellVerdict, d_simple: usize, d_complex: usize) {
         self.n_cells += 1;
         self.n_rtf_any += usize::from(!v.rtf.is_empty());
         let e = self.rtf_by_d.entry(s.d).or_default();
@@ -129,7 +129,7 @@ impl Tally {
 }
 
 /// The sweep table and the written answer.
-pub(super) fn sweep_answer(cfg: &ValidDynamics, grid: &[Setting], swept: &[Vec<Trajectory>]) -> (Csv, String) {
+pub(super) fn sweep_answer(cfg: &ValidDynamics, grid: &[SweepPoint], swept: &[Vec<Trajectory>]) -> (Csv, String) {
     let mut csv = Csv::new(&[
         "p",
         "overlap",

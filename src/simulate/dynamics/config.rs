@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result, check};
 use crate::simulate::config::{at_least, non_empty, parse_toml};
-use crate::theory::dynamics::{Backbone, Net, NetShape, Task, TrainSpec, Trajectory, train};
+use crate::theory::dynamics::{Backbone, ModuleSizes, Net, Task, TrainSpec, Trajectory, train};
 use crate::theory::{Strategy, phi_inv};
 
 /// The embedded default configuration (the text of `simulations/dynamics.toml`).
@@ -113,7 +113,7 @@ impl std::ops::Deref for ValidDynamics {
 
 /// One point of parameter space: everything that the sweep varies.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Setting {
+pub struct SweepPoint {
     /// Robust feature reliability.
     pub p: f64,
     /// Label-carrying features.
@@ -280,8 +280,8 @@ fn prefix(e: Error, section: &str) -> Error {
 
 impl ValidDynamics {
     /// The main setting of `[task]` and `[train]`.
-    pub fn main_setting(&self) -> Setting {
-        Setting {
+    pub fn main_setting(&self) -> SweepPoint {
+        SweepPoint {
             p: self.task.p,
             d: self.task.d,
             overlap: self.task.overlap,
@@ -290,9 +290,9 @@ impl ValidDynamics {
     }
 
     /// PEFT module sizes.
-    pub fn shape(&self) -> NetShape {
+    pub fn shape(&self) -> ModuleSizes {
         let n = &self.network;
-        NetShape {
+        ModuleSizes {
             lora_rank: n.lora_rank,
             adapter_rank: n.adapter_rank,
             compacter_n: n.compacter_n,
@@ -340,12 +340,12 @@ impl ValidDynamics {
     }
 
     /// The seven trajectories of one setting, in [`Strategy::ALL`] order.
-    pub fn trajectories(&self, s: Setting) -> Result<Vec<Trajectory>> {
+    pub fn trajectories(&self, s: SweepPoint) -> Result<Vec<Trajectory>> {
         Strategy::ALL.iter().map(|&st| self.trajectory(s, st)).collect()
     }
 
     /// One strategy's trajectory in setting `s` (D grows to fit d if needed).
-    pub fn trajectory(&self, s: Setting, strategy: Strategy) -> Result<Trajectory> {
+    pub fn trajectory(&self, s: SweepPoint, strategy: Strategy) -> Result<Trajectory> {
         let relevant = self.relevant(s.d, s.overlap);
         let dim = self.task.dim.max(relevant.iter().copied().max().unwrap_or(0));
         let task = Task::new(s.p, self.eta(s.d), dim, &relevant)?;

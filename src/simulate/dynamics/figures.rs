@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use plotters::prelude::SeriesLabelPosition;
 
-use super::{Setting, ValidDynamics, rows};
+use super::{SweepPoint, ValidDynamics, rows};
 use crate::plot::{Axis, Csv, LineChart, Series, Style, color};
 use crate::simulate::figures::num;
 use crate::theory::Strategy;
@@ -96,7 +96,11 @@ pub(super) fn frontiers_figure(cfg: &ValidDynamics, trajs: &[Trajectory]) -> (Li
     (fig, csv)
 }
 
-pub(super) fn auc_vs_d_figure(cfg: &ValidDynamics, settings: &[Setting], by_d: &[Vec<Trajectory>]) -> (LineChart, Csv) {
+pub(super) fn auc_vs_d_figure(
+    cfg: &ValidDynamics,
+    settings: &[SweepPoint],
+    by_d: &[Vec<Trajectory>],
+) -> (LineChart, Csv) {
     let mut csv = Csv::new(&[
         "d",
         "eta",

@@ -26,14 +26,14 @@ use crate::theory::Strategy;
 use crate::theory::dynamics::Trajectory;
 use crate::tradeoff::AucRule;
 use answer::sweep_answer;
-pub use config::{DYNAMICS_TOML, DynamicsConfig, NetworkCfg, Setting, SweepCfg, TaskCfg, TrainCfg, ValidDynamics};
+pub use config::{DYNAMICS_TOML, DynamicsConfig, NetworkCfg, SweepCfg, SweepPoint, TaskCfg, TrainCfg, ValidDynamics};
 use figures::{auc_vs_d_figure, curves_figure, frontiers_figure};
 
 /// Predicted step-rule AUC (first ε of `[task]`) per strategy for a task of complexity `d`, the
 /// other parameters from `cfg`: the theory column of `validate compare`.
 pub fn predicted_auc(cfg: &ValidDynamics, d: usize) -> Result<Vec<(Strategy, f64)>> {
     at_least("d", d, 1)?;
-    let s = Setting {
+    let s = SweepPoint {
         d,
         ..cfg.main_setting()
     };
@@ -46,7 +46,7 @@ pub fn predicted_auc(cfg: &ValidDynamics, d: usize) -> Result<Vec<(Strategy, f64
 
 /// Runs every (setting, strategy) pair on all cores; results in input order (deterministic:
 /// each trajectory depends only on its inputs).
-fn run_all(cfg: &ValidDynamics, settings: &[Setting], msg: &'static str) -> Result<Vec<Vec<Trajectory>>> {
+fn run_all(cfg: &ValidDynamics, settings: &[SweepPoint], msg: &'static str) -> Result<Vec<Vec<Trajectory>>> {
     let jobs: Vec<(usize, Strategy)> = (0..settings.len())
         .flat_map(|i| Strategy::ALL.iter().map(move |&s| (i, s)))
         .collect();
@@ -111,17 +111,17 @@ fn rows(cfg: &ValidDynamics, trajs: &[Trajectory]) -> Vec<StrategyRow> {
     trajs
         .iter()
         .map(|t| {
-            let pk = t.peak(0, cfg.train.margin);
+            let peak = t.peak(0, cfg.train.margin);
             let last = t.points.last().expect("at least two evaluations");
             StrategyRow {
                 strategy: t.strategy,
                 trainable: t.trainable,
                 auc: t.auc(0, AucRule::Step),
                 auc_trapezoid: t.auc(0, AucRule::Trapezoid),
-                peak_step: t.points[pk.index].step,
-                peak: pk.value,
-                drop: pk.drop,
-                rises_then_falls: pk.rises_then_falls,
+                peak_step: t.points[peak.index].step,
+                peak: peak.value,
+                drop: peak.drop,
+                rises_then_falls: peak.rises_then_falls,
                 final_clean: last.clean,
                 final_robust: last.robust[0],
             }
@@ -171,7 +171,7 @@ pub fn run(cfg: &ValidDynamics, out: &Path) -> Result<DynSummary> {
     let (fig, csv) = frontiers_figure(cfg, &main);
     files.extend(write_figure(out, "dynamics_frontiers", &fig, &csv)?);
 
-    let d_settings: Vec<Setting> = cfg.sweep.d_values.iter().map(|&d| Setting { d, ..main_s }).collect();
+    let d_settings: Vec<SweepPoint> = cfg.sweep.d_values.iter().map(|&d| SweepPoint { d, ..main_s }).collect();
     let by_d = run_all(cfg, &d_settings, "AUC against d")?;
     let (fig, csv) = auc_vs_d_figure(cfg, &d_settings, &by_d);
     files.extend(write_figure(out, "dynamics_auc_vs_d", &fig, &csv)?);
@@ -184,7 +184,7 @@ pub fn run(cfg: &ValidDynamics, out: &Path) -> Result<DynSummary> {
         for &overlap in &cfg.sweep.overlap_values {
             for &lr in &cfg.sweep.lr_values {
                 for &d in &cfg.sweep.d_values {
-                    grid.push(Setting { p, d, overlap, lr });
+                    grid.push(SweepPoint { p, d, overlap, lr });
                 }
             }
         }

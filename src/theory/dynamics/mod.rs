@@ -32,7 +32,7 @@ use super::quadrature::GaussHermite;
 use crate::error::{Error, Result, check};
 
 pub use crate::tradeoff::Peak;
-pub use net::{Backbone, Net, NetShape};
+pub use net::{Backbone, ModuleSizes, Net};
 pub use train::{TrainSpec, TrajPoint, Trajectory, train};
 
 /// log(1 + eᶻ), without overflow.

@@ -50,8 +50,8 @@ pub struct Report {
     pub summary: String,
     /// Files written.
     pub files: Vec<PathBuf>,
-    /// (dataset, strategy) → (AUC step, AUC trapezoid, above average) at the smallest radius.
-    pub aucs: BTreeMap<(String, Strategy), (f64, f64, f64)>,
+    /// (dataset, strategy) → AUC cell at the smallest radius.
+    pub aucs: BTreeMap<(String, Strategy), AucCell>,
     /// (dataset, radius index, strategy) → AUC cell.
     pub cells: BTreeMap<(String, usize, Strategy), AucCell>,
 }
@@ -164,20 +164,18 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// (dataset, strategy) → (AUC step, AUC trapezoid, above average) at the smallest radius.
-    pub fn aucs(&self) -> BTreeMap<(String, Strategy), (f64, f64, f64)> {
+    /// (dataset, strategy) → AUC cell at the smallest radius.
+    pub fn aucs(&self) -> BTreeMap<(String, Strategy), AucCell> {
         smallest_radius(&self.tables.cells)
     }
 }
 
-/// (dataset, strategy) → (AUC step, AUC trapezoid, above average) at the smallest radius.
-fn smallest_radius(
-    cells: &BTreeMap<(String, usize, Strategy), AucCell>,
-) -> BTreeMap<(String, Strategy), (f64, f64, f64)> {
+/// (dataset, strategy) → AUC cell at the smallest radius.
+fn smallest_radius(cells: &BTreeMap<(String, usize, Strategy), AucCell>) -> BTreeMap<(String, Strategy), AucCell> {
     cells
         .iter()
         .filter(|((_, e, _), _)| *e == 0)
-        .map(|((d, _, s), c)| ((d.clone(), *s), (c.mean, c.trapezoid, c.above)))
+        .map(|((d, _, s), c)| ((d.clone(), *s), *c))
         .collect()
 }
 

@@ -100,18 +100,18 @@ impl Tables {
                 let rob = &per[s].0[lay.curve(1 + e)];
                 // The shared definition (tradeoff::peak) with a half-point margin; descriptive
                 // only: the verdict (findings.md) tests the rise and the fall with intervals.
-                let pk = crate::tradeoff::peak(rob, crate::tradeoff::peak::NEGLIGIBLE);
+                let peak = crate::tradeoff::peak(rob, crate::tradeoff::peak::NEGLIGIBLE);
                 let last = rob.len() - 1;
                 self.peaks.push(vec![
                     d.name.clone(),
                     num(d.eps[e]),
                     s.id().into(),
-                    d.steps[pk.index].to_string(),
-                    num(pk.value),
+                    d.steps[peak.index].to_string(),
+                    num(peak.value),
                     d.steps[last].to_string(),
-                    num(pk.last),
-                    num(pk.drop),
-                    pk.rises_then_falls.to_string(),
+                    num(peak.last),
+                    num(peak.drop),
+                    peak.rises_then_falls.to_string(),
                 ]);
             }
         }

@@ -9,7 +9,7 @@ use crate::engine::eval::{clean_correct, robust_levels};
 use crate::error::Result;
 use crate::tradeoff::wilson;
 use crate::validate::config::ValidRun;
-use crate::validate::data::Prepared;
+use crate::validate::data::TaskData;
 use crate::validate::records::{self, EvalRecord, Header, RobustAt, SCHEMA_VERSION};
 
 /// Outcomes of one scheduled evaluation.
@@ -25,7 +25,7 @@ pub(super) struct Evaluation {
 pub(super) fn evaluate(
     model: &Vit,
     run: &ValidRun,
-    data: &Prepared,
+    data: &TaskData,
     eval_ids: &[usize],
     seed: u64,
     step: u64,

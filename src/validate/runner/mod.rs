@@ -24,7 +24,7 @@ use candle_core::{DType, Device};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::config::ValidRun;
-use super::data::{Prepared, prepare};
+use super::data::{TaskData, prepare};
 use super::records::{self, Header, RunRecords, SCHEMA_VERSION, Separability};
 use super::upstream::{Upstream, upstream};
 use crate::engine::peft::Strategy;
@@ -73,7 +73,7 @@ pub fn run_paths(out: &Path, dataset: &str, strategy: Strategy, seed: u64) -> (P
 /// measured separability.
 pub struct DatasetRuns<'a> {
     /// The data.
-    pub data: &'a Prepared,
+    pub data: &'a TaskData,
     /// The backbone.
     pub upstream: &'a Upstream,
     /// Separability measured on the pretrained backbone.
@@ -84,7 +84,7 @@ pub struct DatasetRuns<'a> {
 
 /// The header of one run's records.
 fn header(run: &ValidRun, ctx: &DatasetRuns, strategy: Strategy, seed: u64, model: &Vit, eval_ids: &[usize]) -> Header {
-    let config = serde_json::to_value(&run.raw).expect("config serialises");
+    let config = serde_json::to_value(&run.config).expect("config serialises");
     let counts = model.counts();
     Header {
         kind: "header".into(),
@@ -183,9 +183,9 @@ impl Stopwatch {
 
 /// The evaluation images of a run: drawn with `eval_seed` when configured (the same for every
 /// seed), else with the run's seed.
-pub fn eval_ids(run: &ValidRun, data: &Prepared, seed: u64) -> Vec<usize> {
+pub fn eval_ids(run: &ValidRun, data: &TaskData, seed: u64) -> Vec<usize> {
     data.test
-        .eval_indices(run.raw.eval_subset, run.raw.eval_seed.unwrap_or(seed))
+        .eval_indices(run.config.eval_subset, run.config.eval_seed.unwrap_or(seed))
 }
 
 /// The model a fine-tuning run starts from: the backbone of `checkpoint` with `strategy`'s
@@ -227,7 +227,7 @@ pub fn run_one(
     };
     write_eval_ids(out, &data.spec.name, seed, &eval_ids)?;
     let mut recs = RunRecords { header, evals };
-    let mut trainer = Trainer::new(&model, &data.train, seed, run.raw.batch_size)?;
+    let mut trainer = Trainer::new(&model, &data.train, seed, run.config.batch_size)?;
     let last = *run.eval_steps.last().expect("validated non-empty");
     let pb = bar(last, &format!("{}/{}/seed{seed}", data.spec.name, strategy.id()), quiet);
     pb.set_position(step);
@@ -278,11 +278,11 @@ pub fn run_all(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Resu
     preflight(run, out).map_err(Error::refused)?;
     let up = upstream(run, out, device, quiet)?;
     let mut paths = Vec::new();
-    for (i, (spec, ood)) in run.raw.datasets.iter().zip(&run.ood).enumerate() {
+    for (i, (spec, ood)) in run.config.datasets.iter().zip(&run.ood).enumerate() {
         let key = format!("datasets[{i}].");
         let mut separability = None;
-        for &seed in &run.raw.seeds {
-            let data = prepare(spec, ood, run.model.image_size, run.raw.eval_subset, seed, &key)?;
+        for &seed in &run.config.seeds {
+            let data = prepare(spec, ood, run.model.image_size, run.config.eval_subset, seed, &key)?;
             if separability.is_none() {
                 // Said once per dataset, whatever --quiet says; also recorded in every header.
                 for c in &data.capped {

@@ -88,11 +88,11 @@ fn read_checkpoint(ckpt: &Path, device: &Device) -> Result<HashMap<String, Tenso
 /// record file parses and was written by this configuration (same `config_hash`), and the
 /// checkpoint of every unfinished run is readable. Errors name the file.
 pub fn preflight(run: &ValidRun, out: &Path) -> Result<()> {
-    let hash = records::config_hash(&serde_json::to_value(&run.raw).expect("config serialises"));
+    let hash = records::config_hash(&serde_json::to_value(&run.config).expect("config serialises"));
     let last = run.eval_steps.last().copied();
-    for d in &run.raw.datasets {
+    for d in &run.config.datasets {
         for &s in &run.strategies {
-            for &seed in &run.raw.seeds {
+            for &seed in &run.config.seeds {
                 let (jsonl, ckpt) = run_paths(out, &d.name, s, seed);
                 if !jsonl.exists() {
                     continue;

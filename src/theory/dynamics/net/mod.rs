@@ -130,7 +130,7 @@ impl Backbone {
 
 /// Sizes of the PEFT modules and the scale of the random head.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct NetShape {
+pub struct ModuleSizes {
     /// LoRA rank r.
     pub lora_rank: usize,
     /// Adapter bottleneck r.
@@ -144,7 +144,7 @@ pub struct NetShape {
 }
 
 /// Trainable parameter count of `strategy` by its formula (the table in the module doc).
-pub fn trainable_count(strategy: Strategy, hidden: usize, inputs: usize, shape: &NetShape) -> usize {
+pub fn trainable_count(strategy: Strategy, hidden: usize, inputs: usize, shape: &ModuleSizes) -> usize {
     let (h, n) = (hidden, inputs);
     let head = h + 1;
     head + match strategy {
@@ -162,7 +162,7 @@ pub fn trainable_count(strategy: Strategy, hidden: usize, inputs: usize, shape: 
 pub struct Net<'a> {
     backbone: &'a Backbone,
     strategy: Strategy,
-    shape: NetShape,
+    shape: ModuleSizes,
     len: usize,
 }
 
@@ -182,7 +182,7 @@ pub struct Effective<'a> {
 
 impl<'a> Net<'a> {
     /// Validates the shape against the backbone (ranks ≥ 1, N divides h and the Compacter bottleneck).
-    pub fn new(backbone: &'a Backbone, strategy: Strategy, shape: NetShape) -> Result<Self> {
+    pub fn new(backbone: &'a Backbone, strategy: Strategy, shape: ModuleSizes) -> Result<Self> {
         let h = backbone.hidden;
         for (name, r) in [
             ("lora_rank", shape.lora_rank),
