@@ -53,7 +53,7 @@ pub fn apgd<M: Classifier + ?Sized>(
 ) -> CResult<AttackOutcome> {
     let b = x.dim(0)?;
     let clean_correct = correct(&model.logits(x)?.detach(), y)?;
-    let mut forwards = b;
+    let forwards = b;
     let ids: Vec<usize> = (0..b).filter(|&i| clean_correct[i]).collect();
     let mut robust = clean_correct.clone();
     let others: Vec<usize> = (0..b).filter(|&i| !clean_correct[i]).collect();
@@ -76,113 +76,7 @@ pub fn apgd<M: Classifier + ?Sized>(
     let idx = index_tensor(&ids, &dev)?;
     let xs = x.index_select(&idx, 0)?;
     let ys = y.index_select(&idx, 0)?;
-    let n = ids.len();
-    let per = xs.elem_count() / n;
-    let eps = cfg.eps;
-
-    // Start: x + ε·t/‖t‖∞ per image.
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut t: Vec<f32> = (0..n * per).map(|_| rng.random_range(-1.0f32..=1.0)).collect();
-    for row in t.chunks_mut(per) {
-        let m = row.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-12);
-        row.iter_mut().for_each(|v| *v = *v / m * eps as f32);
-    }
-    let noise = Tensor::from_vec(t, xs.dims(), &candle_core::Device::Cpu)?
-        .to_dtype(xs.dtype())?
-        .to_device(&dev)?;
-    let mut adv = (&xs + noise)?.clamp(0.0, 1.0)?;
-
-    let (mut grad, logits, loss) = loss_grad(model, &adv, &ys)?;
-    forwards += n;
-    let mut alive = correct(&logits, &ys)?; // never misclassified so far
-    let mut loss_now: Vec<f64> = to_f64(&loss)?;
-    let mut best_loss = loss_now.clone();
-    let mut x_best = adv.clone();
-    let mut grad_best = grad.clone();
-    // x_best_adv: the first misclassified iterate of each point (the start if it fails there).
-    let mut x_best_adv = adv.clone();
-
-    let steps = cfg.steps;
-    let frac = |f: f64| ((f * steps as f64) as usize).max(1);
-    let (mut k, size_decr, k_min) = (frac(0.22), frac(0.03), frac(0.06));
-    let mut step_size = vec![2.0 * eps; n];
-    let mut loss_hist: Vec<Vec<f64>> = vec![loss_now.clone()]; // loss_hist[i + 1] = loss after step i
-    let mut counter = 0;
-    let mut best_at_last_check = best_loss.clone();
-    let mut reduced_last_check = vec![true; n];
-    let mut x_old = adv.clone();
-
-    for i in 0..steps {
-        let a = if i > 0 { 0.75 } else { 1.0 };
-        let eta = Tensor::from_vec(
-            step_size.iter().map(|v| *v as f32).collect::<Vec<_>>(),
-            n,
-            &candle_core::Device::Cpu,
-        )?
-        .to_dtype(xs.dtype())?
-        .to_device(&dev)?
-        .reshape(bcast_shape(xs.dims()))?;
-        let momentum = (&adv - &x_old)?;
-        x_old = adv.clone();
-        let z = project(&(&adv + grad.sign()?.broadcast_mul(&eta)?)?, &xs, eps)?;
-        adv = project(&((&adv + ((&z - &adv)? * a)?)? + (momentum * (1.0 - a))?)?, &xs, eps)?;
-
-        let (g, logits, loss) = loss_grad(model, &adv, &ys)?;
-        forwards += n;
-        grad = g;
-        let ok = correct(&logits, &ys)?;
-        let newly: Vec<usize> = (0..n).filter(|&j| alive[j] && !ok[j]).collect();
-        if !newly.is_empty() {
-            x_best_adv = replace_rows(&x_best_adv, &adv, &newly)?;
-            for &j in &newly {
-                alive[j] = false;
-            }
-        }
-        loss_now = to_f64(&loss)?;
-        let improved: Vec<usize> = (0..n).filter(|&j| loss_now[j] > best_loss[j]).collect();
-        if !improved.is_empty() {
-            x_best = replace_rows(&x_best, &adv, &improved)?;
-            grad_best = replace_rows(&grad_best, &grad, &improved)?;
-            for &j in &improved {
-                best_loss[j] = loss_now[j];
-            }
-        }
-        loss_hist.push(loss_now.clone());
-        counter += 1;
-        if counter == k {
-            // (1) oscillation: the loss went up in at most 75% of the last k steps.
-            let last = loss_hist.len() - 1;
-            let mut reduce = vec![false; n];
-            for j in 0..n {
-                let ups = (0..k)
-                    .filter(|&c| loss_hist[last - c][j] > loss_hist[last - c - 1][j])
-                    .count();
-                let osc = ups as f64 <= k as f64 * 0.75;
-                // (2) not reduced last time and no improvement of the best loss since.
-                let stalled = !reduced_last_check[j] && best_at_last_check[j] >= best_loss[j];
-                reduce[j] = osc || stalled;
-            }
-            reduced_last_check = reduce.clone();
-            best_at_last_check = best_loss.clone();
-            let rows: Vec<usize> = (0..n).filter(|&j| reduce[j]).collect();
-            if !rows.is_empty() {
-                for &j in &rows {
-                    step_size[j] /= 2.0;
-                }
-                adv = replace_rows(&adv, &x_best, &rows)?;
-                grad = replace_rows(&grad, &grad_best, &rows)?;
-            }
-            k = k.saturating_sub(size_decr).max(k_min);
-            counter = 0;
-        }
-    }
-    // Points never misclassified keep their best-loss iterate as the adversarial image.
-    let alive_rows: Vec<usize> = (0..n).filter(|&j| alive[j]).collect();
-    let final_adv = if alive_rows.is_empty() {
-        x_best_adv
-    } else {
-        replace_rows(&x_best_adv, &x_best, &alive_rows)?
-    };
+    let (final_adv, alive, attack_forwards) = attack_points(model, &xs, &ys, cfg, seed)?;
     for (j, &i) in ids.iter().enumerate() {
         robust[i] = alive[j];
     }
@@ -191,8 +85,244 @@ pub fn apgd<M: Classifier + ?Sized>(
         adv: assemble(b, x, groups)?,
         clean_correct,
         robust,
-        image_forwards: forwards,
+        image_forwards: forwards + attack_forwards,
     })
+}
+
+/// Algorithm 1 on the n clean-correct points `xs` (labels `ys`), n ≥ 1 and N = `cfg.steps` ≥ 1:
+/// the random start, N momentum steps, and a checkpoint of the step-size schedule after each.
+/// Returns each point's adversarial image (its first misclassified iterate, or its best-loss
+/// iterate if it was never misclassified), whether it was never misclassified, and the image
+/// forwards spent.
+fn attack_points<M: Classifier + ?Sized>(
+    model: &M,
+    xs: &Tensor,
+    ys: &Tensor,
+    cfg: &ApgdConfig,
+    seed: u64,
+) -> CResult<(Tensor, Vec<bool>, usize)> {
+    let n = xs.dim(0)?;
+    let eps = cfg.eps;
+    let mut adv = random_start(xs, eps, seed)?;
+
+    let (mut grad, logits, loss) = loss_grad(model, &adv, ys)?;
+    let mut forwards = n;
+    let mut best = Best::start(&adv, &grad, correct(&logits, ys)?, to_f64(&loss)?);
+    let mut schedule = Schedule::new(cfg.steps, eps, &best.loss);
+    let mut x_old = adv.clone();
+
+    for i in 0..cfg.steps {
+        let a = if i > 0 { 0.75 } else { 1.0 };
+        let eta = schedule.eta(xs)?;
+        (adv, x_old) = momentum_step(&adv, &x_old, &grad, &eta, xs, eps, a)?;
+
+        let (g, logits, loss) = loss_grad(model, &adv, ys)?;
+        forwards += n;
+        grad = g;
+        let loss_now = best.record(&adv, &grad, &logits, &loss, ys)?;
+        let rows = schedule.after_step(loss_now, &best.loss);
+        if !rows.is_empty() {
+            adv = replace_rows(&adv, &best.x, &rows)?;
+            grad = replace_rows(&grad, &best.grad, &rows)?;
+        }
+    }
+    Ok((best.final_adv()?, best.alive, forwards))
+}
+
+/// The random start x⁽⁰⁾ = x + ε·t/‖t‖∞ per image, t ~ U(−1, 1)ⁿ drawn from `seed` (image after
+/// image, value after value), clipped to [0, 1].
+fn random_start(xs: &Tensor, eps: f64, seed: u64) -> CResult<Tensor> {
+    let n = xs.dim(0)?;
+    let per = xs.elem_count() / n;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut t: Vec<f32> = (0..n * per).map(|_| rng.random_range(-1.0f32..=1.0)).collect();
+    for row in t.chunks_mut(per) {
+        let m = row.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-12);
+        row.iter_mut().for_each(|v| *v = *v / m * eps as f32);
+    }
+    let noise = Tensor::from_vec(t, xs.dims(), &candle_core::Device::Cpu)?
+        .to_dtype(xs.dtype())?
+        .to_device(xs.device())?;
+    (xs + noise)?.clamp(0.0, 1.0)
+}
+
+/// One update of Algorithm 1 with per-point step sizes `eta` (shaped to broadcast over an image):
+/// z = P(x⁽ᵏ⁾ + η·sign ∇), x⁽ᵏ⁺¹⁾ = P(x⁽ᵏ⁾ + a(z − x⁽ᵏ⁾) + (1 − a)(x⁽ᵏ⁾ − x⁽ᵏ⁻¹⁾)), P the
+/// projection onto the ε-ball around `xs` and [0, 1]. Returns (x⁽ᵏ⁺¹⁾, x⁽ᵏ⁾).
+fn momentum_step(
+    adv: &Tensor,
+    x_old: &Tensor,
+    grad: &Tensor,
+    eta: &Tensor,
+    xs: &Tensor,
+    eps: f64,
+    a: f64,
+) -> CResult<(Tensor, Tensor)> {
+    let momentum = (adv - x_old)?;
+    let z = project(&(adv + grad.sign()?.broadcast_mul(eta)?)?, xs, eps)?;
+    let next = project(&((adv + ((&z - adv)? * a)?)? + (momentum * (1.0 - a))?)?, xs, eps)?;
+    Ok((next, adv.clone()))
+}
+
+/// The best points found so far, per attacked point (row j of each tensor is point j).
+struct Best {
+    /// The highest loss over all iterates.
+    loss: Vec<f64>,
+    /// The iterate with that loss (where a checkpoint restarts from).
+    x: Tensor,
+    /// The gradient at that iterate.
+    grad: Tensor,
+    /// The first misclassified iterate (the start if it fails there); meaningful where `alive`
+    /// is false.
+    x_adv: Tensor,
+    /// Never misclassified so far.
+    alive: Vec<bool>,
+}
+
+impl Best {
+    /// The bookkeeping at the start x⁽⁰⁾ with gradient `grad`, correctness `ok` and losses `loss`.
+    fn start(adv: &Tensor, grad: &Tensor, ok: Vec<bool>, loss: Vec<f64>) -> Self {
+        Best {
+            loss,
+            x: adv.clone(),
+            grad: grad.clone(),
+            x_adv: adv.clone(),
+            alive: ok,
+        }
+    }
+
+    /// Records the new iterate `adv` (gradient `grad`, `logits`, per-point `loss`): points
+    /// misclassified for the first time keep it as their adversarial image, points whose loss
+    /// beats their best keep it as their best point. Returns the losses as f64.
+    fn record(
+        &mut self,
+        adv: &Tensor,
+        grad: &Tensor,
+        logits: &Tensor,
+        loss: &Tensor,
+        ys: &Tensor,
+    ) -> CResult<Vec<f64>> {
+        let n = self.alive.len();
+        let ok = correct(logits, ys)?;
+        let newly: Vec<usize> = (0..n).filter(|&j| self.alive[j] && !ok[j]).collect();
+        if !newly.is_empty() {
+            self.x_adv = replace_rows(&self.x_adv, adv, &newly)?;
+            for &j in &newly {
+                self.alive[j] = false;
+            }
+        }
+        let loss_now = to_f64(loss)?;
+        let improved: Vec<usize> = (0..n).filter(|&j| loss_now[j] > self.loss[j]).collect();
+        if !improved.is_empty() {
+            self.x = replace_rows(&self.x, adv, &improved)?;
+            self.grad = replace_rows(&self.grad, grad, &improved)?;
+            for &j in &improved {
+                self.loss[j] = loss_now[j];
+            }
+        }
+        Ok(loss_now)
+    }
+
+    /// The adversarial images: points never misclassified keep their best-loss iterate.
+    fn final_adv(&self) -> CResult<Tensor> {
+        let alive_rows: Vec<usize> = (0..self.alive.len()).filter(|&j| self.alive[j]).collect();
+        if alive_rows.is_empty() {
+            Ok(self.x_adv.clone())
+        } else {
+            replace_rows(&self.x_adv, &self.x, &alive_rows)
+        }
+    }
+}
+
+/// The step-size schedule of Algorithm 1: per-point step sizes η (2ε at the start) and the
+/// checkpoints every k iterations, k starting at ⌈0.22·N⌉ and shrinking by ⌈0.03·N⌉ down to
+/// ⌈0.06·N⌉ (int(·) in the reference, clamped to ≥ 1).
+struct Schedule {
+    /// Iterations between the previous checkpoint and the next.
+    k: usize,
+    /// How much k shrinks at each checkpoint.
+    size_decr: usize,
+    /// The smallest k.
+    k_min: usize,
+    /// Iterations since the previous checkpoint.
+    counter: usize,
+    /// Per-point step size η.
+    step_size: Vec<f64>,
+    /// Per-point losses: entry 0 at the start, entry i + 1 after step i.
+    loss_hist: Vec<Vec<f64>>,
+    /// The best losses at the previous checkpoint (at the start before the first).
+    best_at_last_check: Vec<f64>,
+    /// Whether the previous checkpoint halved each point's step size (true before the first).
+    reduced_last_check: Vec<bool>,
+}
+
+impl Schedule {
+    /// The schedule for N = `steps` iterations at radius `eps`, given the losses at the start.
+    fn new(steps: usize, eps: f64, start_loss: &[f64]) -> Self {
+        let n = start_loss.len();
+        let frac = |f: f64| ((f * steps as f64) as usize).max(1);
+        Schedule {
+            k: frac(0.22),
+            size_decr: frac(0.03),
+            k_min: frac(0.06),
+            counter: 0,
+            step_size: vec![2.0 * eps; n],
+            loss_hist: vec![start_loss.to_vec()],
+            best_at_last_check: start_loss.to_vec(),
+            reduced_last_check: vec![true; n],
+        }
+    }
+
+    /// The step sizes as a tensor of `xs`'s dtype and device, shaped [n, 1, …] to broadcast.
+    fn eta(&self, xs: &Tensor) -> CResult<Tensor> {
+        Tensor::from_vec(
+            self.step_size.iter().map(|v| *v as f32).collect::<Vec<_>>(),
+            self.step_size.len(),
+            &candle_core::Device::Cpu,
+        )?
+        .to_dtype(xs.dtype())?
+        .to_device(xs.device())?
+        .reshape(bcast_shape(xs.dims()))
+    }
+
+    /// Records the losses after a step; at a checkpoint, halves the step size of the points that
+    /// [`needs_reduction`](Self::needs_reduction) selects and returns them (they restart from
+    /// their best-loss iterate). Empty between checkpoints.
+    fn after_step(&mut self, loss_now: Vec<f64>, best_loss: &[f64]) -> Vec<usize> {
+        self.loss_hist.push(loss_now);
+        self.counter += 1;
+        if self.counter != self.k {
+            return Vec::new();
+        }
+        let reduce = self.needs_reduction(best_loss);
+        self.reduced_last_check = reduce.clone();
+        self.best_at_last_check = best_loss.to_vec();
+        let rows: Vec<usize> = (0..reduce.len()).filter(|&j| reduce[j]).collect();
+        for &j in &rows {
+            self.step_size[j] /= 2.0;
+        }
+        self.k = self.k.saturating_sub(self.size_decr).max(self.k_min);
+        self.counter = 0;
+        rows
+    }
+
+    /// The checkpoint's conditions per point: (1) the loss increased in at most 75% of the last k
+    /// steps, or (2) the step size was not reduced at the previous checkpoint and the best loss
+    /// has not improved since.
+    fn needs_reduction(&self, best_loss: &[f64]) -> Vec<bool> {
+        let (k, hist) = (self.k, &self.loss_hist);
+        let last = hist.len() - 1;
+        (0..best_loss.len())
+            .map(|j| {
+                // (1) oscillation: the loss went up in at most 75% of the last k steps.
+                let ups = (0..k).filter(|&c| hist[last - c][j] > hist[last - c - 1][j]).count();
+                let osc = ups as f64 <= k as f64 * 0.75;
+                // (2) not reduced last time and no improvement of the best loss since.
+                let stalled = !self.reduced_last_check[j] && self.best_at_last_check[j] >= best_loss[j];
+                osc || stalled
+            })
+            .collect()
+    }
 }
 
 fn bcast_shape(dims: &[usize]) -> Vec<usize> {

@@ -125,6 +125,8 @@ pub fn pgd_data_parallel<M: Classifier + Sync + ?Sized>(
     Ok(out)
 }
 
+/// PGD on the batch from x + `noise` projected (from `x` itself when `noise` is None), stopping
+/// per `cfg.stop`.
 fn pgd_from<M: Classifier + ?Sized>(
     model: &M,
     x: &Tensor,
@@ -132,104 +134,174 @@ fn pgd_from<M: Classifier + ?Sized>(
     cfg: &PgdConfig,
     noise: Option<&Tensor>,
 ) -> CResult<AttackOutcome> {
-    let b = x.dim(0)?;
     let clean_logits = model.logits(x)?.detach();
     let clean_correct = correct(&clean_logits, y)?;
-    let mut forwards = b;
     let start = match noise {
         Some(n) => project(&(x + n)?, x, cfg.eps)?,
         None => x.clone(),
     };
     match cfg.stop {
-        StopRule::LastIterate => {
-            let mut adv = start;
-            for _ in 0..cfg.steps {
-                let (g, _, _) = loss_grad(model, &adv, y)?;
-                forwards += b;
-                adv = project(&(adv + (g.sign()? * cfg.alpha)?)?, x, cfg.eps)?;
-            }
-            let robust = correct(&model.logits(&adv)?, y)?;
-            forwards += b;
-            let robust = robust
-                .iter()
-                .zip(&clean_correct)
-                .map(|(r, c)| *r && *c)
-                .collect::<Vec<_>>();
-            // A clean-incorrect point cannot be robust; torchattacks' accuracy on the last iterate
-            // can count it correct by chance, which we do not (documented difference: ≤ 0).
-            Ok(AttackOutcome {
-                adv,
-                clean_correct,
-                robust,
-                image_forwards: forwards,
-            })
+        StopRule::LastIterate => last_iterate(model, x, y, cfg, start, clean_correct),
+        StopRule::EarlyExit => early_exit(model, x, y, cfg, &start, clean_correct),
+    }
+}
+
+/// [`StopRule::LastIterate`] from the start `start`: all steps for every point, then a point is
+/// robust if it is clean-correct (`clean_correct`, one forward of the batch already spent) and its
+/// last iterate is classified correctly.
+fn last_iterate<M: Classifier + ?Sized>(
+    model: &M,
+    x: &Tensor,
+    y: &Tensor,
+    cfg: &PgdConfig,
+    start: Tensor,
+    clean_correct: Vec<bool>,
+) -> CResult<AttackOutcome> {
+    let b = x.dim(0)?;
+    let mut forwards = b;
+    let mut adv = start;
+    for _ in 0..cfg.steps {
+        let (g, _, _) = loss_grad(model, &adv, y)?;
+        forwards += b;
+        adv = project(&(adv + (g.sign()? * cfg.alpha)?)?, x, cfg.eps)?;
+    }
+    let robust = correct(&model.logits(&adv)?, y)?;
+    forwards += b;
+    let robust = robust
+        .iter()
+        .zip(&clean_correct)
+        .map(|(r, c)| *r && *c)
+        .collect::<Vec<_>>();
+    // A clean-incorrect point cannot be robust; torchattacks' accuracy on the last iterate
+    // can count it correct by chance, which we do not (documented difference: ≤ 0).
+    Ok(AttackOutcome {
+        adv,
+        clean_correct,
+        robust,
+        image_forwards: forwards,
+    })
+}
+
+/// [`StopRule::EarlyExit`] from the start `start`: only the clean-correct points
+/// (`clean_correct`, one forward of the batch already spent) are attacked, and each leaves the
+/// attack with the first iterate that is misclassified.
+fn early_exit<M: Classifier + ?Sized>(
+    model: &M,
+    x: &Tensor,
+    y: &Tensor,
+    cfg: &PgdConfig,
+    start: &Tensor,
+    clean_correct: Vec<bool>,
+) -> CResult<AttackOutcome> {
+    let b = x.dim(0)?;
+    let mut forwards = b;
+    let mut robust = clean_correct.clone();
+    let active: Vec<usize> = (0..b).filter(|&i| clean_correct[i]).collect();
+    // Points never attacked keep their clean image; attacked ones are filled in below.
+    let mut finished: Vec<(Vec<usize>, Tensor)> = Vec::new();
+    let inactive: Vec<usize> = (0..b).filter(|&i| !clean_correct[i]).collect();
+    if !inactive.is_empty() {
+        let idx = index_tensor(&inactive, x.device())?;
+        finished.push((inactive, x.index_select(&idx, 0)?));
+    }
+    let mut pts = Active::select(active, x, y, start)?;
+    for step in 0..=cfg.steps {
+        if pts.ids.is_empty() {
+            break;
         }
-        StopRule::EarlyExit => {
-            let mut robust = clean_correct.clone();
-            let mut active: Vec<usize> = (0..b).filter(|&i| clean_correct[i]).collect();
-            // Points never attacked keep their clean image; attacked ones are filled in below.
-            let mut finished: Vec<(Vec<usize>, Tensor)> = Vec::new();
-            let inactive: Vec<usize> = (0..b).filter(|&i| !clean_correct[i]).collect();
-            if !inactive.is_empty() {
-                let idx = index_tensor(&inactive, x.device())?;
-                finished.push((inactive, x.index_select(&idx, 0)?));
-            }
-            let all_idx = index_tensor(&active, x.device())?;
-            let mut xa = x.index_select(&all_idx, 0)?;
-            let mut ya = y.index_select(&all_idx, 0)?;
-            let mut adv = start.index_select(&all_idx, 0)?;
-            for step in 0..=cfg.steps {
-                if active.is_empty() {
-                    break;
-                }
-                // One forward serves both the check of the current iterate and the gradient.
-                let last = step == cfg.steps;
-                let (g, logits) = if last {
-                    (None, model.logits(&adv)?)
-                } else {
-                    let (g, l, _) = loss_grad(model, &adv, &ya)?;
-                    (Some(g), l)
-                };
-                forwards += active.len();
-                let ok = correct(&logits, &ya)?;
-                let (keep, drop): (Vec<usize>, Vec<usize>) = (0..active.len()).partition(|&j| ok[j]);
-                if !drop.is_empty() {
-                    let di = index_tensor(&drop, x.device())?;
-                    finished.push((drop.iter().map(|&j| active[j]).collect(), adv.index_select(&di, 0)?));
-                    for &j in &drop {
-                        robust[active[j]] = false;
-                    }
-                }
-                if keep.is_empty() {
-                    active.clear();
-                    break;
-                }
-                if last {
-                    break;
-                }
-                let g = g.expect("gradient computed on non-final steps");
-                let stepped = project(&(&adv + (g.sign()? * cfg.alpha)?)?, &xa, cfg.eps)?;
-                if keep.len() == active.len() {
-                    adv = stepped;
-                } else {
-                    let ki = index_tensor(&keep, x.device())?;
-                    adv = stepped.index_select(&ki, 0)?;
-                    xa = xa.index_select(&ki, 0)?;
-                    ya = ya.index_select(&ki, 0)?;
-                    active = keep.iter().map(|&j| active[j]).collect();
-                }
-            }
-            if !active.is_empty() {
-                finished.push((active.clone(), adv));
-            }
-            let adv = assemble(b, x, finished)?;
-            Ok(AttackOutcome {
-                adv,
-                clean_correct,
-                robust,
-                image_forwards: forwards,
-            })
+        // One forward serves both the check of the current iterate and the gradient.
+        let last = step == cfg.steps;
+        let (g, logits) = if last {
+            (None, model.logits(&pts.adv)?)
+        } else {
+            let (g, l, _) = loss_grad(model, &pts.adv, &pts.y)?;
+            (Some(g), l)
+        };
+        forwards += pts.ids.len();
+        let keep = pts.split_off_misclassified(&correct(&logits, &pts.y)?, &mut finished, &mut robust)?;
+        if keep.is_empty() {
+            pts.ids.clear();
+            break;
         }
+        if last {
+            break;
+        }
+        pts.step(&g.expect("gradient computed on non-final steps"), &keep, cfg)?;
+    }
+    if !pts.ids.is_empty() {
+        finished.push((pts.ids.clone(), pts.adv));
+    }
+    let adv = assemble(b, x, finished)?;
+    Ok(AttackOutcome {
+        adv,
+        clean_correct,
+        robust,
+        image_forwards: forwards,
+    })
+}
+
+/// The points still under attack in [`early_exit`]: row j of `x`, `y` and `adv` belongs to the
+/// batch's point `ids[j]`.
+struct Active {
+    /// Their positions in the batch.
+    ids: Vec<usize>,
+    /// Their clean images (the centres of the ε-balls).
+    x: Tensor,
+    /// Their labels.
+    y: Tensor,
+    /// Their current iterates.
+    adv: Tensor,
+}
+
+impl Active {
+    /// The points `ids` of the batch (`x`, `y`), starting at their rows of `start`.
+    fn select(ids: Vec<usize>, x: &Tensor, y: &Tensor, start: &Tensor) -> CResult<Self> {
+        let all_idx = index_tensor(&ids, x.device())?;
+        Ok(Active {
+            x: x.index_select(&all_idx, 0)?,
+            y: y.index_select(&all_idx, 0)?,
+            adv: start.index_select(&all_idx, 0)?,
+            ids,
+        })
+    }
+
+    /// Moves the points whose current iterate is misclassified (`ok[j]` false) to `finished` with
+    /// that iterate and marks them non-robust; returns the rows still classified correctly. The
+    /// rows themselves stay until [`step`](Self::step).
+    fn split_off_misclassified(
+        &self,
+        ok: &[bool],
+        finished: &mut Vec<(Vec<usize>, Tensor)>,
+        robust: &mut [bool],
+    ) -> CResult<Vec<usize>> {
+        let (keep, drop): (Vec<usize>, Vec<usize>) = (0..self.ids.len()).partition(|&j| ok[j]);
+        if !drop.is_empty() {
+            let di = index_tensor(&drop, self.x.device())?;
+            finished.push((
+                drop.iter().map(|&j| self.ids[j]).collect(),
+                self.adv.index_select(&di, 0)?,
+            ));
+            for &j in &drop {
+                robust[self.ids[j]] = false;
+            }
+        }
+        Ok(keep)
+    }
+
+    /// One sign-gradient step of size α along `g` on every row, projected onto the ε-ball and
+    /// [0, 1]; then only the rows `keep` stay under attack.
+    fn step(&mut self, g: &Tensor, keep: &[usize], cfg: &PgdConfig) -> CResult<()> {
+        let stepped = project(&(&self.adv + (g.sign()? * cfg.alpha)?)?, &self.x, cfg.eps)?;
+        if keep.len() == self.ids.len() {
+            self.adv = stepped;
+        } else {
+            let ki = index_tensor(keep, self.x.device())?;
+            self.adv = stepped.index_select(&ki, 0)?;
+            self.x = self.x.index_select(&ki, 0)?;
+            self.y = self.y.index_select(&ki, 0)?;
+            self.ids = keep.iter().map(|&j| self.ids[j]).collect();
+        }
+        Ok(())
     }
 }
 
