@@ -117,9 +117,9 @@ fn errors_name_key_and_file() {
     ] {
         let t = text.replacen(from, to, 1);
         assert_ne!(t, text, "{from}");
+        // Refused by the parser (typed values) or by the checks: either way the key is named.
         let e = RunConfig::from_toml(&t, Path::new("x.toml"))
-            .unwrap()
-            .validate()
+            .and_then(RunConfig::validate)
             .unwrap_err()
             .to_string();
         assert!(e.contains(key), "{key}: {e}");
