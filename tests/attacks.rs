@@ -216,3 +216,58 @@ fn split_pgd_equals_pgd() {
         assert!(common::max_abs_diff(&whole.adv, &split.adv) < 1e-6, "{stop:?}");
     }
 }
+
+/// Early exit returns, for every point, an image in the ε-ball and in [0, 1] that the model gets
+/// wrong exactly when the point is reported broken, whichever step broke it (the last included:
+/// with few steps many points fall at the final check).
+#[test]
+fn early_exit_returns_the_breaking_image_of_every_point() {
+    let (model, x, y, _, _) = setup(300, 4);
+    let labels: Vec<u32> = y.to_vec1().unwrap();
+    let eps = 0.02;
+    let mut broken_at_last = 0;
+    for steps in 1..=4 {
+        let cfg = PgdConfig {
+            eps,
+            alpha: eps / 4.0,
+            steps,
+            random_start: true,
+            stop: StopRule::EarlyExit,
+        };
+        let out = pgd(&model, &x, &y, &cfg, 11).unwrap();
+        let d = common::max_abs_diff(&out.adv, &x);
+        assert!(d <= eps + 1e-6, "{steps} steps: left the ε-ball by {d}");
+        let flat: Vec<f32> = out.adv.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(
+            flat.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{steps} steps: left [0, 1]"
+        );
+        // Re-check each returned image (points within 1e-4 of the boundary are skipped: a
+        // different batch may round their score to the other side).
+        let logits: Vec<Vec<f32>> = model.logits(&out.adv).unwrap().to_vec2().unwrap();
+        for (i, l) in logits.iter().enumerate() {
+            let score = l[1] - l[0];
+            if score.abs() < 1e-4 {
+                continue;
+            }
+            let right = (score > 0.0) == (labels[i] == 1);
+            assert_eq!(
+                out.robust[i], right,
+                "{steps} steps, point {i}: robust flag vs its image"
+            );
+        }
+        // Points broken at the final check exist, so the last-step path is exercised.
+        let fewer = PgdConfig {
+            steps: steps - 1,
+            ..cfg
+        };
+        let before = pgd(&model, &x, &y, &fewer, 11).unwrap();
+        broken_at_last += before
+            .robust
+            .iter()
+            .zip(&out.robust)
+            .filter(|(b, o)| **b && !**o)
+            .count();
+    }
+    assert!(broken_at_last > 0, "no point fell at the last check");
+}

@@ -224,6 +224,8 @@ fn early_exit<M: Classifier + ?Sized>(
             break;
         }
         if last {
+            // The points just split off are in `finished` already: only the survivors remain.
+            pts.retain(&keep)?;
             break;
         }
         pts.step(&g.expect("gradient computed on non-final steps"), &keep, cfg)?;
@@ -291,12 +293,15 @@ impl Active {
     /// One sign-gradient step of size α along `g` on every row, projected onto the ε-ball and
     /// [0, 1]; then only the rows `keep` stay under attack.
     fn step(&mut self, g: &Tensor, keep: &[usize], cfg: &PgdConfig) -> CResult<()> {
-        let stepped = project(&(&self.adv + (g.sign()? * cfg.alpha)?)?, &self.x, cfg.eps)?;
-        if keep.len() == self.ids.len() {
-            self.adv = stepped;
-        } else {
+        self.adv = project(&(&self.adv + (g.sign()? * cfg.alpha)?)?, &self.x, cfg.eps)?;
+        self.retain(keep)
+    }
+
+    /// Keeps only the rows `keep` (positions among the current rows) under attack.
+    fn retain(&mut self, keep: &[usize]) -> CResult<()> {
+        if keep.len() != self.ids.len() {
             let ki = index_tensor(keep, self.x.device())?;
-            self.adv = stepped.index_select(&ki, 0)?;
+            self.adv = self.adv.index_select(&ki, 0)?;
             self.x = self.x.index_select(&ki, 0)?;
             self.y = self.y.index_select(&ki, 0)?;
             self.ids = keep.iter().map(|&j| self.ids[j]).collect();
