@@ -146,8 +146,8 @@ impl EpsSpec {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum OptimizerSpec {
-    /// A preset name (`paper`).
-    Preset(String),
+    /// A preset (`paper`).
+    Preset(OptimizerPreset),
     /// Per-strategy learning rates.
     Custom(OptimizerTable),
 }
@@ -160,11 +160,25 @@ impl<'de> Deserialize<'de> for OptimizerSpec {
                 "optimizer",
                 "\"paper\" or a table with lr = { <strategy> = <rate>, … }",
             )? {
-                Ok(n) => OptimizerSpec::Preset(n),
+                Ok(n) if n == "paper" => OptimizerSpec::Preset(OptimizerPreset::Paper),
+                Ok(n) => {
+                    return Err(D::Error::custom(format!(
+                        "`optimizer` must be \"paper\" or a table with lr = {{ <strategy> = <rate>, … }} (got \"{n}\")"
+                    )));
+                }
                 Err(t) => OptimizerSpec::Custom(t),
             },
         )
     }
+}
+
+/// The optimiser presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerPreset {
+    /// Li et al. 2025's: AdamW, lr 2e-5 for full fine-tuning and 5e-3 for the others, cosine
+    /// decay, 800 warm-up steps (scaled to the run) for all but full fine-tuning.
+    Paper,
 }
 
 /// AdamW with a cosine schedule and per-strategy peak learning rates (chosen on a validation
@@ -327,7 +341,7 @@ mod tests {
             model: ModelSpec,
         }
         let w: W = toml::from_str("optimizer = \"paper\"\nmodel = \"tiny\"").unwrap();
-        assert_eq!(w.optimizer, OptimizerSpec::Preset("paper".into()));
+        assert_eq!(w.optimizer, OptimizerSpec::Preset(OptimizerPreset::Paper));
         assert_eq!(w.model.resolve().unwrap(), VitConfig::tiny());
         let w: W = toml::from_str(
             "model = { image_size = 28, patch_size = 7, dim = 64, depth = 4, heads = 4, mlp_dim = 256 }\n\

@@ -146,8 +146,7 @@ impl RunConfig {
 
     fn check_optimizer(&self, strategies: &[Strategy]) -> Result<()> {
         match &self.optimizer {
-            OptimizerSpec::Preset(p) if p == "paper" => Ok(()),
-            OptimizerSpec::Preset(p) => Err(Error::invalid("optimizer", "expected \"paper\" or a table", p)),
+            OptimizerSpec::Preset(OptimizerPreset::Paper) => Ok(()),
             OptimizerSpec::Custom(t) => {
                 for (k, v) in &t.lr {
                     let s = parse_strategy(k).map_err(|e| e.rename_field("strategy", &format!("optimizer.lr.{k}")))?;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::{DataKind, EpsSpec, ModelSpec, OptimizerSpec, SourceSpec, check_source};
+use super::spec::{DataKind, EpsSpec, ModelSpec, OptimizerPreset, OptimizerSpec, SourceSpec, check_source};
 use crate::engine::VitConfig;
 use crate::engine::attack::{ApgdConfig, PgdConfig, StopRule};
 use crate::engine::data::corrupt::Corruption;
