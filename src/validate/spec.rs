@@ -152,23 +152,20 @@ pub enum OptimizerSpec {
     Custom(OptimizerTable),
 }
 
+/// What `optimizer` may be, for errors.
+const OPTIMIZER_EXPECTED: &str = "\"paper\" or a table with lr = { <strategy> = <rate>, … }";
+
 impl<'de> Deserialize<'de> for OptimizerSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(
-            match name_or_table(
-                d,
-                "optimizer",
-                "\"paper\" or a table with lr = { <strategy> = <rate>, … }",
-            )? {
-                Ok(n) if n == "paper" => OptimizerSpec::Preset(OptimizerPreset::Paper),
-                Ok(n) => {
-                    return Err(D::Error::custom(format!(
-                        "`optimizer` must be \"paper\" or a table with lr = {{ <strategy> = <rate>, … }} (got \"{n}\")"
-                    )));
-                }
-                Err(t) => OptimizerSpec::Custom(t),
-            },
-        )
+        Ok(match name_or_table(d, "optimizer", OPTIMIZER_EXPECTED)? {
+            Ok(n) if n == "paper" => OptimizerSpec::Preset(OptimizerPreset::Paper),
+            Ok(n) => {
+                return Err(D::Error::custom(format!(
+                    "`optimizer` must be {OPTIMIZER_EXPECTED} (got \"{n}\")"
+                )));
+            }
+            Err(t) => OptimizerSpec::Custom(t),
+        })
     }
 }
 

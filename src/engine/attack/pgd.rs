@@ -146,6 +146,11 @@ fn pgd_from<M: Classifier + ?Sized>(
     }
 }
 
+/// One PGD step: x' = Π(x + α·sign(g)), projected onto the ε-ball around `x0` and [0, 1].
+fn ascend(adv: &Tensor, g: &Tensor, x0: &Tensor, cfg: &PgdConfig) -> CResult<Tensor> {
+    project(&(adv + (g.sign()? * cfg.alpha)?)?, x0, cfg.eps)
+}
+
 /// [`StopRule::LastIterate`] from the start `start`: all steps for every point, then a point is
 /// robust if it is clean-correct (`clean_correct`, one forward of the batch already spent) and its
 /// last iterate is classified correctly.
@@ -163,7 +168,7 @@ fn last_iterate<M: Classifier + ?Sized>(
     for _ in 0..cfg.steps {
         let (g, _, _) = loss_grad(model, &adv, y)?;
         forwards += b;
-        adv = project(&(adv + (g.sign()? * cfg.alpha)?)?, x, cfg.eps)?;
+        adv = ascend(&adv, &g, x, cfg)?;
     }
     let robust = correct(&model.logits(&adv)?, y)?;
     forwards += b;
@@ -293,7 +298,7 @@ impl Active {
     /// One sign-gradient step of size α along `g` on every row, projected onto the ε-ball and
     /// [0, 1]; then only the rows `keep` stay under attack.
     fn step(&mut self, g: &Tensor, keep: &[usize], cfg: &PgdConfig) -> CResult<()> {
-        self.adv = project(&(&self.adv + (g.sign()? * cfg.alpha)?)?, &self.x, cfg.eps)?;
+        self.adv = ascend(&self.adv, g, &self.x, cfg)?;
         self.retain(keep)
     }
 

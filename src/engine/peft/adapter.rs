@@ -67,11 +67,7 @@ impl Method for Adapter {
 
     /// The adapter at `at` of `layer`.
     fn site(&self, w: &Weights, layer: &LayerKeys, at: SiteAt) -> Result<Option<Box<dyn SiteModule>>> {
-        let [attention, mlp] = sites(layer);
-        let w = w.pp(match at {
-            SiteAt::Attention => &attention,
-            SiteAt::Mlp => &mlp,
-        });
+        let w = w.pp(&at.pick(sites(layer)));
         Ok(Some(Box::new(Bottleneck {
             down_w: w.get("down.weight")?,
             down_b: w.get("down.bias")?,

@@ -75,11 +75,7 @@ impl Method for Compacter {
 
     /// The Compacter at `at` of `layer`, with the shared rule.
     fn site(&self, w: &Weights, layer: &LayerKeys, at: SiteAt) -> Result<Option<Box<dyn SiteModule>>> {
-        let [attention, mlp] = sites(layer);
-        let site = w.pp(match at {
-            SiteAt::Attention => &attention,
-            SiteAt::Mlp => &mlp,
-        });
+        let site = w.pp(&at.pick(sites(layer)));
         let phm = |name: &str| -> Result<[Tensor; 3]> {
             let p = site.pp(name);
             Ok([p.get("s")?, p.get("t")?, p.get("bias")?])

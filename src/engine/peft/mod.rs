@@ -82,6 +82,16 @@ pub enum SiteAt {
     Mlp,
 }
 
+impl SiteAt {
+    /// The one of a layer's two sites (`[attention, mlp]`) this names.
+    pub fn pick<T>(self, [attention, mlp]: [T; 2]) -> T {
+        match self {
+            SiteAt::Attention => attention,
+            SiteAt::Mlp => mlp,
+        }
+    }
+}
+
 /// A strategy's term added to a projection's output (LoRA's (α/r)·x Aᵀ Bᵀ).
 pub trait Delta: Send + Sync {
     /// The term for input `x` (same shape as the projection's output).
