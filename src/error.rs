@@ -43,19 +43,24 @@ pub enum Error {
         #[source]
         source: Option<Box<candle_core::Error>>,
     },
-    /// Another process holds the run folder's lock (see `validate::lock`).
-    #[error("{path} is in use by {} (lock file {path}/.lock); wait for it to finish or choose another output folder", holder.map_or("another process".to_string(), |p| format!("process {p}")))]
+    /// Another process holds the lock of a run folder or of one cell (see `validate::lock`).
+    #[error("{path} is in use by {} (lock file {lock}); wait for it to finish or choose another output folder", holder.as_deref().unwrap_or("another process"))]
     Locked {
-        /// The run folder.
+        /// The run folder, or the record of the cell.
         path: PathBuf,
-        /// The holder's pid, when its lock file could be read.
-        holder: Option<u32>,
+        /// The lock file.
+        lock: PathBuf,
+        /// Who holds it (`process N`, or the cell runs holding a folder shared), when known.
+        holder: Option<String>,
     },
     /// Bad input found by the checks a job makes before it writes anything (missing or damaged
     /// data, records of another configuration, an unreadable checkpoint): the inner error,
     /// marked so that callers (the binaries' exit codes) can tell it from a failure while running.
     #[error(transparent)]
     Refused(Box<Error>),
+    /// The scheduler refused or failed a request (`sbatch`, `scancel`).
+    #[error("slurm: {0}")]
+    Scheduler(String),
     /// Drawing a figure failed.
     #[error("plot {name}: {message}")]
     Plot {

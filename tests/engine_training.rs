@@ -263,7 +263,8 @@ fn validate_cli_inspect_and_errors() {
     assert_eq!(
         names,
         [
-            "run", "tune", "tasks", "report", "verdict", "compare", "inspect", "pretrain", "bench", "help"
+            "run", "plan", "status", "slurm", "tune", "tasks", "report", "verdict", "compare", "inspect", "pretrain",
+            "bench", "help"
         ],
         "{help}"
     );

@@ -251,14 +251,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-/// `dir/.name.tmp-PID-N.ext`, unique to this process and call, so two writers never share a
-/// temporary file; keeps the extension (the PNG encoder picks its format from it).
+/// `dir/.name.tmp-HOST-PID-N.ext`, unique to this process and call, so two writers never share
+/// a temporary file, even processes of two cluster nodes writing into one shared folder (their
+/// pids may be equal); keeps the extension (the PNG encoder picks its format from it).
 pub(crate) fn temp_path(path: &Path) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let host = HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().chars().filter(char::is_ascii_alphanumeric).collect())
+            .unwrap_or_default()
+    });
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
     let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("tmp");
-    path.with_file_name(format!(".{name}.tmp-{}-{n}.{ext}", std::process::id()))
+    path.with_file_name(format!(".{name}.tmp-{host}-{}-{n}.{ext}", std::process::id()))
 }
 
 /// Writes `stem.png`, `stem.svg` and `stem.csv` into `dir` (created if needed), each atomically.

@@ -207,25 +207,69 @@ fn announce(run: &ValidRun, info: &UpstreamInfo, quiet: bool) {
     }
 }
 
+/// Where `run`'s pretrained backbone is cached in `out`: `out/upstream/pretrained-<hash>.safetensors`,
+/// the hash over [`cache_key`].
+fn cache_path(run: &ValidRun, out: &Path, data: &UpstreamData) -> PathBuf {
+    let tag = records::config_hash(&cache_key(run, data));
+    out.join("upstream").join(format!("pretrained-{tag}.safetensors"))
+}
+
+/// The sidecar of the cached checkpoint at `path`, when both exist and the sidecar parses (the
+/// cache is complete only then: the sidecar is written after the checkpoint).
+fn read_sidecar(path: &Path) -> Option<UpstreamInfo> {
+    if !path.exists() {
+        return None;
+    }
+    let text = std::fs::read_to_string(path.with_extension("json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The configured checkpoint as an [`Upstream`], when the run names one.
+fn configured(run: &ValidRun) -> Option<Upstream> {
+    run.config.checkpoint.as_ref().map(|p| Upstream {
+        path: p.clone(),
+        info: None,
+        reference: None,
+    })
+}
+
+/// The upstream checkpoint of `run` in `out` and whether it is complete (configured, or
+/// pretrained with its sidecar), without pretraining anything. Loads the upstream data when it
+/// is real, to fingerprint it.
+pub fn upstream_checkpoint(run: &ValidRun, out: &Path) -> Result<(PathBuf, bool)> {
+    if let Some(up) = configured(run) {
+        return Ok((up.path, true));
+    }
+    let path = cache_path(run, out, &upstream_data(run)?);
+    let done = read_sidecar(&path).is_some();
+    Ok((path, done))
+}
+
+/// The upstream backbone when it is already there (configured, or pretrained into `out` by an
+/// earlier run or by the upstream cell of a sweep), else None. Never pretrains.
+pub fn existing_upstream(run: &ValidRun, out: &Path) -> Result<Option<Upstream>> {
+    if let Some(up) = configured(run) {
+        return Ok(Some(up));
+    }
+    let data = upstream_data(run)?;
+    let path = cache_path(run, out, &data);
+    Ok(read_sidecar(&path).map(|info| Upstream {
+        path,
+        info: Some(info),
+        reference: Some(data.held_out),
+    }))
+}
+
 /// The upstream checkpoint: the configured one, or one pretrained into `out/upstream/` (reused
 /// when a checkpoint with the same content hash and its sidecar are already there). Pretraining
 /// is deterministic, so a cache hit and a recomputation give the same backbone.
 pub fn upstream(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Result<Upstream> {
-    if let Some(p) = &run.config.checkpoint {
-        return Ok(Upstream {
-            path: p.clone(),
-            info: None,
-            reference: None,
-        });
+    if let Some(up) = configured(run) {
+        return Ok(up);
     }
     let data = upstream_data(run)?;
-    let tag = records::config_hash(&cache_key(run, &data));
-    let path = out.join("upstream").join(format!("pretrained-{tag}.safetensors"));
-    let sidecar = path.with_extension("json");
-    if path.exists()
-        && let Ok(text) = std::fs::read_to_string(&sidecar)
-        && let Ok(info) = serde_json::from_str::<UpstreamInfo>(&text)
-    {
+    let path = cache_path(run, out, &data);
+    if let Some(info) = read_sidecar(&path) {
         return Ok(Upstream {
             path,
             info: Some(info),
@@ -237,7 +281,7 @@ pub fn upstream(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Res
     let info = upstream_info(run, &pc, &data, &report, &path)?;
     announce(run, &info, quiet);
     crate::plot::write_atomic(
-        &sidecar,
+        &path.with_extension("json"),
         serde_json::to_string_pretty(&info).expect("serialises").as_bytes(),
     )?;
     Ok(Upstream {

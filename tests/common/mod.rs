@@ -33,3 +33,72 @@ pub fn validate_command(cfg: &std::path::Path, out: &std::path::Path) -> std::pr
 pub fn validate_run(cfg: &std::path::Path, out: &std::path::Path) -> std::process::Output {
     validate_command(cfg, out).output().unwrap()
 }
+
+/// The lines of a run's records with the fields that differ between two runs of the same
+/// configuration removed: wall-clock times (`elapsed_s`, `train_s`, `eval_s`, `attack_s`,
+/// the upstream's pretraining `seconds`) and the commits the binary was built from and run in.
+#[allow(dead_code)]
+pub fn records_timing_aside(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            for k in ["elapsed_s", "train_s", "eval_s", "attack_s", "git_commit", "cwd_commit"] {
+                o.remove(k);
+            }
+            if let Some(u) = o.get_mut("upstream").and_then(|u| u.as_object_mut()) {
+                u.remove("seconds");
+            }
+            v
+        })
+        .collect()
+}
+
+/// Asserts that the run folders `a` and `b` hold the same records (every `*/*/seed*.jsonl`,
+/// timing aside, at least one) and byte-identical `report/` folders (same file names).
+#[allow(dead_code)]
+pub fn assert_same_sweep(a: &std::path::Path, b: &std::path::Path) {
+    let mut n = 0;
+    for ds in std::fs::read_dir(a)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+    {
+        for st in std::fs::read_dir(&ds)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+        {
+            for f in std::fs::read_dir(&st).unwrap().map(|e| e.unwrap().path()) {
+                if f.extension().is_some_and(|e| e == "jsonl") {
+                    let rel = f.strip_prefix(a).unwrap();
+                    assert_eq!(
+                        records_timing_aside(&f),
+                        records_timing_aside(&b.join(rel)),
+                        "records differ: {}",
+                        rel.display()
+                    );
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert!(n > 0, "no records in {}", a.display());
+    let names = |d: &std::path::Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d.join("report"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(a), names(b), "report files differ");
+    for f in names(a) {
+        assert!(
+            std::fs::read(a.join("report").join(&f)).unwrap() == std::fs::read(b.join("report").join(&f)).unwrap(),
+            "report/{} differs",
+            f.to_string_lossy()
+        );
+    }
+}

@@ -246,7 +246,7 @@ pub fn run_one(
             records::write(&jsonl, &recs)?;
             if step > 0 {
                 save_checkpoint(&model, &opt, step, clock, &ckpt, &ctx.device)?;
-                crash_point();
+                crash_point(&format!("{}/{}/seed{seed}", data.spec.name, strategy.id()), &jsonl);
             }
         }
         if step >= last {
@@ -270,24 +270,41 @@ fn write_eval_ids(out: &Path, dataset: &str, seed: u64, eval_ids: &[usize]) -> R
     crate::plot::write_atomic(&path, serde_json::to_string(eval_ids).expect("serialises").as_bytes())
 }
 
+/// The data of `run`'s dataset `i` for `seed`, and its notes (said on stderr when `say`).
+fn prepared(run: &ValidRun, i: usize, seed: u64, say: bool) -> Result<TaskData> {
+    let data = prepare(
+        &run.config.datasets[i],
+        &run.ood[i],
+        run.model.image_size,
+        run.config.eval_subset,
+        seed,
+        &format!("datasets[{i}]."),
+    )?;
+    if say {
+        // Said once per dataset, whatever --quiet says; also recorded in every header.
+        for c in &data.capped {
+            eprintln!("note: {c}");
+        }
+    }
+    Ok(data)
+}
+
 /// Runs every (dataset, strategy, seed) of `run` into `out` and returns the JSONL paths. Holds
 /// `out`'s [lock](super::lock::RunLock) throughout: a second run into the same folder is refused.
+/// Writes the sweep's [plan](super::plan) first, so `validate status` follows it.
 pub fn run_all(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Result<Vec<PathBuf>> {
     super::check_inputs(run)?;
     let _lock = super::lock::RunLock::acquire(out)?;
     preflight(run, out).map_err(Error::refused)?;
+    super::plan::write_plan(&super::plan::plan(run, out)?, out)?;
     let up = upstream(run, out, device, quiet)?;
     let mut paths = Vec::new();
-    for (i, (spec, ood)) in run.config.datasets.iter().zip(&run.ood).enumerate() {
-        let key = format!("datasets[{i}].");
+    for (i, spec) in run.config.datasets.iter().enumerate() {
         let mut separability = None;
         for &seed in &run.config.seeds {
-            let data = prepare(spec, ood, run.model.image_size, run.config.eval_subset, seed, &key)?;
+            let data = prepared(run, i, seed, separability.is_none())?;
             if separability.is_none() {
-                // Said once per dataset, whatever --quiet says; also recorded in every header.
-                for c in &data.capped {
-                    eprintln!("note: {c}");
-                }
+                // The training images (all separability reads) do not depend on the seed.
                 separability = Some(super::upstream::separability(&up, run, &data, device)?);
             }
             let ctx = DatasetRuns {
@@ -303,4 +320,60 @@ pub fn run_all(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Resu
         }
     }
     Ok(paths)
+}
+
+/// Runs (or resumes) cell `index` of `run`'s [plan](super::plan) in `out`: the upstream cell
+/// pretrains the backbone (locked: written once however many run it), a fine-tuning cell runs
+/// one (dataset, strategy, seed) from the existing upstream checkpoint, with the records a whole
+/// `validate run` writes for it. Holds `out`'s lock shared and the cell's lock exclusively.
+/// Returns the cell as planned before it ran.
+pub fn run_cell(run: &ValidRun, out: &Path, index: usize, device: &Device, quiet: bool) -> Result<super::plan::Cell> {
+    use super::lock::RunLock;
+    use super::plan::Work;
+    super::check_inputs(run)?;
+    let plan = super::plan::plan(run, out).map_err(Error::refused)?;
+    let cell = plan.cell(index).map_err(Error::refused)?.clone();
+    if cell.complete {
+        return Ok(cell);
+    }
+    let _folder = RunLock::acquire_shared(out)?;
+    match &cell.work {
+        Work::Upstream { .. } => {
+            let _cell = RunLock::acquire(&out.join("upstream"))?;
+            upstream(run, out, device, quiet)?;
+        }
+        Work::FineTune {
+            dataset,
+            strategy,
+            seed,
+            ..
+        } => {
+            let (jsonl, _) = run_paths(out, dataset, *strategy, *seed);
+            let _cell = RunLock::acquire_cell(&jsonl)?;
+            let up = super::upstream::existing_upstream(run, out)?.ok_or_else(|| {
+                Error::Config {
+                    path: out.join(plan.cells[0].work.label()),
+                    message: "holds no upstream checkpoint yet: run the upstream cell first \
+                              (`validate run … --cell 0`; `validate slurm` orders them)"
+                        .into(),
+                }
+                .refused()
+            })?;
+            let i = run
+                .config
+                .datasets
+                .iter()
+                .position(|d| &d.name == dataset)
+                .expect("planned from the config");
+            let data = prepared(run, i, *seed, true)?;
+            let ctx = DatasetRuns {
+                separability: Some(super::upstream::separability(&up, run, &data, device)?),
+                data: &data,
+                upstream: &up,
+                device: device.clone(),
+            };
+            run_one(run, &ctx, *strategy, *seed, out, quiet)?;
+        }
+    }
+    Ok(cell)
 }

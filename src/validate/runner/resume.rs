@@ -142,10 +142,25 @@ pub(super) fn save_checkpoint(
 /// Crash tests: with `ROBUSTFT_CRASH_AFTER_CHECKPOINTS=N` in the environment the process aborts
 /// (SIGABRT: no destructor, no flush, as abrupt as `kill -9`) right after writing its N-th
 /// checkpoint, so a test can interrupt a run at an exact point instead of racing a signal.
-pub(super) fn crash_point() {
+///
+/// Scheduler tests: with `ROBUSTFT_HOLD_CELL=<dataset>/<strategy>/seed<k>`, the run of that cell
+/// writes `<record>.held` after its first checkpoint and then waits until it is killed, so a
+/// test can cancel it (`scancel`) at a known point, however fast the cell would have finished.
+pub(super) fn crash_point(label: &str, jsonl: &Path) {
     static WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     if std::env::var("ROBUSTFT_CRASH_AFTER_CHECKPOINTS").is_ok_and(|v| v.trim() == n.to_string()) {
         std::process::abort();
+    }
+    if std::env::var("ROBUSTFT_HOLD_CELL").is_ok_and(|v| v.trim() == label) {
+        let held = jsonl.with_extension("held");
+        let _ = std::fs::write(&held, std::process::id().to_string());
+        eprintln!(
+            "ROBUSTFT_HOLD_CELL: {label} holds after its first checkpoint ({})",
+            held.display()
+        );
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
     }
 }

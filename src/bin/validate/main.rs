@@ -1,7 +1,8 @@
 //! `validate`: the validation engine — ViTs fine-tuned with the seven strategies, attacked and
 //! measured: tracked runs (`validate` with no arguments, `run`), learning-rate sweeps (`tune`),
 //! task separability (`tasks`), reports (`report`), verdicts on the paper's findings (`verdict`),
-//! the theory comparison (`compare`), and `inspect`, `pretrain`, `bench`.
+//! the theory comparison (`compare`), sweeps cut into cells for a scheduler (`plan`, `run
+//! --cell`, `slurm`, `status`), and `inspect`, `pretrain`, `bench`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,6 @@ use std::process::ExitCode;
 use robustft::cli::{Classify, Failure, Outcome, finish};
 
 use candle_core::Device;
-use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use robustft::engine::data::synthetic::SyntheticSpec;
 use robustft::engine::peft::{self, PeftConfig, Strategy};
@@ -22,160 +22,9 @@ use robustft::engine::{VitConfig, bench};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "validate",
-    version,
-    about = "Validation engine: fine-tune ViTs with 7 strategies and measure robustness",
-    after_help = "With no command: runs the embedded cpu-default preset into runs/cpu-default \
-                  (about 2 minutes on 2 cores; resumes if that folder holds a finished or killed run)."
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Option<Cmd>,
-}
+mod args;
 
-/// Which configuration and where its run folder is (shared by run, tune and tasks).
-#[derive(clap::Args, Debug)]
-struct ConfigArgs {
-    /// Run configuration (TOML).
-    #[arg(long, value_name = "FILE", conflicts_with = "preset")]
-    config: Option<PathBuf>,
-    /// Embedded preset: cpu-default, smoke or paper-cpu.
-    #[arg(long)]
-    preset: Option<String>,
-    /// Output folder (default: `runs/<name>`; the upstream backbone is cached there).
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Run (or resume) a tracked fine-tuning experiment, then write its report.
-    Run {
-        #[command(flatten)]
-        cfg: ConfigArgs,
-        /// No progress bars.
-        #[arg(long)]
-        quiet: bool,
-        /// cpu, cuda or cuda:N (default: CUDA if built with it and present, else CPU).
-        #[arg(long)]
-        device: Option<String>,
-    },
-    /// Learning-rate sweep on a validation split of the training images; writes DIR/tune/.
-    Tune {
-        #[command(flatten)]
-        cfg: ConfigArgs,
-        /// Candidate peak learning rates, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = robustft::validate::tune::DEFAULT_LRS)]
-        lrs: Vec<f64>,
-        /// Validation images carved from each dataset's training images.
-        #[arg(long, default_value_t = 2000)]
-        val_images: usize,
-        /// Seed of the split, head and batch order.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// No progress bars.
-        #[arg(long)]
-        quiet: bool,
-    },
-    /// Separability of each configured task in the pretrained features (and of every class pair).
-    Tasks {
-        #[command(flatten)]
-        cfg: ConfigArgs,
-        /// Also measure every pair of each dataset's classes as a two-class task.
-        #[arg(long)]
-        pairs: bool,
-        /// No progress bars.
-        #[arg(long)]
-        quiet: bool,
-    },
-    /// Write DIR/report/ from the records in DIR.
-    Report {
-        /// A run's output folder.
-        dir: PathBuf,
-    },
-    /// Test each finding of Li et al. 2025 on DIR's records: DIR/report/findings.{md,csv}.
-    Verdict {
-        /// A run's output folder.
-        dir: PathBuf,
-        /// Bootstrap replicates.
-        #[arg(long, default_value_t = robustft::validate::report::REPS)]
-        reps: usize,
-    },
-    /// Theory's predicted ranking next to the measured AUC ranking, per dataset.
-    Compare {
-        /// A run's output folder.
-        dir: PathBuf,
-    },
-    /// Trainable parameter counts of a model under a strategy, as one JSON object.
-    Inspect {
-        /// tiny, small, base, or a TOML file with a custom size.
-        #[arg(long, default_value = "base")]
-        model: String,
-        /// full, linear_probe, lora, adapter, compacter, bitfit or ia3.
-        #[arg(long)]
-        strategy: String,
-        /// Classes of the head.
-        #[arg(long, default_value_t = 1000)]
-        num_classes: usize,
-    },
-    /// Pretrain a backbone on the synthetic upstream task and save it (HF layout).
-    Pretrain {
-        /// tiny, small, base, or a TOML file with a custom size.
-        #[arg(long, default_value = "tiny")]
-        model: String,
-        /// synthetic-upstream (or synthetic-simple / synthetic-complex).
-        #[arg(long, default_value = "synthetic-upstream")]
-        task: String,
-        /// Optimiser steps.
-        #[arg(long, default_value_t = 300)]
-        steps: usize,
-        /// Batch size.
-        #[arg(long, default_value_t = 128)]
-        batch_size: usize,
-        /// Peak learning rate.
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f64,
-        /// Seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Output checkpoint (.safetensors).
-        #[arg(long)]
-        out: PathBuf,
-        /// cpu, cuda or cuda:N.
-        #[arg(long)]
-        device: Option<String>,
-    },
-    /// Time train steps, eval batches and PGD-15 per strategy.
-    Bench {
-        /// tiny, small, base, or a TOML file with a custom size.
-        #[arg(long, default_value = "tiny")]
-        model: String,
-        /// A strategy or `all`.
-        #[arg(long, default_value = "all")]
-        strategy: String,
-        /// Batch size.
-        #[arg(long, default_value_t = 128)]
-        batch_size: usize,
-        /// Timed repetitions (median).
-        #[arg(long, default_value_t = 5)]
-        reps: usize,
-        /// Element type of model and data.
-        #[arg(long, value_enum, default_value_t = Dtype::F32)]
-        dtype: Dtype,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// cpu, cuda or cuda:N.
-        #[arg(long)]
-        device: Option<String>,
-        /// Also run the PyTorch peer (default validation/peer/vit_bench.py; validation/gpu/peer_bench.py
-        /// on a GPU) in the same run and print the ratios.
-        #[arg(long, value_name = "SCRIPT", num_args = 0..=1, default_missing_value = "validation/peer/vit_bench.py")]
-        peer: Option<PathBuf>,
-    },
-}
+use args::{Cli, Cmd, ConfigArgs};
 
 /// The answer of `validate inspect` (fields in this order).
 #[derive(serde::Serialize)]
@@ -226,6 +75,47 @@ fn run(args: ConfigArgs, quiet: bool, device: &Device) -> Outcome {
     ))
 }
 
+/// `validate run --cell N`: one cell of the sweep.
+fn run_cell(args: ConfigArgs, n: usize, quiet: bool, device: &Device) -> Outcome {
+    let (cfg, out) = load_config(args).input()?;
+    let start = std::time::Instant::now();
+    let cell = robustft::validate::runner::run_cell(&cfg, &out, n, device, quiet).running()?;
+    Ok(format!(
+        "cell {n} ({}) complete in {:.1} s{}\n",
+        cell.work.label(),
+        start.elapsed().as_secs_f64(),
+        if cell.complete { " (was already)" } else { "" }
+    ))
+}
+
+/// `validate plan`.
+fn plan(args: ConfigArgs, json: bool) -> Outcome {
+    let (cfg, out) = load_config(args).input()?;
+    let plan = robustft::validate::plan::plan(&cfg, &out).input()?;
+    let path = robustft::validate::plan::write_plan(&plan, &out).running()?;
+    Ok(if json {
+        format!("{}\n", serde_json::to_string_pretty(&plan).expect("serialises"))
+    } else {
+        format!("{}wrote {}\n", plan.table(), path.display())
+    })
+}
+
+/// `validate slurm`.
+fn slurm(args: ConfigArgs, opts: &robustft::validate::slurm::SlurmOptions) -> Outcome {
+    use robustft::validate::slurm::ConfigSource;
+    let source = match (&args.config, &args.preset) {
+        (Some(p), _) => {
+            ConfigSource::File(std::path::absolute(p).map_err(|e| Failure::Input(format!("{}: {e}", p.display())))?)
+        }
+        (None, Some(n)) => ConfigSource::Preset(n.clone()),
+        (None, None) => ConfigSource::Preset(String::new()),
+    };
+    let (cfg, out) = load_config(args).input()?;
+    let bin = std::env::current_exe().map_err(|e| Failure::Run(format!("cannot tell this binary's path: {e}")))?;
+    let done = robustft::validate::slurm::submit(&cfg, &source, &out, opts, &bin).running()?;
+    Ok(done.summary(&std::path::absolute(&out).unwrap_or(out)))
+}
+
 fn strategies(s: &str) -> robustft::Result<Vec<Strategy>> {
     if s == "all" {
         Ok(Strategy::ALL.to_vec())
@@ -251,7 +141,21 @@ fn main() -> ExitCode {
             false,
             &Device::Cpu,
         ),
-        Some(Cmd::Run { cfg, quiet, device }) => pick(&device).and_then(|d| run(cfg, quiet, &d)),
+        Some(Cmd::Run {
+            cfg,
+            quiet,
+            device,
+            cell: None,
+        }) => pick(&device).and_then(|d| run(cfg, quiet, &d)),
+        Some(Cmd::Run {
+            cfg,
+            quiet,
+            device,
+            cell: Some(n),
+        }) => pick(&device).and_then(|d| run_cell(cfg, n, quiet, &d)),
+        Some(Cmd::Plan { cfg, json }) => plan(cfg, json),
+        Some(Cmd::Status { dir }) => robustft::validate::plan::status_table(&dir).input(),
+        Some(Cmd::Slurm { cfg, slurm: s }) => slurm(cfg, &s.into()),
         Some(Cmd::Tune {
             cfg,
             lrs,

@@ -1,0 +1,233 @@
+//! `validate`'s command line: the subcommands and their flags.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use super::Dtype;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "validate",
+    version,
+    about = "Validation engine: fine-tune ViTs with 7 strategies and measure robustness",
+    after_help = "With no command: runs the embedded cpu-default preset into runs/cpu-default \
+                  (about 2 minutes on 2 cores; resumes if that folder holds a finished or killed run)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Option<Cmd>,
+}
+
+/// Which configuration and where its run folder is (shared by run, tune and tasks).
+#[derive(clap::Args, Debug)]
+pub struct ConfigArgs {
+    /// Run configuration (TOML).
+    #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+    pub config: Option<PathBuf>,
+    /// Embedded preset: cpu-default, smoke or paper-cpu.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Output folder (default: `runs/<name>`; the upstream backbone is cached there).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run (or resume) a tracked fine-tuning experiment, then write its report.
+    Run {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+        /// cpu, cuda or cuda:N (default: CUDA if built with it and present, else CPU).
+        #[arg(long)]
+        device: Option<String>,
+        /// Run only this cell of the sweep's plan (0 = upstream; see `validate plan`), as one
+        /// task of a job array does; no report.
+        #[arg(long, value_name = "N")]
+        cell: Option<usize>,
+    },
+    /// The cells of a sweep (upstream, then every dataset × seed × strategy) with their record
+    /// paths and whether each is complete in the output folder; writes DIR/plan.json.
+    Plan {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Print the plan as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cells done / running / stopped / missing, per dataset and strategy, from DIR's records
+    /// and cell locks alone (any cluster, with or without Slurm accounting).
+    Status {
+        /// A run's output folder (holding plan.json).
+        dir: PathBuf,
+    },
+    /// Run the sweep on a Slurm cluster: write DIR/slurm/{upstream,cells,report}.sbatch and
+    /// submit the upstream job, an array over the incomplete cells, and the report job.
+    Slurm {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        #[command(flatten)]
+        slurm: SlurmArgs,
+    },
+    /// Learning-rate sweep on a validation split of the training images; writes DIR/tune/.
+    Tune {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Candidate peak learning rates, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = robustft::validate::tune::DEFAULT_LRS)]
+        lrs: Vec<f64>,
+        /// Validation images carved from each dataset's training images.
+        #[arg(long, default_value_t = 2000)]
+        val_images: usize,
+        /// Seed of the split, head and batch order.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Separability of each configured task in the pretrained features (and of every class pair).
+    Tasks {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Also measure every pair of each dataset's classes as a two-class task.
+        #[arg(long)]
+        pairs: bool,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Write DIR/report/ from the records in DIR.
+    Report {
+        /// A run's output folder.
+        dir: PathBuf,
+    },
+    /// Test each finding of Li et al. 2025 on DIR's records: DIR/report/findings.{md,csv}.
+    Verdict {
+        /// A run's output folder.
+        dir: PathBuf,
+        /// Bootstrap replicates.
+        #[arg(long, default_value_t = robustft::validate::report::REPS)]
+        reps: usize,
+    },
+    /// Theory's predicted ranking next to the measured AUC ranking, per dataset.
+    Compare {
+        /// A run's output folder.
+        dir: PathBuf,
+    },
+    /// Trainable parameter counts of a model under a strategy, as one JSON object.
+    Inspect {
+        /// tiny, small, base, or a TOML file with a custom size.
+        #[arg(long, default_value = "base")]
+        model: String,
+        /// full, linear_probe, lora, adapter, compacter, bitfit or ia3.
+        #[arg(long)]
+        strategy: String,
+        /// Classes of the head.
+        #[arg(long, default_value_t = 1000)]
+        num_classes: usize,
+    },
+    /// Pretrain a backbone on the synthetic upstream task and save it (HF layout).
+    Pretrain {
+        /// tiny, small, base, or a TOML file with a custom size.
+        #[arg(long, default_value = "tiny")]
+        model: String,
+        /// synthetic-upstream (or synthetic-simple / synthetic-complex).
+        #[arg(long, default_value = "synthetic-upstream")]
+        task: String,
+        /// Optimiser steps.
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        /// Batch size.
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        /// Peak learning rate.
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output checkpoint (.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+        /// cpu, cuda or cuda:N.
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Time train steps, eval batches and PGD-15 per strategy.
+    Bench {
+        /// tiny, small, base, or a TOML file with a custom size.
+        #[arg(long, default_value = "tiny")]
+        model: String,
+        /// A strategy or `all`.
+        #[arg(long, default_value = "all")]
+        strategy: String,
+        /// Batch size.
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        /// Timed repetitions (median).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Element type of model and data.
+        #[arg(long, value_enum, default_value_t = Dtype::F32)]
+        dtype: Dtype,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// cpu, cuda or cuda:N.
+        #[arg(long)]
+        device: Option<String>,
+        /// Also run the PyTorch peer (default validation/peer/vit_bench.py; validation/gpu/peer_bench.py
+        /// on a GPU) in the same run and print the ratios.
+        #[arg(long, value_name = "SCRIPT", num_args = 0..=1, default_missing_value = "validation/peer/vit_bench.py")]
+        peer: Option<PathBuf>,
+    },
+}
+
+/// `validate slurm`'s resources and limits (see `robustft::validate::slurm::SlurmOptions`).
+#[derive(clap::Args, Debug)]
+pub struct SlurmArgs {
+    /// Partition (sbatch --partition).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Time limit per job, in Slurm's format (e.g. 30, 4:00:00, 1-12:00:00).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// GPUs per task (1 for ViT-B on a GPU cluster).
+    #[arg(long)]
+    pub gpus_per_task: Option<u32>,
+    /// CPUs per task.
+    #[arg(long)]
+    pub cpus_per_task: Option<u32>,
+    /// Memory per job (e.g. 16G).
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// At most this many array tasks at once (%K).
+    #[arg(long, value_name = "K")]
+    pub array_max: Option<usize>,
+    /// Account to charge (sbatch --account).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Write the plan and scripts and print the sbatch commands; submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl From<SlurmArgs> for robustft::validate::slurm::SlurmOptions {
+    fn from(a: SlurmArgs) -> Self {
+        robustft::validate::slurm::SlurmOptions {
+            partition: a.partition,
+            time: a.time,
+            gpus_per_task: a.gpus_per_task,
+            cpus_per_task: a.cpus_per_task,
+            mem: a.mem,
+            array_max: a.array_max,
+            account: a.account,
+            dry_run: a.dry_run,
+        }
+    }
+}
