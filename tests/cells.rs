@@ -123,6 +123,22 @@ fn cells_run_in_any_order_reproduce_the_whole_run() {
     );
     let (s, _) = text(&validate(&["status", out.to_str().unwrap()]));
     assert!(s.contains("| simple | lora | 0 | 1 | 0 | 0 |"), "{s}");
+    // A running cell is not submitted again: here nothing is left to submit.
+    let o = validate(&[
+        "slurm",
+        "--preset",
+        "smoke",
+        "--out",
+        out.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let (s, e) = text(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("cells 2 are running now"), "{e}");
+    assert!(
+        s.contains("nothing submitted: the cells not complete (2) are running now") && !s.contains("would run"),
+        "{s}"
+    );
     let shared = robustft::validate::lock::RunLock::acquire_shared(&out).unwrap();
     let o = validate(&["run", "--preset", "smoke", "--quiet", "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o).1);

@@ -123,6 +123,8 @@ pub struct Submitted {
     pub jobs: Vec<(String, String, Vec<String>)>,
     /// Whether nothing was submitted on purpose.
     pub dry_run: bool,
+    /// Cells not complete but running now (their locks held): not submitted.
+    pub running: Vec<usize>,
 }
 
 impl Submitted {
@@ -137,6 +139,14 @@ impl Submitted {
         );
         for p in &self.scripts {
             s += &format!("wrote {}\n", p.display());
+        }
+        if self.jobs.is_empty() && !self.running.is_empty() {
+            s += &format!(
+                "nothing submitted: the cells not complete ({}) are running now; `validate status {}` follows them\n",
+                self.running.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+                out.display()
+            );
+            return s;
         }
         if self.jobs.is_empty() {
             s += &format!(
@@ -276,6 +286,7 @@ pub fn submit(run: &ValidRun, source: &ConfigSource, out: &Path, opts: &SlurmOpt
         scripts: written,
         jobs: done,
         dry_run: opts.dry_run,
+        running,
     })
 }
 
