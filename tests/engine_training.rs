@@ -23,7 +23,7 @@ fn micro() -> VitConfig {
         depth: 2,
         heads: 2,
         mlp_dim: 64,
-        layer_norm_eps: 1e-12,
+        ..VitConfig::tiny()
     }
 }
 

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod data;
 pub mod device;
 pub mod eval;
+pub mod hf;
 pub mod kernels;
 pub mod model;
 pub mod modules;
@@ -17,7 +18,7 @@ pub mod vit;
 
 pub use model::{Vit, VitSpec};
 pub use peft::{PeftConfig, Strategy};
-pub use vit::VitConfig;
+pub use vit::{Activation, VitConfig};
 
 /// How many parts a CPU batch is split into for data-parallel training and attacks
 /// (`train::train_step_data_parallel`, `attack::pgd_data_parallel`). Fixed (not the core count) so that the same

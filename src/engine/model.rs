@@ -101,7 +101,8 @@ impl Vit {
         Self::from_tensors(spec, HashMap::new(), false)
     }
 
-    /// Builds a model from loaded tensors (keys with or without the `vit.` prefix; `pooler.*` and
+    /// Builds a model from loaded tensors (keys with or without the `vit.` prefix, in HF's original
+    /// layout or transformers 5's in-memory one, [`super::hf::canonical_key`]; `pooler.*` and
     /// other unknown keys are ignored). With `require_backbone`, every backbone key must be present;
     /// a present tensor of the wrong shape is an error naming the key and both shapes. A head
     /// whose class count differs is re-initialised (fine-tuning to a new label set). PEFT tensors
@@ -115,7 +116,7 @@ impl Vit {
         let specs = peft::model_spec(cfg, &spec.peft, spec.strategy, spec.num_classes)?;
         let mut loaded: HashMap<String, Tensor> = loaded
             .into_iter()
-            .map(|(k, v)| (k.strip_prefix("vit.").map(str::to_string).unwrap_or(k), v))
+            .map(|(k, v)| (super::hf::canonical_key(&k), v))
             .collect();
         let mut tensors = HashMap::with_capacity(specs.len());
         let mut vars = Vec::new();
@@ -166,7 +167,8 @@ impl Vit {
         })
     }
 
-    /// Loads a safetensors checkpoint (HF layout); see [`Vit::from_tensors`]. Errors name the file.
+    /// Loads a safetensors checkpoint (HF layout), or the `model.safetensors` of an HF model folder
+    /// ([`super::hf::read_folder`]); see [`Vit::from_tensors`]. Errors name the file.
     pub fn load(path: &Path, spec: &VitSpec) -> Result<Self> {
         Self::load_filtered(path, spec, |_| true)
     }
@@ -179,6 +181,14 @@ impl Vit {
     }
 
     fn load_filtered(path: &Path, spec: &VitSpec, keep: impl Fn(&str) -> bool) -> Result<Self> {
+        // An HF model folder: its model.safetensors (read_folder says why when it is not there).
+        let weights;
+        let path = if path.is_dir() {
+            weights = super::hf::read_folder(path)?.weights();
+            weights.as_path()
+        } else {
+            path
+        };
         let err = |message: String| Error::Config {
             path: path.to_path_buf(),
             message,

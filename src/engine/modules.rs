@@ -11,12 +11,13 @@ use candle_core::{IndexOp, Result as CResult, Tensor};
 
 use super::ops::{attention, gelu, layer_norm, linear, scale_cols};
 use super::peft::{Delta, Method, PeftConfig, SiteAt, SiteModule};
-use super::vit::{LayerKeys, VitConfig};
+use super::vit::{Activation, LayerKeys, VitConfig};
 use crate::error::{Error, Result};
 
-/// Input normalisation of google/vit-base-patch16-224-in21k (`preprocessor_config.json`:
-/// image_mean = image_std = 0.5): x ↦ (x − 0.5)/0.5, inside the model so that attacks work in
-/// [0, 1] pixel space.
+/// Default input normalisation, that of google/vit-base-patch16-224-in21k
+/// (`preprocessor_config.json`: image_mean = image_std = 0.5): x ↦ (x − 0.5)/0.5, inside the
+/// model so that attacks work in [0, 1] pixel space. A model's own (`VitConfig::image_mean`,
+/// `image_std`, from an HF folder's processor config) replaces it.
 pub const PIXEL_MEAN: f64 = 0.5;
 /// See [`PIXEL_MEAN`].
 pub const PIXEL_STD: f64 = 0.5;
@@ -87,10 +88,11 @@ impl Norm {
     }
 }
 
-/// One projection x·Wᵀ + b with the strategy's hooks on it.
+/// One projection x·Wᵀ + b with the strategy's hooks on it (no b: q/k/v of a `qkv_bias =
+/// false` model).
 struct Proj {
     w: Tensor,
-    b: Tensor,
+    b: Option<Tensor>,
     /// A term added to the output (LoRA).
     delta: Option<Box<dyn Delta>>,
     /// A per-output scale ((IA)³).
@@ -102,7 +104,7 @@ impl Proj {
         let hooks = method.projection(w, p)?;
         Ok(Proj {
             w: w.get("weight")?,
-            b: w.get("bias")?,
+            b: w.opt("bias"),
             delta: hooks.delta,
             scale: hooks.scale,
         })
@@ -133,8 +135,22 @@ impl Projs {
         };
         let weights: Vec<Tensor> = self.parts.iter().map(|p| p.w.clone()).collect();
         let outs: Vec<usize> = weights.iter().map(|w| w.dim(0)).collect::<CResult<_>>()?;
-        let biases = self.parts.iter().map(|p| p.b.clone()).collect();
-        let mut y = linear(x, &cat(weights, 0)?, Some(&cat(biases, 0)?))?;
+        // Biases side by side; a part without one contributes zeros (exact: x + 0 = x).
+        let bias = match self.parts.iter().any(|p| p.b.is_some()) {
+            false => None,
+            true => Some(cat(
+                self.parts
+                    .iter()
+                    .zip(&outs)
+                    .map(|(p, &o)| match &p.b {
+                        Some(b) => Ok(b.clone()),
+                        None => Tensor::zeros(o, x.dtype(), x.device()),
+                    })
+                    .collect::<CResult<_>>()?,
+                0,
+            )?),
+        };
+        let mut y = linear(x, &cat(weights, 0)?, bias.as_ref())?;
         let last = y.rank() - 1;
         if self.parts.iter().any(|p| p.delta.is_some()) {
             let parts = self
@@ -191,6 +207,7 @@ struct Block {
     fc2: Projs,
     mlp_site: Site,
     heads: usize,
+    act: Activation,
 }
 
 impl Block {
@@ -207,6 +224,7 @@ impl Block {
             fc2: projs(&[&k.output])?,
             mlp_site: Site(method.site(w, k, SiteAt::Mlp)?),
             heads: cfg.heads,
+            act: cfg.hidden_act,
         })
     }
     fn forward(&self, x: &Tensor) -> CResult<Tensor> {
@@ -215,9 +233,52 @@ impl Block {
         let a = self.attn_out.forward(&ctx)?;
         let x = (x + self.attn_site.forward(a)?)?;
         let h = self.ln_after.forward(&x)?;
-        let m = gelu(&self.fc1.forward(&h)?)?;
+        let m = activate(&self.fc1.forward(&h)?, self.act)?;
         let o = self.fc2.forward(&m)?;
         &x + self.mlp_site.forward(o)?
+    }
+}
+
+/// The MLP activation: the fused erf-GELU kernel, else candle's ops (each with its backward).
+fn activate(x: &Tensor, act: Activation) -> CResult<Tensor> {
+    match act {
+        Activation::GeluErf => gelu(x),
+        // candle's `gelu` is the tanh approximation, as HF's gelu_new / gelu_pytorch_tanh.
+        Activation::GeluTanh => x.gelu(),
+        Activation::QuickGelu => x * candle_nn_sigmoid(&(x * 1.702)?)?,
+        Activation::Relu => x.relu(),
+        Activation::Silu => x.silu(),
+    }
+}
+
+/// σ(x) = 1/(1 + e^(−x)), composed (differentiable).
+fn candle_nn_sigmoid(x: &Tensor) -> CResult<Tensor> {
+    (x.neg()?.exp()? + 1.0)?.recip()
+}
+
+/// The input normalisation: scalars when every channel shares its mean and std (the presets),
+/// else [1, C, 1, 1] tensors broadcast over the batch.
+enum Normalise {
+    Uniform(f64, f64),
+    PerChannel(Tensor, Tensor),
+}
+
+impl Normalise {
+    fn new(cfg: &VitConfig, like: &Tensor) -> Result<Self> {
+        let (m, s) = cfg.normalisation();
+        if m.iter().all(|v| *v == m[0]) && s.iter().all(|v| *v == s[0]) {
+            return Ok(Normalise::Uniform(m[0], s[0]));
+        }
+        let t = |v: Vec<f64>| -> Result<Tensor> {
+            Ok(Tensor::from_vec(v, (1, cfg.channels, 1, 1), like.device())?.to_dtype(like.dtype())?)
+        };
+        Ok(Normalise::PerChannel(t(m)?, t(s)?))
+    }
+    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        match self {
+            Normalise::Uniform(m, s) => (x - *m)? / *s,
+            Normalise::PerChannel(m, s) => x.broadcast_sub(m)?.broadcast_div(s),
+        }
     }
 }
 
@@ -227,6 +288,7 @@ struct Embeddings {
     patch_b: Tensor,
     cls: Tensor,
     pos: Tensor,
+    norm: Normalise,
 }
 
 /// The whole network as modules: embeddings, blocks, final norm, head.
@@ -258,6 +320,7 @@ impl Modules {
                 patch_b: patch.get("bias")?,
                 cls: w.get("embeddings.cls_token")?,
                 pos: w.get("embeddings.position_embeddings")?,
+                norm: Normalise::new(cfg, &patch.get("weight")?)?,
             },
             blocks: layers
                 .iter()
@@ -283,7 +346,7 @@ impl Modules {
         }
         let p = c.patch_size;
         let g = c.image_size / p;
-        let x = ((x - PIXEL_MEAN)? / PIXEL_STD)?;
+        let x = self.emb.norm.forward(x)?;
         // Patches flattened in (channel, row, column) order, matching the conv weight [D, C, P, P].
         let patches = x
             .reshape((b, ch, g, p, g, p))?

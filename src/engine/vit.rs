@@ -33,6 +33,19 @@ pub struct VitConfig {
     /// LayerNorm epsilon.
     #[serde(default = "ln_eps")]
     pub layer_norm_eps: f64,
+    /// The MLP's activation (HF `hidden_act`); erf GELU unless said.
+    #[serde(default, skip_serializing_if = "Activation::is_default")]
+    pub hidden_act: Activation,
+    /// Whether the query, key and value projections have biases (HF `qkv_bias`); true unless said.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub qkv_bias: bool,
+    /// Per-channel input mean in [0, 1] pixel units (HF processor `image_mean`); 0.5 for every
+    /// channel when empty. Applied inside the model, so attacks work in [0, 1] pixel space.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_mean: Vec<f64>,
+    /// Per-channel input standard deviation (HF processor `image_std`); 0.5 when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_std: Vec<f64>,
 }
 
 fn three() -> usize {
@@ -40,6 +53,58 @@ fn three() -> usize {
 }
 fn ln_eps() -> f64 {
     1e-12
+}
+fn yes() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// The MLP activation of a ViT, by the names HF configs use (`hidden_act`, transformers'
+/// `activations.py`). The fields that default keep their serialisation unchanged, so a model
+/// written before these existed hashes the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Activation {
+    /// x·Φ(x), Φ by erf (HF `gelu`, `gelu_python`).
+    #[default]
+    #[serde(rename = "gelu")]
+    GeluErf,
+    /// ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (HF `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`).
+    #[serde(rename = "gelu_tanh")]
+    GeluTanh,
+    /// x·σ(1.702x) (HF `quick_gelu`).
+    #[serde(rename = "quick_gelu")]
+    QuickGelu,
+    /// max(x, 0).
+    #[serde(rename = "relu")]
+    Relu,
+    /// x·σ(x) (HF `silu`, `swish`).
+    #[serde(rename = "silu")]
+    Silu,
+}
+
+impl Activation {
+    fn is_default(&self) -> bool {
+        *self == Activation::GeluErf
+    }
+
+    /// The activation an HF config's `hidden_act` names, or None when the engine has no exact
+    /// equivalent.
+    pub fn from_hf(name: &str) -> Option<Self> {
+        Some(match name {
+            "gelu" | "gelu_python" => Activation::GeluErf,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+            "quick_gelu" => Activation::QuickGelu,
+            "relu" => Activation::Relu,
+            "silu" | "swish" => Activation::Silu,
+            _ => return None,
+        })
+    }
+
+    /// The HF `hidden_act` names this engine computes exactly.
+    pub const HF_NAMES: &'static str =
+        "gelu, gelu_python, gelu_new, gelu_pytorch_tanh, gelu_fast, quick_gelu, relu, silu, swish";
 }
 
 impl crate::error::Validate for VitConfig {
@@ -61,6 +126,7 @@ impl VitConfig {
             heads: 4,
             mlp_dim: 256,
             layer_norm_eps: 1e-12,
+            ..Self::defaults()
         }
     }
 
@@ -75,6 +141,7 @@ impl VitConfig {
             heads: 3,
             mlp_dim: 768,
             layer_norm_eps: 1e-12,
+            ..Self::defaults()
         }
     }
 
@@ -91,7 +158,38 @@ impl VitConfig {
             heads: 12,
             mlp_dim: 3072,
             layer_norm_eps: 1e-12,
+            ..Self::defaults()
         }
+    }
+
+    /// The fields every preset shares: erf GELU, q/k/v biases, mean = std = 0.5.
+    fn defaults() -> Self {
+        Self {
+            image_size: 0,
+            patch_size: 0,
+            channels: 3,
+            dim: 0,
+            depth: 0,
+            heads: 0,
+            mlp_dim: 0,
+            layer_norm_eps: 1e-12,
+            hidden_act: Activation::GeluErf,
+            qkv_bias: true,
+            image_mean: Vec::new(),
+            image_std: Vec::new(),
+        }
+    }
+
+    /// The input normalisation (mean, std) per channel.
+    pub fn normalisation(&self) -> (Vec<f64>, Vec<f64>) {
+        let fill = |v: &Vec<f64>| {
+            if v.is_empty() {
+                vec![0.5; self.channels]
+            } else {
+                v.clone()
+            }
+        };
+        (fill(&self.image_mean), fill(&self.image_std))
     }
 
     /// A preset by name: `tiny`, `small` or `base`.
@@ -108,8 +206,12 @@ impl VitConfig {
         }
     }
 
-    /// A preset name, or the path of a TOML file with a custom size (keys as in this struct).
+    /// A preset name, the path of a TOML file with a custom size (keys as in this struct), or an
+    /// HF model folder (its `config.json` and `preprocessor_config.json`, [`super::hf`]).
     pub fn from_arg(arg: &str) -> Result<Self> {
+        if std::path::Path::new(arg).is_dir() {
+            return Ok(super::hf::read_folder(std::path::Path::new(arg))?.config);
+        }
         if arg.ends_with(".toml") {
             return crate::error::load_toml::<VitConfig>(std::path::Path::new(arg));
         }
@@ -147,6 +249,25 @@ impl VitConfig {
         }
         if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
             return Err(Error::invalid("layer_norm_eps", "must be > 0", self.layer_norm_eps));
+        }
+        for (name, v, positive) in [
+            ("image_mean", &self.image_mean, false),
+            ("image_std", &self.image_std, true),
+        ] {
+            if !v.is_empty() && v.len() != self.channels {
+                return Err(Error::invalid(
+                    name,
+                    format!("one value per channel ({})", self.channels),
+                    format!("{v:?}"),
+                ));
+            }
+            if v.iter().any(|x| !x.is_finite() || (positive && *x <= 0.0)) {
+                return Err(Error::invalid(
+                    name,
+                    if positive { "finite values > 0" } else { "finite values" },
+                    format!("{v:?}"),
+                ));
+            }
         }
         Ok(self)
     }
@@ -305,7 +426,10 @@ pub fn backbone_spec(cfg: &VitConfig) -> Vec<ParamSpec> {
             (&k.output, d, m),
         ] {
             out.push(spec(format!("{name}.weight"), &[o, inp], Init::Normal(INIT_STD), b));
-            out.push(spec(format!("{name}.bias"), &[o], Init::Zeros, b));
+            let qkv = [&k.query, &k.key, &k.value].contains(&name);
+            if cfg.qkv_bias || !qkv {
+                out.push(spec(format!("{name}.bias"), &[o], Init::Zeros, b));
+            }
         }
         for name in [&k.ln_before, &k.ln_after] {
             out.push(spec(format!("{name}.weight"), &[d], Init::Ones, b));

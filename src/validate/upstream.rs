@@ -443,13 +443,15 @@ pub fn tasks(run: &ValidRun, out: &Path, pairs: bool, device: &Device, quiet: bo
     Ok(md)
 }
 
-/// Errors for a configured checkpoint that does not exist (named with its key). Checked, with
-/// the data folders, before anything is written.
+/// Errors for a configured checkpoint that does not exist (named with its key), or an HF model
+/// folder the engine cannot load as HF computes it (naming its file and key). Checked, with the
+/// data folders, before anything is written.
 pub fn check_checkpoint(run: &ValidRun) -> Result<()> {
     match &run.config.checkpoint {
+        Some(p) if p.is_dir() => crate::engine::hf::read_folder(p).map(|_| ()),
         Some(p) if !p.is_file() => Err(Error::invalid(
             "checkpoint",
-            "a safetensors file that exists",
+            "a safetensors file or an HF model folder that exists",
             p.display(),
         )),
         _ => Ok(()),

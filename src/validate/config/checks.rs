@@ -7,6 +7,25 @@ impl RunConfig {
     /// Checks every value; errors name the key.
     pub fn validate(self) -> Result<ValidRun> {
         let model = self.model.resolve()?;
+        // An HF model folder as the checkpoint: the model must be the one it describes.
+        if let Some(dir) = self.checkpoint.as_ref().filter(|p| p.is_dir()) {
+            let folder = crate::engine::hf::read_folder(dir)?;
+            if folder.config != model {
+                return Err(Error::invalid(
+                    "model",
+                    format!(
+                        "the model of checkpoint folder {} (its config.json and \
+                         preprocessor_config.json); write model = {:?}",
+                        dir.display(),
+                        dir.display().to_string()
+                    ),
+                    match &self.model {
+                        ModelSpec::Name(n) => n.clone(),
+                        ModelSpec::Table(_) => "an inline table".into(),
+                    },
+                ));
+            }
+        }
         if self.strategies.is_empty() {
             return Err(Error::invalid("strategies", "need at least one strategy", "[]"));
         }

@@ -137,7 +137,9 @@ pub struct RunConfig {
     pub name: String,
     /// Model preset, TOML path or inline table.
     pub model: ModelSpec,
-    /// Fine-tune from this HF-layout checkpoint instead of pretraining one.
+    /// Fine-tune from this HF-layout checkpoint instead of pretraining one: a safetensors file,
+    /// or an HF model folder (config.json, preprocessor_config.json, model.safetensors; `model`
+    /// must then name the same folder).
     #[serde(default)]
     pub checkpoint: Option<PathBuf>,
     /// Strategies (default: all 7).

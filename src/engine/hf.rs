@@ -1,0 +1,359 @@
+//! Hugging Face ViT model folders, read as `transformers` computes them: `config.json` gives
+//! every size, `layer_norm_eps`, `hidden_act`, `qkv_bias`, `num_channels` and the labels;
+//! `preprocessor_config.json` gives the input normalisation (`image_mean`, `image_std`,
+//! `rescale_factor`, `do_rescale`, `do_normalize`) and the input `size`; `model.safetensors`
+//! holds the weights in either key layout (the original `encoder.layer.N.attention.attention.query`
+//! or transformers 5's in-memory `layers.N.attention.q_proj`, [`canonical_key`]).
+//!
+//! A key missing from `config.json` takes `ViTConfig`'s default, as `transformers` does
+//! (`configuration_vit.py`: hidden_size 768, 12 layers, 12 heads, intermediate 3072, "gelu",
+//! layer_norm_eps 1e-12, image_size 224, patch_size 16, 3 channels, qkv_bias true). A value the
+//! engine cannot honour — another `model_type`, an activation without an exact equivalent here,
+//! non-square images, a processor size other than the model's — is an error naming the file and
+//! the key, never a silent substitute.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::vit::{Activation, VitConfig};
+use crate::error::{Error, Result};
+
+/// The weights file inside a model folder.
+pub const WEIGHTS: &str = "model.safetensors";
+
+/// A model folder, read.
+#[derive(Debug, Clone)]
+pub struct HfFolder {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The architecture and input normalisation.
+    pub config: VitConfig,
+    /// `id2label` in id order, when the config has labels.
+    pub labels: Option<Vec<String>>,
+}
+
+impl HfFolder {
+    /// The weights file (`model.safetensors`).
+    pub fn weights(&self) -> PathBuf {
+        self.dir.join(WEIGHTS)
+    }
+}
+
+fn bad(path: &Path, key: &str, message: impl std::fmt::Display) -> Error {
+    Error::Config {
+        path: path.to_path_buf(),
+        message: format!("{key}: {message}"),
+    }
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Map<String, Value>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(bad(path, "(top level)", "expected a JSON object")),
+        Err(e) => Err(bad(path, "(syntax)", e)),
+    }
+}
+
+/// A positive integer at `key`, or `default` when absent.
+fn count(m: &serde_json::Map<String, Value>, path: &Path, key: &str, default: usize) -> Result<usize> {
+    match m.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| *n > 0)
+            .map(|n| n as usize)
+            .ok_or_else(|| bad(path, key, format!("expected a positive integer, got {v}"))),
+    }
+}
+
+/// A side in pixels: an integer, or a `[h, w]` pair with h = w.
+fn side(m: &serde_json::Map<String, Value>, path: &Path, key: &str, default: usize) -> Result<usize> {
+    match m.get(key) {
+        Some(Value::Array(a)) if a.len() == 2 && a[0] == a[1] => count(
+            &serde_json::Map::from_iter([(key.to_string(), a[0].clone())]),
+            path,
+            key,
+            default,
+        ),
+        Some(Value::Array(a)) => Err(bad(path, key, format!("only square sizes are supported, got {a:?}"))),
+        _ => count(m, path, key, default),
+    }
+}
+
+/// Per-channel values at `key` (a number for every channel, or one list of `channels` numbers).
+fn per_channel(
+    m: &serde_json::Map<String, Value>,
+    path: &Path,
+    key: &str,
+    channels: usize,
+) -> Result<Option<Vec<f64>>> {
+    let v = match m.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    let vals: Option<Vec<f64>> = match v {
+        Value::Number(n) => n.as_f64().map(|x| vec![x; channels]),
+        Value::Array(a) if a.len() == channels => a.iter().map(Value::as_f64).collect(),
+        _ => None,
+    };
+    vals.map(Some).ok_or_else(|| {
+        bad(
+            path,
+            key,
+            format!("expected {channels} numbers (one per channel), got {v}"),
+        )
+    })
+}
+
+/// The model's architecture from `config.json`.
+fn read_config(path: &Path) -> Result<(VitConfig, Option<Vec<String>>)> {
+    let m = read_json(path)?;
+    if let Some(t) = m.get("model_type")
+        && t != "vit"
+    {
+        return Err(bad(
+            path,
+            "model_type",
+            format!("only \"vit\" models load here, got {t}"),
+        ));
+    }
+    let hidden_act = match m.get("hidden_act") {
+        None => Activation::GeluErf,
+        Some(Value::String(s)) => Activation::from_hf(s).ok_or_else(|| {
+            bad(
+                path,
+                "hidden_act",
+                format!(
+                    "{s:?} has no exact equivalent here (supported: {})",
+                    Activation::HF_NAMES
+                ),
+            )
+        })?,
+        Some(v) => return Err(bad(path, "hidden_act", format!("expected a name, got {v}"))),
+    };
+    let qkv_bias = match m.get("qkv_bias") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => return Err(bad(path, "qkv_bias", format!("expected true or false, got {v}"))),
+    };
+    let layer_norm_eps = match m.get("layer_norm_eps") {
+        None => 1e-12,
+        Some(v) => v
+            .as_f64()
+            .filter(|e| *e > 0.0 && e.is_finite())
+            .ok_or_else(|| bad(path, "layer_norm_eps", format!("expected a number > 0, got {v}")))?,
+    };
+    let cfg = VitConfig {
+        image_size: side(&m, path, "image_size", 224)?,
+        patch_size: side(&m, path, "patch_size", 16)?,
+        channels: count(&m, path, "num_channels", 3)?,
+        dim: count(&m, path, "hidden_size", 768)?,
+        depth: count(&m, path, "num_hidden_layers", 12)?,
+        heads: count(&m, path, "num_attention_heads", 12)?,
+        mlp_dim: count(&m, path, "intermediate_size", 3072)?,
+        layer_norm_eps,
+        hidden_act,
+        qkv_bias,
+        image_mean: Vec::new(),
+        image_std: Vec::new(),
+    };
+    let labels = match m.get("id2label") {
+        Some(Value::Object(l)) => {
+            let mut pairs: Vec<(usize, String)> = l
+                .iter()
+                .map(|(k, v)| {
+                    let id = k
+                        .parse::<usize>()
+                        .map_err(|_| bad(path, "id2label", format!("key {k:?} is not an id")))?;
+                    Ok((id, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                })
+                .collect::<Result<_>>()?;
+            pairs.sort();
+            if pairs.iter().enumerate().any(|(i, (id, _))| *id != i) {
+                return Err(bad(path, "id2label", "ids must be 0, 1, …, n − 1"));
+            }
+            Some(pairs.into_iter().map(|(_, l)| l).collect())
+        }
+        _ => None,
+    };
+    Ok((cfg, labels))
+}
+
+/// Folds `preprocessor_config.json` into `cfg`: the engine's inputs are pixels / 255 in [0, 1];
+/// the processor computes (pixels · r − mean)/std with r = `rescale_factor` (1 without
+/// `do_rescale`), which is (x − mean/(255r)) / (std/(255r)) on those inputs.
+fn read_processor(path: &Path, cfg: &mut VitConfig) -> Result<()> {
+    let m = read_json(path)?;
+    let flag = |key: &str| match m.get(key) {
+        None => Ok(true),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(bad(path, key, format!("expected true or false, got {v}"))),
+    };
+    let r = if flag("do_rescale")? {
+        match m.get("rescale_factor") {
+            None => 1.0 / 255.0,
+            Some(v) => v
+                .as_f64()
+                .filter(|x| *x > 0.0 && x.is_finite())
+                .ok_or_else(|| bad(path, "rescale_factor", format!("expected a number > 0, got {v}")))?,
+        }
+    } else {
+        1.0
+    };
+    // 255 · (1/255) is 1 up to rounding: keep the common case exact.
+    let k = if (255.0 * r - 1.0).abs() < 1e-12 {
+        1.0
+    } else {
+        255.0 * r
+    };
+    let (mean, std) = if flag("do_normalize")? {
+        let c = cfg.channels;
+        let mean = per_channel(&m, path, "image_mean", c)?
+            .ok_or_else(|| bad(path, "image_mean", "missing (needed with do_normalize)"))?;
+        let std = per_channel(&m, path, "image_std", c)?
+            .ok_or_else(|| bad(path, "image_std", "missing (needed with do_normalize)"))?;
+        if let Some(s) = std.iter().find(|s| **s <= 0.0) {
+            return Err(bad(path, "image_std", format!("must be > 0, got {s}")));
+        }
+        (mean, std)
+    } else {
+        (vec![0.0; cfg.channels], vec![1.0; cfg.channels])
+    };
+    cfg.image_mean = mean.iter().map(|v| v / k).collect();
+    cfg.image_std = std.iter().map(|v| v / k).collect();
+    if flag("do_resize")? {
+        let size = match m.get("size") {
+            Some(Value::Object(s)) => match (s.get("height"), s.get("width"), s.get("shortest_edge")) {
+                (Some(h), Some(w), _) if h == w => h.as_u64(),
+                (_, _, Some(e)) => e.as_u64(),
+                _ => None,
+            },
+            Some(v) => v.as_u64(),
+            None => Some(224),
+        };
+        if size != Some(cfg.image_size as u64) {
+            return Err(bad(
+                path,
+                "size",
+                format!(
+                    "the processor resizes to {}, the model takes {} px (config.json image_size)",
+                    m.get("size").map_or("224 (default)".into(), Value::to_string),
+                    cfg.image_size
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the model folder `dir`: `config.json`, `preprocessor_config.json` (both required) and
+/// the presence of `model.safetensors` (a sharded or PyTorch-pickle checkpoint is an error
+/// saying so). Errors name the file and the key.
+pub fn read_folder(dir: &Path) -> Result<HfFolder> {
+    let config = dir.join("config.json");
+    if !config.is_file() {
+        return Err(bad(&config, "(file)", "missing: an HF model folder has config.json"));
+    }
+    let (mut cfg, labels) = read_config(&config)?;
+    let processor = dir.join("preprocessor_config.json");
+    if !processor.is_file() {
+        return Err(bad(
+            &processor,
+            "(file)",
+            "missing: without it the input normalisation would be a guess (save the model's \
+             image processor into the folder with save_pretrained)",
+        ));
+    }
+    read_processor(&processor, &mut cfg)?;
+    let cfg = cfg.validate().map_err(|e| Error::Config {
+        path: config.clone(),
+        message: e.to_string(),
+    })?;
+    let weights = dir.join(WEIGHTS);
+    if !weights.is_file() {
+        let why = if dir.join("model.safetensors.index.json").is_file() {
+            "the weights are sharded (model.safetensors.index.json); save them as one file"
+        } else if dir.join("pytorch_model.bin").is_file() {
+            "only pytorch_model.bin is there; save with safe_serialization=True"
+        } else {
+            "missing"
+        };
+        return Err(bad(&weights, "(file)", why));
+    }
+    Ok(HfFolder {
+        dir: dir.to_path_buf(),
+        config: cfg,
+        labels,
+    })
+}
+
+/// A tensor key in the engine's layout (HF's original one, `vit.` prefix dropped): transformers
+/// 5's in-memory names (`layers.N.attention.q_proj`, `…o_proj`, `mlp.fc1`, `mlp.fc2`) are
+/// mapped back as its `conversion_mapping.py` maps the original ones forward.
+pub fn canonical_key(key: &str) -> String {
+    let k = key.strip_prefix("vit.").unwrap_or(key);
+    let Some(rest) = k.strip_prefix("layers.") else {
+        return k.to_string();
+    };
+    let Some((n, tail)) = rest.split_once('.') else {
+        return k.to_string();
+    };
+    let tail = [
+        ("attention.q_proj.", "attention.attention.query."),
+        ("attention.k_proj.", "attention.attention.key."),
+        ("attention.v_proj.", "attention.attention.value."),
+        ("attention.o_proj.", "attention.output.dense."),
+        ("mlp.fc1.", "intermediate.dense."),
+        ("mlp.fc2.", "output.dense."),
+    ]
+    .iter()
+    .find_map(|(new, old)| tail.strip_prefix(new).map(|t| format!("{old}{t}")))
+    .unwrap_or_else(|| tail.to_string());
+    format!("encoder.layer.{n}.{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_key_names_map_to_the_original_layout() {
+        for (new, old) in [
+            (
+                "vit.layers.3.attention.q_proj.weight",
+                "encoder.layer.3.attention.attention.query.weight",
+            ),
+            (
+                "vit.layers.3.attention.k_proj.bias",
+                "encoder.layer.3.attention.attention.key.bias",
+            ),
+            (
+                "layers.0.attention.v_proj.weight",
+                "encoder.layer.0.attention.attention.value.weight",
+            ),
+            (
+                "vit.layers.11.attention.o_proj.bias",
+                "encoder.layer.11.attention.output.dense.bias",
+            ),
+            (
+                "vit.layers.1.mlp.fc1.weight",
+                "encoder.layer.1.intermediate.dense.weight",
+            ),
+            ("vit.layers.1.mlp.fc2.bias", "encoder.layer.1.output.dense.bias"),
+            (
+                "vit.layers.1.layernorm_before.weight",
+                "encoder.layer.1.layernorm_before.weight",
+            ),
+            (
+                "vit.encoder.layer.2.output.dense.weight",
+                "encoder.layer.2.output.dense.weight",
+            ),
+            ("vit.embeddings.cls_token", "embeddings.cls_token"),
+            ("classifier.weight", "classifier.weight"),
+        ] {
+            assert_eq!(canonical_key(new), old, "{new}");
+        }
+    }
+}

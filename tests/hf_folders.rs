@@ -1,0 +1,270 @@
+//! HF ViT model folders load as `transformers` computes them (issue 19): the committed fixture
+//! (tests/fixtures/hf, produced once by validation/peer/make_hf_fixture.py with transformers
+//! 5.24) gives HF's own logits — to 1e-5 in f32 and 1e-9 in f64 — for mean/std 0.5 and ImageNet
+//! mean/std, erf and tanh GELU, qkv_bias true and false, the original and transformers 5's key
+//! names; folders edited here check each refusal and the rescale arithmetic.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use robustft::engine::hf::read_folder;
+use robustft::engine::peft::Strategy;
+use robustft::engine::{Activation, Vit, VitSpec};
+
+mod common;
+
+fn fixture(case: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hf")
+        .join(case)
+}
+
+/// (pixels, logits f32, logits f64) of a fixture case.
+fn io(dir: &Path) -> (Tensor, Tensor, Tensor) {
+    let mut t = candle_core::safetensors::load(dir.join("io.safetensors"), &Device::Cpu).unwrap();
+    (
+        t.remove("pixels").unwrap(),
+        t.remove("logits").unwrap(),
+        t.remove("logits_f64").unwrap(),
+    )
+}
+
+/// The folder's model (strategy `s`) on its fixture images, in `dtype`.
+fn logits(dir: &Path, s: Strategy, dtype: DType) -> Tensor {
+    let f = read_folder(dir).unwrap();
+    let spec = VitSpec::new(&f.config, s, f.labels.as_ref().unwrap().len(), dtype, &Device::Cpu, 0);
+    let m = Vit::load(dir, &spec).unwrap();
+    // The fixture's pixels are u8 / 255 stored in f32: exact again in f64 as round(255 x) / 255.
+    let x = io(dir).0.to_dtype(dtype).unwrap();
+    let x = if dtype == DType::F64 {
+        ((x * 255.0).unwrap().round().unwrap() / 255.0).unwrap()
+    } else {
+        x
+    };
+    m.forward(&x).unwrap()
+}
+
+#[test]
+fn fixture_folders_give_hfs_logits() {
+    for (case, act, qkv_bias, mean) in [
+        ("erf-half", Activation::GeluErf, true, vec![0.5; 3]),
+        ("tanh-imagenet", Activation::GeluTanh, true, vec![0.485, 0.456, 0.406]),
+        ("gelunew-nobias-newkeys", Activation::GeluTanh, false, vec![0.5; 3]),
+    ] {
+        let dir = fixture(case);
+        let f = read_folder(&dir).unwrap();
+        let c = &f.config;
+        assert_eq!(
+            (c.image_size, c.patch_size, c.dim, c.depth, c.heads, c.mlp_dim),
+            (16, 4, 32, 2, 4, 64),
+            "{case}"
+        );
+        assert_eq!(c.layer_norm_eps, 1e-6, "{case}");
+        assert_eq!((c.hidden_act, c.qkv_bias), (act, qkv_bias), "{case}");
+        assert_eq!(c.normalisation().0, mean, "{case}");
+        assert_eq!(f.labels.as_deref().unwrap(), ["a", "b", "c", "d", "e"]);
+        let (_, want32, want64) = io(&dir);
+        // Full fine-tuning and LoRA (B = 0 at the start) compute the checkpoint's function.
+        for s in [Strategy::Full, Strategy::Lora] {
+            let d = common::max_abs_diff(&logits(&dir, s, DType::F32), &want32);
+            assert!(d <= 1e-5, "{case} {s:?} f32: max |Δlogit| = {d:e}");
+            eprintln!("{case} {s:?} f32: max |Δlogit| = {d:.2e}");
+        }
+        let d = common::max_abs_diff(&logits(&dir, Strategy::Full, DType::F64), &want64);
+        // 1e-9 also catches a wrong layer_norm_eps (1e-12 instead of 1e-6 moves them ≥ 1.7e-6).
+        assert!(d <= 1e-9, "{case} f64: max |Δlogit| = {d:e}");
+        eprintln!("{case} f64: max |Δlogit| = {d:.2e}");
+    }
+    // With qkv_bias = false the model has no q/k/v bias parameters (as HF's): 3 × 2 layers × 32 fewer.
+    let count = |case: &str| {
+        let f = read_folder(&fixture(case)).unwrap();
+        robustft::engine::peft::counts(
+            &robustft::engine::peft::model_spec(
+                &f.config,
+                &robustft::engine::peft::PeftConfig::default_for(&f.config),
+                Strategy::Full,
+                5,
+            )
+            .unwrap(),
+        )
+        .total
+    };
+    assert_eq!(count("erf-half") - count("gelunew-nobias-newkeys"), 3 * 2 * 32);
+}
+
+/// A copy of the `erf-half` fixture folder, edited by `edit(config, processor)`.
+fn edited(name: &str, edit: impl FnOnce(&mut serde_json::Value, &mut serde_json::Value)) -> PathBuf {
+    let src = fixture("erf-half");
+    let dir = std::env::temp_dir().join(format!("robustft-hf-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["model.safetensors", "io.safetensors"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let read =
+        |f: &str| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(src.join(f)).unwrap()).unwrap();
+    let (mut c, mut p) = (read("config.json"), read("preprocessor_config.json"));
+    edit(&mut c, &mut p);
+    std::fs::write(dir.join("config.json"), c.to_string()).unwrap();
+    std::fs::write(dir.join("preprocessor_config.json"), p.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn processor_arithmetic_is_folded_exactly() {
+    let (_, want, _) = io(&fixture("erf-half"));
+    // (raw/127.5 − 1)/1 is (raw/255 − 0.5)/0.5: the same function as the fixture's.
+    let dir = edited("rescale", |_, p| {
+        p["rescale_factor"] = serde_json::json!(1.0 / 127.5);
+        p["image_mean"] = serde_json::json!([1.0, 1.0, 1.0]);
+        p["image_std"] = serde_json::json!([1.0, 1.0, 1.0]);
+    });
+    let d = common::max_abs_diff(&logits(&dir, Strategy::Full, DType::F32), &want);
+    assert!(d <= 1e-5, "rescale folded: {d:e}");
+    // Without normalisation the function differs (the check above can fail).
+    let raw = edited("raw", |_, p| p["do_normalize"] = serde_json::json!(false));
+    assert_eq!(
+        read_folder(&raw).unwrap().config.normalisation(),
+        (vec![0.0; 3], vec![1.0; 3])
+    );
+    assert!(common::max_abs_diff(&logits(&raw, Strategy::Full, DType::F32), &want) > 1e-2);
+    // Keys HF defaults when absent take HF's defaults (layer_norm_eps 1e-12: the logits move).
+    let eps = edited("eps", |c, _| {
+        c.as_object_mut().unwrap().remove("layer_norm_eps");
+    });
+    assert_eq!(read_folder(&eps).unwrap().config.layer_norm_eps, 1e-12);
+    for d in [dir, raw, eps] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn folders_the_engine_cannot_honour_are_refused_naming_file_and_key() {
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value, &mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str, &str)> = vec![
+        (
+            "act",
+            Box::new(|c, _| c["hidden_act"] = "mish".into()),
+            "config.json",
+            "hidden_act",
+        ),
+        (
+            "type",
+            Box::new(|c, _| c["model_type"] = "deit".into()),
+            "config.json",
+            "model_type",
+        ),
+        (
+            "bias",
+            Box::new(|c, _| c["qkv_bias"] = "yes".into()),
+            "config.json",
+            "qkv_bias",
+        ),
+        (
+            "hidden",
+            Box::new(|c, _| c["hidden_size"] = (-3).into()),
+            "config.json",
+            "hidden_size",
+        ),
+        (
+            "heads",
+            Box::new(|c, _| c["num_attention_heads"] = 5.into()),
+            "config.json",
+            "heads",
+        ),
+        (
+            "rect",
+            Box::new(|c, _| c["image_size"] = serde_json::json!([16, 32])),
+            "config.json",
+            "image_size",
+        ),
+        (
+            "size",
+            Box::new(|_, p| p["size"] = serde_json::json!({"height": 32, "width": 32})),
+            "preprocessor_config.json",
+            "size",
+        ),
+        (
+            "mean",
+            Box::new(|_, p| p["image_mean"] = serde_json::json!([0.5, 0.5])),
+            "preprocessor_config.json",
+            "image_mean",
+        ),
+        (
+            "std",
+            Box::new(|_, p| p["image_std"] = serde_json::json!([0.5, 0.0, 0.5])),
+            "preprocessor_config.json",
+            "image_std",
+        ),
+    ];
+    for (name, edit, file, key) in cases {
+        let dir = edited(name, edit);
+        let e = read_folder(&dir).unwrap_err().to_string();
+        assert!(e.contains(file) && e.contains(key), "{name}: {e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    // Missing files.
+    let dir = edited("files", |_, _| {});
+    std::fs::remove_file(dir.join("preprocessor_config.json")).unwrap();
+    let e = read_folder(&dir).unwrap_err().to_string();
+    assert!(e.contains("preprocessor_config.json") && e.contains("missing"), "{e}");
+    let dir = edited("weights", |_, _| {});
+    std::fs::rename(dir.join("model.safetensors"), dir.join("pytorch_model.bin")).unwrap();
+    let e = read_folder(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("model.safetensors") && e.contains("pytorch_model.bin"),
+        "{e}"
+    );
+    let e = Vit::load(
+        &dir,
+        &VitSpec::new(
+            &robustft::engine::VitConfig::tiny(),
+            Strategy::Full,
+            5,
+            DType::F32,
+            &Device::Cpu,
+            0,
+        ),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("pytorch_model.bin"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A run config fine-tunes an HF folder (`checkpoint` and `model` both naming it); a `model`
+/// that is not the folder's is refused before anything is written.
+#[test]
+fn run_config_fine_tunes_an_hf_folder() {
+    let dir = std::env::temp_dir().join(format!("robustft-hf-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let folder = fixture("tanh-imagenet");
+    let cfg = |model: &str| {
+        format!(
+            "name = \"hf-folder\"\nmodel = {model:?}\ncheckpoint = {:?}\nstrategies = [\"lora\", \"bitfit\"]\n\
+             seeds = [0]\nmax_steps = 6\nschedule = [0, 3, 6]\neval_subset = 32\nbatch_size = 16\n\
+             head = \"new\"\noptimizer = \"paper\"\n[pretrain]\nsteps = 1\nbatch_size = 16\nlr = 1e-3\n\
+             [attack]\nkind = \"pgd\"\neps = [\"1/255\"]\nsteps = 3\n[[datasets]]\nname = \"simple\"\n\
+             kind = \"synthetic\"\ntask = \"synthetic-simple\"\ntrain_images = 128\n",
+            folder.display().to_string()
+        )
+    };
+    let good = dir.join("good.toml");
+    std::fs::write(&good, cfg(&folder.display().to_string())).unwrap();
+    let o = common::validate_run(&good, &dir.join("out"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for s in ["lora", "bitfit"] {
+        let r = robustft::validate::records::read(&dir.join("out/simple").join(s).join("seed0.jsonl")).unwrap();
+        assert_eq!(r.evals.iter().map(|e| e.step).collect::<Vec<_>>(), [0, 3, 6]);
+    }
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, cfg("tiny")).unwrap();
+    let o = common::validate_run(&bad, &dir.join("out2"));
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("`model`") && e.contains("tanh-imagenet"), "{e}");
+    assert!(!dir.join("out2").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
