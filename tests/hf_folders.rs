@@ -241,16 +241,17 @@ fn run_config_fine_tunes_an_hf_folder() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let folder = fixture("tanh-imagenet");
-    let cfg = |model: &str| {
+    let cfg_head = |model: &str, head: &str| {
         format!(
             "name = \"hf-folder\"\nmodel = {model:?}\ncheckpoint = {:?}\nstrategies = [\"lora\", \"bitfit\"]\n\
              seeds = [0]\nmax_steps = 6\nschedule = [0, 3, 6]\neval_subset = 32\nbatch_size = 16\n\
-             head = \"new\"\noptimizer = \"paper\"\n[pretrain]\nsteps = 1\nbatch_size = 16\nlr = 1e-3\n\
+             {head}\noptimizer = \"paper\"\n[pretrain]\nsteps = 1\nbatch_size = 16\nlr = 1e-3\n\
              [attack]\nkind = \"pgd\"\neps = [\"1/255\"]\nsteps = 3\n[[datasets]]\nname = \"simple\"\n\
              kind = \"synthetic\"\ntask = \"synthetic-simple\"\ntrain_images = 128\n",
             folder.display().to_string()
         )
     };
+    let cfg = |model: &str| cfg_head(model, "head = \"new\"");
     let good = dir.join("good.toml");
     std::fs::write(&good, cfg(&folder.display().to_string())).unwrap();
     let o = common::validate_run(&good, &dir.join("out"));
@@ -266,5 +267,81 @@ fn run_config_fine_tunes_an_hf_folder() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("`model`") && e.contains("tanh-imagenet"), "{e}");
     assert!(!dir.join("out2").exists());
+
+    // The head: the folder's has 5 classes, the task 10. `reuse` is refused naming the
+    // checkpoint; unset, a new head is said and recorded (it was recorded as reused before).
+    let f = folder.display().to_string();
+    let reuse = dir.join("reuse.toml");
+    std::fs::write(&reuse, cfg_head(&f, "head = \"reuse\"")).unwrap();
+    let o = common::validate_run(&reuse, &dir.join("out3"));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("head = \"reuse\"") && e.contains("10") && e.contains("tanh-imagenet"),
+        "{e}"
+    );
+    let unset = dir.join("unset.toml");
+    std::fs::write(&unset, cfg_head(&f, "")).unwrap();
+    let o = common::validate_run(&unset, &dir.join("out4"));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        e.contains(
+            "head: simple starts from a new head (head unset: the checkpoint has no head for the task's classes)"
+        ),
+        "{e}"
+    );
+    let r = robustft::validate::records::read(&dir.join("out4/simple/lora/seed0.jsonl")).unwrap();
+    assert_eq!(r.header.new_head, Some(true));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `head = "reuse"` with a checkpoint whose head fits starts from that head, says so and records
+/// it; the step-0 evaluation is the checkpoint's own accuracy on those images.
+#[test]
+fn reused_head_is_the_checkpoints() {
+    let dir = std::env::temp_dir().join(format!("robustft-hf-reuse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("simple.safetensors");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
+        .args([
+            "pretrain",
+            "--model",
+            "tiny",
+            "--task",
+            "synthetic-simple",
+            "--steps",
+            "120",
+            "--batch-size",
+            "32",
+        ])
+        .arg("--out")
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg = format!(
+        "name = \"reuse\"\nmodel = \"tiny\"\ncheckpoint = {:?}\nstrategies = [\"linear_probe\"]\nseeds = [0]\n\
+         max_steps = 2\nschedule = [0, 2]\neval_subset = 64\nbatch_size = 16\nhead = \"reuse\"\n\
+         optimizer = \"paper\"\n[pretrain]\nsteps = 1\nbatch_size = 16\nlr = 1e-3\n[attack]\nkind = \"pgd\"\n\
+         eps = [\"1/255\"]\nsteps = 2\n[[datasets]]\nname = \"simple\"\nkind = \"synthetic\"\n\
+         task = \"synthetic-simple\"\ntrain_images = 128\n",
+        ckpt.display().to_string()
+    );
+    let toml = dir.join("run.toml");
+    std::fs::write(&toml, cfg).unwrap();
+    let o = common::validate_run(&toml, &dir.join("out"));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        e.contains("head: simple starts from the checkpoint's head (head = \"reuse\")"),
+        "{e}"
+    );
+    let r = robustft::validate::records::read(&dir.join("out/simple/linear_probe/seed0.jsonl")).unwrap();
+    assert_eq!(r.header.new_head, Some(false));
+    // The pretrained head (held-out accuracy 0.89 after 120 steps) classifies the simple task at
+    // step 0, before any update; a fresh head would sit near chance (0.1, 10 classes).
+    assert!(r.evals[0].clean_acc > 0.6, "step-0 accuracy {}", r.evals[0].clean_acc);
     let _ = std::fs::remove_dir_all(&dir);
 }

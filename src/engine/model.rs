@@ -71,6 +71,8 @@ pub struct Vit {
     layers: Vec<LayerKeys>,
     /// The forward pass over the same tensors, resolved once ([`super::modules`]).
     modules: Modules,
+    /// Whether every head tensor came from the loaded tensors (shape included).
+    head_loaded: bool,
 }
 
 /// FNV-1a of a key: gives every tensor its own RNG stream, so a tensor's initial values do not
@@ -120,6 +122,10 @@ impl Vit {
             .collect();
         let mut tensors = HashMap::with_capacity(specs.len());
         let mut vars = Vec::new();
+        let head_loaded = specs
+            .iter()
+            .filter(|p| p.role == Role::Head)
+            .all(|p| loaded.get(&p.key).is_some_and(|t| t.dims() == p.shape.as_slice()));
         for p in &specs {
             let t = match loaded.remove(&p.key) {
                 Some(t) if t.dims() == p.shape.as_slice() => t.to_dtype(dtype)?.to_device(device)?,
@@ -164,7 +170,15 @@ impl Vit {
             tensors,
             vars,
             spec,
+            head_loaded,
         })
+    }
+
+    /// Whether the head (`classifier.*`) was loaded from the checkpoint, its shape fitting this
+    /// model's classes; false when it was initialised (no head there, another class count, or
+    /// [`Vit::load_backbone`]).
+    pub fn head_from_checkpoint(&self) -> bool {
+        self.head_loaded
     }
 
     /// Loads a safetensors checkpoint (HF layout), or the `model.safetensors` of an HF model folder
@@ -282,6 +296,7 @@ impl Vit {
             tensors,
             vars: Vec::new(),
             layers: self.layers.clone(),
+            head_loaded: self.head_loaded,
         }
     }
 

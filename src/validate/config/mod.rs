@@ -68,7 +68,7 @@ pub enum AttackKind {
 pub enum HeadChoice {
     /// Freshly initialised from the run seed.
     New,
-    /// The checkpoint's head where its class count matches.
+    /// The checkpoint's head; a checkpoint without a head for the task's classes is refused.
     Reuse,
 }
 
@@ -161,8 +161,10 @@ pub struct RunConfig {
     /// all seeds); absent: each run seed draws its own subset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_seed: Option<u64>,
-    /// The head a fine-tuning run starts from: `new` (freshly initialised from the run seed) or
-    /// `reuse` (the checkpoint's head where its class count matches; the default, as before).
+    /// The head a fine-tuning run starts from: `new` (freshly initialised from the run seed),
+    /// `reuse` (the checkpoint's; refused when it has none for the task's classes) or unset (the
+    /// checkpoint's where its class count fits, else a new one). What happened is said once per
+    /// dataset and recorded as `new_head` in every header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<HeadChoice>,
     /// Batch size.

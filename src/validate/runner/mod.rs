@@ -23,7 +23,7 @@ use std::time::Instant;
 use candle_core::{DType, Device};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::config::ValidRun;
+use super::config::{HeadChoice, ValidRun};
 use super::data::{TaskData, prepare};
 use super::records::{self, Header, RunRecords, SCHEMA_VERSION, Separability};
 use super::upstream::{Upstream, upstream};
@@ -110,7 +110,9 @@ fn header(run: &ValidRun, ctx: &DatasetRuns, strategy: Strategy, seed: u64, mode
         eval_set: Some(records::fnv_hex(
             serde_json::to_string(eval_ids).expect("serialises").as_bytes(),
         )),
-        new_head: Some(run.new_head),
+        // What happened, not only what was asked: unset `head` re-initialises a head that does
+        // not fit, and that is recorded as a new head.
+        new_head: Some(!model.head_from_checkpoint()),
         capped: ctx.data.capped.clone(),
         theory_d: Some(ctx.data.theory_d),
     }
@@ -200,10 +202,43 @@ pub(crate) fn fine_tune_model(
 ) -> Result<Vit> {
     let spec = VitSpec::new(&run.model, strategy, classes, DType::F32, device, seed);
     if run.new_head {
-        Vit::load_backbone(checkpoint, &spec)
-    } else {
-        Vit::load(checkpoint, &spec)
+        return Vit::load_backbone(checkpoint, &spec);
     }
+    let model = Vit::load(checkpoint, &spec)?;
+    if run.config.head == Some(HeadChoice::Reuse) && !model.head_from_checkpoint() {
+        return Err(Error::Config {
+            path: checkpoint.to_path_buf(),
+            message: format!(
+                "head = \"reuse\", but this checkpoint has no classifier head for the task's {classes} \
+                 classes; set head = \"new\" to start from a fresh one"
+            ),
+        }
+        .refused());
+    }
+    Ok(model)
+}
+
+/// Says once per dataset (per process), whatever --quiet says, which head its runs start from
+/// and why (recorded as `new_head` in every header).
+fn announce_head(run: &ValidRun, dataset: &str, model: &Vit) {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if said.iter().any(|d| d == dataset) {
+        return;
+    }
+    said.push(dataset.to_string());
+    let why = match (run.config.head, model.head_from_checkpoint()) {
+        (Some(HeadChoice::New), _) => "head = \"new\"",
+        (Some(HeadChoice::Reuse), _) => "head = \"reuse\"",
+        (None, true) => "head unset: the checkpoint's head fits the task's classes",
+        (None, false) => "head unset: the checkpoint has no head for the task's classes",
+    };
+    let what = if model.head_from_checkpoint() {
+        "the checkpoint's head"
+    } else {
+        "a new head"
+    };
+    eprintln!("head: {dataset} starts from {what} ({why})");
 }
 
 /// Runs (or resumes) one (dataset, strategy, seed): resume → (evaluate step 0) → train,
@@ -221,6 +256,7 @@ pub fn run_one(
     let model = fine_tune_model(run, &ctx.upstream.path, strategy, data.train.classes, &ctx.device, seed)?;
     let eval_ids = eval_ids(run, data, seed);
     let header = header(run, ctx, strategy, seed, &model, &eval_ids);
+    announce_head(run, &data.spec.name, &model);
     let mut opt = AdamW::new(model.trainable().to_vec(), run.optimiser(strategy))?;
     let Some(Progress { mut step, clock, evals }) = resume(&jsonl, &ckpt, &header, &model, &mut opt)? else {
         return records::read(&jsonl);
