@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 mod common;
 
-use robustft::engine::data::files::{Split, cifar10, fashion_mnist, image_folder, other_domains};
+use robustft::engine::data::files::{Cifar, Split, cifar, cifar10, fashion_mnist, image_folder, other_domains};
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("robustft-data-{}-{name}", std::process::id()));
@@ -153,6 +153,46 @@ fn cifar10_batches_and_errors() {
     assert!(e.contains("record 1") && e.contains("10"), "{e}");
     let e = cifar10(&dir, Split::Train).unwrap_err().to_string();
     assert!(e.contains("data_batch_1.bin"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// CIFAR-100's binary format: coarse and fine label bytes before the pixels; the fine label is
+/// the class; train.bin/test.bin directly or in cifar-100-binary/; errors name file and record.
+#[test]
+fn cifar100_fine_labels_and_errors() {
+    let dir = scratch("cifar100");
+    let sub = dir.join("cifar-100-binary");
+    std::fs::create_dir_all(&sub).unwrap();
+    let rec = |coarse: u8, fine: u8, v: u8| {
+        let mut r = vec![coarse, fine];
+        r.extend(std::iter::repeat_n(v, 3072));
+        r
+    };
+    std::fs::write(
+        sub.join("test.bin"),
+        [rec(19, 99, 255), rec(4, 7, 0), rec(0, 42, 51)].concat(),
+    )
+    .unwrap();
+    std::fs::write(sub.join("train.bin"), rec(1, 3, 1)).unwrap();
+    let d = cifar(Cifar::Hundred, &dir, Split::Test).unwrap();
+    assert_eq!((d.len(), d.channels, d.size, d.classes), (3, 3, 32, 100));
+    assert_eq!(d.labels, vec![99, 7, 42]);
+    assert_eq!((d.images[0], d.images[3072], d.images[2 * 3072]), (1.0, 0.0, 0.2));
+    assert_eq!(cifar(Cifar::Hundred, &dir, Split::Train).unwrap().labels, vec![3]);
+    robustft::engine::data::files::check("cifar100", &dir).unwrap();
+    for (bytes, want) in [
+        ([rec(1, 2, 0), rec(1, 100, 0)].concat(), "fine labels 0..99 (record 1)"),
+        ([rec(20, 2, 0)].concat(), "coarse labels 0..19 (record 0)"),
+        (rec(1, 2, 0)[..3073].to_vec(), "truncated in record 0"),
+    ] {
+        std::fs::write(sub.join("test.bin"), &bytes).unwrap();
+        let e = cifar(Cifar::Hundred, &dir, Split::Test).unwrap_err().to_string();
+        assert!(e.contains("test.bin") && e.contains(want), "{want}: {e}");
+        let e = robustft::engine::data::files::check("cifar100", &dir)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "check: {e}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -345,3 +345,69 @@ fn reused_head_is_the_checkpoints() {
     assert!(r.evals[0].clean_acc > 0.6, "step-0 accuracy {}", r.evals[0].clean_acc);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// validation/configs/paper-vit-b.toml validates and plans against a folder laid out as its
+/// comment says, with google/vit-base-patch16-224-in21k's own config.json and its (older,
+/// feature-extractor style) preprocessor_config.json: ViT-B/16 exactly as the `base` preset,
+/// 1 + 2 datasets × 3 seeds × 7 strategies cells.
+#[test]
+fn paper_config_plans_on_an_in21k_style_folder() {
+    let root = std::env::temp_dir().join(format!("robustft-hf-paper-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let vit = root.join("data/vit-base-patch16-224-in21k");
+    std::fs::create_dir_all(&vit).unwrap();
+    std::fs::write(
+        vit.join("config.json"),
+        r#"{"architectures": ["ViTModel"], "attention_probs_dropout_prob": 0.0, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.0, "hidden_size": 768, "image_size": 224, "initializer_range": 0.02,
+            "intermediate_size": 3072, "layer_norm_eps": 1e-12, "model_type": "vit",
+            "num_attention_heads": 12, "num_channels": 3, "num_hidden_layers": 12, "patch_size": 16,
+            "qkv_bias": true, "transformers_version": "4.13.0.dev0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        vit.join("preprocessor_config.json"),
+        r#"{"do_normalize": true, "do_resize": true, "feature_extractor_type": "ViTFeatureExtractor",
+            "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 2, "size": 224}"#,
+    )
+    .unwrap();
+    std::fs::write(vit.join("model.safetensors"), b"").unwrap();
+    let cfg = robustft::engine::hf::read_folder(&vit).unwrap().config;
+    let base = robustft::engine::VitConfig::base();
+    assert_eq!(
+        (
+            cfg.image_size,
+            cfg.patch_size,
+            cfg.dim,
+            cfg.depth,
+            cfg.heads,
+            cfg.mlp_dim,
+            cfg.layer_norm_eps
+        ),
+        (
+            base.image_size,
+            base.patch_size,
+            base.dim,
+            base.depth,
+            base.heads,
+            base.mlp_dim,
+            base.layer_norm_eps
+        )
+    );
+    assert_eq!((cfg.hidden_act, cfg.qkv_bias), (Activation::GeluErf, true));
+    assert_eq!(cfg.normalisation(), base.normalisation());
+    let toml = Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/configs/paper-vit-b.toml");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
+        .args(["plan", "--config", toml.to_str().unwrap(), "--out", "out"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let (s, e) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{e}");
+    assert!(
+        s.contains("plan of paper-vit-b: 43 cells (1 upstream, 42 fine-tuning), 1 complete"),
+        "{s}"
+    );
+    assert!(s.contains("cifar100/ia3/seed2"), "{s}");
+    let _ = std::fs::remove_dir_all(&root);
+}

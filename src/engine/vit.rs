@@ -200,7 +200,7 @@ impl VitConfig {
             "base" => Ok(Self::base()),
             other => Err(Error::invalid(
                 "model",
-                "expected tiny, small, base or a .toml file",
+                "expected tiny, small, base, a .toml file or an HF model folder that exists",
                 other,
             )),
         }

@@ -143,6 +143,10 @@ fn read_files(kind: DataKind, data_dir: Option<&Path>, key: &str) -> Result<(Dat
             files::fashion_mnist(&dir, Split::Test)?,
         )),
         DataKind::Cifar10 => Ok((files::cifar10(&dir, Split::Train)?, files::cifar10(&dir, Split::Test)?)),
+        DataKind::Cifar100 => Ok((
+            files::cifar(files::Cifar::Hundred, &dir, Split::Train)?,
+            files::cifar(files::Cifar::Hundred, &dir, Split::Test)?,
+        )),
         DataKind::ImageFolder => {
             let (tr, te) = (dir.join("train"), dir.join("test"));
             if files::class_names(&tr)? != files::class_names(&te)? {

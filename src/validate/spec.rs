@@ -201,7 +201,7 @@ pub struct OptimizerTable {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// `synthetic`, `fashion-mnist`, `cifar10` or `image-folder`.
+    /// `synthetic`, `fashion-mnist`, `cifar10`, `cifar100` or `image-folder`.
     pub kind: DataKind,
     /// Synthetic task name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,6 +228,8 @@ pub enum DataKind {
     FashionMnist,
     /// CIFAR-10, binary batches.
     Cifar10,
+    /// CIFAR-100 (fine labels), binary `train.bin` / `test.bin`.
+    Cifar100,
     /// `train/<class>/…` and `test/<class>/…` image folders.
     ImageFolder,
     /// One folder per domain, each an image folder (DomainNet-style).
@@ -241,6 +243,7 @@ impl DataKind {
             DataKind::Synthetic => "synthetic",
             DataKind::FashionMnist => "fashion-mnist",
             DataKind::Cifar10 => "cifar10",
+            DataKind::Cifar100 => "cifar100",
             DataKind::ImageFolder => "image-folder",
             DataKind::Domains => "domains",
         }
@@ -271,6 +274,7 @@ pub fn check_source(
             Some(s.classes)
         }
         DataKind::FashionMnist | DataKind::Cifar10 => Some(10),
+        DataKind::Cifar100 => Some(100),
         DataKind::ImageFolder | DataKind::Domains => None,
     };
     if let Some(cs) = classes {

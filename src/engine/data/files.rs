@@ -136,62 +136,116 @@ pub fn fashion_mnist(dir: &Path, split: Split) -> Result<Dataset> {
     })
 }
 
-/// CIFAR-10 record size: 1 label byte + 3072 pixel bytes.
-const CIFAR_REC: usize = 1 + 3072;
+/// The two CIFAR binary formats (Krizhevsky 2009): CIFAR-10 records are 1 label byte + 3072
+/// pixel bytes in `data_batch_1.bin`…`data_batch_5.bin` and `test_batch.bin` (folder
+/// `cifar-10-batches-bin/`); CIFAR-100 records are 1 coarse-label byte, 1 fine-label byte + 3072
+/// pixel bytes in `train.bin` and `test.bin` (folder `cifar-100-binary/`). Pixels: 1024 R, 1024
+/// G, 1024 B, row-major 32×32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cifar {
+    /// CIFAR-10: 10 classes.
+    Ten,
+    /// CIFAR-100 with its 100 fine labels.
+    Hundred,
+}
 
-/// CIFAR-10's validated records of one split, batch after batch.
-fn cifar10_bytes(dir: &Path, split: Split) -> Result<Vec<u8>> {
-    let dir = if dir.join("cifar-10-batches-bin").is_dir() {
-        dir.join("cifar-10-batches-bin")
-    } else {
-        dir.to_path_buf()
-    };
-    let files: Vec<PathBuf> = match split {
-        Split::Train => (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect(),
-        Split::Test => vec![dir.join("test_batch.bin")],
-    };
+impl Cifar {
+    /// Bytes before the pixels of a record.
+    fn label_bytes(self) -> usize {
+        match self {
+            Cifar::Ten => 1,
+            Cifar::Hundred => 2,
+        }
+    }
+    /// Bytes per record.
+    fn record(self) -> usize {
+        self.label_bytes() + 3072
+    }
+    /// Classes (fine labels for CIFAR-100).
+    pub fn classes(self) -> usize {
+        match self {
+            Cifar::Ten => 10,
+            Cifar::Hundred => 100,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Cifar::Ten => "cifar10",
+            Cifar::Hundred => "cifar100",
+        }
+    }
+    /// The batch files of a split in `dir` (or in the archive's own subfolder).
+    fn files(self, dir: &Path, split: Split) -> Vec<PathBuf> {
+        let sub = match self {
+            Cifar::Ten => "cifar-10-batches-bin",
+            Cifar::Hundred => "cifar-100-binary",
+        };
+        let dir = if dir.join(sub).is_dir() {
+            dir.join(sub)
+        } else {
+            dir.to_path_buf()
+        };
+        match (self, split) {
+            (Cifar::Ten, Split::Train) => (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect(),
+            (Cifar::Ten, Split::Test) => vec![dir.join("test_batch.bin")],
+            (Cifar::Hundred, Split::Train) => vec![dir.join("train.bin")],
+            (Cifar::Hundred, Split::Test) => vec![dir.join("test.bin")],
+        }
+    }
+}
+
+/// The validated records of one split of a CIFAR dataset, file after file: whole records, and
+/// labels in range (CIFAR-100: coarse < 20, fine < 100). Errors name the file and the record.
+fn cifar_bytes(kind: Cifar, dir: &Path, split: Split) -> Result<Vec<u8>> {
+    let rec = kind.record();
     let mut all = Vec::new();
-    for f in &files {
+    for f in &kind.files(dir, split) {
         let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
-        if bytes.is_empty() || !bytes.len().is_multiple_of(CIFAR_REC) {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(rec) {
             return Err(bad(
                 f,
-                format!("whole records of {CIFAR_REC} bytes"),
-                format!("{} bytes: truncated in record {}", bytes.len(), bytes.len() / CIFAR_REC),
+                format!("whole records of {rec} bytes"),
+                format!("{} bytes: truncated in record {}", bytes.len(), bytes.len() / rec),
             ));
         }
-        if let Some((i, rec)) = bytes.chunks(CIFAR_REC).enumerate().find(|(_, r)| r[0] >= 10) {
-            return Err(bad(f, format!("labels 0..9 (record {i})"), rec[0]));
+        let limits: &[(usize, u8, &str)] = match kind {
+            Cifar::Ten => &[(0, 10, "labels 0..9")],
+            Cifar::Hundred => &[(0, 20, "coarse labels 0..19"), (1, 100, "fine labels 0..99")],
+        };
+        for &(at, limit, what) in limits {
+            if let Some((i, r)) = bytes.chunks(rec).enumerate().find(|(_, r)| r[at] >= limit) {
+                return Err(bad(f, format!("{what} (record {i})"), r[at]));
+            }
         }
         all.extend(bytes);
     }
     Ok(all)
 }
 
-/// CIFAR-10 binary batches (Krizhevsky 2009): records of 1 label byte + 3072 pixel bytes
-/// (1024 R, 1024 G, 1024 B, row-major 32×32). `dir` holds `data_batch_1.bin`…`data_batch_5.bin`
-/// and `test_batch.bin` (directly or in `cifar-10-batches-bin/`).
-pub fn cifar10(dir: &Path, split: Split) -> Result<Dataset> {
-    let bytes = cifar10_bytes(dir, split)?;
+/// A CIFAR dataset's split from its binary files in `dir` ([`Cifar`]); CIFAR-100 by fine label.
+pub fn cifar(kind: Cifar, dir: &Path, split: Split) -> Result<Dataset> {
+    let bytes = cifar_bytes(kind, dir, split)?;
+    let (rec, skip) = (kind.record(), kind.label_bytes());
     let mut images = Vec::with_capacity(bytes.len());
-    let mut labels = Vec::with_capacity(bytes.len() / CIFAR_REC);
-    for rec in bytes.chunks(CIFAR_REC) {
-        labels.push(rec[0] as u32);
-        images.extend(rec[1..].iter().map(|&p| p as f32 / 255.0));
+    let mut labels = Vec::with_capacity(bytes.len() / rec);
+    for r in bytes.chunks(rec) {
+        labels.push(r[skip - 1] as u32);
+        images.extend(r[skip..].iter().map(|&p| p as f32 / 255.0));
     }
-    let name = if split == Split::Train {
-        "cifar10-train"
-    } else {
-        "cifar10-test"
-    };
+    let part = if split == Split::Train { "train" } else { "test" };
     Ok(Dataset {
-        name: name.into(),
+        name: format!("{}-{part}", kind.name()),
         images,
         labels,
         channels: 3,
         size: 32,
-        classes: 10,
+        classes: kind.classes(),
     })
+}
+
+/// CIFAR-10 ([`cifar`] with [`Cifar::Ten`]).
+pub fn cifar10(dir: &Path, split: Split) -> Result<Dataset> {
+    cifar(Cifar::Ten, dir, split)
 }
 
 /// Validates both splits of a file dataset of `kind` in `dir` without converting any pixel:
@@ -205,9 +259,10 @@ pub fn check(kind: &str, dir: &Path) -> Result<()> {
                 fashion_mnist_bytes(dir, split)?;
             }
         }
-        "cifar10" => {
+        "cifar10" | "cifar100" => {
+            let kind = if kind == "cifar10" { Cifar::Ten } else { Cifar::Hundred };
             for split in [Split::Train, Split::Test] {
-                cifar10_bytes(dir, split)?;
+                cifar_bytes(kind, dir, split)?;
             }
         }
         "image-folder" => {

@@ -98,7 +98,7 @@ pub struct AttackSpec {
 pub struct DatasetSpec {
     /// Folder name in the output and label in reports.
     pub name: String,
-    /// `synthetic`, `fashion-mnist`, `cifar10`, `image-folder` or `domains`.
+    /// `synthetic`, `fashion-mnist`, `cifar10`, `cifar100`, `image-folder` or `domains`.
     pub kind: DataKind,
     /// Synthetic task name (`synthetic-simple`, `synthetic-complex`).
     #[serde(default)]
