@@ -314,6 +314,85 @@ pub fn canonical_key(key: &str) -> String {
     format!("encoder.layer.{n}.{tail}")
 }
 
+/// Writes `config.json` and `preprocessor_config.json` for `cfg` into `dir` (created), as
+/// `save_pretrained` lays them out for a `ViTForImageClassification` with `labels`: reading the
+/// folder back gives `cfg` ([`read_folder`], once `model.safetensors` is beside them). The
+/// processor rescales by 1/255 and normalises with the model's mean and std.
+pub fn write_config(dir: &Path, cfg: &VitConfig, labels: &[String]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let id2label: serde_json::Map<String, Value> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i.to_string(), Value::from(l.as_str())))
+        .collect();
+    let label2id: serde_json::Map<String, Value> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.clone(), Value::from(i)))
+        .collect();
+    let config = serde_json::json!({
+        "architectures": ["ViTForImageClassification"],
+        "model_type": "vit",
+        "hidden_size": cfg.dim,
+        "num_hidden_layers": cfg.depth,
+        "num_attention_heads": cfg.heads,
+        "intermediate_size": cfg.mlp_dim,
+        "hidden_act": cfg.hidden_act.hf_name(),
+        "layer_norm_eps": cfg.layer_norm_eps,
+        "image_size": cfg.image_size,
+        "patch_size": cfg.patch_size,
+        "num_channels": cfg.channels,
+        "qkv_bias": cfg.qkv_bias,
+        "encoder_stride": cfg.patch_size,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "initializer_range": 0.02,
+        "id2label": id2label,
+        "label2id": label2id,
+    });
+    let (mean, std) = cfg.normalisation();
+    let processor = serde_json::json!({
+        "image_processor_type": "ViTImageProcessor",
+        "do_resize": true,
+        "size": {"height": cfg.image_size, "width": cfg.image_size},
+        "resample": 2,
+        "do_rescale": true,
+        "rescale_factor": 1.0 / 255.0,
+        "do_normalize": true,
+        "image_mean": mean,
+        "image_std": std,
+    });
+    for (name, v) in [("config.json", config), ("preprocessor_config.json", processor)] {
+        let text = serde_json::to_string_pretty(&v).expect("serialises");
+        crate::plot::write_atomic(&dir.join(name), text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The transformers 5 in-memory name of an engine key (the inverse of [`canonical_key`], with
+/// the `vit.` prefix of a `ViTForImageClassification`; the head keeps its name).
+pub fn new_layout_key(key: &str) -> String {
+    if key.starts_with("classifier.") {
+        return key.to_string();
+    }
+    let Some(rest) = key.strip_prefix("encoder.layer.") else {
+        return format!("vit.{key}");
+    };
+    let (n, tail) = rest.split_once('.').unwrap_or((rest, ""));
+    let tail = [
+        ("attention.attention.query.", "attention.q_proj."),
+        ("attention.attention.key.", "attention.k_proj."),
+        ("attention.attention.value.", "attention.v_proj."),
+        ("attention.output.dense.", "attention.o_proj."),
+        ("intermediate.dense.", "mlp.fc1."),
+        ("output.dense.", "mlp.fc2."),
+    ]
+    .iter()
+    .find_map(|(old, new)| tail.strip_prefix(old).map(|t| format!("{new}{t}")))
+    .unwrap_or_else(|| tail.to_string());
+    format!("vit.layers.{n}.{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +433,9 @@ mod tests {
             ("classifier.weight", "classifier.weight"),
         ] {
             assert_eq!(canonical_key(new), old, "{new}");
+            if new.starts_with("vit.layers.") || new == "classifier.weight" {
+                assert_eq!(new_layout_key(old), new, "{old}");
+            }
         }
     }
 }

@@ -102,6 +102,17 @@ impl Activation {
         })
     }
 
+    /// The name an HF config gives this activation (`hidden_act`).
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            Activation::GeluErf => "gelu",
+            Activation::GeluTanh => "gelu_pytorch_tanh",
+            Activation::QuickGelu => "quick_gelu",
+            Activation::Relu => "relu",
+            Activation::Silu => "silu",
+        }
+    }
+
     /// The HF `hidden_act` names this engine computes exactly.
     pub const HF_NAMES: &'static str =
         "gelu, gelu_python, gelu_new, gelu_pytorch_tanh, gelu_fast, quick_gelu, relu, silu, swish";
