@@ -289,6 +289,17 @@ pub fn read_folder(dir: &Path) -> Result<HfFolder> {
     })
 }
 
+/// Within a layer: (original name, transformers 5 in-memory name), as transformers'
+/// `conversion_mapping.py` renames `ViTModel` weights (`layers.N.` for `encoder.layer.N.`).
+const RENAMES: [(&str, &str); 6] = [
+    ("attention.attention.query.", "attention.q_proj."),
+    ("attention.attention.key.", "attention.k_proj."),
+    ("attention.attention.value.", "attention.v_proj."),
+    ("attention.output.dense.", "attention.o_proj."),
+    ("intermediate.dense.", "mlp.fc1."),
+    ("output.dense.", "mlp.fc2."),
+];
+
 /// A tensor key in the engine's layout (HF's original one, `vit.` prefix dropped): transformers
 /// 5's in-memory names (`layers.N.attention.q_proj`, `…o_proj`, `mlp.fc1`, `mlp.fc2`) are
 /// mapped back as its `conversion_mapping.py` maps the original ones forward.
@@ -300,17 +311,10 @@ pub fn canonical_key(key: &str) -> String {
     let Some((n, tail)) = rest.split_once('.') else {
         return k.to_string();
     };
-    let tail = [
-        ("attention.q_proj.", "attention.attention.query."),
-        ("attention.k_proj.", "attention.attention.key."),
-        ("attention.v_proj.", "attention.attention.value."),
-        ("attention.o_proj.", "attention.output.dense."),
-        ("mlp.fc1.", "intermediate.dense."),
-        ("mlp.fc2.", "output.dense."),
-    ]
-    .iter()
-    .find_map(|(new, old)| tail.strip_prefix(new).map(|t| format!("{old}{t}")))
-    .unwrap_or_else(|| tail.to_string());
+    let tail = RENAMES
+        .iter()
+        .find_map(|(old, new)| tail.strip_prefix(new).map(|t| format!("{old}{t}")))
+        .unwrap_or_else(|| tail.to_string());
     format!("encoder.layer.{n}.{tail}")
 }
 
@@ -379,17 +383,10 @@ pub fn new_layout_key(key: &str) -> String {
         return format!("vit.{key}");
     };
     let (n, tail) = rest.split_once('.').unwrap_or((rest, ""));
-    let tail = [
-        ("attention.attention.query.", "attention.q_proj."),
-        ("attention.attention.key.", "attention.k_proj."),
-        ("attention.attention.value.", "attention.v_proj."),
-        ("attention.output.dense.", "attention.o_proj."),
-        ("intermediate.dense.", "mlp.fc1."),
-        ("output.dense.", "mlp.fc2."),
-    ]
-    .iter()
-    .find_map(|(old, new)| tail.strip_prefix(old).map(|t| format!("{new}{t}")))
-    .unwrap_or_else(|| tail.to_string());
+    let tail = RENAMES
+        .iter()
+        .find_map(|(old, new)| tail.strip_prefix(old).map(|t| format!("{new}{t}")))
+        .unwrap_or_else(|| tail.to_string());
     format!("vit.layers.{n}.{tail}")
 }
 
