@@ -81,7 +81,9 @@ fn cells_run_in_any_order_reproduce_the_whole_run() {
         w => panic!("{w:?}"),
     }
     match &plan.cells[0].work {
-        Work::Upstream { checkpoint } => assert!(checkpoint.starts_with("upstream"), "{checkpoint:?}"),
+        Work::Upstream { checkpoint, configured } => {
+            assert!(checkpoint.starts_with("upstream") && !configured, "{checkpoint:?}")
+        }
         w => panic!("{w:?}"),
     }
 

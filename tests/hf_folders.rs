@@ -409,6 +409,17 @@ fn paper_config_plans_on_an_in21k_style_folder() {
         "{s}"
     );
     assert!(s.contains("cifar100/ia3/seed2"), "{s}");
+    // A configured checkpoint is a complete upstream cell for status too (no sidecar needed).
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
+        .args(["status", "out"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        s.contains("upstream: done") && s.contains("cells: 1 done, 0 running, 0 stopped, 42 missing of 43"),
+        "{s}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 

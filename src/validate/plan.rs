@@ -31,6 +31,10 @@ pub enum Work {
     Upstream {
         /// The checkpoint (relative to the run folder when inside it).
         checkpoint: PathBuf,
+        /// The configuration names it (`checkpoint = …`): nothing to pretrain, complete when it
+        /// exists.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        configured: bool,
     },
     /// Fine-tune one (dataset, strategy, seed) from the upstream checkpoint.
     FineTune {
@@ -118,7 +122,7 @@ impl Plan {
         s += "  cell  work                                      state     output\n";
         for c in &self.cells {
             let out = match &c.work {
-                Work::Upstream { checkpoint } => checkpoint,
+                Work::Upstream { checkpoint, .. } => checkpoint,
                 Work::FineTune { record, .. } => record,
             };
             s += &format!(
@@ -165,10 +169,17 @@ pub fn plan(run: &ValidRun, out: &Path) -> Result<Plan> {
     let hash = records::config_hash(&serde_json::to_value(&run.config).expect("config serialises"));
     let last = *run.eval_steps.last().expect("validated non-empty");
     let (checkpoint, up_done) = super::upstream::upstream_checkpoint(run, out)?;
+    // A configured checkpoint is named relative to where `validate` runs: keep it absolute, so
+    // the plan means the same from anywhere (`status` reads it against the run folder).
+    let checkpoint = match run.config.checkpoint {
+        Some(_) => std::path::absolute(&checkpoint).map_err(|e| Error::io(&checkpoint, e))?,
+        None => checkpoint,
+    };
     let mut cells = vec![Cell {
         index: 0,
         work: Work::Upstream {
             checkpoint: relative(&checkpoint, out),
+            configured: run.config.checkpoint.is_some(),
         },
         complete: up_done,
     }];
@@ -253,9 +264,10 @@ pub fn status(dir: &Path) -> Result<Vec<(Cell, State)>> {
     let mut out = Vec::with_capacity(plan.cells.len());
     for c in plan.cells {
         let (done, started) = match &c.work {
-            Work::Upstream { checkpoint } => {
+            Work::Upstream { checkpoint, configured } => {
                 let path = dir.join(checkpoint);
-                (path.exists() && path.with_extension("json").exists(), false)
+                let sidecar = *configured || path.with_extension("json").exists();
+                (path.exists() && sidecar, false)
             }
             Work::FineTune { record, .. } => {
                 let jsonl = dir.join(record);
