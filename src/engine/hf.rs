@@ -56,27 +56,23 @@ fn read_json(path: &Path) -> Result<serde_json::Map<String, Value>> {
     }
 }
 
+/// `v` as a positive integer, or an error naming `key`.
+fn positive(v: &Value, path: &Path, key: &str) -> Result<usize> {
+    v.as_u64()
+        .filter(|n| *n > 0)
+        .map(|n| n as usize)
+        .ok_or_else(|| bad(path, key, format!("expected a positive integer, got {v}")))
+}
+
 /// A positive integer at `key`, or `default` when absent.
 fn count(m: &serde_json::Map<String, Value>, path: &Path, key: &str, default: usize) -> Result<usize> {
-    match m.get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .as_u64()
-            .filter(|n| *n > 0)
-            .map(|n| n as usize)
-            .ok_or_else(|| bad(path, key, format!("expected a positive integer, got {v}"))),
-    }
+    m.get(key).map_or(Ok(default), |v| positive(v, path, key))
 }
 
 /// A side in pixels: an integer, or a `[h, w]` pair with h = w.
 fn side(m: &serde_json::Map<String, Value>, path: &Path, key: &str, default: usize) -> Result<usize> {
     match m.get(key) {
-        Some(Value::Array(a)) if a.len() == 2 && a[0] == a[1] => count(
-            &serde_json::Map::from_iter([(key.to_string(), a[0].clone())]),
-            path,
-            key,
-            default,
-        ),
+        Some(Value::Array(a)) if a.len() == 2 && a[0] == a[1] => positive(&a[0], path, key),
         Some(Value::Array(a)) => Err(bad(path, key, format!("only square sizes are supported, got {a:?}"))),
         _ => count(m, path, key, default),
     }

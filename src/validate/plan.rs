@@ -151,15 +151,9 @@ fn records_complete(jsonl: &Path, hash: &str, last: u64) -> Result<bool> {
     }
     let r = records::read(jsonl)?;
     if r.header.config_hash != hash {
-        return Err(Error::Config {
-            path: jsonl.to_path_buf(),
-            message: format!(
-                "holds a run with another configuration (hash {} vs {hash}); choose another output folder",
-                r.header.config_hash
-            ),
-        });
+        return Err(super::runner::foreign(jsonl, &r.header.config_hash, hash));
     }
-    Ok(r.evals.last().map(|e| e.step) == Some(last))
+    Ok(super::runner::finished(&r, last))
 }
 
 /// The plan of `run` in `out`, each cell marked complete or not from the files there. Loads

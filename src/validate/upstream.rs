@@ -233,49 +233,48 @@ fn configured(run: &ValidRun) -> Option<Upstream> {
     })
 }
 
-/// The upstream checkpoint of `run` in `out` and whether it is complete (configured, or
-/// pretrained with its sidecar), without pretraining anything. Loads the upstream data when it
-/// is real, to fingerprint it.
-pub fn upstream_checkpoint(run: &ValidRun, out: &Path) -> Result<(PathBuf, bool)> {
+/// The upstream backbone when it is already there (configured, or cached in `out` with its
+/// sidecar), else the upstream data and the path pretraining would write. Loads the upstream
+/// data when it is real (its fingerprint names the cache).
+fn cached(run: &ValidRun, out: &Path) -> Result<std::result::Result<Upstream, (UpstreamData, PathBuf)>> {
     if let Some(up) = configured(run) {
-        return Ok((up.path, true));
+        return Ok(Ok(up));
     }
-    let path = cache_path(run, out, &upstream_data(run)?);
-    let done = read_sidecar(&path).is_some();
-    Ok((path, done))
+    let data = upstream_data(run)?;
+    let path = cache_path(run, out, &data);
+    Ok(match read_sidecar(&path) {
+        Some(info) => Ok(Upstream {
+            path,
+            info: Some(info),
+            reference: Some(data.held_out),
+        }),
+        None => Err((data, path)),
+    })
+}
+
+/// The upstream checkpoint of `run` in `out` and whether it is complete (configured, or
+/// pretrained with its sidecar), without pretraining anything.
+pub fn upstream_checkpoint(run: &ValidRun, out: &Path) -> Result<(PathBuf, bool)> {
+    Ok(match cached(run, out)? {
+        Ok(up) => (up.path, true),
+        Err((_, path)) => (path, false),
+    })
 }
 
 /// The upstream backbone when it is already there (configured, or pretrained into `out` by an
 /// earlier run or by the upstream cell of a sweep), else None. Never pretrains.
 pub fn existing_upstream(run: &ValidRun, out: &Path) -> Result<Option<Upstream>> {
-    if let Some(up) = configured(run) {
-        return Ok(Some(up));
-    }
-    let data = upstream_data(run)?;
-    let path = cache_path(run, out, &data);
-    Ok(read_sidecar(&path).map(|info| Upstream {
-        path,
-        info: Some(info),
-        reference: Some(data.held_out),
-    }))
+    Ok(cached(run, out)?.ok())
 }
 
 /// The upstream checkpoint: the configured one, or one pretrained into `out/upstream/` (reused
 /// when a checkpoint with the same content hash and its sidecar are already there). Pretraining
 /// is deterministic, so a cache hit and a recomputation give the same backbone.
 pub fn upstream(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Result<Upstream> {
-    if let Some(up) = configured(run) {
-        return Ok(up);
-    }
-    let data = upstream_data(run)?;
-    let path = cache_path(run, out, &data);
-    if let Some(info) = read_sidecar(&path) {
-        return Ok(Upstream {
-            path,
-            info: Some(info),
-            reference: Some(data.held_out),
-        });
-    }
+    let (data, path) = match cached(run, out)? {
+        Ok(up) => return Ok(up),
+        Err(missing) => missing,
+    };
     let pc = synthetic_config(run);
     let report = pretrain_or_measure(run, &pc, &data, &path, device, quiet)?;
     let info = upstream_info(run, &pc, &data, &report, &path)?;

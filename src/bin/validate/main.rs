@@ -103,14 +103,15 @@ fn plan(args: ConfigArgs, json: bool) -> Outcome {
 /// `validate slurm`.
 fn slurm(args: ConfigArgs, opts: &robustft::validate::slurm::SlurmOptions) -> Outcome {
     use robustft::validate::slurm::ConfigSource;
-    let source = match (&args.config, &args.preset) {
-        (Some(p), _) => {
-            ConfigSource::File(std::path::absolute(p).map_err(|e| Failure::Input(format!("{}: {e}", p.display())))?)
-        }
-        (None, Some(n)) => ConfigSource::Preset(n.clone()),
-        (None, None) => ConfigSource::Preset(String::new()),
-    };
+    let (file, preset) = (args.config.clone(), args.preset.clone());
     let (cfg, out) = load_config(args).input()?;
+    // load_config has refused a call naming neither.
+    let source = match (file, preset) {
+        (Some(p), _) => {
+            ConfigSource::File(std::path::absolute(&p).map_err(|e| Failure::Input(format!("{}: {e}", p.display())))?)
+        }
+        (None, p) => ConfigSource::Preset(p.expect("--config or --preset")),
+    };
     let bin = std::env::current_exe().map_err(|e| Failure::Run(format!("cannot tell this binary's path: {e}")))?;
     let done = robustft::validate::slurm::submit(&cfg, &source, &out, opts, &bin).running()?;
     Ok(done.summary(&std::path::absolute(&out).unwrap_or(out)))

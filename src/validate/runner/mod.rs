@@ -34,6 +34,7 @@ use crate::error::{Error, Result};
 use evaluate::{evaluate, record};
 pub use resume::preflight;
 use resume::{Progress, crash_point, resume, save_checkpoint};
+pub(crate) use resume::{finished, foreign};
 pub(crate) use trainer::Trainer;
 
 /// Whether stderr is a terminal.
@@ -388,7 +389,7 @@ pub fn run_cell(run: &ValidRun, out: &Path, index: usize, device: &Device, quiet
             let _cell = RunLock::acquire_cell(&jsonl)?;
             let up = super::upstream::existing_upstream(run, out)?.ok_or_else(|| {
                 Error::Config {
-                    path: out.join(plan.cells[0].work.label()),
+                    path: out.join("upstream"),
                     message: "holds no upstream checkpoint yet: run the upstream cell first \
                               (`validate run … --cell 0`; `validate slurm` orders them)"
                         .into(),

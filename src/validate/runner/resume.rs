@@ -44,7 +44,7 @@ pub(super) fn resume(
     if old.header.config_hash != header.config_hash {
         return Err(foreign(jsonl, &old.header.config_hash, &header.config_hash));
     }
-    if old.evals.last().map(|e| e.step) == header.eval_steps.last().copied() {
+    if header.eval_steps.last().is_some_and(|&l| finished(&old, l)) {
         return Ok(None);
     }
     if ckpt.exists() {
@@ -101,7 +101,7 @@ pub fn preflight(run: &ValidRun, out: &Path) -> Result<()> {
                 if old.header.config_hash != hash {
                     return Err(foreign(&jsonl, &old.header.config_hash, &hash));
                 }
-                if old.evals.last().map(|e| e.step) != last && ckpt.exists() {
+                if !last.is_some_and(|l| finished(&old, l)) && ckpt.exists() {
                     read_checkpoint(&ckpt, &Device::Cpu)?;
                 }
             }
@@ -110,8 +110,13 @@ pub fn preflight(run: &ValidRun, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether records reach the schedule's `last` step: the run is complete (whoever wrote it).
+pub(crate) fn finished(r: &records::RunRecords, last: u64) -> bool {
+    r.evals.last().map(|e| e.step) == Some(last)
+}
+
 /// The error for records written by another configuration.
-fn foreign(jsonl: &Path, theirs: &str, ours: &str) -> Error {
+pub(crate) fn foreign(jsonl: &Path, theirs: &str, ours: &str) -> Error {
     Error::Config {
         path: jsonl.to_path_buf(),
         message: format!(
