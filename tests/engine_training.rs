@@ -317,6 +317,42 @@ fn bench_json_fields() {
     assert_eq!(v["batch"], 8);
 }
 
+/// `validate bench --config`: the configuration's model, batch and strategies are timed and each
+/// cell's expected time follows (JSON: one `cell` object per dataset × strategy); a strategy the
+/// configuration lacks, or `--model` beside `--config`, is refused (exit 2).
+#[test]
+fn bench_config_estimates_its_cells() {
+    let smoke = concat!(env!("CARGO_MANIFEST_DIR"), "/validation/configs/smoke.toml");
+    let bench = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_validate"))
+            .args(["bench", "--config", smoke, "--reps", "1"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = bench(&["--strategy", "lora", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // The timing row: smoke's tiny model at smoke's batch 16; then one cell (one dataset).
+    assert_eq!(
+        (lines[0]["model"].as_str(), lines[0]["batch"].as_u64()),
+        (Some("tiny"), Some(16))
+    );
+    assert_eq!(lines.len(), 2, "{text}");
+    let cell = &lines[1];
+    assert_eq!(
+        (cell["cell"]["dataset"].as_str(), cell["cell"]["strategy"].as_str()),
+        (Some("simple"), Some("lora"))
+    );
+    let (min, max) = (cell["min_s"].as_f64().unwrap(), cell["max_s"].as_f64().unwrap());
+    assert!(0.0 < min && min < max, "{text}");
+    let out = bench(&["--strategy", "full"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("linear_probe, lora, bitfit"));
+    assert_eq!(bench(&["--model", "tiny"]).status.code(), Some(2));
+}
+
 /// The data-parallel step combines chunk gradients with weights n_i/n: after one step from the
 /// same start, parameters agree with the single-batch step to rounding (f64), for an uneven split.
 #[test]

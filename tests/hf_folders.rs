@@ -348,7 +348,8 @@ fn reused_head_is_the_checkpoints() {
 
 /// validation/configs/paper-vit-b.toml validates and plans against a folder laid out as its
 /// comment says, with google/vit-base-patch16-224-in21k's own config.json and its (older,
-/// feature-extractor style) preprocessor_config.json: ViT-B/16 exactly as the `base` preset,
+/// feature-extractor style) preprocessor_config.json (copies in
+/// validation/reference/vit-base-patch16-224-in21k/): ViT-B/16 exactly as the `base` preset,
 /// 1 + 2 datasets × 3 seeds × 7 strategies cells.
 #[test]
 fn paper_config_plans_on_an_in21k_style_folder() {
@@ -356,21 +357,10 @@ fn paper_config_plans_on_an_in21k_style_folder() {
     let _ = std::fs::remove_dir_all(&root);
     let vit = root.join("data/vit-base-patch16-224-in21k");
     std::fs::create_dir_all(&vit).unwrap();
-    std::fs::write(
-        vit.join("config.json"),
-        r#"{"architectures": ["ViTModel"], "attention_probs_dropout_prob": 0.0, "hidden_act": "gelu",
-            "hidden_dropout_prob": 0.0, "hidden_size": 768, "image_size": 224, "initializer_range": 0.02,
-            "intermediate_size": 3072, "layer_norm_eps": 1e-12, "model_type": "vit",
-            "num_attention_heads": 12, "num_channels": 3, "num_hidden_layers": 12, "patch_size": 16,
-            "qkv_bias": true, "transformers_version": "4.13.0.dev0"}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        vit.join("preprocessor_config.json"),
-        r#"{"do_normalize": true, "do_resize": true, "feature_extractor_type": "ViTFeatureExtractor",
-            "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 2, "size": 224}"#,
-    )
-    .unwrap();
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/reference/vit-base-patch16-224-in21k");
+    for f in ["config.json", "preprocessor_config.json"] {
+        std::fs::copy(reference.join(f), vit.join(f)).unwrap();
+    }
     std::fs::write(vit.join("model.safetensors"), b"").unwrap();
     let cfg = robustft::engine::hf::read_folder(&vit).unwrap().config;
     let base = robustft::engine::VitConfig::base();
@@ -503,5 +493,115 @@ fn folders_written_from_rust_round_trip_every_option() {
         }
     }
     assert_eq!(n, 40);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// CIFAR binary files with a class signal: each class a colour, plus noise (CIFAR-10:
+/// `cifar-10-batches-bin/` with five train batches; CIFAR-100: `cifar-100-binary/`, coarse label
+/// = fine / 5).
+fn write_cifar(data: &Path, hundred: bool, train_per_file: usize, test: usize) {
+    let classes = if hundred { 100 } else { 10 };
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut byte = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 56) as u8
+    };
+    let mut records = |n: usize| -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let class = (i % classes) as u8;
+            if hundred {
+                out.push(class / 5);
+            }
+            out.push(class);
+            for c in 0..3u8 {
+                let level = class.wrapping_mul(37).wrapping_add(c * 85) / 2 + 32;
+                for _ in 0..1024 {
+                    out.push(level.saturating_add(byte() / 8));
+                }
+            }
+        }
+        out
+    };
+    let (dir, train, test_name) = if hundred {
+        (data.join("cifar-100-binary"), vec!["train.bin".to_string()], "test.bin")
+    } else {
+        (
+            data.join("cifar-10-batches-bin"),
+            (1..=5).map(|i| format!("data_batch_{i}.bin")).collect(),
+            "test_batch.bin",
+        )
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in train {
+        std::fs::write(dir.join(f), records(train_per_file)).unwrap();
+    }
+    std::fs::write(dir.join(test_name), records(test)).unwrap();
+}
+
+/// The CPU dry run of validation/configs/paper-vit-b.toml (issue 19): the file itself, with only
+/// the sizes changed (steps, batch, images), on the layout its comment asks for — a tiny HF folder
+/// (the erf-half fixture: erf GELU, q/k/v biases, mean = std = 0.5, like in21k) in place of ViT-B,
+/// generated CIFAR-10 and CIFAR-100 binary files in place of the real ones. Every cell runs
+/// (2 datasets × 3 seeds × 7 strategies), each evaluated at the paper schedule's steps with the
+/// config's four radii, then report, verdict and compare.
+#[test]
+fn paper_config_runs_end_to_end_at_toy_size() {
+    let root = std::env::temp_dir().join(format!("robustft-hf-paper-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let vit = root.join("data/vit-base-patch16-224-in21k");
+    std::fs::create_dir_all(&vit).unwrap();
+    for f in ["config.json", "preprocessor_config.json", "model.safetensors"] {
+        std::fs::copy(fixture("erf-half").join(f), vit.join(f)).unwrap();
+    }
+    write_cifar(&root.join("data"), false, 20, 60);
+    write_cifar(&root.join("data"), true, 200, 120);
+    let toml = Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/configs/paper-vit-b.toml");
+    let mut text = std::fs::read_to_string(toml).unwrap();
+    for (from, to, count) in [
+        ("max_steps = 12000\n", "max_steps = 100\n", 1),
+        ("batch_size = 128\n", "batch_size = 16\n", 1),
+        ("eval_subset = 1000\n", "eval_subset = 24\n", 1),
+        ("train_images = 10000\n", "train_images = 64\n", 2),
+    ] {
+        assert_eq!(text.matches(from).count(), count, "{from}");
+        text = text.replace(from, to);
+    }
+    std::fs::write(root.join("paper-toy.toml"), &text).unwrap();
+    let o = common::validate_command(Path::new("paper-toy.toml"), Path::new("out"))
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let (s, e) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{e}");
+    assert!(!e.contains("warning"), "{e}");
+    for ds in ["cifar10", "cifar100"] {
+        for st in ["full", "linear_probe", "lora", "adapter", "compacter", "bitfit", "ia3"] {
+            for seed in 0..3 {
+                let path = root.join(format!("out/{ds}/{st}/seed{seed}.jsonl"));
+                let r = robustft::validate::records::read(&path).unwrap();
+                assert_eq!(r.header.new_head, Some(true));
+                assert_eq!(r.evals.iter().map(|e| e.step).collect::<Vec<_>>(), [50, 100]);
+                for ev in &r.evals {
+                    assert_eq!(ev.n_eval, 24, "{}", path.display());
+                    assert_eq!(ev.robust.len(), 4, "{}", path.display());
+                }
+            }
+        }
+    }
+    assert!(s.contains("run paper-vit-b finished"), "{s}");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
+        .args(["compare", "out"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let (s, e) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{e}");
+    assert!(
+        s.contains("cifar10") && s.contains("cifar100") && s.contains("Spearman"),
+        "{s}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod compare;
 pub mod config;
 pub mod data;
+pub mod estimate;
 pub mod lock;
 pub mod plan;
 pub mod records;

@@ -158,34 +158,9 @@ pub enum Cmd {
         #[arg(long)]
         device: Option<String>,
     },
-    /// Time train steps, eval batches and PGD-15 per strategy.
-    Bench {
-        /// tiny, small, base, or a TOML file with a custom size.
-        #[arg(long, default_value = "tiny")]
-        model: String,
-        /// A strategy or `all`.
-        #[arg(long, default_value = "all")]
-        strategy: String,
-        /// Batch size.
-        #[arg(long, default_value_t = 128)]
-        batch_size: usize,
-        /// Timed repetitions (median).
-        #[arg(long, default_value_t = 5)]
-        reps: usize,
-        /// Element type of model and data.
-        #[arg(long, value_enum, default_value_t = Dtype::F32)]
-        dtype: Dtype,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// cpu, cuda or cuda:N.
-        #[arg(long)]
-        device: Option<String>,
-        /// Also run the PyTorch peer (default validation/peer/vit_bench.py; validation/gpu/peer_bench.py
-        /// on a GPU) in the same run and print the ratios.
-        #[arg(long, value_name = "SCRIPT", num_args = 0..=1, default_missing_value = "validation/peer/vit_bench.py")]
-        peer: Option<PathBuf>,
-    },
+    /// Time train steps, eval batches and PGD-15 per strategy; with --config, also the expected
+    /// time of each cell of that configuration on this machine.
+    Bench(BenchArgs),
 }
 
 /// `validate slurm`'s resources and limits (see `robustft::validate::slurm::SlurmOptions`).
@@ -230,4 +205,39 @@ impl From<SlurmArgs> for robustft::validate::slurm::SlurmOptions {
             dry_run: a.dry_run,
         }
     }
+}
+
+/// `validate bench`'s options.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// tiny, small, base, an HF model folder or a TOML file with a custom size (default tiny;
+    /// with --config, the configuration's model).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// A strategy or `all` (with --config: all of the configuration's).
+    #[arg(long, default_value = "all")]
+    pub strategy: String,
+    /// Batch size (default 128; with --config, the configuration's).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Timed repetitions (median).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Element type of model and data.
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Also run the PyTorch peer (default validation/peer/vit_bench.py; validation/gpu/peer_bench.py
+    /// on a GPU) in the same run and print the ratios.
+    #[arg(long, value_name = "SCRIPT", num_args = 0..=1, default_missing_value = "validation/peer/vit_bench.py")]
+    pub peer: Option<PathBuf>,
+    /// A run configuration: time its model at its batch size and print the expected time of each
+    /// of its cells on this machine (training steps, evaluations, radii, OOD).
+    #[arg(long, conflicts_with = "model")]
+    pub config: Option<PathBuf>,
 }

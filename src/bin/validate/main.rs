@@ -24,7 +24,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod args;
 
-use args::{Cli, Cmd, ConfigArgs};
+use args::{BenchArgs, Cli, Cmd, ConfigArgs};
 
 /// The answer of `validate inspect` (fields in this order).
 #[derive(serde::Serialize)]
@@ -53,6 +53,9 @@ fn load_config(args: ConfigArgs) -> robustft::Result<(robustft::validate::ValidR
     };
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.config.name));
     robustft::cli::check_out_dir(&out)?;
+    if let Some(w) = cfg.short_schedule() {
+        eprintln!("warning: {w}");
+    }
     // The data and checkpoint checks are made by the job itself, before it writes anything
     // (validate::check_inputs; refused errors exit 2).
     Ok((cfg, out))
@@ -187,16 +190,7 @@ fn main() -> ExitCode {
             out,
             device,
         }) => pick(&device).and_then(|d| pretrain_cmd(&model, &task, steps, batch_size, lr, seed, &out, &d)),
-        Some(Cmd::Bench {
-            model,
-            strategy,
-            batch_size,
-            reps,
-            json,
-            peer,
-            device,
-            dtype,
-        }) => pick(&device).and_then(|d| bench_cmd(&model, &strategy, batch_size, reps, json, peer, &d, dtype)),
+        Some(Cmd::Bench(args)) => pick(&args.device).and_then(|d| bench_cmd(args, &d)),
     })
 }
 
@@ -298,46 +292,83 @@ enum Dtype {
     F16,
 }
 
-/// `validate bench`.
-#[allow(clippy::too_many_arguments)]
-fn bench_cmd(
-    model: &str,
-    strategy: &str,
-    batch_size: usize,
-    reps: usize,
-    json: bool,
-    peer: Option<PathBuf>,
-    device: &Device,
-    dtype: Dtype,
-) -> Outcome {
-    let dtype = match dtype {
+/// `validate bench`: the model (a preset, file or folder, or a configuration's) timed per
+/// strategy; with a configuration, the expected time of its cells.
+fn bench_cmd(args: BenchArgs, device: &Device) -> Outcome {
+    let dtype = match args.dtype {
         Dtype::F32 => candle_core::DType::F32,
         Dtype::Bf16 => candle_core::DType::BF16,
         Dtype::F16 => candle_core::DType::F16,
     };
-    let cfg = VitConfig::from_arg(model)
-        .map_err(|e| e.rename_field("model", "--model"))
-        .input()?;
-    let list = strategies(strategy)
-        .map_err(|e| e.rename_field("strategy", "--strategy"))
-        .input()?;
-    let rows = bench::run(model, &cfg, &list, batch_size, reps.max(1), dtype, device).running()?;
-    let peer = peer
-        .map(|p| bench::run_peer(&p, &cfg, batch_size, reps.max(1)))
+    let run = args
+        .config
+        .as_deref()
+        .map(robustft::validate::RunConfig::load)
         .transpose()
         .input()?;
+    let model = args.model.as_deref().unwrap_or("tiny");
+    let (name, cfg) = match &run {
+        Some(r) => (r.model_name(), r.model.clone()),
+        None => (
+            model.to_string(),
+            VitConfig::from_arg(model)
+                .map_err(|e| e.rename_field("model", "--model"))
+                .input()?,
+        ),
+    };
+    let mut list = strategies(&args.strategy)
+        .map_err(|e| e.rename_field("strategy", "--strategy"))
+        .input()?;
+    if let Some(r) = &run {
+        list.retain(|s| r.strategies.contains(s));
+        if list.is_empty() {
+            return Err(robustft::Error::invalid(
+                "--strategy",
+                format!(
+                    "one of the configuration's strategies ({})",
+                    r.config.strategies.join(", ")
+                ),
+                &args.strategy,
+            ))
+            .input();
+        }
+    }
+    let batch = args
+        .batch_size
+        .or(run.as_ref().map(|r| r.config.batch_size))
+        .unwrap_or(128);
+    let reps = args.reps.max(1);
+    let rows = bench::run(&name, &cfg, &list, batch, reps, dtype, device).running()?;
+    let peer = args
+        .peer
+        .map(|p| bench::run_peer(&p, &cfg, batch, reps))
+        .transpose()
+        .input()?;
+    let est = run
+        .as_ref()
+        .map(|r| robustft::validate::estimate::estimate(r, &rows, device.is_cpu()));
     let mut text = String::new();
-    if json {
+    if args.json {
         for r in &rows {
             text += &(serde_json::to_string(r).expect("serialisable") + "\n");
         }
         if let Some(p) = &peer {
             text += &format!("{}\n", serde_json::json!({ "peer": p }));
         }
+        for e in est.iter().flatten() {
+            text += &format!(
+                "{}\n",
+                serde_json::json!({ "cell": e, "min_s": e.min_s(), "max_s": e.max_s() })
+            );
+        }
     } else {
         text += &bench::render(&rows);
         if let Some(p) = &peer {
             text += &bench::render_peer(&rows, p);
+        }
+        if let (Some(r), Some(e)) = (&run, &est) {
+            let where_ = format!("{device:?}").to_lowercase();
+            text += &robustft::validate::estimate::render(r, e, &where_);
         }
     }
     Ok(text)

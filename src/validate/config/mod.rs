@@ -258,6 +258,24 @@ impl ValidRun {
         }
     }
 
+    /// Said when training would stop before `max_steps`: a run ends at the schedule's last
+    /// evaluation step, and `max_steps` then only sets where the cosine decay would reach 0.
+    pub fn short_schedule(&self) -> Option<String> {
+        let last = *self.eval_steps.last()?;
+        (last < self.config.max_steps as u64).then(|| {
+            format!(
+                "training stops at step {last}, the schedule's last evaluation step; max_steps = {} \
+                 only sets where the cosine decay would reach 0 (the learning rate is not annealed). \
+                 Make max_steps an evaluation step (schedule {})",
+                self.config.max_steps,
+                match &self.config.schedule {
+                    ScheduleSpec::Name(n) => n.clone(),
+                    ScheduleSpec::List(_) => "as listed".into(),
+                }
+            )
+        })
+    }
+
     /// The attack radii, in increasing order.
     pub fn eps(&self) -> Vec<f64> {
         self.attacks.iter().map(Attack::eps).collect()

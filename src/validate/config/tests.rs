@@ -31,6 +31,29 @@ fn presets_are_valid() {
     }
     assert_eq!(smoke.optimiser(Strategy::Full).lr, 2e-5);
     assert!(RunConfig::preset("nope").is_err());
+    for p in ["cpu-default", "smoke", "paper-cpu"] {
+        assert_eq!(RunConfig::preset(p).unwrap().short_schedule(), None, "{p}");
+    }
+}
+
+/// The paper's schedule evaluates every 6000 steps after 3000: with max_steps = 10000 the run
+/// would end at 6000 with the learning rate not annealed, which is said; at 12000 it is not.
+#[test]
+fn a_schedule_ending_before_max_steps_is_said() {
+    let text = PRESETS[1]
+        .1
+        .replace("max_steps = 12", "max_steps = 10000")
+        .replace("schedule = [0, 4, 8, 12]", "schedule = \"paper\"");
+    assert!(text.contains("max_steps = 10000") && text.contains("schedule = \"paper\""));
+    let c = crate::error::load_toml_str::<RunConfig>(&text, Path::new("t.toml")).unwrap();
+    assert_eq!(c.eval_steps.last(), Some(&6000));
+    let w = c.short_schedule().unwrap();
+    assert!(
+        w.contains("stops at step 6000") && w.contains("max_steps = 10000"),
+        "{w}"
+    );
+    let c = crate::error::load_toml_str::<RunConfig>(&text.replace("10000", "12000"), Path::new("t.toml")).unwrap();
+    assert_eq!((c.eval_steps.last(), c.short_schedule()), (Some(&12000), None));
 }
 
 #[test]
