@@ -296,6 +296,39 @@ fn run_config_fine_tunes_an_hf_folder() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A one-channel folder loads (the engine computes it) but a run config naming it is refused
+/// before anything is written: runs feed RGB images.
+#[test]
+fn one_channel_folders_are_refused_for_runs() {
+    let dir = edited("grey", |c, p| {
+        c["num_channels"] = serde_json::json!(1);
+        p["image_mean"] = serde_json::json!([0.5]);
+        p["image_std"] = serde_json::json!([0.5]);
+    });
+    assert_eq!(read_folder(&dir).unwrap().config.channels, 1);
+    let toml = dir.join("run.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "name = \"grey\"\nmodel = {:?}\nstrategies = [\"lora\"]\nseeds = [0]\nmax_steps = 2\n\
+             schedule = [2]\neval_subset = 8\nbatch_size = 8\noptimizer = \"paper\"\n[pretrain]\nsteps = 1\n\
+             batch_size = 8\nlr = 1e-3\n[attack]\nkind = \"pgd\"\neps = [\"1/255\"]\nsteps = 2\n[[datasets]]\nname = \"f\"\nkind = \"synthetic\"\n\
+             task = \"synthetic-simple\"\ntrain_images = 16\n",
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = common::validate_run(&toml, &dir.join("out"));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("`model`") && e.contains("num_channels") && e.contains("1 channel"),
+        "{e}"
+    );
+    assert!(!dir.join("out").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `head = "reuse"` with a checkpoint whose head fits starts from that head, says so and records
 /// it; the step-0 evaluation is the checkpoint's own accuracy on those images.
 #[test]

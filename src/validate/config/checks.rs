@@ -19,12 +19,19 @@ impl RunConfig {
                         dir.display(),
                         dir.display().to_string()
                     ),
-                    match &self.model {
-                        ModelSpec::Name(n) => n.clone(),
-                        ModelSpec::Table(_) => "an inline table".into(),
-                    },
+                    self.model_label(),
                 ));
             }
+        }
+        // The data pipeline feeds RGB (grey images replicated to three channels).
+        if model.channels != 3 {
+            return Err(Error::invalid(
+                "model",
+                "a model with 3 input channels: runs feed RGB images (grey ones replicated), so \
+                 a model with num_channels (config.json) or channels (TOML) other than 3 can be \
+                 inspected and benchmarked but not fine-tuned",
+                format!("{} with {} channel(s)", self.model_label(), model.channels),
+            ));
         }
         if self.strategies.is_empty() {
             return Err(Error::invalid("strategies", "need at least one strategy", "[]"));
@@ -64,6 +71,14 @@ impl RunConfig {
             ood,
             config: self,
         })
+    }
+
+    /// The model as written, for errors: the name or path, or "an inline table".
+    fn model_label(&self) -> String {
+        match &self.model {
+            ModelSpec::Name(n) => n.clone(),
+            ModelSpec::Table(_) => "an inline table".into(),
+        }
     }
 
     /// `[pretrain]`: rate and steps, and its dataset (never a `domains` one).
