@@ -142,7 +142,18 @@ fn attack_invariants() {
     };
     let out = pgd(&model, &x, &y, &cfg, 1).unwrap();
     assert_eq!(out.robust, out.clean_correct);
-    let out = apgd(&model, &x, &y, &ApgdConfig { eps: 0.0, steps: 10 }, 1).unwrap();
+    let out = apgd(
+        &model,
+        &x,
+        &y,
+        &ApgdConfig {
+            eps: 0.0,
+            steps: 10,
+            ..ApgdConfig::default()
+        },
+        1,
+    )
+    .unwrap();
     assert_eq!(out.robust, out.clean_correct);
 }
 
@@ -182,7 +193,18 @@ fn early_exit_and_apgd_strength() {
         .filter(|(s, l)| (if **l == 1 { 1.0 } else { -1.0 }) * **s > eps as f32 * l1)
         .count() as f64
         / scores.len() as f64;
-    let ap = apgd(&model, &x, &y, &ApgdConfig { eps, steps: 50 }, 9).unwrap();
+    let ap = apgd(
+        &model,
+        &x,
+        &y,
+        &ApgdConfig {
+            eps,
+            steps: 50,
+            ..ApgdConfig::default()
+        },
+        9,
+    )
+    .unwrap();
     assert!(
         ap.robust_accuracy() >= exact - 1e-12,
         "no attack beats the exact worst case"

@@ -86,7 +86,11 @@ fn attack_strength_order_on_a_trained_model() {
         &test,
         &ids,
         128,
-        &Attack::Apgd(ApgdConfig { eps, steps: 50 }),
+        &Attack::Apgd(ApgdConfig {
+            eps,
+            steps: 50,
+            ..ApgdConfig::default()
+        }),
         3,
         &dev,
     )

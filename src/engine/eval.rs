@@ -3,7 +3,10 @@
 use candle_core::{Device, Tensor};
 
 use super::Vit;
-use super::attack::{ApgdConfig, AttackOutcome, PgdConfig, apgd, pgd_data_parallel};
+use super::attack::{
+    ApgdConfig, ApgdLoss, AttackOutcome, AutoAttackConfig, PgdConfig, SquareConfig, apgd, autoattack,
+    pgd_data_parallel, square,
+};
 use super::data::Dataset;
 use crate::error::Result;
 
@@ -13,8 +16,12 @@ use crate::error::Result;
 pub enum Attack {
     /// PGD ℓ∞.
     Pgd(PgdConfig),
-    /// APGD-CE.
+    /// APGD (CE, DLR or targeted DLR: [`ApgdConfig::loss`]).
     Apgd(ApgdConfig),
+    /// The Square Attack (score-based).
+    Square(SquareConfig),
+    /// AutoAttack's ensemble (APGD-CE, APGD-T, Square).
+    AutoAttack(AutoAttackConfig),
 }
 
 impl Default for Attack {
@@ -89,6 +96,37 @@ impl Attack {
         match self {
             Attack::Pgd(p) => p.eps,
             Attack::Apgd(a) => a.eps,
+            Attack::Square(q) => q.eps,
+            Attack::AutoAttack(a) => a.eps,
+        }
+    }
+
+    /// The attack's name as reports print it (`pgd`, `apgd-ce`, `apgd-dlr`, `apgd-t`, `square`,
+    /// `autoattack`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Attack::Pgd(_) => "pgd",
+            Attack::Apgd(a) => match a.loss {
+                ApgdLoss::Ce => "apgd-ce",
+                ApgdLoss::Dlr => "apgd-dlr",
+                ApgdLoss::DlrTargeted => "apgd-t",
+            },
+            Attack::Square(_) => "square",
+            Attack::AutoAttack(_) => "autoattack",
+        }
+    }
+
+    /// Its cost in gradient steps per point when every point stays robust (a forward-only query
+    /// counted as a third of a step): PGD/APGD iterations (× targets for APGD-T), Square queries
+    /// / 3, and the sum of AutoAttack's members. `classes` bounds APGD-T's targets.
+    pub fn max_steps(&self, classes: usize) -> f64 {
+        match self {
+            Attack::Pgd(p) => p.steps as f64,
+            Attack::Apgd(a) => (a.steps * a.runs(classes)) as f64,
+            Attack::Square(q) => q.queries as f64 / 3.0,
+            Attack::AutoAttack(a) => {
+                (a.apgd_steps * (1 + a.targets.min(classes.saturating_sub(1)))) as f64 + a.square_queries as f64 / 3.0
+            }
         }
     }
 
@@ -96,6 +134,8 @@ impl Attack {
         Ok(match self {
             Attack::Pgd(p) => pgd_data_parallel(model, x, y, p, seed, super::batch_parts(device))?,
             Attack::Apgd(a) => apgd(model, x, y, a, seed)?,
+            Attack::Square(q) => square(model, x, y, q, seed)?,
+            Attack::AutoAttack(a) => autoattack(model, x, y, a, seed)?.outcome,
         })
     }
 }

@@ -11,8 +11,10 @@
 //!   (`Trainer` caches the frozen backbone's features; the head steps are negligible);
 //! - evaluation, at each of the E evaluation steps, per image: a clean forward and an OOD forward
 //!   when the dataset has OOD;
-//! - attacks, at each evaluation step, per image and radius: at most `steps` iterations, costed as
-//!   the measured last-iterate PGD-15 per image × `steps`/15. The runner attacks only the points
+//! - attacks, at each evaluation step, per image and radius: at most `Attack::max_steps`
+//!   gradient steps (PGD/APGD iterations, × targets for APGD-T, Square queries counted as a third
+//!   of a step, AutoAttack's members summed), costed as the measured last-iterate PGD-15 per image
+//!   × steps/15. The runner attacks only the points
 //!   still robust and drops a point once broken, so this is an upper bound, reached when every
 //!   point stays robust at every radius; the cell's time lies between training + evaluation and
 //!   that bound.
@@ -21,7 +23,6 @@
 //! it does not, so the whole-batch ones are.
 
 use crate::engine::bench::BenchRow;
-use crate::engine::eval::Attack;
 use crate::engine::peft::Strategy;
 use crate::validate::config::{Ood, ValidRun};
 
@@ -48,14 +49,6 @@ impl CellEstimate {
     /// The most: every point attacked for every iteration at every radius.
     pub fn max_s(&self) -> f64 {
         self.min_s() + self.attack_max_s
-    }
-}
-
-/// Iterations of an attack (PGD steps, APGD iterations).
-fn iterations(a: &Attack) -> usize {
-    match a {
-        Attack::Pgd(p) => p.steps,
-        Attack::Apgd(a) => a.steps,
     }
 }
 
@@ -87,7 +80,7 @@ pub fn estimate(run: &ValidRun, rows: &[BenchRow], cpu: bool) -> Vec<CellEstimat
                 steps * step * run.config.batch_size as f64 / b
             };
             let forwards = if matches!(ood, Ood::None) { 1.0 } else { 2.0 };
-            let attack: f64 = run.attacks.iter().map(|a| pgd15 * iterations(a) as f64 / 15.0).sum();
+            let attack: f64 = run.attacks.iter().map(|a| pgd15 * a.max_steps(usize::MAX) / 15.0).sum();
             out.push(CellEstimate {
                 dataset: d.name.clone(),
                 strategy: s.id().into(),
@@ -187,7 +180,7 @@ mod tests {
         let run = RunConfig::preset("smoke").unwrap();
         let (n, radii) = (run.config.eval_subset as f64, run.attacks.len());
         assert_eq!(run.eval_steps, [0, 4, 8, 12]);
-        let iters: Vec<f64> = run.attacks.iter().map(|a| iterations(a) as f64).collect();
+        let iters: Vec<f64> = run.attacks.iter().map(|a| a.max_steps(usize::MAX)).collect();
         assert_eq!(iters.len(), radii);
         let rows = [row("lora", 8), row("linear_probe", 8)];
         let ood = !matches!(run.ood[0], Ood::None);

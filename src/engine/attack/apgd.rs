@@ -20,8 +20,24 @@ use candle_core::{Result as CResult, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::pgd::assemble;
-use super::{AttackOutcome, Classifier, correct, index_tensor, loss_grad, project};
+use super::{
+    AttackOutcome, Classifier, Objective, bcast_shape, correct, index_tensor, loss_grad, project, replace_rows,
+    scatter_rows,
+};
+
+/// The loss APGD ascends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApgdLoss {
+    /// Cross-entropy: APGD-CE.
+    #[default]
+    Ce,
+    /// The difference-of-logits ratio (Croce & Hein 2020, eq. 6): APGD-DLR.
+    Dlr,
+    /// The targeted DLR (eq. 7), one run per target class — the classes ranked 2nd, 3rd, … by
+    /// the clean logits, `targets` of them (fewer with fewer classes): APGD-T.
+    DlrTargeted,
+}
 
 /// APGD hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -29,21 +45,40 @@ use super::{AttackOutcome, Classifier, correct, index_tensor, loss_grad, project
 pub struct ApgdConfig {
     /// ℓ∞ radius in [0, 1] pixel units.
     pub eps: f64,
-    /// Iterations N (AutoAttack's standard version uses 100).
+    /// Iterations N per run (AutoAttack's standard version uses 100).
     pub steps: usize,
+    /// The loss.
+    pub loss: ApgdLoss,
+    /// APGD-T: target classes tried (AutoAttack's standard version: 9).
+    pub targets: usize,
 }
 
 impl Default for ApgdConfig {
-    /// ε = 1/255 (the paper's budget), 100 iterations (AutoAttack).
+    /// ε = 1/255 (the paper's budget), 100 iterations, cross-entropy (AutoAttack's APGD-CE).
     fn default() -> Self {
         Self {
             eps: 1.0 / 255.0,
             steps: 100,
+            loss: ApgdLoss::Ce,
+            targets: 9,
         }
     }
 }
 
-/// Runs APGD-CE on the clean-correct points of `x`; `seed` fixes the start.
+impl ApgdConfig {
+    /// The target classes tried for a model with `classes` outputs: `targets`, at most
+    /// `classes − 1` (every class but the top one); 1 run for the untargeted losses.
+    pub fn runs(&self, classes: usize) -> usize {
+        match self.loss {
+            ApgdLoss::DlrTargeted => self.targets.min(classes.saturating_sub(1)),
+            _ => 1,
+        }
+    }
+}
+
+/// Runs APGD on the clean-correct points of `x`; `seed` fixes the start. APGD-T runs once per
+/// target class on the points no earlier target has broken (AutoAttack's `apgd-t`), the target
+/// of a point being the class ranked r + 1 by its clean logits in run r.
 pub fn apgd<M: Classifier + ?Sized>(
     model: &M,
     x: &Tensor,
@@ -52,40 +87,48 @@ pub fn apgd<M: Classifier + ?Sized>(
     seed: u64,
 ) -> CResult<AttackOutcome> {
     let b = x.dim(0)?;
-    let clean_correct = correct(&model.logits(x)?.detach(), y)?;
-    let forwards = b;
-    let ids: Vec<usize> = (0..b).filter(|&i| clean_correct[i]).collect();
+    let clean_logits = model.logits(x)?.detach();
+    let clean_correct = correct(&clean_logits, y)?;
+    let mut forwards = b;
     let mut robust = clean_correct.clone();
-    let others: Vec<usize> = (0..b).filter(|&i| !clean_correct[i]).collect();
-    let mut groups = Vec::new();
-    if !others.is_empty() {
-        groups.push((others.clone(), x.index_select(&index_tensor(&others, x.device())?, 0)?));
-    }
-    if ids.is_empty() || cfg.steps == 0 {
-        if !ids.is_empty() {
-            groups.push((ids.clone(), x.index_select(&index_tensor(&ids, x.device())?, 0)?));
+    let mut adv = x.clone();
+    let runs = if cfg.steps == 0 {
+        0
+    } else {
+        cfg.runs(clean_logits.dim(1)?)
+    };
+    let ranked: Vec<Vec<u32>> = if cfg.loss == ApgdLoss::DlrTargeted {
+        clean_logits.arg_sort_last_dim(false)?.to_vec2()?
+    } else {
+        Vec::new()
+    };
+    for run in 0..runs {
+        let ids: Vec<usize> = (0..b).filter(|&i| robust[i]).collect();
+        if ids.is_empty() {
+            break;
         }
-        return Ok(AttackOutcome {
-            adv: assemble(b, x, groups)?,
-            clean_correct,
-            robust,
-            image_forwards: forwards,
-        });
+        let idx = index_tensor(&ids, x.device())?;
+        let (xs, ys) = (x.index_select(&idx, 0)?, y.index_select(&idx, 0)?);
+        let targets: Vec<u32> = ids.iter().map(|&i| ranked.get(i).map_or(0, |r| r[run + 1])).collect();
+        let objective = match cfg.loss {
+            ApgdLoss::Ce => Objective::Ce,
+            ApgdLoss::Dlr => Objective::Dlr,
+            ApgdLoss::DlrTargeted => Objective::DlrTargeted(&targets),
+        };
+        let run_seed = seed.wrapping_add((run as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let (run_adv, alive, f) = attack_points(model, &xs, &ys, cfg, &objective, run_seed)?;
+        forwards += f;
+        for (j, &i) in ids.iter().enumerate() {
+            robust[i] = alive[j];
+        }
+        // Each point keeps the image of its latest run: the breaking one, or the last one's best.
+        adv = scatter_rows(&adv, &ids, &run_adv)?;
     }
-    let dev = x.device().clone();
-    let idx = index_tensor(&ids, &dev)?;
-    let xs = x.index_select(&idx, 0)?;
-    let ys = y.index_select(&idx, 0)?;
-    let (final_adv, alive, attack_forwards) = attack_points(model, &xs, &ys, cfg, seed)?;
-    for (j, &i) in ids.iter().enumerate() {
-        robust[i] = alive[j];
-    }
-    groups.push((ids, final_adv));
     Ok(AttackOutcome {
-        adv: assemble(b, x, groups)?,
+        adv,
         clean_correct,
         robust,
-        image_forwards: forwards + attack_forwards,
+        image_forwards: forwards,
     })
 }
 
@@ -99,13 +142,14 @@ fn attack_points<M: Classifier + ?Sized>(
     xs: &Tensor,
     ys: &Tensor,
     cfg: &ApgdConfig,
+    objective: &Objective,
     seed: u64,
 ) -> CResult<(Tensor, Vec<bool>, usize)> {
     let n = xs.dim(0)?;
     let eps = cfg.eps;
     let mut adv = random_start(xs, eps, seed)?;
 
-    let (mut grad, logits, loss) = loss_grad(model, &adv, ys)?;
+    let (mut grad, logits, loss) = loss_grad(model, &adv, ys, objective)?;
     let mut forwards = n;
     let mut best = Best::start(&adv, &grad, correct(&logits, ys)?, to_f64(&loss)?);
     let mut schedule = Schedule::new(cfg.steps, eps, &best.loss);
@@ -116,7 +160,7 @@ fn attack_points<M: Classifier + ?Sized>(
         let eta = schedule.eta(xs)?;
         (adv, x_old) = momentum_step(&adv, &x_old, &grad, &eta, xs, eps, a)?;
 
-        let (g, logits, loss) = loss_grad(model, &adv, ys)?;
+        let (g, logits, loss) = loss_grad(model, &adv, ys, objective)?;
         forwards += n;
         grad = g;
         let loss_now = best.record(&adv, &grad, &logits, &loss, ys)?;
@@ -325,27 +369,6 @@ impl Schedule {
     }
 }
 
-fn bcast_shape(dims: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; dims.len()];
-    s[0] = dims[0];
-    s
-}
-
 fn to_f64(t: &Tensor) -> CResult<Vec<f64>> {
     t.to_dtype(candle_core::DType::F64)?.to_vec1()
-}
-
-/// `dst` with rows `rows` replaced by the same rows of `src`.
-fn replace_rows(dst: &Tensor, src: &Tensor, rows: &[usize]) -> CResult<Tensor> {
-    let n = dst.dim(0)?;
-    let mut mask = vec![0f32; n];
-    for &r in rows {
-        mask[r] = 1.0;
-    }
-    let m = Tensor::from_vec(mask, n, &candle_core::Device::Cpu)?
-        .to_dtype(dst.dtype())?
-        .to_device(dst.device())?
-        .reshape(bcast_shape(dst.dims()))?;
-    let keep = (1.0 - &m)?;
-    dst.broadcast_mul(&keep)? + src.broadcast_mul(&m)?
 }

@@ -1,18 +1,23 @@
 //! ℓ∞ attacks in [0, 1] pixel space: PGD (Madry et al. 2018, as torchattacks implements it, the
-//! paper's evaluation) and APGD-CE (Croce & Hein 2020, the first attack of AutoAttack).
+//! paper's evaluation), APGD with the CE, DLR and targeted-DLR losses (Croce & Hein 2020), the
+//! Square Attack (Andriushchenko et al. 2020) and AutoAttack's ensemble of them.
 //!
 //! Both attack only the points the model classifies correctly (the others count as non-robust
 //! anyway) and report per-point robustness.
 
 pub mod apgd;
+pub mod autoattack;
 pub mod pgd;
+pub mod square;
 
 use candle_core::{D, DType, Device, Result as CResult, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub use apgd::{ApgdConfig, apgd};
+pub use apgd::{ApgdConfig, ApgdLoss, apgd};
+pub use autoattack::{AutoAttackConfig, EnsembleOutcome, autoattack};
 pub use pgd::{PgdConfig, StopRule, pgd, pgd_data_parallel};
+pub use square::{SquareConfig, square};
 
 /// Anything that maps images [B, C, H, W] in [0, 1] to logits [B, classes].
 pub trait Classifier {
@@ -92,19 +97,126 @@ pub(crate) fn index_tensor(ids: &[usize], device: &Device) -> CResult<Tensor> {
     Tensor::from_vec(ids.iter().map(|&i| i as u32).collect::<Vec<_>>(), ids.len(), device)
 }
 
-/// ∂(Σ per-point loss)/∂x and the logits, at `x`.
+/// The per-point loss an attack ascends.
+#[derive(Debug, Clone, Copy)]
+pub enum Objective<'a> {
+    /// Cross-entropy (PGD, APGD-CE).
+    Ce,
+    /// The difference-of-logits ratio, untargeted (Croce & Hein 2020, eq. 6):
+    /// −(z_y − max_{i≠y} z_i) / (z_π1 − z_π3 + 10⁻¹²), π the classes by decreasing logit.
+    Dlr,
+    /// The targeted DLR towards class t of each point (Croce & Hein 2020, eq. 7):
+    /// −(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 10⁻¹²).
+    DlrTargeted(&'a [u32]),
+}
+
+/// Per point, the class at rank `r` (0 = highest logit) of each row of `sorted` (class indices
+/// by decreasing logit).
+fn ranked(sorted: &[Vec<u32>], r: usize) -> Vec<u32> {
+    sorted.iter().map(|row| row[r]).collect()
+}
+
+/// `logits[i, cls[i]]` for every row, differentiable in the logits.
+fn pick(logits: &Tensor, cls: &[u32]) -> CResult<Tensor> {
+    let idx = Tensor::from_vec(cls.to_vec(), (cls.len(), 1), logits.device())?;
+    logits.gather(&idx, 1)?.squeeze(1)
+}
+
+impl Objective<'_> {
+    /// The classes an objective needs at least (DLR reads the third logit, targeted DLR the
+    /// fourth).
+    pub fn min_classes(&self) -> usize {
+        match self {
+            Objective::Ce => 2,
+            Objective::Dlr => 3,
+            Objective::DlrTargeted(_) => 4,
+        }
+    }
+
+    /// The per-point loss `[B]` of `logits` against labels `y`.
+    pub fn per_point(&self, logits: &Tensor, y: &Tensor) -> CResult<Tensor> {
+        if let Objective::Ce = self {
+            return per_point_ce(logits, y);
+        }
+        let classes = logits.dim(1)?;
+        if classes < self.min_classes() {
+            candle_core::bail!(
+                "the DLR loss needs at least {} classes, the model has {classes}",
+                self.min_classes()
+            );
+        }
+        let sorted: Vec<Vec<u32>> = logits.detach().arg_sort_last_dim(false)?.to_vec2()?;
+        let labels: Vec<u32> = y.to_vec1()?;
+        let z_y = pick(logits, &labels)?;
+        let top = pick(logits, &ranked(&sorted, 0))?;
+        let third = pick(logits, &ranked(&sorted, 2))?;
+        match self {
+            Objective::Dlr => {
+                // The best other class: π2 where the label leads, else π1.
+                let other: Vec<u32> = sorted
+                    .iter()
+                    .zip(&labels)
+                    .map(|(row, &l)| if row[0] == l { row[1] } else { row[0] })
+                    .collect();
+                let num = (z_y - pick(logits, &other)?)?;
+                let den = ((top - third)? + 1e-12)?;
+                num.div(&den)?.neg()
+            }
+            Objective::DlrTargeted(t) => {
+                let fourth = pick(logits, &ranked(&sorted, 3))?;
+                let num = (z_y - pick(logits, t)?)?;
+                let den = ((top - ((third + fourth)? * 0.5)?)? + 1e-12)?;
+                num.div(&den)?.neg()
+            }
+            Objective::Ce => unreachable!("handled above"),
+        }
+    }
+}
+
+/// ∂(Σ per-point loss)/∂x, the logits and the per-point loss, at `x`.
 pub(crate) fn loss_grad<M: Classifier + ?Sized>(
     model: &M,
     x: &Tensor,
     y: &Tensor,
+    objective: &Objective,
 ) -> CResult<(Tensor, Tensor, Tensor)> {
     let v = candle_core::Var::from_tensor(x)?;
     let logits = model.logits(v.as_tensor())?;
-    let loss = per_point_ce(&logits, y)?;
+    let loss = objective.per_point(&logits, y)?;
     let grads = loss.sum_all()?.backward()?;
     let g = grads
         .get(v.as_tensor())
         .cloned()
         .ok_or_else(|| candle_core::Error::Msg("the model gives no gradient with respect to its input".into()))?;
     Ok((g, logits.detach(), loss.detach()))
+}
+
+/// `[n, 1, …]` for a tensor of shape `dims`: per-point values broadcast over each point.
+pub(crate) fn bcast_shape(dims: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; dims.len()];
+    s[0] = dims[0];
+    s
+}
+
+/// `dst` with rows `rows` replaced by the same rows of `src`.
+pub(crate) fn replace_rows(dst: &Tensor, src: &Tensor, rows: &[usize]) -> CResult<Tensor> {
+    let n = dst.dim(0)?;
+    let mut mask = vec![0f32; n];
+    for &r in rows {
+        mask[r] = 1.0;
+    }
+    let m = Tensor::from_vec(mask, n, &candle_core::Device::Cpu)?
+        .to_dtype(dst.dtype())?
+        .to_device(dst.device())?
+        .reshape(bcast_shape(dst.dims()))?;
+    let keep = (1.0 - &m)?;
+    dst.broadcast_mul(&keep)? + src.broadcast_mul(&m)?
+}
+
+/// `dst` with row `ids[j]` replaced by row j of `rows` (exactly: masked, never added).
+pub(crate) fn scatter_rows(dst: &Tensor, ids: &[usize], rows: &Tensor) -> CResult<Tensor> {
+    let full = dst
+        .zeros_like()?
+        .index_add(&index_tensor(ids, dst.device())?, rows, 0)?;
+    replace_rows(dst, &full, ids)
 }

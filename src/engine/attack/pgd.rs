@@ -15,7 +15,7 @@
 
 use candle_core::{Result as CResult, Tensor};
 
-use super::{AttackOutcome, Classifier, correct, index_tensor, loss_grad, project, uniform_noise};
+use super::{AttackOutcome, Classifier, Objective, correct, index_tensor, loss_grad, project, uniform_noise};
 
 /// When a point stops being attacked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -166,7 +166,7 @@ fn last_iterate<M: Classifier + ?Sized>(
     let mut forwards = b;
     let mut adv = start;
     for _ in 0..cfg.steps {
-        let (g, _, _) = loss_grad(model, &adv, y)?;
+        let (g, _, _) = loss_grad(model, &adv, y, &Objective::Ce)?;
         forwards += b;
         adv = ascend(&adv, &g, x, cfg)?;
     }
@@ -219,7 +219,7 @@ fn early_exit<M: Classifier + ?Sized>(
         let (g, logits) = if last {
             (None, model.logits(&pts.adv)?)
         } else {
-            let (g, l, _) = loss_grad(model, &pts.adv, &pts.y)?;
+            let (g, l, _) = loss_grad(model, &pts.adv, &pts.y, &Objective::Ce)?;
             (Some(g), l)
         };
         forwards += pts.ids.len();

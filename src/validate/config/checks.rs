@@ -226,9 +226,33 @@ impl RunConfig {
                 a.alpha.unwrap_or_default(),
             ));
         }
-        if a.steps == 0 {
-            return Err(Error::invalid("attack.steps", "must be >= 1", 0));
-        }
+        let steps = match (a.kind, a.steps) {
+            (_, Some(0)) => return Err(Error::invalid("attack.steps", "must be >= 1", 0)),
+            (AttackKind::Pgd, None) => {
+                return Err(Error::invalid("attack.steps", "required for kind = \"pgd\"", "none"));
+            }
+            (AttackKind::Square, s) => s.unwrap_or(SquareConfig::default().queries),
+            (_, s) => s.unwrap_or(ApgdConfig::default().steps),
+        };
+        let targets = match a.targets {
+            Some(0) => return Err(Error::invalid("attack.targets", "must be >= 1", 0)),
+            Some(_) if !matches!(a.kind, AttackKind::ApgdT | AttackKind::Autoattack) => {
+                return Err(Error::invalid(
+                    "attack.targets",
+                    "only for apgd-t and autoattack",
+                    format!("{:?}", a.kind),
+                ));
+            }
+            t => t.unwrap_or(ApgdConfig::default().targets),
+        };
+        let apgd = |eps, loss| {
+            Attack::Apgd(ApgdConfig {
+                eps,
+                steps,
+                loss,
+                targets,
+            })
+        };
         eps.iter()
             .map(|&e| match a.kind {
                 AttackKind::Pgd => {
@@ -237,12 +261,25 @@ impl RunConfig {
                     Ok(Attack::Pgd(PgdConfig {
                         eps: e,
                         alpha,
-                        steps: a.steps,
+                        steps,
                         random_start: true,
                         stop: a.stop.unwrap_or_default(),
                     }))
                 }
-                AttackKind::Apgd => Ok(Attack::Apgd(ApgdConfig { eps: e, steps: a.steps })),
+                AttackKind::Apgd => Ok(apgd(e, ApgdLoss::Ce)),
+                AttackKind::ApgdDlr => Ok(apgd(e, ApgdLoss::Dlr)),
+                AttackKind::ApgdT => Ok(apgd(e, ApgdLoss::DlrTargeted)),
+                AttackKind::Square => Ok(Attack::Square(SquareConfig {
+                    eps: e,
+                    queries: steps,
+                    ..SquareConfig::default()
+                })),
+                AttackKind::Autoattack => Ok(Attack::AutoAttack(AutoAttackConfig {
+                    eps: e,
+                    apgd_steps: steps,
+                    targets,
+                    ..AutoAttackConfig::default()
+                })),
             })
             .collect()
     }

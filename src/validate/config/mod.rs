@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::{DataKind, EpsSpec, ModelSpec, OptimizerPreset, OptimizerSpec, SourceSpec, check_source};
 use crate::engine::VitConfig;
-use crate::engine::attack::{ApgdConfig, PgdConfig, StopRule};
+use crate::engine::attack::{ApgdConfig, ApgdLoss, AutoAttackConfig, PgdConfig, SquareConfig, StopRule};
 use crate::engine::data::corrupt::Corruption;
 use crate::engine::eval::Attack;
 use crate::engine::peft::{Strategy, parse_strategy};
@@ -54,12 +54,22 @@ pub struct PretrainSpec {
 
 /// The attack of the periodic evaluation (`attack.kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum AttackKind {
     /// PGD (Madry et al. 2018) with step size `alpha`.
     Pgd,
-    /// APGD-CE (Croce & Hein 2020), step size adapted by the attack.
+    /// APGD-CE (Croce & Hein 2020), step size adapted by the attack (also `apgd-ce`).
+    #[serde(alias = "apgd-ce")]
     Apgd,
+    /// APGD with the DLR loss, untargeted.
+    ApgdDlr,
+    /// APGD-T: targeted DLR over `targets` classes (default 9), `steps` iterations each.
+    ApgdT,
+    /// The Square Attack: `steps` = queries (default 5,000).
+    Square,
+    /// AutoAttack's ensemble (APGD-CE, APGD-T, Square) with its standard settings; `steps` sets
+    /// the APGD iterations (default 100).
+    Autoattack,
 }
 
 /// The head a fine-tuning run starts from (`head`).
@@ -76,7 +86,7 @@ pub enum HeadChoice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttackSpec {
-    /// `pgd` or `apgd`.
+    /// `pgd`, `apgd` (= `apgd-ce`), `apgd-dlr`, `apgd-t`, `square` or `autoattack`.
     pub kind: AttackKind,
     /// ℓ∞ radius in [0, 1] pixel units, or a list of radii evaluated in one nested pass
     /// (numbers or fractions such as `"1/255"`).
@@ -85,8 +95,13 @@ pub struct AttackSpec {
     /// (the paper's α = 0.25/255 at ε = 1/255).
     #[serde(default)]
     pub alpha: Option<f64>,
-    /// Iterations.
-    pub steps: usize,
+    /// Iterations (PGD, APGD; per target for APGD-T; AutoAttack's APGD members), or queries
+    /// (Square). Required for `pgd`; default 100 for APGD, 5,000 for Square.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// APGD-T (and AutoAttack's APGD-T): target classes, default 9.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<usize>,
     /// PGD: `early-exit` (default) or `last-iterate`.
     #[serde(default)]
     pub stop: Option<StopRule>,
