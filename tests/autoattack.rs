@@ -318,3 +318,97 @@ fn vit_invariants_and_ensemble_strength() {
     let again = autoattack(&model, &x, &y, &cfg_aa, 7).unwrap();
     assert_eq!((again.outcome.robust, again.broken), (ens.outcome.robust, ens.broken));
 }
+
+/// `validate eval` on a model it writes itself (`validate pretrain`, a full model with its head):
+/// the report's counts add up (clean − broken at each radius = robust, radii nested), the JSON
+/// carries the RobustBench-like fields, and bad input is one error naming the flag or the key,
+/// exit 2.
+#[test]
+fn validate_eval_reports_and_refuses() {
+    let dir = std::env::temp_dir().join(format!("robustft-eval-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = env!("CARGO_BIN_EXE_validate");
+    let ckpt = dir.join("up.safetensors");
+    let o = std::process::Command::new(bin)
+        .args(["pretrain", "--model", "tiny", "--steps", "30", "--out"])
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let eval = |extra: &[&str]| {
+        std::process::Command::new(bin)
+            .args(["eval", "--quiet", "--checkpoint"])
+            .arg(&ckpt)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = eval(&[
+        "--data",
+        "synthetic:synthetic-upstream",
+        "--n",
+        "64",
+        "--eps",
+        "1/255,4/255",
+        "--steps",
+        "10",
+        "--targets",
+        "3",
+        "--queries",
+        "100",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["n"].as_u64(), v["threat_model"].as_str()), (Some(64), Some("Linf")));
+    assert_eq!(v["attack"], "autoattack");
+    assert_eq!(v["members"], serde_json::json!(["apgd-ce", "apgd-t", "square"]));
+    let clean = (v["clean"].as_f64().unwrap() * 64.0).round() as u64;
+    assert!(clean > 20, "a pretrained model classifies its own task: {v}");
+    let mut before = clean;
+    for row in v["robust"].as_array().unwrap() {
+        let broken: u64 = row["broken"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b[1].as_u64().unwrap())
+            .sum();
+        let robust = row["robust"].as_u64().unwrap();
+        assert_eq!(before - broken, robust, "{row}");
+        let (lo, hi) = (row["ci"][0].as_f64().unwrap(), row["ci"][1].as_f64().unwrap());
+        assert!(
+            lo <= row["acc"].as_f64().unwrap() && row["acc"].as_f64().unwrap() <= hi,
+            "{row}"
+        );
+        before = robust;
+    }
+    assert!(v["versions"]["robustft"].is_string());
+    for (args, want) in [
+        (vec!["--data", "synthetic:synthetic-upstream", "--eps", "2"], "--eps"),
+        (vec!["--data", "synthetic:synthetic-upstream", "--eps=-1/255"], "--eps"),
+        (vec!["--data", "imagenet:/x"], "--data"),
+        (
+            vec!["--data", "synthetic:synthetic-upstream", "--strategy", "lora"],
+            "lora",
+        ),
+        (
+            vec!["--data", "synthetic:synthetic-upstream", "--model", "small"],
+            "shape",
+        ),
+        (
+            vec!["--data", "synthetic:synthetic-upstream", "--classes", "0,1,2"],
+            "3 classes",
+        ),
+        (
+            vec!["--data", "synthetic:synthetic-upstream", "--attack", "fab-t"],
+            "fab-t",
+        ),
+    ] {
+        let o = eval(&args);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains(want) && e.lines().count() <= 3, "{args:?}: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -130,7 +130,8 @@ impl Attack {
         }
     }
 
-    fn run(&self, model: &Vit, x: &Tensor, y: &Tensor, seed: u64, device: &Device) -> Result<AttackOutcome> {
+    /// Runs the attack on the batch (`x`, `y`); `seed` fixes its random draws.
+    pub fn run(&self, model: &Vit, x: &Tensor, y: &Tensor, seed: u64, device: &Device) -> Result<AttackOutcome> {
         Ok(match self {
             Attack::Pgd(p) => pgd_data_parallel(model, x, y, p, seed, super::batch_parts(device))?,
             Attack::Apgd(a) => apgd(model, x, y, a, seed)?,

@@ -24,6 +24,8 @@ pub struct Interval {
 /// // 81 of 263 (Newcombe 1998, Table I): [0.2553, 0.3662].
 /// let ci = robustft::tradeoff::wilson(81, 263)?;
 /// assert!((ci.lo - 0.2553).abs() < 1e-4 && (ci.hi - 0.3662).abs() < 1e-4);
+/// // The edges are exact: 0 of 64 starts at 0, 64 of 64 ends at 1.
+/// assert_eq!((robustft::tradeoff::wilson(0, 64)?.lo, robustft::tradeoff::wilson(64, 64)?.hi), (0.0, 1.0));
 /// # Ok::<(), robustft::Error>(())
 /// ```
 pub fn wilson(successes: u64, n: u64) -> Result<Interval> {
@@ -39,9 +41,10 @@ pub fn wilson(successes: u64, n: u64) -> Result<Interval> {
     let denom = 1.0 + z2 / nf;
     let centre = (ph + z2 / (2.0 * nf)) / denom;
     let half = Z95 / denom * (ph * (1.0 - ph) / nf + z2 / (4.0 * nf * nf)).sqrt();
+    // At p̂ = 0 and p̂ = 1 the bound is exactly 0 (resp. 1); the subtraction leaves ~1e-18.
     Ok(Interval {
-        lo: (centre - half).max(0.0),
-        hi: (centre + half).min(1.0),
+        lo: if successes == 0 { 0.0 } else { (centre - half).max(0.0) },
+        hi: if successes == n { 1.0 } else { (centre + half).min(1.0) },
     })
 }
 

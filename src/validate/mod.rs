@@ -6,6 +6,7 @@ pub mod compare;
 pub mod config;
 pub mod data;
 pub mod estimate;
+pub mod eval;
 pub mod lock;
 pub mod plan;
 pub mod records;

@@ -158,6 +158,8 @@ pub enum Cmd {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Score a checkpoint: clean and robust accuracy per radius under an attack (AutoAttack by default).
+    Eval(EvalArgs),
     /// Time train steps, eval batches and PGD-15 per strategy; with --config, also the expected
     /// time of each cell of that configuration on this machine.
     Bench(BenchArgs),
@@ -240,4 +242,77 @@ pub struct BenchArgs {
     /// of its cells on this machine (training steps, evaluations, radii, OOD).
     #[arg(long, conflicts_with = "model")]
     pub config: Option<PathBuf>,
+}
+
+/// The attacks `validate eval` runs.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalAttack {
+    /// PGD (α = ε/4, early exit), 15 steps unless --steps.
+    Pgd,
+    /// APGD with cross-entropy.
+    ApgdCe,
+    /// APGD with the DLR loss.
+    ApgdDlr,
+    /// APGD-T: targeted DLR over the top --targets classes.
+    ApgdT,
+    /// The Square Attack (--queries, default 5000).
+    Square,
+    /// AutoAttack's ensemble: APGD-CE → APGD-T → Square (FAB-T not yet included).
+    Autoattack,
+}
+
+/// `validate eval`'s options.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// A full model (validate pretrain's output, an HF model folder) or a run checkpoint
+    /// (then --backbone).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The upstream backbone a run checkpoint's parameters were trained from.
+    #[arg(long)]
+    pub backbone: Option<PathBuf>,
+    /// tiny, small, base, a TOML file, or an HF folder (default: the checkpoint when it is an
+    /// HF folder, else tiny).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The strategy the checkpoint was trained with.
+    #[arg(long, default_value = "full")]
+    pub strategy: String,
+    /// KIND[:PATH]: synthetic:TASK, fashion-mnist[:DIR], cifar10:DIR, cifar100:DIR,
+    /// image-folder:DIR.
+    #[arg(long)]
+    pub data: String,
+    /// Keep these classes (labels remapped in this order), e.g. 0,2,4.
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<u32>>,
+    /// Test images (a seeded draw).
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// The attack.
+    #[arg(long, value_enum, default_value_t = EvalAttack::Autoattack)]
+    pub attack: EvalAttack,
+    /// ℓ∞ radii in [0, 1] (numbers or fractions), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "8/255")]
+    pub eps: Vec<String>,
+    /// Iterations (PGD: 15, APGD and AutoAttack's APGD members: 100; per target for APGD-T).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Square's query budget (square, autoattack): 5000.
+    #[arg(long)]
+    pub queries: Option<usize>,
+    /// APGD-T target classes (default 9, fewer with fewer classes).
+    #[arg(long)]
+    pub targets: Option<usize>,
+    /// Seed of the image draw and the attacks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the report as JSON (RobustBench-like).
+    #[arg(long)]
+    pub json: bool,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<String>,
 }

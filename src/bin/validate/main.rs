@@ -24,7 +24,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod args;
 
-use args::{BenchArgs, Cli, Cmd, ConfigArgs};
+use args::{BenchArgs, Cli, Cmd, ConfigArgs, EvalArgs, EvalAttack};
 
 /// The answer of `validate inspect` (fields in this order).
 #[derive(serde::Serialize)]
@@ -191,6 +191,7 @@ fn main() -> ExitCode {
             device,
         }) => pick(&device).and_then(|d| pretrain_cmd(&model, &task, steps, batch_size, lr, seed, &out, &d)),
         Some(Cmd::Bench(args)) => pick(&args.device).and_then(|d| bench_cmd(args, &d)),
+        Some(Cmd::Eval(args)) => pick(&args.device).and_then(|d| eval_cmd(args, &d)),
     })
 }
 
@@ -372,4 +373,101 @@ fn bench_cmd(args: BenchArgs, device: &Device) -> Outcome {
         }
     }
     Ok(text)
+}
+
+/// `validate eval`: one checkpoint scored on n test images under an attack at each radius.
+fn eval_cmd(a: EvalArgs, device: &Device) -> Outcome {
+    let quiet = a.quiet;
+    use robustft::validate::config::{AttackKind, AttackSpec};
+    use robustft::validate::spec::{DataKind, EpsSpec, EpsValue};
+    let model_arg = a.model.clone().unwrap_or_else(|| {
+        if a.checkpoint.is_dir() {
+            a.checkpoint.display().to_string()
+        } else {
+            "tiny".into()
+        }
+    });
+    let cfg = VitConfig::from_arg(&model_arg)
+        .map_err(|e| e.rename_field("model", "--model"))
+        .input()?;
+    let strategy = peft::parse_strategy(&a.strategy)
+        .map_err(|e| e.rename_field("strategy", "--strategy"))
+        .input()?;
+    let kind = match a.attack {
+        EvalAttack::Pgd => AttackKind::Pgd,
+        EvalAttack::ApgdCe => AttackKind::Apgd,
+        EvalAttack::ApgdDlr => AttackKind::ApgdDlr,
+        EvalAttack::ApgdT => AttackKind::ApgdT,
+        EvalAttack::Square => AttackKind::Square,
+        EvalAttack::Autoattack => AttackKind::Autoattack,
+    };
+    let spec = AttackSpec {
+        kind,
+        eps: EpsSpec::Many(a.eps.iter().map(|e| EpsValue::Text(e.clone())).collect()),
+        alpha: None,
+        steps: a.steps.or((kind == AttackKind::Pgd).then_some(15)),
+        stop: None,
+        targets: a.targets,
+        queries: a.queries,
+    };
+    let attacks = spec
+        .attacks()
+        .map_err(|e| {
+            let e = e
+                .rename_field("attack.steps", "--steps")
+                .rename_field("attack.targets", "--targets")
+                .rename_field("attack.queries", "--queries");
+            (0..a.eps.len()).fold(e.rename_field("attack.eps", "--eps"), |e, i| {
+                e.rename_field(&format!("attack.eps[{i}]"), "--eps")
+            })
+        })
+        .input()?;
+    if a.n == 0 {
+        return Err(robustft::Error::invalid("--n", "must be >= 1", 0)).input();
+    }
+    let (kind_s, path) = a
+        .data
+        .split_once(':')
+        .map_or((a.data.as_str(), None), |(k, p)| (k, Some(p)));
+    let data_kind: DataKind = serde_json::from_value(serde_json::json!(kind_s))
+        .map_err(|e| robustft::Error::invalid("--data", e.to_string(), kind_s))
+        .input()?;
+    let (task, dir) = match data_kind {
+        DataKind::Synthetic => (path, None),
+        _ => (None, path.map(std::path::Path::new)),
+    };
+    let loaded = robustft::validate::data::load_source(
+        data_kind,
+        task,
+        dir,
+        a.classes.as_deref(),
+        Some(1),
+        None,
+        cfg.image_size,
+        "--",
+    )
+    .input()?;
+    let eval = robustft::validate::eval::EvalSpec {
+        checkpoint: a.checkpoint.clone(),
+        backbone: a.backbone.clone(),
+        model: cfg,
+        model_name: model_arg,
+        strategy,
+        dataset: a.data.clone(),
+        attacks,
+        n: a.n,
+        seed: a.seed,
+    };
+    let model = robustft::validate::eval::load_model(&eval, loaded.test.classes, device).input()?;
+    let say = |m: &str| {
+        if !quiet {
+            eprintln!("{m}");
+        }
+    };
+    let report = robustft::validate::eval::evaluate(&eval, &model, &loaded.test, &say).running()?;
+    Ok(if a.json {
+        serde_json::to_string(&report).expect("serialisable") + "\n"
+    } else {
+        robustft::validate::eval::render(&report)
+    })
 }

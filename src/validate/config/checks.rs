@@ -217,7 +217,14 @@ impl RunConfig {
     }
 
     fn attacks(&self) -> Result<Vec<Attack>> {
-        let a = &self.attack;
+        self.attack.attacks()
+    }
+}
+
+impl AttackSpec {
+    /// One attack per radius (increasing), as configured; errors name the `attack.*` key.
+    pub fn attacks(&self) -> Result<Vec<Attack>> {
+        let a = self;
         let eps = a.eps.values()?;
         if a.alpha.is_some() && eps.len() > 1 {
             return Err(Error::invalid(
@@ -231,8 +238,20 @@ impl RunConfig {
             (AttackKind::Pgd, None) => {
                 return Err(Error::invalid("attack.steps", "required for kind = \"pgd\"", "none"));
             }
-            (AttackKind::Square, s) => s.unwrap_or(SquareConfig::default().queries),
+            (AttackKind::Square, Some(_)) => {
+                return Err(Error::invalid(
+                    "attack.steps",
+                    "not for square: give its budget as queries",
+                    "steps",
+                ));
+            }
             (_, s) => s.unwrap_or(ApgdConfig::default().steps),
+        };
+        let queries = match (a.kind, a.queries) {
+            (_, Some(0)) => return Err(Error::invalid("attack.queries", "must be >= 1", 0)),
+            (AttackKind::Square | AttackKind::Autoattack, q) => q.unwrap_or(SquareConfig::default().queries),
+            (_, Some(q)) => return Err(Error::invalid("attack.queries", "only for square and autoattack", q)),
+            (_, None) => 0,
         };
         let targets = match a.targets {
             Some(0) => return Err(Error::invalid("attack.targets", "must be >= 1", 0)),
@@ -271,14 +290,14 @@ impl RunConfig {
                 AttackKind::ApgdT => Ok(apgd(e, ApgdLoss::DlrTargeted)),
                 AttackKind::Square => Ok(Attack::Square(SquareConfig {
                     eps: e,
-                    queries: steps,
+                    queries,
                     ..SquareConfig::default()
                 })),
                 AttackKind::Autoattack => Ok(Attack::AutoAttack(AutoAttackConfig {
                     eps: e,
                     apgd_steps: steps,
                     targets,
-                    ..AutoAttackConfig::default()
+                    square_queries: queries,
                 })),
             })
             .collect()

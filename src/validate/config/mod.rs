@@ -65,7 +65,7 @@ pub enum AttackKind {
     ApgdDlr,
     /// APGD-T: targeted DLR over `targets` classes (default 9), `steps` iterations each.
     ApgdT,
-    /// The Square Attack: `steps` = queries (default 5,000).
+    /// The Square Attack, `queries` per point (default 5,000).
     Square,
     /// AutoAttack's ensemble (APGD-CE, APGD-T, Square) with its standard settings; `steps` sets
     /// the APGD iterations (default 100).
@@ -95,10 +95,13 @@ pub struct AttackSpec {
     /// (the paper's α = 0.25/255 at ε = 1/255).
     #[serde(default)]
     pub alpha: Option<f64>,
-    /// Iterations (PGD, APGD; per target for APGD-T; AutoAttack's APGD members), or queries
-    /// (Square). Required for `pgd`; default 100 for APGD, 5,000 for Square.
+    /// Iterations (PGD, APGD; per target for APGD-T; AutoAttack's APGD members). Required for
+    /// `pgd`; default 100 for APGD; not for `square`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<usize>,
+    /// Square's query budget (`square`, and AutoAttack's Square), default 5,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queries: Option<usize>,
     /// APGD-T (and AutoAttack's APGD-T): target classes, default 9.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<usize>,
