@@ -278,8 +278,8 @@ pub struct EvalArgs {
     /// The strategy the checkpoint was trained with.
     #[arg(long, default_value = "full")]
     pub strategy: String,
-    /// KIND[:PATH]: synthetic:TASK, fashion-mnist[:DIR], cifar10:DIR, cifar100:DIR,
-    /// image-folder:DIR.
+    /// KIND or KIND:PATH — synthetic:TASK, fashion-mnist (Debian's folder) or fashion-mnist:DIR,
+    /// cifar10:DIR, cifar100:DIR, image-folder:DIR.
     #[arg(long)]
     pub data: String,
     /// Keep these classes (labels remapped in this order), e.g. 0,2,4.
