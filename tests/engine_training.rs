@@ -268,7 +268,7 @@ fn validate_cli_inspect_and_errors() {
         names,
         [
             "run", "plan", "status", "slurm", "tune", "tasks", "report", "verdict", "compare", "inspect", "pretrain",
-            "bench", "help"
+            "eval", "bench", "help"
         ],
         "{help}"
     );
