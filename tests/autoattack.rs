@@ -7,7 +7,8 @@ use rand::{Rng, SeedableRng};
 mod common;
 
 use robustft::engine::attack::{
-    ApgdConfig, ApgdLoss, AttackOutcome, AutoAttackConfig, Classifier, SquareConfig, apgd, autoattack, correct, square,
+    ApgdConfig, ApgdLoss, AttackOutcome, AutoAttackConfig, Classifier, SquareConfig, apgd, autoattack,
+    autoattack_split, correct, square,
 };
 use robustft::engine::data::synthetic::SyntheticSpec;
 use robustft::engine::peft::Strategy;
@@ -316,7 +317,24 @@ fn vit_invariants_and_ensemble_strength() {
     assert!(count(&ens.outcome.robust) > 0, "a radius that leaves points robust");
     assert!(ens.broken[1] > 0, "APGD-T breaks points APGD-CE left: {:?}", ens.broken);
     let again = autoattack(&model, &x, &y, &cfg_aa, 7).unwrap();
-    assert_eq!((again.outcome.robust, again.broken), (ens.outcome.robust, ens.broken));
+    assert_eq!(
+        (again.outcome.robust, again.broken),
+        (ens.outcome.robust.clone(), ens.broken)
+    );
+    // Split over threads (as evaluation runs it on the CPU): one part is the unsplit attack; two
+    // parts keep every invariant, count every broken point once, and repeat with the same seed.
+    let one = autoattack_split(&model, &x, &y, &cfg_aa, 7, 1).unwrap();
+    assert_eq!((one.outcome.robust, one.broken), (ens.outcome.robust, ens.broken));
+    let two = autoattack_split(&model, &x, &y, &cfg_aa, 7, 2).unwrap();
+    check_invariants("autoattack split", &model, &x, &y, eps, &two.outcome);
+    assert_eq!(48 - two.broken.iter().sum::<usize>(), count(&two.outcome.robust));
+    let two_again = autoattack_split(&model, &x, &y, &cfg_aa, 7, 2).unwrap();
+    assert_eq!(two.outcome.robust, two_again.outcome.robust);
+    println!(
+        "split in two: {} robust, broken {:?}",
+        count(&two.outcome.robust),
+        two.broken
+    );
 }
 
 /// `validate eval` on a model it writes itself (`validate pretrain`, a full model with its head):

@@ -4,8 +4,8 @@ use candle_core::{Device, Tensor};
 
 use super::Vit;
 use super::attack::{
-    ApgdConfig, ApgdLoss, AttackOutcome, AutoAttackConfig, PgdConfig, SquareConfig, apgd, autoattack,
-    pgd_data_parallel, square,
+    ApgdConfig, ApgdLoss, AttackOutcome, AutoAttackConfig, PgdConfig, SquareConfig, apgd, autoattack_split, join,
+    pgd_data_parallel, split, square,
 };
 use super::data::Dataset;
 use crate::error::Result;
@@ -132,11 +132,13 @@ impl Attack {
 
     /// Runs the attack on the batch (`x`, `y`); `seed` fixes its random draws.
     pub fn run(&self, model: &Vit, x: &Tensor, y: &Tensor, seed: u64, device: &Device) -> Result<AttackOutcome> {
+        let parts = super::batch_parts(device);
         Ok(match self {
-            Attack::Pgd(p) => pgd_data_parallel(model, x, y, p, seed, super::batch_parts(device))?,
-            Attack::Apgd(a) => apgd(model, x, y, a, seed)?,
-            Attack::Square(q) => square(model, x, y, q, seed)?,
-            Attack::AutoAttack(a) => autoattack(model, x, y, a, seed)?.outcome,
+            Attack::Pgd(p) => pgd_data_parallel(model, x, y, p, seed, parts)?,
+            // Split over the cores as PGD is (one batch at a time would use one of them).
+            Attack::Apgd(a) => join(split(x, y, parts, seed, |x, y, s| apgd(model, x, y, a, s))?)?,
+            Attack::Square(q) => join(split(x, y, parts, seed, |x, y, s| square(model, x, y, q, s))?)?,
+            Attack::AutoAttack(a) => autoattack_split(model, x, y, a, seed, parts)?.outcome,
         })
     }
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::engine::attack::{autoattack, autoattack::MEMBERS};
+use crate::engine::attack::{autoattack::MEMBERS, autoattack_split};
 use crate::engine::data::Dataset;
 use crate::engine::eval::Attack;
 use crate::engine::peft::{Strategy, model_spec};
@@ -173,6 +173,15 @@ pub fn load_model(spec: &EvalSpec, classes: usize, device: &Device) -> Result<Vi
     Vit::from_tensors(&vspec, t, true).map_err(|e| err(e.to_string()))
 }
 
+/// Writes the images `evaluate` scores (the first `n` of the seeded draw, in order) with their
+/// labels to `path` (safetensors: `pixels` f32 [n, C, H, W], `labels` u32 [n]), atomically.
+pub fn save_images(data: &Dataset, n: usize, seed: u64, path: &Path) -> Result<()> {
+    let ids = data.eval_indices(n, seed);
+    let (x, y) = data.batch(&ids, &Device::Cpu)?;
+    let map = HashMap::from([("pixels".to_string(), x), ("labels".to_string(), y)]);
+    crate::engine::model::save_atomic(&map, path)
+}
+
 /// Evaluates `model` on images `ids` of `data` (batches of 128), attack by attack.
 pub fn evaluate(spec: &EvalSpec, model: &Vit, data: &Dataset, progress: &dyn Fn(&str)) -> Result<EvalReport> {
     let start = Instant::now();
@@ -208,7 +217,7 @@ pub fn evaluate(spec: &EvalSpec, model: &Vit, data: &Dataset, progress: &dyn Fn(
             let seed = spec.seed ^ ((k as u64) << 32) ^ bi as u64;
             let robust = match attack {
                 Attack::AutoAttack(c) => {
-                    let out = autoattack(&frozen, &x, &y, c, seed)?;
+                    let out = autoattack_split(&frozen, &x, &y, c, seed, crate::engine::batch_parts(&device))?;
                     for (b, m) in broken.iter_mut().zip(out.broken) {
                         b.1 += m;
                     }

@@ -309,6 +309,11 @@ pub struct EvalArgs {
     /// Print the report as JSON (RobustBench-like).
     #[arg(long)]
     pub json: bool,
+    /// Also write the evaluated images and labels, in order, to this safetensors file
+    /// (`pixels` [n, C, H, W] in [0, 1], `labels` [n]): for a peer to attack the same points.
+    /// An existing file is refused.
+    #[arg(long)]
+    pub save_images: Option<PathBuf>,
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,

@@ -459,6 +459,17 @@ fn eval_cmd(a: EvalArgs, device: &Device) -> Outcome {
         seed: a.seed,
     };
     let model = robustft::validate::eval::load_model(&eval, loaded.test.classes, device).input()?;
+    if let Some(p) = &a.save_images {
+        if p.exists() {
+            return Err(robustft::Error::invalid(
+                "--save-images",
+                "a file that does not exist yet",
+                p.display(),
+            ))
+            .input();
+        }
+        robustft::validate::eval::save_images(&loaded.test, a.n, a.seed, p).running()?;
+    }
     let say = |m: &str| {
         if !quiet {
             eprintln!("{m}");

@@ -132,3 +132,26 @@ pub fn autoattack<M: Classifier + ?Sized>(
         broken,
     })
 }
+
+/// [`autoattack`] with the batch split into `parts` slices on separate threads
+/// ([`super::split`]); the broken counts are summed.
+pub fn autoattack_split<M: Classifier + Sync + ?Sized>(
+    model: &M,
+    x: &Tensor,
+    y: &Tensor,
+    cfg: &AutoAttackConfig,
+    seed: u64,
+    parts: usize,
+) -> CResult<EnsembleOutcome> {
+    let outs = super::split(x, y, parts, seed, |x, y, s| autoattack(model, x, y, cfg, s))?;
+    let mut broken = [0usize; 3];
+    for o in &outs {
+        for (b, k) in broken.iter_mut().zip(o.broken) {
+            *b += k;
+        }
+    }
+    Ok(EnsembleOutcome {
+        outcome: super::join(outs.into_iter().map(|o| o.outcome).collect())?,
+        broken,
+    })
+}

@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use apgd::{ApgdConfig, ApgdLoss, apgd};
-pub use autoattack::{AutoAttackConfig, EnsembleOutcome, autoattack};
+pub use autoattack::{AutoAttackConfig, EnsembleOutcome, autoattack, autoattack_split};
 pub use pgd::{PgdConfig, StopRule, pgd, pgd_data_parallel};
 pub use square::{SquareConfig, square};
 
@@ -219,4 +219,50 @@ pub(crate) fn scatter_rows(dst: &Tensor, ids: &[usize], rows: &Tensor) -> CResul
         .zeros_like()?
         .index_add(&index_tensor(ids, dst.device())?, rows, 0)?;
     replace_rows(dst, &full, ids)
+}
+
+/// Runs `f(x_part, y_part, seed_part)` on `parts` contiguous slices of the batch, each on its own
+/// thread (`engine::data_parallel`), part k with seed `seed` (k = 0) or `seed ^ k·φ64`, and returns
+/// the parts' results in order. Attacks treat points independently, so this is the same attack on
+/// the same points with other random draws; the split is fixed per device (`batch_parts`), so a
+/// seed still fixes the outcome.
+pub fn split<T: Send>(
+    x: &Tensor,
+    y: &Tensor,
+    parts: usize,
+    seed: u64,
+    f: impl Fn(&Tensor, &Tensor, u64) -> CResult<T> + Sync,
+) -> CResult<Vec<T>> {
+    let b = x.dim(0)?;
+    let per = b.div_ceil(parts.clamp(1, b.max(1)));
+    crate::engine::data_parallel(b, parts, |start, len| {
+        let k = (start / per.max(1)) as u64;
+        let s = if k == 0 {
+            seed
+        } else {
+            seed ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        };
+        f(&x.narrow(0, start, len)?, &y.narrow(0, start, len)?, s)
+    })
+}
+
+/// The outcomes of consecutive slices of a batch as one.
+pub fn join(outs: Vec<AttackOutcome>) -> CResult<AttackOutcome> {
+    if outs.len() == 1 {
+        return Ok(outs.into_iter().next().expect("one"));
+    }
+    let mut advs = Vec::new();
+    let (mut clean_correct, mut robust, mut image_forwards) = (Vec::new(), Vec::new(), 0);
+    for o in outs {
+        advs.push(o.adv);
+        clean_correct.extend(o.clean_correct);
+        robust.extend(o.robust);
+        image_forwards += o.image_forwards;
+    }
+    Ok(AttackOutcome {
+        adv: Tensor::cat(&advs, 0)?,
+        clean_correct,
+        robust,
+        image_forwards,
+    })
 }

@@ -108,21 +108,7 @@ pub fn pgd_data_parallel<M: Classifier + Sync + ?Sized>(
             n.as_ref(),
         )
     })?;
-    let mut advs = Vec::new();
-    let mut out = AttackOutcome {
-        adv: x.clone(),
-        clean_correct: Vec::new(),
-        robust: Vec::new(),
-        image_forwards: 0,
-    };
-    for o in outs {
-        advs.push(o.adv);
-        out.clean_correct.extend(o.clean_correct);
-        out.robust.extend(o.robust);
-        out.image_forwards += o.image_forwards;
-    }
-    out.adv = Tensor::cat(&advs, 0)?;
-    Ok(out)
+    super::join(outs)
 }
 
 /// PGD on the batch from x + `noise` projected (from `x` itself when `noise` is None), stopping
