@@ -12,7 +12,7 @@ use robustft::engine::attack::{
 };
 use robustft::engine::data::synthetic::SyntheticSpec;
 use robustft::engine::peft::Strategy;
-use robustft::engine::{Vit, VitConfig, VitSpec};
+use robustft::engine::{Vit, VitSpec};
 
 /// C-class linear model on flattened pixels: logits = W x + b.
 struct Linear {
@@ -106,6 +106,38 @@ fn check_invariants<M: Classifier>(name: &str, model: &M, x: &Tensor, y: &Tensor
     }
 }
 
+/// Each member attack alone on (`x`, `y`) at `eps`: APGD-CE, APGD-DLR, APGD-T (`steps` iterations,
+/// `targets` classes) and Square (`queries`), with `seed`.
+fn members<M: Classifier>(
+    model: &M,
+    x: &Tensor,
+    y: &Tensor,
+    eps: f64,
+    (steps, targets, queries): (usize, usize, usize),
+    seed: u64,
+) -> Vec<(&'static str, AttackOutcome)> {
+    let apgd_with = |loss| ApgdConfig {
+        eps,
+        steps,
+        loss,
+        targets,
+    };
+    let sq = SquareConfig {
+        eps,
+        queries,
+        ..SquareConfig::default()
+    };
+    vec![
+        ("apgd-ce", apgd(model, x, y, &apgd_with(ApgdLoss::Ce), seed).unwrap()),
+        ("apgd-dlr", apgd(model, x, y, &apgd_with(ApgdLoss::Dlr), seed).unwrap()),
+        (
+            "apgd-t",
+            apgd(model, x, y, &apgd_with(ApgdLoss::DlrTargeted), seed).unwrap(),
+        ),
+        ("square", square(model, x, y, &sq, seed).unwrap()),
+    ]
+}
+
 /// On a 5-class linear model, the closed-form worst case bounds every attack (none reports fewer
 /// robust points); APGD-T over all 4 other classes reaches it exactly, and so does the ensemble.
 /// (Square is weaker here, 97 robust against 52: on 4 × 4 images its single-pixel squares never
@@ -124,34 +156,7 @@ fn linear_worst_case_bounds_and_is_reached() {
         exact_n > 30 && exact_n < count(&clean) - 30,
         "a discriminating radius: {exact_n}"
     );
-    let apgd_with = |loss| ApgdConfig {
-        eps,
-        steps: 100,
-        loss,
-        targets: 9,
-    };
-    let runs: Vec<(&str, AttackOutcome)> = vec![
-        ("apgd-ce", apgd(&model, &x, &y, &apgd_with(ApgdLoss::Ce), 1).unwrap()),
-        ("apgd-dlr", apgd(&model, &x, &y, &apgd_with(ApgdLoss::Dlr), 1).unwrap()),
-        (
-            "apgd-t",
-            apgd(&model, &x, &y, &apgd_with(ApgdLoss::DlrTargeted), 1).unwrap(),
-        ),
-        (
-            "square",
-            square(
-                &model,
-                &x,
-                &y,
-                &SquareConfig {
-                    eps,
-                    ..SquareConfig::default()
-                },
-                1,
-            )
-            .unwrap(),
-        ),
-    ];
+    let runs = members(&model, &x, &y, eps, (100, 9, 5000), 1);
     let ens = autoattack(
         &model,
         &x,
@@ -246,18 +251,8 @@ fn zero_radius_is_clean_accuracy() {
 /// member alone, and the same seed giving the same outcome.
 #[test]
 fn vit_invariants_and_ensemble_strength() {
-    let cfg = VitConfig {
-        image_size: 16,
-        patch_size: 4,
-        channels: 3,
-        dim: 32,
-        depth: 2,
-        heads: 2,
-        mlp_dim: 64,
-        ..VitConfig::tiny()
-    };
     let dev = Device::Cpu;
-    let vit = Vit::new(&VitSpec::new(&cfg, Strategy::Full, 10, DType::F32, &dev, 4)).unwrap();
+    let vit = Vit::new(&VitSpec::new(&common::micro(), Strategy::Full, 10, DType::F32, &dev, 4)).unwrap();
     let model = vit.frozen();
     let data = SyntheticSpec::simple(16).generate(48, 2).unwrap();
     let (x, _) = data.batch(&(0..48).collect::<Vec<_>>(), &dev).unwrap();
@@ -270,37 +265,9 @@ fn vit_invariants_and_ensemble_strength() {
         targets: 3,
         square_queries: 200,
     };
-    let apgd_with = |loss| ApgdConfig {
-        eps,
-        steps: 20,
-        loss,
-        targets: 3,
-    };
-    let members = [
-        ("apgd-ce", apgd(&model, &x, &y, &apgd_with(ApgdLoss::Ce), 7).unwrap()),
-        ("apgd-dlr", apgd(&model, &x, &y, &apgd_with(ApgdLoss::Dlr), 7).unwrap()),
-        (
-            "apgd-t",
-            apgd(&model, &x, &y, &apgd_with(ApgdLoss::DlrTargeted), 7).unwrap(),
-        ),
-        (
-            "square",
-            square(
-                &model,
-                &x,
-                &y,
-                &SquareConfig {
-                    eps,
-                    queries: 200,
-                    ..SquareConfig::default()
-                },
-                7,
-            )
-            .unwrap(),
-        ),
-    ];
+    let alone = members(&model, &x, &y, eps, (20, 3, 200), 7);
     let ens = autoattack(&model, &x, &y, &cfg_aa, 7).unwrap();
-    for (name, out) in &members {
+    for (name, out) in &alone {
         check_invariants(name, &model, &x, &y, eps, out);
         assert!(
             count(&ens.outcome.robust) <= count(&out.robust),

@@ -14,19 +14,6 @@ use robustft::engine::pretrain::{PretrainConfig, pretrain};
 use robustft::engine::train::{AdamW, TrainConfig, train_step};
 use robustft::engine::{Vit, VitConfig, VitSpec};
 
-fn micro() -> VitConfig {
-    VitConfig {
-        image_size: 16,
-        patch_size: 4,
-        channels: 3,
-        dim: 32,
-        depth: 2,
-        heads: 2,
-        mlp_dim: 64,
-        ..VitConfig::tiny()
-    }
-}
-
 /// Trains `strategy` on the simple synthetic task and returns the model and held-out data.
 fn trained(cfg: &VitConfig, strategy: Strategy, steps: usize, lr: f64) -> (Vit, robustft::engine::data::Dataset) {
     let task = SyntheticSpec::simple(cfg.image_size);
@@ -55,7 +42,7 @@ fn trained(cfg: &VitConfig, strategy: Strategy, steps: usize, lr: f64) -> (Vit, 
 /// shapes alone give p = 0.9 to a model that reads them.
 #[test]
 fn training_learns_the_synthetic_task() {
-    let (model, test) = trained(&micro(), Strategy::Full, 150, 3e-3);
+    let (model, test) = trained(&common::micro(), Strategy::Full, 150, 3e-3);
     let ids: Vec<usize> = (0..test.len()).collect();
     let c = clean_counts(&model, &test, &ids, 128, &Device::Cpu).unwrap();
     let acc = c.clean as f64 / c.n as f64;
@@ -66,7 +53,7 @@ fn training_learns_the_synthetic_task() {
 /// (last iterate), and a larger ε is never easier.
 #[test]
 fn attack_strength_order_on_a_trained_model() {
-    let (model, test) = trained(&micro(), Strategy::Full, 150, 3e-3);
+    let (model, test) = trained(&common::micro(), Strategy::Full, 150, 3e-3);
     let ids: Vec<usize> = (0..128).collect();
     let dev = Device::Cpu;
     let eps = 2.0 / 255.0;
@@ -161,7 +148,7 @@ fn poison_head(model: &Vit) {
 #[test]
 fn non_finite_loss_names_step_and_tensor() {
     use robustft::engine::train::train_step_data_parallel;
-    let cfg = micro();
+    let cfg = common::micro();
     let dev = Device::Cpu;
     let d = SyntheticSpec::simple(16).generate(8, 0).unwrap();
     let (x, y) = d.batch(&(0..8).collect::<Vec<_>>(), &dev).unwrap();
@@ -209,7 +196,7 @@ fn pretrain_then_fine_tune_from_the_checkpoint() {
     let dir = std::env::temp_dir().join(format!("robustft-pretrain-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = dir.join("up.safetensors");
-    let cfg = micro();
+    let cfg = common::micro();
     let mut pc = PretrainConfig::new(cfg.clone(), SyntheticSpec::upstream(16), 40, 0);
     pc.train.batch_size = 32;
     let mut seen = 0;
@@ -362,7 +349,7 @@ fn bench_config_estimates_its_cells() {
 #[test]
 fn split_step_matches_the_single_batch_step() {
     use robustft::engine::train::train_step_data_parallel;
-    let cfg = micro();
+    let cfg = common::micro();
     let dev = Device::Cpu;
     let d = SyntheticSpec::simple(16).generate(13, 0).unwrap();
     let ids: Vec<usize> = (0..13).collect();

@@ -266,6 +266,38 @@ pub struct Study {
     pub datasets: Vec<DatasetData>,
     /// Runs whose schedule is not finished ("dataset/strategy/seedN").
     pub incomplete: Vec<String>,
+    /// The attack behind the robust accuracies, as configured ([`describe_attack`]).
+    pub attack: String,
+}
+
+/// The `attack` table of a run configuration (as recorded in a header) in words: kind and budget,
+/// e.g. "pgd, 15 steps, α = ε/4" or "autoattack (apgd-ce → apgd-t → square), 100 iterations, 9
+/// targets, 5000 queries"; defaults are the engine's.
+pub fn describe_attack(config: &serde_json::Value) -> String {
+    let a = &config["attack"];
+    let kind = a["kind"].as_str().unwrap_or("pgd");
+    let num = |k: &str, d: u64| a[k].as_u64().unwrap_or(d);
+    match kind {
+        "pgd" => format!(
+            "pgd, {} steps, {}",
+            num("steps", 15),
+            a["alpha"].as_f64().map_or("α = ε/4".into(), |v| format!("α = {v}"))
+        ),
+        "apgd" | "apgd-ce" | "apgd-dlr" => format!("{kind}, {} iterations", num("steps", 100)),
+        "apgd-t" => format!(
+            "apgd-t, {} iterations × {} targets",
+            num("steps", 100),
+            num("targets", 9)
+        ),
+        "square" => format!("square, {} queries", num("queries", 5000)),
+        "autoattack" => format!(
+            "autoattack (apgd-ce → apgd-t → square; no fab-t), {} iterations, {} targets, {} queries",
+            num("steps", 100),
+            num("targets", 9),
+            num("queries", 5000)
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// Per (dataset index, strategy): curves of the seeds drawn (skipping seeds that are missing).
@@ -333,7 +365,14 @@ impl Study {
                 }
             })
             .collect();
-        Ok(Study { datasets, incomplete })
+        let attack = runs
+            .first()
+            .map_or_else(String::new, |r| describe_attack(&r.header.config));
+        Ok(Study {
+            datasets,
+            incomplete,
+            attack,
+        })
     }
 
     /// Every run folder's records (`dir/<dataset>/<strategy>/seed*.jsonl`), grouped; an error when
@@ -423,4 +462,34 @@ pub fn mean_curve(cs: &[Curves], pick: impl Fn(&Curves) -> Option<&Vec<f64>>) ->
 /// Column `j` of replicate statistics.
 pub fn column(reps: &[Vec<f64>], j: usize) -> Vec<f64> {
     reps.iter().map(|r| r[j]).collect()
+}
+
+#[cfg(test)]
+mod attack_words {
+    use super::describe_attack;
+    use serde_json::json;
+
+    /// The report names the attack and its budget, with the engine's defaults where the config
+    /// leaves them out.
+    #[test]
+    fn attacks_in_words() {
+        for (attack, want) in [
+            (json!({"kind": "pgd", "steps": 15}), "pgd, 15 steps, α = ε/4"),
+            (
+                json!({"kind": "pgd", "steps": 7, "alpha": 0.001}),
+                "pgd, 7 steps, α = 0.001",
+            ),
+            (
+                json!({"kind": "apgd-t", "steps": 50}),
+                "apgd-t, 50 iterations × 9 targets",
+            ),
+            (json!({"kind": "square"}), "square, 5000 queries"),
+            (
+                json!({"kind": "autoattack", "targets": 3, "queries": 100}),
+                "autoattack (apgd-ce → apgd-t → square; no fab-t), 100 iterations, 3 targets, 100 queries",
+            ),
+        ] {
+            assert_eq!(describe_attack(&json!({ "attack": attack })), want);
+        }
+    }
 }

@@ -102,3 +102,19 @@ pub fn assert_same_sweep(a: &std::path::Path, b: &std::path::Path) {
         );
     }
 }
+
+/// A micro ViT (16 px, patch 4, dim 32, depth 2, 2 heads, MLP 64): fast enough to train or attack
+/// in a unit test.
+#[allow(dead_code)]
+pub fn micro() -> robustft::engine::VitConfig {
+    robustft::engine::VitConfig {
+        image_size: 16,
+        patch_size: 4,
+        channels: 3,
+        dim: 32,
+        depth: 2,
+        heads: 2,
+        mlp_dim: 64,
+        ..robustft::engine::VitConfig::tiny()
+    }
+}

@@ -57,10 +57,10 @@ for k, row in enumerate(peer["robust"]):
         e = eng[a]["robust"][k]
         p = row[a]
         half = wilson_half(p["acc"], n)
-        print(f"| {row['eps']*255:.0f}/255 | {a} | {e['acc']:.4f} ({e['robust']}) | {p['acc']:.4f} ({p['robust']}) "
+        print(f"| {row['eps']*255:g}/255 | {a} | {e['acc']:.4f} ({e['robust']}) | {p['acc']:.4f} ({p['robust']}) "
               f"| {e['robust'] - p['robust']:+d} | {half:.4f} | {e['seconds']:.1f} | {p['seconds']:.1f} |")
     p = row["autoattack+fab-t"]
-    print(f"| {row['eps']*255:.0f}/255 | torchattacks with FAB-T | – | {p['acc']:.4f} ({p['robust']}) | – | – | – | {p['seconds']:.1f} |")
+    print(f"| {row['eps']*255:g}/255 | torchattacks with FAB-T | – | {p['acc']:.4f} ({p['robust']}) | – | – | – | {p['seconds']:.1f} |")
 print(f"\ntorch {peer['torch']}, transformers {peer['transformers']}, torchattacks {peer['torchattacks']}")
 PY
 cat "$OUT/table.md"

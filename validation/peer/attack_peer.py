@@ -8,7 +8,8 @@
 * ``--weights``: a full model written by ``validate pretrain`` (HF key layout without the ``vit.``
   prefix, ``classifier.*`` head). It is loaded with ``load_state_dict(strict=True)`` into
   ``transformers.ViTForImageClassification`` built from the given sizes (erf GELU, q/k/v biases,
-  layer_norm_eps 1e-12, no dropout), so a missing or extra key fails loudly.
+  layer_norm_eps 1e-12, no dropout) with ``from_pretrained`` (which maps the original key layout
+  to transformers 5's); a missing, extra or mis-shaped key fails loudly.
 * ``--images``: ``validate eval --save-images`` output (``pixels`` in [0, 1], ``labels``).
 * The model sees ``(x - 0.5) / 0.5`` (the engine's in-model normalisation for mean = std = 0.5).
 
@@ -26,8 +27,6 @@ points given (robust = classified correctly on the returned image and clean-corr
 import argparse
 import json
 import time
-from fractions import Fraction
-
 import torch
 from safetensors.torch import load_file
 
@@ -66,9 +65,20 @@ def main():
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
-    hf = ViTForImageClassification(cfg).eval()
-    renamed = {(k if k.startswith("classifier.") else "vit." + k): v for k, v in sd.items()}
-    hf.load_state_dict(renamed, strict=True)
+    # Saved in HF's original key layout; from_pretrained converts it to transformers 5's names
+    # (its conversion mapping), and nothing may be missing or left over.
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory() as d:
+        cfg.save_pretrained(d)
+        renamed = {(k if k.startswith("classifier.") else "vit." + k): v.contiguous() for k, v in sd.items()}
+        save_file(renamed, f"{d}/model.safetensors", metadata={"format": "pt"})
+        hf, info = ViTForImageClassification.from_pretrained(d, output_loading_info=True)
+    bad = {k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    assert not bad, f"the weights do not fit: {bad}"
+    hf = hf.float().eval()
 
     class Model(torch.nn.Module):
         def __init__(self, m):
@@ -93,7 +103,8 @@ def main():
         "robust": [],
     }
     for e in a.eps.split(","):
-        eps = float(Fraction(e))
+        num, _, den = e.partition("/")
+        eps = float(num) / float(den or 1)
         s = a.seed
 
         def apgd(loss):
