@@ -42,7 +42,7 @@ echo "torchattacks" >&2
 "$PY" - "$OUT" > "$OUT/table.md" <<'PY'
 import json, math, sys, pathlib
 out = pathlib.Path(sys.argv[1])
-peer = json.loads((out / "torchattacks.json").read_text())
+peer = json.loads((out / "torchattacks.json").read_text().strip().splitlines()[-1])
 names = ["apgd-ce", "apgd-dlr", "apgd-t", "square", "autoattack"]
 eng = {a: json.loads((out / f"engine-{a}.json").read_text()) for a in names}
 n = peer["n"]
@@ -54,13 +54,16 @@ print("| ε | attack | engine robust | torchattacks robust | difference (points)
 print("|---|---|---|---|---|---|---|---|")
 for k, row in enumerate(peer["robust"]):
     for a in names:
+        if a not in row:
+            continue
         e = eng[a]["robust"][k]
         p = row[a]
         half = wilson_half(p["acc"], n)
         print(f"| {row['eps']*255:g}/255 | {a} | {e['acc']:.4f} ({e['robust']}) | {p['acc']:.4f} ({p['robust']}) "
               f"| {e['robust'] - p['robust']:+d} | {half:.4f} | {e['seconds']:.1f} | {p['seconds']:.1f} |")
-    p = row["autoattack+fab-t"]
-    print(f"| {row['eps']*255:g}/255 | torchattacks with FAB-T | – | {p['acc']:.4f} ({p['robust']}) | – | – | – | {p['seconds']:.1f} |")
+    p = row.get("autoattack+fab-t")
+    if p:
+        print(f"| {row['eps']*255:g}/255 | torchattacks with FAB-T | – | {p['acc']:.4f} ({p['robust']}) | – | – | – | {p['seconds']:.1f} |")
 print(f"\ntorch {peer['torch']}, transformers {peer['transformers']}, torchattacks {peer['torchattacks']}")
 PY
 cat "$OUT/table.md"

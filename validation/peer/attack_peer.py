@@ -21,8 +21,9 @@ with FAB-T (multi-targeted FAB, ``steps``) before Square, i.e. AutoAttack's stan
 see what FAB-T adds. Note: torchattacks' own ``AutoAttack(version='standard')`` runs APGD with its
 default 10 steps and ``n_classes - 1`` targets, not AutoAttack's 100 and 9, so it is not used.
 
-Prints one JSON object: clean accuracy and, per ε, the robust accuracy of each attack, on the
-points given (robust = classified correctly on the returned image and clean-correct).
+Prints a JSON object after each attack (the last line holds everything): clean accuracy and,
+per ε, the robust accuracy of each attack, on the points given (robust = classified correctly
+on the returned image and clean-correct).
 """
 import argparse
 import json
@@ -148,8 +149,9 @@ def main():
             with torch.no_grad():
                 ok = (model(adv).argmax(1) == y) & clean
             row[name] = {"acc": ok.float().mean().item(), "robust": int(ok.sum()), "seconds": time.time() - t}
+            # One cumulative line per attack: a long comparison cut short keeps what it measured.
+            print(json.dumps({**out, "robust": out["robust"] + [row]}), flush=True)
         out["robust"].append(row)
-    print(json.dumps(out))
 
 
 if __name__ == "__main__":
