@@ -174,7 +174,7 @@ pub fn load_model(spec: &EvalSpec, classes: usize, device: &Device) -> Result<Vi
 }
 
 /// Writes the images `evaluate` scores (the first `n` of the seeded draw, in order) with their
-/// labels to `path` (safetensors: `pixels` f32 [n, C, H, W], `labels` u32 [n]), atomically.
+/// labels to `path` (safetensors: `pixels` f32 `[n, C, H, W]`, `labels` u32 `[n]`), atomically.
 pub fn save_images(data: &Dataset, n: usize, seed: u64, path: &Path) -> Result<()> {
     let ids = data.eval_indices(n, seed);
     let (x, y) = data.batch(&ids, &Device::Cpu)?;
