@@ -310,7 +310,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Also write the evaluated images and labels, in order, to this safetensors file
-    /// (`pixels` [n, C, H, W] in [0, 1], `labels` [n]): for a peer to attack the same points.
+    /// (`pixels`, n × C × H × W in 0…1, and `labels`): for a peer to attack the same points.
     /// An existing file is refused.
     #[arg(long)]
     pub save_images: Option<PathBuf>,
