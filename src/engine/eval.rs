@@ -125,7 +125,11 @@ impl Attack {
             Attack::Apgd(a) => (a.steps * a.runs(classes)) as f64,
             Attack::Square(q) => q.queries as f64 / 3.0,
             Attack::AutoAttack(a) => {
-                (a.apgd_steps * (1 + a.targets.min(classes.saturating_sub(1)))) as f64 + a.square_queries as f64 / 3.0
+                [ApgdLoss::Ce, ApgdLoss::DlrTargeted]
+                    .map(|l| Attack::Apgd(a.apgd(l)).max_steps(classes))
+                    .iter()
+                    .sum::<f64>()
+                    + a.square_queries as f64 / 3.0
             }
         }
     }

@@ -6,7 +6,7 @@
 //! `Var`s whose tensors are used in the forward pass, so the optimiser updates them in place.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var};
 use rand::rngs::StdRng;
@@ -195,22 +195,12 @@ impl Vit {
     }
 
     fn load_filtered(path: &Path, spec: &VitSpec, keep: impl Fn(&str) -> bool) -> Result<Self> {
-        // An HF model folder: its model.safetensors (read_folder says why when it is not there).
-        let weights;
-        let path = if path.is_dir() {
-            weights = super::hf::read_folder(path)?.weights();
-            weights.as_path()
-        } else {
-            path
-        };
-        let err = |message: String| Error::Config {
-            path: path.to_path_buf(),
-            message,
-        };
-        let mut loaded = candle_core::safetensors::load(path, &spec.device)
-            .map_err(|e| err(format!("not a readable safetensors file: {e}")))?;
+        let (path, mut loaded) = read_checkpoint(path, &spec.device)?;
         loaded.retain(|k, _| keep(k));
-        Self::from_tensors(spec, loaded, true).map_err(|e| err(e.to_string()))
+        Self::from_tensors(spec, loaded, true).map_err(|e| Error::Config {
+            path,
+            message: e.to_string(),
+        })
     }
 
     /// Writes every tensor (backbone in HF layout, PEFT tensors, head) atomically.
@@ -318,6 +308,22 @@ impl Vit {
         };
         Vit::from_tensors(&spec, tensors, true)
     }
+}
+
+/// The tensors of a safetensors checkpoint, or of an HF model folder's `model.safetensors`
+/// (`hf::read_folder` says why when a folder has none), with the file they came from; an
+/// unreadable file is an error naming it.
+pub fn read_checkpoint(path: &Path, device: &Device) -> Result<(PathBuf, HashMap<String, Tensor>)> {
+    let file = if path.is_dir() {
+        super::hf::read_folder(path)?.weights()
+    } else {
+        path.to_path_buf()
+    };
+    let loaded = candle_core::safetensors::load(&file, device).map_err(|e| Error::Config {
+        path: file.clone(),
+        message: format!("not a readable safetensors file: {e}"),
+    })?;
+    Ok((file, loaded))
 }
 
 /// Saves tensors to a safetensors file atomically (temp file in the same folder + rename).

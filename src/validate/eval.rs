@@ -16,6 +16,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::engine::attack::{autoattack::MEMBERS, autoattack_split};
 use crate::engine::data::Dataset;
 use crate::engine::eval::Attack;
+use crate::engine::model::read_checkpoint;
 use crate::engine::peft::{Strategy, model_spec};
 use crate::engine::{Vit, VitConfig, VitSpec};
 use crate::error::{Error, Result};
@@ -95,24 +96,11 @@ pub struct EvalReport {
     pub versions: HashMap<&'static str, String>,
 }
 
-/// Reads a safetensors file, or an HF folder's weights.
-fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let file = if path.is_dir() {
-        crate::engine::hf::read_folder(path)?.weights()
-    } else {
-        path.to_path_buf()
-    };
-    candle_core::safetensors::load(&file, &Device::Cpu).map_err(|e| Error::Config {
-        path: file.clone(),
-        message: format!("not a readable safetensors file: {e}"),
-    })
-}
-
 /// The model of `spec` with `classes` outputs, every tensor from the checkpoint: each parameter
 /// the strategy has must be there with its shape, and nothing else may be (but an HF pooler);
 /// errors name the key and the file.
 pub fn load_model(spec: &EvalSpec, classes: usize, device: &Device) -> Result<Vit> {
-    let mut t = read_tensors(&spec.checkpoint)?;
+    let mut t = read_checkpoint(&spec.checkpoint, &Device::Cpu)?.1;
     let err = |message: String| Error::Config {
         path: spec.checkpoint.clone(),
         message,
@@ -123,7 +111,7 @@ pub fn load_model(spec: &EvalSpec, classes: usize, device: &Device) -> Result<Vi
                  parameters: give the run's upstream backbone with --backbone FILE"
                 .into()));
         };
-        let mut full = read_tensors(b)?;
+        let mut full = read_checkpoint(b, &Device::Cpu)?.1;
         full.retain(|k, _| !k.trim_start_matches("vit.").starts_with("classifier."));
         for (k, v) in t.drain() {
             if let Some(p) = k.strip_prefix("param.") {

@@ -53,6 +53,16 @@ pub struct EnsembleOutcome {
 }
 
 impl AutoAttackConfig {
+    /// The configuration of its APGD member with `loss` (APGD-CE or APGD-T).
+    pub fn apgd(&self, loss: ApgdLoss) -> ApgdConfig {
+        ApgdConfig {
+            eps: self.eps,
+            steps: self.apgd_steps,
+            loss,
+            targets: self.targets,
+        }
+    }
+
     /// Member `k`'s attack on `xs` (every point clean-correct).
     fn member<M: Classifier + ?Sized>(
         &self,
@@ -62,15 +72,9 @@ impl AutoAttackConfig {
         ys: &Tensor,
         seed: u64,
     ) -> CResult<AttackOutcome> {
-        let apgd_cfg = |loss| ApgdConfig {
-            eps: self.eps,
-            steps: self.apgd_steps,
-            loss,
-            targets: self.targets,
-        };
         match k {
-            0 => apgd(model, xs, ys, &apgd_cfg(ApgdLoss::Ce), seed),
-            1 => apgd(model, xs, ys, &apgd_cfg(ApgdLoss::DlrTargeted), seed),
+            0 => apgd(model, xs, ys, &self.apgd(ApgdLoss::Ce), seed),
+            1 => apgd(model, xs, ys, &self.apgd(ApgdLoss::DlrTargeted), seed),
             _ => square(
                 model,
                 xs,

@@ -2,8 +2,8 @@
 //! paper's evaluation), APGD with the CE, DLR and targeted-DLR losses (Croce & Hein 2020), the
 //! Square Attack (Andriushchenko et al. 2020) and AutoAttack's ensemble of them.
 //!
-//! Both attack only the points the model classifies correctly (the others count as non-robust
-//! anyway) and report per-point robustness.
+//! Every attack attacks only the points the model classifies correctly (the others count as
+//! non-robust anyway) and reports per-point robustness.
 
 pub mod apgd;
 pub mod autoattack;
