@@ -4,8 +4,8 @@ use candle_core::{Device, Tensor};
 
 use super::Vit;
 use super::attack::{
-    ApgdConfig, ApgdLoss, AttackOutcome, AutoAttackConfig, PgdConfig, SquareConfig, apgd, autoattack_split, join,
-    pgd_data_parallel, split, square,
+    ApgdConfig, ApgdLoss, AttackOutcome, AutoAttackConfig, FabConfig, PgdConfig, SquareConfig, apgd, autoattack_split,
+    fab_t, join, pgd_data_parallel, split, square,
 };
 use super::data::Dataset;
 use crate::error::Result;
@@ -18,9 +18,11 @@ pub enum Attack {
     Pgd(PgdConfig),
     /// APGD (CE, DLR or targeted DLR: [`ApgdConfig::loss`]).
     Apgd(ApgdConfig),
+    /// FAB-T (targeted, minimal perturbation).
+    Fab(FabConfig),
     /// The Square Attack (score-based).
     Square(SquareConfig),
-    /// AutoAttack's ensemble (APGD-CE, APGD-T, Square).
+    /// AutoAttack's ensemble (APGD-CE, APGD-T, FAB-T, Square).
     AutoAttack(AutoAttackConfig),
 }
 
@@ -96,13 +98,14 @@ impl Attack {
         match self {
             Attack::Pgd(p) => p.eps,
             Attack::Apgd(a) => a.eps,
+            Attack::Fab(f) => f.eps,
             Attack::Square(q) => q.eps,
             Attack::AutoAttack(a) => a.eps,
         }
     }
 
-    /// The attack's name as reports print it (`pgd`, `apgd-ce`, `apgd-dlr`, `apgd-t`, `square`,
-    /// `autoattack`).
+    /// The attack's name as reports print it (`pgd`, `apgd-ce`, `apgd-dlr`, `apgd-t`, `fab-t`,
+    /// `square`, `autoattack`).
     pub fn name(&self) -> &'static str {
         match self {
             Attack::Pgd(_) => "pgd",
@@ -111,24 +114,28 @@ impl Attack {
                 ApgdLoss::Dlr => "apgd-dlr",
                 ApgdLoss::DlrTargeted => "apgd-t",
             },
+            Attack::Fab(_) => "fab-t",
             Attack::Square(_) => "square",
             Attack::AutoAttack(_) => "autoattack",
         }
     }
 
     /// Its cost in gradient steps per point when every point stays robust (a forward-only query
-    /// counted as a third of a step): PGD/APGD iterations (× targets for APGD-T), Square queries
-    /// / 3, and the sum of AutoAttack's members. `classes` bounds APGD-T's targets.
+    /// counted as a third of a step): PGD/APGD iterations (× targets for APGD-T), FAB-T's
+    /// iterations × targets × 4/3 (a gradient and a prediction each), Square queries / 3, and the
+    /// sum of AutoAttack's members. `classes` bounds the targets.
     pub fn max_steps(&self, classes: usize) -> f64 {
         match self {
             Attack::Pgd(p) => p.steps as f64,
             Attack::Apgd(a) => (a.steps * a.runs(classes)) as f64,
+            Attack::Fab(f) => (f.steps * f.runs(classes)) as f64 * 4.0 / 3.0,
             Attack::Square(q) => q.queries as f64 / 3.0,
             Attack::AutoAttack(a) => {
                 [ApgdLoss::Ce, ApgdLoss::DlrTargeted]
                     .map(|l| Attack::Apgd(a.apgd(l)).max_steps(classes))
                     .iter()
                     .sum::<f64>()
+                    + Attack::Fab(a.fab()).max_steps(classes)
                     + a.square_queries as f64 / 3.0
             }
         }
@@ -141,6 +148,7 @@ impl Attack {
             Attack::Pgd(p) => pgd_data_parallel(model, x, y, p, seed, parts)?,
             // Split over the cores as PGD is (one batch at a time would use one of them).
             Attack::Apgd(a) => join(split(x, y, parts, seed, |x, y, s| apgd(model, x, y, a, s))?)?,
+            Attack::Fab(f) => join(split(x, y, parts, seed, |x, y, s| fab_t(model, x, y, f, s))?)?,
             Attack::Square(q) => join(split(x, y, parts, seed, |x, y, s| square(model, x, y, q, s))?)?,
             Attack::AutoAttack(a) => autoattack_split(model, x, y, a, seed, parts)?.outcome,
         })

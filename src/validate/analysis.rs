@@ -271,7 +271,7 @@ pub struct Study {
 }
 
 /// The `attack` table of a run configuration (as recorded in a header) in words: kind and budget,
-/// e.g. "pgd, 15 steps, α = ε/4" or "autoattack (apgd-ce → apgd-t → square), 100 iterations, 9
+/// e.g. "pgd, 15 steps, α = ε/4" or "autoattack (apgd-ce → apgd-t → fab-t → square), 100 iterations, 9
 /// targets, 5000 queries"; defaults are the engine's.
 pub fn describe_attack(config: &serde_json::Value) -> String {
     let a = &config["attack"];
@@ -289,9 +289,14 @@ pub fn describe_attack(config: &serde_json::Value) -> String {
             num("steps", 100),
             num("targets", 9)
         ),
+        "fab-t" => format!(
+            "fab-t, {} iterations × {} targets",
+            num("steps", 100),
+            num("targets", 9)
+        ),
         "square" => format!("square, {} queries", num("queries", 5000)),
         "autoattack" => format!(
-            "autoattack (apgd-ce → apgd-t → square; no fab-t), {} iterations, {} targets, {} queries",
+            "autoattack (apgd-ce → apgd-t → fab-t → square), {} iterations, {} targets, {} queries",
             num("steps", 100),
             num("targets", 9),
             num("queries", 5000)
@@ -483,10 +488,14 @@ mod attack_words {
                 json!({"kind": "apgd-t", "steps": 50}),
                 "apgd-t, 50 iterations × 9 targets",
             ),
+            (
+                json!({"kind": "fab-t", "targets": 4}),
+                "fab-t, 100 iterations × 4 targets",
+            ),
             (json!({"kind": "square"}), "square, 5000 queries"),
             (
                 json!({"kind": "autoattack", "targets": 3, "queries": 100}),
-                "autoattack (apgd-ce → apgd-t → square; no fab-t), 100 iterations, 3 targets, 100 queries",
+                "autoattack (apgd-ce → apgd-t → fab-t → square), 100 iterations, 3 targets, 100 queries",
             ),
         ] {
             assert_eq!(describe_attack(&json!({ "attack": attack })), want);

@@ -13,13 +13,14 @@
 * ``--images``: ``validate eval --save-images`` output (``pixels`` in [0, 1], ``labels``).
 * The model sees ``(x - 0.5) / 0.5`` (the engine's in-model normalisation for mean = std = 0.5).
 
-Attacks (torchattacks 3.5), each configured as the engine's: APGD-CE and APGD-DLR
-(``steps``, one restart), APGD-T (``n_classes = targets + 1`` so it tries ``targets`` classes),
-Square (``n_queries``, p_init 0.8, ``resc_schedule=False`` as AutoAttack's standard version), the
-ensemble APGD-CE → APGD-T → Square as ``MultiAttack`` (the engine's ``autoattack``), and the same
-with FAB-T (multi-targeted FAB, ``steps``) before Square, i.e. AutoAttack's standard members, to
-see what FAB-T adds. Note: torchattacks' own ``AutoAttack(version='standard')`` runs APGD with its
-default 10 steps and ``n_classes - 1`` targets, not AutoAttack's 100 and 9, so it is not used.
+Attacks (torchattacks 3.5; ``--attacks``, comma-separated, default all), each configured as the
+engine's: APGD-CE and APGD-DLR (``steps``, one restart), APGD-T (``n_classes = targets + 1`` so it
+tries ``targets`` classes), FAB-T (multi-targeted FAB, ``steps`` iterations, one restart, the same
+``n_classes``), Square (``n_queries``, p_init 0.8, ``resc_schedule=False`` as AutoAttack's
+standard version), and the ensemble APGD-CE → APGD-T → FAB-T → Square as ``MultiAttack`` (the
+engine's ``autoattack``, AutoAttack's standard members). Note: torchattacks' own
+``AutoAttack(version='standard')`` runs APGD and FAB with their default 10 steps and
+``n_classes - 1`` targets, not AutoAttack's 100 and 9, so it is not used.
 
 Prints a JSON object after each attack (the last line holds everything): clean accuracy and,
 per ε, the robust accuracy of each attack, on the points given (robust = classified correctly
@@ -44,6 +45,7 @@ def main():
     ap.add_argument("--queries", type=int, default=5000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--attacks", default="apgd-ce,apgd-dlr,apgd-t,fab-t,square,autoattack")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     import torchattacks
@@ -137,12 +139,16 @@ def main():
             "apgd-ce": lambda: apgd("ce"),
             "apgd-dlr": lambda: apgd("dlr"),
             "apgd-t": apgdt,
+            "fab-t": fabt,
             "square": square,
-            "autoattack": lambda: torchattacks.MultiAttack([apgd("ce"), apgdt(), square()]),
-            "autoattack+fab-t": lambda: torchattacks.MultiAttack([apgd("ce"), apgdt(), fabt(), square()]),
+            "autoattack": lambda: torchattacks.MultiAttack([apgd("ce"), apgdt(), fabt(), square()]),
         }
+        wanted = a.attacks.split(",")
+        unknown = [w for w in wanted if w not in attacks]
+        assert not unknown, f"unknown attack(s) {unknown}; known: {list(attacks)}"
         row = {"eps": eps}
-        for name, make in attacks.items():
+        for name in wanted:
+            make = attacks[name]
             t = time.time()
             adv = make()(x, y)
             assert (adv - x).abs().max().item() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1

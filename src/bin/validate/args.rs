@@ -255,9 +255,11 @@ pub enum EvalAttack {
     ApgdDlr,
     /// APGD-T: targeted DLR over the top --targets classes.
     ApgdT,
+    /// FAB-T: targeted minimal-perturbation attack over the top --targets classes.
+    FabT,
     /// The Square Attack (--queries, default 5000).
     Square,
-    /// AutoAttack's ensemble: APGD-CE → APGD-T → Square (FAB-T not yet included).
+    /// AutoAttack's ensemble: APGD-CE → APGD-T → FAB-T → Square.
     Autoattack,
 }
 
@@ -294,13 +296,14 @@ pub struct EvalArgs {
     /// ℓ∞ radii in [0, 1] (numbers or fractions), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "8/255")]
     pub eps: Vec<String>,
-    /// Iterations (PGD: 15, APGD and AutoAttack's APGD members: 100; per target for APGD-T).
+    /// Iterations (PGD: 15, APGD, FAB-T and AutoAttack's members: 100; per target for APGD-T and
+    /// FAB-T).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Square's query budget (square, autoattack): 5000.
     #[arg(long)]
     pub queries: Option<usize>,
-    /// APGD-T target classes (default 9, fewer with fewer classes).
+    /// APGD-T and FAB-T target classes (default 9, fewer with fewer classes).
     #[arg(long)]
     pub targets: Option<usize>,
     /// Seed of the image draw and the attacks.

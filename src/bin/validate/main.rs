@@ -398,6 +398,7 @@ fn eval_cmd(a: EvalArgs, device: &Device) -> Outcome {
         EvalAttack::ApgdCe => AttackKind::Apgd,
         EvalAttack::ApgdDlr => AttackKind::ApgdDlr,
         EvalAttack::ApgdT => AttackKind::ApgdT,
+        EvalAttack::FabT => AttackKind::FabT,
         EvalAttack::Square => AttackKind::Square,
         EvalAttack::Autoattack => AttackKind::Autoattack,
     };

@@ -20,10 +20,7 @@ use candle_core::{Result as CResult, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{
-    AttackOutcome, Classifier, Objective, bcast_shape, correct, index_tensor, loss_grad, project, replace_rows,
-    scatter_rows,
-};
+use super::{AttackOutcome, Classifier, Objective, bcast_shape, cascade, correct, loss_grad, project, replace_rows};
 
 /// The loss APGD ascends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -89,9 +86,6 @@ pub fn apgd<M: Classifier + ?Sized>(
     let b = x.dim(0)?;
     let clean_logits = model.logits(x)?.detach();
     let clean_correct = correct(&clean_logits, y)?;
-    let mut forwards = b;
-    let mut robust = clean_correct.clone();
-    let mut adv = x.clone();
     let runs = if cfg.steps == 0 {
         0
     } else {
@@ -102,13 +96,8 @@ pub fn apgd<M: Classifier + ?Sized>(
     } else {
         Vec::new()
     };
-    for run in 0..runs {
-        let ids: Vec<usize> = (0..b).filter(|&i| robust[i]).collect();
-        if ids.is_empty() {
-            break;
-        }
-        let idx = index_tensor(&ids, x.device())?;
-        let (xs, ys) = (x.index_select(&idx, 0)?, y.index_select(&idx, 0)?);
+    // Each point keeps the image of its latest run: the breaking one, or the last one's best.
+    let done = cascade(x, y, clean_correct.clone(), runs, true, |run, ids, xs, ys| {
         let targets: Vec<u32> = ids.iter().map(|&i| ranked.get(i).map_or(0, |r| r[run + 1])).collect();
         let objective = match cfg.loss {
             ApgdLoss::Ce => Objective::Ce,
@@ -116,19 +105,13 @@ pub fn apgd<M: Classifier + ?Sized>(
             ApgdLoss::DlrTargeted => Objective::DlrTargeted(&targets),
         };
         let run_seed = seed.wrapping_add((run as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let (run_adv, alive, f) = attack_points(model, &xs, &ys, cfg, &objective, run_seed)?;
-        forwards += f;
-        for (j, &i) in ids.iter().enumerate() {
-            robust[i] = alive[j];
-        }
-        // Each point keeps the image of its latest run: the breaking one, or the last one's best.
-        adv = scatter_rows(&adv, &ids, &run_adv)?;
-    }
+        attack_points(model, xs, ys, cfg, &objective, run_seed)
+    })?;
     Ok(AttackOutcome {
-        adv,
+        adv: done.adv,
         clean_correct,
-        robust,
-        image_forwards: forwards,
+        robust: done.robust,
+        image_forwards: b + done.forwards,
     })
 }
 

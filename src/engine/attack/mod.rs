@@ -1,12 +1,14 @@
 //! ℓ∞ attacks in [0, 1] pixel space: PGD (Madry et al. 2018, as torchattacks implements it, the
-//! paper's evaluation), APGD with the CE, DLR and targeted-DLR losses (Croce & Hein 2020), the
-//! Square Attack (Andriushchenko et al. 2020) and AutoAttack's ensemble of them.
+//! paper's evaluation), APGD with the CE, DLR and targeted-DLR losses (Croce & Hein 2020), FAB-T
+//! (Croce & Hein 2020, "Minimally distorted adversarial examples with a fast adaptive boundary
+//! attack"), the Square Attack (Andriushchenko et al. 2020) and AutoAttack's ensemble of them.
 //!
 //! Every attack attacks only the points the model classifies correctly (the others count as
 //! non-robust anyway) and reports per-point robustness.
 
 pub mod apgd;
 pub mod autoattack;
+pub mod fab;
 pub mod pgd;
 pub mod square;
 
@@ -16,6 +18,7 @@ use rand::{Rng, SeedableRng};
 
 pub use apgd::{ApgdConfig, ApgdLoss, apgd};
 pub use autoattack::{AutoAttackConfig, EnsembleOutcome, autoattack, autoattack_split};
+pub use fab::{FabConfig, fab_t};
 pub use pgd::{PgdConfig, StopRule, pgd, pgd_data_parallel};
 pub use square::{SquareConfig, square};
 
@@ -108,6 +111,8 @@ pub enum Objective<'a> {
     /// The targeted DLR towards class t of each point (Croce & Hein 2020, eq. 7):
     /// −(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 10⁻¹²).
     DlrTargeted(&'a [u32]),
+    /// The logit margin towards class t of each point, z_t − z_y (FAB-T's linearised boundary).
+    Margin(&'a [u32]),
 }
 
 /// Per point, the class at rank `r` (0 = highest logit) of each row of `sorted` (class indices
@@ -127,7 +132,7 @@ impl Objective<'_> {
     /// fourth).
     pub fn min_classes(&self) -> usize {
         match self {
-            Objective::Ce => 2,
+            Objective::Ce | Objective::Margin(_) => 2,
             Objective::Dlr => 3,
             Objective::DlrTargeted(_) => 4,
         }
@@ -135,8 +140,10 @@ impl Objective<'_> {
 
     /// The per-point loss `[B]` of `logits` against labels `y`.
     pub fn per_point(&self, logits: &Tensor, y: &Tensor) -> CResult<Tensor> {
-        if let Objective::Ce = self {
-            return per_point_ce(logits, y);
+        match self {
+            Objective::Ce => return per_point_ce(logits, y),
+            Objective::Margin(t) => return pick(logits, t)? - pick(logits, &y.to_vec1::<u32>()?)?,
+            _ => {}
         }
         let classes = logits.dim(1)?;
         if classes < self.min_classes() {
@@ -168,7 +175,7 @@ impl Objective<'_> {
                 let den = ((top - ((third + fourth)? * 0.5)?)? + 1e-12)?;
                 num.div(&den)?.neg()
             }
-            Objective::Ce => unreachable!("handled above"),
+            Objective::Ce | Objective::Margin(_) => unreachable!("handled above"),
         }
     }
 }
@@ -264,5 +271,66 @@ pub fn join(outs: Vec<AttackOutcome>) -> CResult<AttackOutcome> {
         clean_correct,
         robust,
         image_forwards,
+    })
+}
+
+/// What one stage of a [`cascade`] returns for the points it attacked: per point (row j for
+/// point j) its adversarial image, whether it is still robust, and the image forwards spent.
+pub(crate) type Stage = (Tensor, Vec<bool>, usize);
+
+/// The result of a [`cascade`].
+pub(crate) struct Cascade {
+    /// The images: each attacked point's (see `keep_latest`), the input elsewhere.
+    pub adv: Tensor,
+    /// Per point: robust after every stage.
+    pub robust: Vec<bool>,
+    /// Points each stage broke.
+    pub broken: Vec<usize>,
+    /// Image forwards spent by the stages.
+    pub forwards: usize,
+}
+
+/// Runs `stages` attacks in order on the batch (`x`, `y`), stage k only on the points that are
+/// `robust` after the stages before it (`stage(k, ids, xs, ys)`, `ids` their rows in the batch),
+/// as AutoAttack runs its members and APGD-T / FAB-T their target classes; stops early when no
+/// point is left. A broken point keeps the image that broke it; with `keep_latest` a point still
+/// robust keeps the image of the last stage that attacked it (APGD's best-loss iterate), else the
+/// input.
+pub(crate) fn cascade(
+    x: &Tensor,
+    y: &Tensor,
+    mut robust: Vec<bool>,
+    stages: usize,
+    keep_latest: bool,
+    mut stage: impl FnMut(usize, &[usize], &Tensor, &Tensor) -> CResult<Stage>,
+) -> CResult<Cascade> {
+    let mut adv = x.clone();
+    let (mut broken, mut forwards) = (vec![0; stages], 0);
+    for (k, count) in broken.iter_mut().enumerate() {
+        let ids: Vec<usize> = (0..robust.len()).filter(|&i| robust[i]).collect();
+        if ids.is_empty() {
+            break;
+        }
+        let idx = index_tensor(&ids, x.device())?;
+        let (xs, ys) = (x.index_select(&idx, 0)?, y.index_select(&idx, 0)?);
+        let (rows, alive, f) = stage(k, &ids, &xs, &ys)?;
+        forwards += f;
+        let hit: Vec<usize> = (0..ids.len()).filter(|&j| !alive[j]).collect();
+        *count = hit.len();
+        for &j in &hit {
+            robust[ids[j]] = false;
+        }
+        if keep_latest {
+            adv = scatter_rows(&adv, &ids, &rows)?;
+        } else if !hit.is_empty() {
+            let rows = rows.index_select(&index_tensor(&hit, x.device())?, 0)?;
+            adv = scatter_rows(&adv, &hit.iter().map(|&j| ids[j]).collect::<Vec<_>>(), &rows)?;
+        }
+    }
+    Ok(Cascade {
+        adv,
+        robust,
+        broken,
+        forwards,
     })
 }

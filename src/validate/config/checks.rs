@@ -255,10 +255,10 @@ impl AttackSpec {
         };
         let targets = match a.targets {
             Some(0) => return Err(Error::invalid("attack.targets", "must be >= 1", 0)),
-            Some(_) if !matches!(a.kind, AttackKind::ApgdT | AttackKind::Autoattack) => {
+            Some(_) if !matches!(a.kind, AttackKind::ApgdT | AttackKind::FabT | AttackKind::Autoattack) => {
                 return Err(Error::invalid(
                     "attack.targets",
-                    "only for apgd-t and autoattack",
+                    "only for apgd-t, fab-t and autoattack",
                     format!("{:?}", a.kind),
                 ));
             }
@@ -288,6 +288,12 @@ impl AttackSpec {
                 AttackKind::Apgd => Ok(apgd(e, ApgdLoss::Ce)),
                 AttackKind::ApgdDlr => Ok(apgd(e, ApgdLoss::Dlr)),
                 AttackKind::ApgdT => Ok(apgd(e, ApgdLoss::DlrTargeted)),
+                AttackKind::FabT => Ok(Attack::Fab(FabConfig {
+                    eps: e,
+                    steps,
+                    targets,
+                    ..FabConfig::default()
+                })),
                 AttackKind::Square => Ok(Attack::Square(SquareConfig {
                     eps: e,
                     queries,
@@ -295,7 +301,7 @@ impl AttackSpec {
                 })),
                 AttackKind::Autoattack => Ok(Attack::AutoAttack(AutoAttackConfig {
                     eps: e,
-                    apgd_steps: steps,
+                    steps,
                     targets,
                     square_queries: queries,
                 })),

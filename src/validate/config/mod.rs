@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::spec::{DataKind, EpsSpec, ModelSpec, OptimizerPreset, OptimizerSpec, SourceSpec, check_source};
 use crate::engine::VitConfig;
-use crate::engine::attack::{ApgdConfig, ApgdLoss, AutoAttackConfig, PgdConfig, SquareConfig, StopRule};
+use crate::engine::attack::{ApgdConfig, ApgdLoss, AutoAttackConfig, FabConfig, PgdConfig, SquareConfig, StopRule};
 use crate::engine::data::corrupt::Corruption;
 use crate::engine::eval::Attack;
 use crate::engine::peft::{Strategy, parse_strategy};
@@ -65,10 +65,13 @@ pub enum AttackKind {
     ApgdDlr,
     /// APGD-T: targeted DLR over `targets` classes (default 9), `steps` iterations each.
     ApgdT,
+    /// FAB-T: targeted minimal-perturbation attack over `targets` classes (default 9), `steps`
+    /// iterations each (default 100).
+    FabT,
     /// The Square Attack, `queries` per point (default 5,000).
     Square,
-    /// AutoAttack's ensemble (APGD-CE, APGD-T, Square) with its standard settings; `steps` sets
-    /// the APGD iterations (default 100).
+    /// AutoAttack's ensemble (APGD-CE, APGD-T, FAB-T, Square) with its standard settings; `steps`
+    /// sets the APGD and FAB iterations (default 100).
     Autoattack,
 }
 
@@ -86,7 +89,7 @@ pub enum HeadChoice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttackSpec {
-    /// `pgd`, `apgd` (= `apgd-ce`), `apgd-dlr`, `apgd-t`, `square` or `autoattack`.
+    /// `pgd`, `apgd` (= `apgd-ce`), `apgd-dlr`, `apgd-t`, `fab-t`, `square` or `autoattack`.
     pub kind: AttackKind,
     /// ℓ∞ radius in [0, 1] pixel units, or a list of radii evaluated in one nested pass
     /// (numbers or fractions such as `"1/255"`).
@@ -95,14 +98,14 @@ pub struct AttackSpec {
     /// (the paper's α = 0.25/255 at ε = 1/255).
     #[serde(default)]
     pub alpha: Option<f64>,
-    /// Iterations (PGD, APGD; per target for APGD-T; AutoAttack's APGD members). Required for
-    /// `pgd`; default 100 for APGD; not for `square`.
+    /// Iterations (PGD, APGD; per target for APGD-T and FAB-T; AutoAttack's APGD and FAB
+    /// members). Required for `pgd`; default 100 for APGD and FAB; not for `square`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<usize>,
     /// Square's query budget (`square`, and AutoAttack's Square), default 5,000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queries: Option<usize>,
-    /// APGD-T (and AutoAttack's APGD-T): target classes, default 9.
+    /// APGD-T and FAB-T (and AutoAttack's): target classes, default 9.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<usize>,
     /// PGD: `early-exit` (default) or `last-iterate`.
