@@ -448,3 +448,58 @@ fn validate_eval_reports_and_refuses() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// On a 2-class model the targeted DLR is undefined (it reads the 4th logit): the ensemble runs
+/// APGD-T's place with the targeted margin instead and still reaches the closed-form worst case;
+/// APGD-T asked for by name is refused with the class count.
+#[test]
+fn two_classes_ensemble_uses_the_margin() {
+    let (model, x, y) = setup(2, 200, 5);
+    let eps = 0.03;
+    let clean = correct(&model.logits(&x).unwrap(), &y).unwrap();
+    let exact = exact_robust(&model, &x, &y, eps);
+    let exact_n = exact.iter().zip(&clean).filter(|(a, b)| **a && **b).count();
+    assert!(
+        exact_n > 20 && exact_n < count(&clean) - 20,
+        "discriminating: {exact_n}"
+    );
+    let cfg = AutoAttackConfig {
+        eps,
+        square_queries: 200,
+        ..AutoAttackConfig::default()
+    };
+    let ens = autoattack(&model, &x, &y, &cfg, 3).unwrap();
+    check_invariants("autoattack, 2 classes", &model, &x, &y, eps, &ens.outcome);
+    assert_eq!(
+        count(&ens.outcome.robust),
+        exact_n,
+        "broken per member {:?}",
+        ens.broken
+    );
+    let margin = apgd(
+        &model,
+        &x,
+        &y,
+        &ApgdConfig {
+            eps,
+            loss: ApgdLoss::MarginTargeted,
+            ..ApgdConfig::default()
+        },
+        3,
+    )
+    .unwrap();
+    check_invariants("apgd-t-margin", &model, &x, &y, eps, &margin);
+    assert_eq!(count(&margin.robust), exact_n);
+    let dlr_t = apgd(
+        &model,
+        &x,
+        &y,
+        &ApgdConfig {
+            eps,
+            loss: ApgdLoss::DlrTargeted,
+            ..ApgdConfig::default()
+        },
+        3,
+    );
+    assert!(dlr_t.unwrap_err().to_string().contains("at least 4 classes"));
+}

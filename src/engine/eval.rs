@@ -104,6 +104,17 @@ impl Attack {
         }
     }
 
+    /// The fewest classes the attack is defined for: 3 for APGD-DLR (it reads the third logit), 4
+    /// for APGD-T (the targeted DLR reads the fourth), 2 otherwise (AutoAttack's ensemble swaps
+    /// its APGD-T loss below 4 classes).
+    pub fn min_classes(&self) -> usize {
+        match self {
+            Attack::Apgd(a) if a.loss == ApgdLoss::Dlr => 3,
+            Attack::Apgd(a) if a.loss == ApgdLoss::DlrTargeted => 4,
+            _ => 2,
+        }
+    }
+
     /// The attack's name as reports print it (`pgd`, `apgd-ce`, `apgd-dlr`, `apgd-t`, `fab-t`,
     /// `square`, `autoattack`).
     pub fn name(&self) -> &'static str {
@@ -113,6 +124,7 @@ impl Attack {
                 ApgdLoss::Ce => "apgd-ce",
                 ApgdLoss::Dlr => "apgd-dlr",
                 ApgdLoss::DlrTargeted => "apgd-t",
+                ApgdLoss::MarginTargeted => "apgd-t-margin",
             },
             Attack::Fab(_) => "fab-t",
             Attack::Square(_) => "square",
@@ -131,7 +143,7 @@ impl Attack {
             Attack::Fab(f) => (f.steps * f.runs(classes)) as f64 * 4.0 / 3.0,
             Attack::Square(q) => q.queries as f64 / 3.0,
             Attack::AutoAttack(a) => {
-                [ApgdLoss::Ce, ApgdLoss::DlrTargeted]
+                [ApgdLoss::Ce, AutoAttackConfig::apgd_t_loss(classes)]
                     .map(|l| Attack::Apgd(a.apgd(l)).max_steps(classes))
                     .iter()
                     .sum::<f64>()

@@ -90,6 +90,36 @@ pub enum Cmd {
         #[arg(long)]
         quiet: bool,
     },
+    /// PGD vs AutoAttack at each finished run's peak-robustness and final checkpoints (replayed
+    /// from the records, checked image by image); writes DIR/gap/ (gap.md, gap.csv, per run).
+    Gap {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Radii (each one of the run's), comma-separated (default: the run's smallest).
+        #[arg(long, value_delimiter = ',')]
+        eps: Vec<String>,
+        /// Images per checkpoint: the first N of each run's evaluation images.
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        /// Only these seeds (default: all the run's), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        seeds: Vec<u64>,
+        /// AutoAttack's APGD and FAB iterations.
+        #[arg(long, default_value_t = 100)]
+        steps: usize,
+        /// AutoAttack's target classes (APGD-T, FAB-T).
+        #[arg(long, default_value_t = 9)]
+        targets: usize,
+        /// AutoAttack's Square queries.
+        #[arg(long, default_value_t = 5000)]
+        queries: usize,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+        /// cpu, cuda or cuda:N (default: CUDA if built with it and present, else CPU).
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Separability of each configured task in the pretrained features (and of every class pair).
     Tasks {
         #[command(flatten)]

@@ -167,6 +167,17 @@ fn main() -> ExitCode {
             seed,
             quiet,
         }) => tune(cfg, lrs, val_images, seed, quiet),
+        Some(Cmd::Gap {
+            cfg,
+            eps,
+            n,
+            seeds,
+            steps,
+            targets,
+            queries,
+            quiet,
+            device,
+        }) => pick(&device).and_then(|d| gap_cmd(cfg, eps, n, &seeds, (steps, targets, queries), quiet, &d)),
         Some(Cmd::Tasks { cfg, pairs, quiet }) => load_config(cfg).input().and_then(|(cfg, out)| {
             robustft::validate::upstream::tasks(&cfg, &out, pairs, &Device::Cpu, quiet).running()
         }),
@@ -200,6 +211,47 @@ fn tune(cfg: ConfigArgs, lrs: Vec<f64>, val_images: usize, seed: u64, quiet: boo
     let (cfg, out) = load_config(cfg).input()?;
     let spec = robustft::validate::tune::TuneSpec { lrs, val_images, seed };
     robustft::validate::tune::tune(&cfg, &out, &spec, &Device::Cpu, quiet).running()
+}
+
+/// An error about `attack.eps` or `attack.eps[i]` (i < `n`) as one about `--eps`.
+fn eps_flag(e: robustft::Error, n: usize) -> robustft::Error {
+    (0..n).fold(e.rename_field("attack.eps", "--eps"), |e, i| {
+        e.rename_field(&format!("attack.eps[{i}]"), "--eps")
+    })
+}
+
+/// `validate gap`.
+fn gap_cmd(
+    cfg: ConfigArgs,
+    eps: Vec<String>,
+    n: usize,
+    seeds: &[u64],
+    (steps, targets, queries): (usize, usize, usize),
+    quiet: bool,
+    device: &Device,
+) -> Outcome {
+    use robustft::validate::spec::{EpsSpec, EpsValue};
+    let (cfg, out) = load_config(cfg).input()?;
+    let n_eps = eps.len();
+    let eps = if eps.is_empty() {
+        cfg.eps()[..1].to_vec()
+    } else {
+        EpsSpec::Many(eps.into_iter().map(EpsValue::Text).collect())
+            .values()
+            .map_err(|e| eps_flag(e, n_eps))
+            .input()?
+    };
+    let spec = robustft::validate::gap::GapSpec {
+        eps,
+        n,
+        steps,
+        targets,
+        queries,
+    };
+    robustft::validate::gap::gap(&cfg, &out, &spec, seeds, device, quiet).running()?;
+    let dir = robustft::validate::gap::gap_dir(&out);
+    let md = std::fs::read_to_string(dir.join("gap.md")).unwrap_or_default();
+    Ok(format!("{md}\nwrote {}\n", dir.join("gap.md").display()))
 }
 
 /// `validate verdict`.
@@ -418,9 +470,7 @@ fn eval_cmd(a: EvalArgs, device: &Device) -> Outcome {
                 .rename_field("attack.steps", "--steps")
                 .rename_field("attack.targets", "--targets")
                 .rename_field("attack.queries", "--queries");
-            (0..a.eps.len()).fold(e.rename_field("attack.eps", "--eps"), |e, i| {
-                e.rename_field(&format!("attack.eps[{i}]"), "--eps")
-            })
+            eps_flag(e, a.eps.len())
         })
         .input()?;
     if a.n == 0 {
@@ -459,6 +509,19 @@ fn eval_cmd(a: EvalArgs, device: &Device) -> Outcome {
         n: a.n,
         seed: a.seed,
     };
+    if let Some(a) = eval.attacks.iter().find(|a| a.min_classes() > loaded.test.classes) {
+        return Err(robustft::Error::invalid(
+            "--attack",
+            format!(
+                "{} needs at least {} classes; the data has {} (autoattack runs on any task)",
+                a.name(),
+                a.min_classes(),
+                loaded.test.classes
+            ),
+            a.name(),
+        ))
+        .input();
+    }
     let model = robustft::validate::eval::load_model(&eval, loaded.test.classes, device).input()?;
     if let Some(p) = &a.save_images {
         if p.exists() {

@@ -34,6 +34,19 @@ pub enum ApgdLoss {
     /// The targeted DLR (eq. 7), one run per target class — the classes ranked 2nd, 3rd, … by
     /// the clean logits, `targets` of them (fewer with fewer classes): APGD-T.
     DlrTargeted,
+    /// The targeted logit margin z_t − z_y over the same target classes: what AutoAttack's
+    /// ensemble runs in APGD-T's place on a model with fewer than 4 classes, where the targeted
+    /// DLR (which reads the 4th logit) is undefined — the reference implementation stops there
+    /// with a warning (`checks.py::check_n_classes`); the margin is DLR without its scale
+    /// normalisation.
+    MarginTargeted,
+}
+
+impl ApgdLoss {
+    /// Whether each run attacks towards one target class.
+    pub fn targeted(self) -> bool {
+        matches!(self, ApgdLoss::DlrTargeted | ApgdLoss::MarginTargeted)
+    }
 }
 
 /// APGD hyper-parameters.
@@ -66,9 +79,10 @@ impl ApgdConfig {
     /// The target classes tried for a model with `classes` outputs: `targets`, at most
     /// `classes − 1` (every class but the top one); 1 run for the untargeted losses.
     pub fn runs(&self, classes: usize) -> usize {
-        match self.loss {
-            ApgdLoss::DlrTargeted => self.targets.min(classes.saturating_sub(1)),
-            _ => 1,
+        if self.loss.targeted() {
+            self.targets.min(classes.saturating_sub(1))
+        } else {
+            1
         }
     }
 }
@@ -91,7 +105,7 @@ pub fn apgd<M: Classifier + ?Sized>(
     } else {
         cfg.runs(clean_logits.dim(1)?)
     };
-    let ranked: Vec<Vec<u32>> = if cfg.loss == ApgdLoss::DlrTargeted {
+    let ranked: Vec<Vec<u32>> = if cfg.loss.targeted() {
         clean_logits.arg_sort_last_dim(false)?.to_vec2()?
     } else {
         Vec::new()
@@ -103,6 +117,7 @@ pub fn apgd<M: Classifier + ?Sized>(
             ApgdLoss::Ce => Objective::Ce,
             ApgdLoss::Dlr => Objective::Dlr,
             ApgdLoss::DlrTargeted => Objective::DlrTargeted(&targets),
+            ApgdLoss::MarginTargeted => Objective::Margin(&targets),
         };
         let run_seed = seed.wrapping_add((run as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         attack_points(model, xs, ys, cfg, &objective, run_seed)

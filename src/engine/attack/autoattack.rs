@@ -3,6 +3,10 @@
 //! iterations), FAB-T (9 target classes × 100 iterations) and Square (5,000 queries), in that
 //! order, each attacking only the points every earlier member left robust; a point is robust when
 //! no member breaks it. Per member the count of points it broke is kept.
+//!
+//! On a model with fewer than 4 classes (a binary task, say) the targeted DLR is undefined and the
+//! reference stops; here APGD-T's place is taken by APGD with the targeted logit margin
+//! ([`ApgdLoss::MarginTargeted`]) over the same target classes, and the reports say so.
 
 use candle_core::{Result as CResult, Tensor};
 
@@ -71,10 +75,21 @@ impl AutoAttackConfig {
         }
     }
 
-    /// Member `k`'s attack on `xs` (every point clean-correct).
+    /// APGD-T's loss on a model with `classes` outputs: the targeted DLR, or the targeted margin
+    /// with fewer than 4 classes.
+    pub fn apgd_t_loss(classes: usize) -> ApgdLoss {
+        if classes >= 4 {
+            ApgdLoss::DlrTargeted
+        } else {
+            ApgdLoss::MarginTargeted
+        }
+    }
+
+    /// Member `k`'s attack on `xs` (every point clean-correct) of a model with `classes` outputs.
     fn member<M: Classifier + ?Sized>(
         &self,
         k: usize,
+        classes: usize,
         model: &M,
         xs: &Tensor,
         ys: &Tensor,
@@ -82,7 +97,7 @@ impl AutoAttackConfig {
     ) -> CResult<AttackOutcome> {
         match k {
             0 => apgd(model, xs, ys, &self.apgd(ApgdLoss::Ce), seed),
-            1 => apgd(model, xs, ys, &self.apgd(ApgdLoss::DlrTargeted), seed),
+            1 => apgd(model, xs, ys, &self.apgd(Self::apgd_t_loss(classes)), seed),
             2 => fab_t(model, xs, ys, &self.fab(), seed),
             _ => square(
                 model,
@@ -108,10 +123,12 @@ pub fn autoattack<M: Classifier + ?Sized>(
     seed: u64,
 ) -> CResult<EnsembleOutcome> {
     let b = x.dim(0)?;
-    let clean_correct = correct(&model.logits(x)?, y)?;
+    let clean_logits = model.logits(x)?;
+    let classes = clean_logits.dim(1)?;
+    let clean_correct = correct(&clean_logits, y)?;
     let done = cascade(x, y, clean_correct.clone(), MEMBERS.len(), false, |k, _, xs, ys| {
         let member_seed = seed ^ (k as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let out = cfg.member(k, model, xs, ys, member_seed)?;
+        let out = cfg.member(k, classes, model, xs, ys, member_seed)?;
         Ok((out.adv, out.robust, out.image_forwards))
     })?;
     let mut broken = [0; MEMBERS.len()];

@@ -308,7 +308,7 @@ fn write_eval_ids(out: &Path, dataset: &str, seed: u64, eval_ids: &[usize]) -> R
 }
 
 /// The data of `run`'s dataset `i` for `seed`, and its notes (said on stderr when `say`).
-fn prepared(run: &ValidRun, i: usize, seed: u64, say: bool) -> Result<TaskData> {
+pub(crate) fn prepared(run: &ValidRun, i: usize, seed: u64, say: bool) -> Result<TaskData> {
     let data = prepare(
         &run.config.datasets[i],
         &run.ood[i],
@@ -317,6 +317,9 @@ fn prepared(run: &ValidRun, i: usize, seed: u64, say: bool) -> Result<TaskData> 
         seed,
         &format!("datasets[{i}]."),
     )?;
+    if let Some(a) = run.attacks.iter().find(|a| a.min_classes() > data.train.classes) {
+        return Err(super::attack_classes_error(a, i, &run.config.datasets[i].name, data.train.classes).refused());
+    }
     if say {
         // Said once per dataset, whatever --quiet says; also recorded in every header.
         for c in &data.capped {

@@ -34,6 +34,12 @@
 //!    the training-dynamics model's AUC at the task's d: Spearman ρ with its exact one-sided
 //!    permutation p-value and its bootstrap interval. Holds: p < 0.05 and the interval above 0;
 //!    does not hold: the interval below 0.5 (at best a weak association).
+//! 6. *The ranking measured with PGD survives a stronger attack* (the paper's first stated
+//!    limitation), per (task, checkpoint, ε), only when `validate gap` has scored the folder's
+//!    peak-robustness and final checkpoints with AutoAttack ([`super::gap`]): Spearman ρ between
+//!    the strategies' robust accuracies under PGD and under AutoAttack on the same images, with
+//!    its bootstrap interval over images. Holds: the interval at or above 0.8; does not hold: the
+//!    interval below 0.8.
 //!
 //! A finding's verdict over its cells: holds when more than half of its cells hold, does not
 //! hold when more than half do not, undecided otherwise; the table says how many of how many.
@@ -42,6 +48,7 @@ mod ood;
 mod ranking;
 mod render;
 mod rise_fall;
+mod stronger;
 mod theory;
 
 use std::fmt::Write as _;
@@ -111,7 +118,7 @@ impl Verdict {
 /// One tested cell.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
-    /// Finding number ("1" … "5b").
+    /// Finding number ("1" … "6").
     pub finding: String,
     /// Dataset (task).
     pub dataset: String,
@@ -134,7 +141,7 @@ pub struct Cell {
 /// One row of the findings table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
-    /// "1" … "5b".
+    /// "1" … "6".
     pub id: String,
     /// The paper's claim.
     pub claim: String,
@@ -171,6 +178,7 @@ pub fn verdict(dir: &Path, reps: usize) -> Result<Findings> {
     let rank_rows = ranking::findings_2_and_3(&study, reps, &mut out);
     ood::finding_4(&study, reps, &mut out);
     theory::finding_5(&study, reps, &mut out)?;
+    stronger::finding_6(dir, reps, &mut out)?;
     let Out { rows, cells } = out;
     let markdown = render::render(&rows, &cells, &rank_rows, &study, reps);
     let out = dir.join("report");

@@ -1,0 +1,772 @@
+//! `validate gap`: by how much the study's PGD overestimated robustness (issue 17's gap report).
+//!
+//! For every finished run (dataset, strategy, seed) of a run folder, two checkpoints — the
+//! **peak**-robustness step (the step after 0 with the highest recorded PGD robust accuracy at the
+//! smallest radius asked; the earliest on a tie) and the **final** step — are scored with
+//! AutoAttack's standard ensemble (APGD-CE → APGD-T → FAB-T → Square) on the first `n` of the
+//! run's own evaluation images, and set against the PGD outcomes the run recorded for those same
+//! images. The comparison is paired, image by image.
+//!
+//! The checkpoints are rebuilt by replaying the run: its records hold per-image outcomes and its
+//! training is a pure function of the configuration and the seed, so the fine-tuning is repeated
+//! from the same backbone (`upstream/`, re-pretrained deterministically when absent) to each step.
+//! Before anything is attacked, the replayed model's clean outcome on **every** evaluation image
+//! of the record is compared with the recorded one; any difference (another build, another
+//! device) is an error — a gap is never reported for a model other than the one measured.
+//!
+//! Results, resumable cell by cell (each written atomically): `DIR/gap/spec.json` (radii, n and
+//! the attack's budget: a folder holds one specification), `DIR/gap/<dataset>/<strategy>/seed<k>.json`,
+//! and the summary `DIR/gap/gap.md` + `gap.csv`. `validate verdict` reads them as finding 6.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Device;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use super::config::ValidRun;
+use super::records::{self, RunRecords};
+use super::runner::{self, DatasetRuns, Trainer, fine_tune_model};
+use crate::engine::attack::AutoAttackConfig;
+use crate::engine::eval::{Attack, clean_correct, robust_levels};
+use crate::engine::peft::Strategy;
+use crate::engine::train::AdamW;
+use crate::error::{Error, Result};
+use crate::plot::write_atomic;
+use crate::tradeoff::Interval;
+use crate::tradeoff::bootstrap::{percentile_interval, resample_indices};
+use crate::tradeoff::stats::{spearman, wilson};
+
+/// What a gap folder measures (`DIR/gap/spec.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GapSpec {
+    /// Radii, increasing; each one of the run's radii (PGD's outcomes come from its records).
+    pub eps: Vec<f64>,
+    /// Images per checkpoint: the first n of each run's evaluation images.
+    pub n: usize,
+    /// AutoAttack's iterations (APGD, FAB), target classes and Square queries.
+    pub steps: usize,
+    /// See `steps`.
+    pub targets: usize,
+    /// See `steps`.
+    pub queries: usize,
+}
+
+impl GapSpec {
+    /// AutoAttack at each radius.
+    fn attacks(&self) -> Vec<Attack> {
+        self.eps
+            .iter()
+            .map(|&eps| {
+                Attack::AutoAttack(AutoAttackConfig {
+                    eps,
+                    steps: self.steps,
+                    targets: self.targets,
+                    square_queries: self.queries,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One scored checkpoint of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GapPoint {
+    /// `peak`, `final`, or both when the peak is the last step.
+    pub which: Vec<String>,
+    /// Optimiser steps.
+    pub step: u64,
+    /// Evaluation images whose replayed clean outcome was checked against the record (all).
+    pub verified: usize,
+    /// Per image (the first n), one digit: 0 = misclassified clean, 1 + k = robust at the k
+    /// smallest radii of the spec — under the run's own attack, from its records.
+    pub pgd: String,
+    /// The same under AutoAttack, measured here.
+    pub autoattack: String,
+    /// AutoAttack's wall time, seconds.
+    pub seconds: f64,
+}
+
+/// The gap of one run (`DIR/gap/<dataset>/<strategy>/seed<k>.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GapCell {
+    /// Dataset.
+    pub dataset: String,
+    /// Strategy id.
+    pub strategy: String,
+    /// Seed.
+    pub seed: u64,
+    /// The run's attack in words (what measured `pgd`).
+    pub run_attack: String,
+    /// The checkpoints scored.
+    pub points: Vec<GapPoint>,
+}
+
+/// The folder a run folder's gap results live in.
+pub fn gap_dir(out: &Path) -> PathBuf {
+    out.join("gap")
+}
+
+fn cell_path(out: &Path, dataset: &str, strategy: Strategy, seed: u64) -> PathBuf {
+    gap_dir(out)
+        .join(dataset)
+        .join(strategy.id())
+        .join(format!("seed{seed}.json"))
+}
+
+/// Level strings counted: (clean, robust per radius) for `radii` radii.
+pub fn counts(levels: &str, radii: usize) -> (usize, Vec<usize>) {
+    let l: Vec<u8> = levels.bytes().map(|b| b - b'0').collect();
+    let at = |min: u8| l.iter().filter(|v| **v >= min).count();
+    (at(1), (0..radii).map(|k| at(k as u8 + 2)).collect())
+}
+
+/// Checks `spec` against the run and the folder before anything is computed: radii among the
+/// run's, n ≥ 1, seeds among the run's, and an existing `gap/spec.json` equal to it. Errors name
+/// the option.
+fn check(run: &ValidRun, out: &Path, spec: &GapSpec, seeds: &[u64]) -> Result<()> {
+    let run_eps = run.eps();
+    if spec.eps.is_empty() || spec.eps.windows(2).any(|w| w[1] <= w[0]) {
+        return Err(Error::invalid("--eps", "give one or more radii, increasing", format!("{:?}", spec.eps)).refused());
+    }
+    for e in &spec.eps {
+        if !run_eps.iter().any(|r| (r - e).abs() <= 1e-12 * r.abs().max(1.0)) {
+            return Err(Error::invalid(
+                "--eps",
+                format!(
+                    "not a radius of this run (its PGD outcomes come from the records; the run has {})",
+                    run_eps
+                        .iter()
+                        .map(|r| format!("{}/255", r * 255.0))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                format!("{}/255", e * 255.0),
+            )
+            .refused());
+        }
+    }
+    if spec.n == 0 || spec.steps == 0 || spec.targets == 0 || spec.queries == 0 {
+        return Err(Error::invalid("--n/--steps/--targets/--queries", "must be >= 1", 0).refused());
+    }
+    if let Some(s) = seeds.iter().find(|s| !run.config.seeds.contains(s)) {
+        return Err(Error::invalid("--seeds", format!("not a seed of this run ({:?})", run.config.seeds), s).refused());
+    }
+    let path = gap_dir(out).join("spec.json");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let old: GapSpec = serde_json::from_str(&text).map_err(|e| Error::Config {
+            path: path.clone(),
+            message: format!("unreadable gap specification: {e}"),
+        })?;
+        if &old != spec {
+            return Err(Error::Config {
+                path,
+                message: format!(
+                    "holds gap results for another specification ({old:?}); remove {} to measure this one ({spec:?})",
+                    gap_dir(out).display()
+                ),
+            }
+            .refused());
+        }
+    }
+    Ok(())
+}
+
+/// The index of each spec radius among the run's radii.
+fn radius_index(run_eps: &[f64], eps: &[f64]) -> Vec<usize> {
+    eps.iter()
+        .map(|e| {
+            run_eps
+                .iter()
+                .position(|r| (r - e).abs() <= 1e-12 * r.abs().max(1.0))
+                .expect("checked")
+        })
+        .collect()
+}
+
+/// Recorded run levels (radii of the run) → levels over the spec's radii (`idx` their indices).
+fn to_spec_levels(levels: &[u8], idx: &[usize]) -> String {
+    levels
+        .iter()
+        .map(|&l| {
+            if l == 0 {
+                '0'
+            } else {
+                let k = idx.iter().filter(|&&r| l as usize >= r + 2).count();
+                char::from(b'1' + k as u8)
+            }
+        })
+        .collect()
+}
+
+/// The peak (first step after 0 with the highest PGD robust accuracy at run radius `r`) and
+/// final steps of a run, as (step, labels).
+fn points_of(recs: &RunRecords, r: usize) -> Vec<(u64, Vec<String>)> {
+    let last = recs.evals.last().expect("finished").step;
+    let mut best: Option<(f64, u64)> = None;
+    for e in recs.evals.iter().filter(|e| e.step > 0) {
+        let acc = e.robust.get(r).map_or(f64::NAN, |x| x.acc);
+        if best.is_none_or(|(b, _)| acc > b) {
+            best = Some((acc, e.step));
+        }
+    }
+    let peak = best.map_or(last, |(_, s)| s);
+    if peak == last {
+        vec![(last, vec!["peak".into(), "final".into()])]
+    } else {
+        vec![(peak, vec!["peak".into()]), (last, vec!["final".into()])]
+    }
+}
+
+/// Scores every finished run of `run` in `out` (seeds `seeds`, all when empty); returns the cells
+/// in run order and writes the summary. Cells already in `DIR/gap/` are read, not recomputed.
+pub fn gap(
+    run: &ValidRun,
+    out: &Path,
+    spec: &GapSpec,
+    seeds: &[u64],
+    device: &Device,
+    quiet: bool,
+) -> Result<Vec<GapCell>> {
+    super::check_inputs(run)?;
+    runner::preflight(run, out).map_err(Error::refused)?;
+    check(run, out, spec, seeds)?;
+    let last = *run.eval_steps.last().expect("validated non-empty");
+    // Every run must be finished before anything is computed.
+    for d in &run.config.datasets {
+        for &seed in run
+            .config
+            .seeds
+            .iter()
+            .filter(|s| seeds.is_empty() || seeds.contains(s))
+        {
+            for &s in &run.strategies {
+                let (jsonl, _) = runner::run_paths(out, &d.name, s, seed);
+                if !jsonl.exists() || !runner::finished(&records::read(&jsonl)?, last) {
+                    return Err(Error::Config {
+                        path: jsonl,
+                        message: format!("is not a finished run (step {last}): finish the run first"),
+                    }
+                    .refused());
+                }
+            }
+        }
+    }
+    let dir = gap_dir(out);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    write_atomic(
+        &dir.join("spec.json"),
+        serde_json::to_string_pretty(spec).expect("serialises").as_bytes(),
+    )?;
+    let up = super::upstream::upstream(run, out, device, quiet)?;
+    let idx = radius_index(&run.eps(), &spec.eps);
+    let mut cells = Vec::new();
+    for (i, d) in run.config.datasets.iter().enumerate() {
+        for &seed in run
+            .config
+            .seeds
+            .iter()
+            .filter(|s| seeds.is_empty() || seeds.contains(s))
+        {
+            let mut data = None;
+            for &s in &run.strategies {
+                let path = cell_path(out, &d.name, s, seed);
+                if path.exists() {
+                    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                    cells.push(serde_json::from_str(&text).map_err(|e| Error::Config {
+                        path: path.clone(),
+                        message: format!("unreadable gap result: {e}"),
+                    })?);
+                    continue;
+                }
+                if data.is_none() {
+                    data = Some(runner::prepared(run, i, seed, false)?);
+                }
+                let ctx = DatasetRuns {
+                    data: data.as_ref().expect("just set"),
+                    upstream: &up,
+                    separability: None,
+                    device: device.clone(),
+                };
+                let cell = replay(run, &ctx, s, seed, out, spec, &idx, quiet)?;
+                std::fs::create_dir_all(path.parent().expect("has parent")).map_err(|e| Error::io(&path, e))?;
+                write_atomic(
+                    &path,
+                    serde_json::to_string_pretty(&cell).expect("serialises").as_bytes(),
+                )?;
+                cells.push(cell);
+            }
+        }
+    }
+    let summary = summarise(&cells, spec, 1000);
+    write_atomic(&dir.join("gap.md"), summary.markdown.as_bytes())?;
+    write_atomic(&dir.join("gap.csv"), summary.csv.as_bytes())?;
+    Ok(cells)
+}
+
+/// Replays one run to its peak and final steps and scores both.
+#[allow(clippy::too_many_arguments)]
+fn replay(
+    run: &ValidRun,
+    ctx: &DatasetRuns,
+    strategy: Strategy,
+    seed: u64,
+    out: &Path,
+    spec: &GapSpec,
+    idx: &[usize],
+    quiet: bool,
+) -> Result<GapCell> {
+    let data = ctx.data;
+    let (jsonl, _) = runner::run_paths(out, &data.spec.name, strategy, seed);
+    let recs = records::read(&jsonl)?;
+    let eval_ids = runner::eval_ids(run, data, seed);
+    let ids_hash = records::fnv_hex(serde_json::to_string(&eval_ids).expect("serialises").as_bytes());
+    if recs.header.eval_set.as_ref().is_some_and(|h| *h != ids_hash) {
+        return Err(Error::Config {
+            path: jsonl,
+            message: "was evaluated on other images than this configuration draws".into(),
+        });
+    }
+    let points = points_of(&recs, idx[0]);
+    let model = fine_tune_model(run, &ctx.upstream.path, strategy, data.train.classes, &ctx.device, seed)?;
+    let mut opt = AdamW::new(model.trainable().to_vec(), run.optimiser(strategy))?;
+    let mut trainer = Trainer::new(&model, &data.train, seed, run.config.batch_size)?;
+    let label = format!("gap {}/{}/seed{seed}", data.spec.name, strategy.id());
+    let final_step = points.last().expect("one at least").0;
+    let pb = runner::bar(final_step, &label, quiet);
+    let n = spec.n.min(eval_ids.len());
+    let mut scored = Vec::new();
+    let mut step = 0;
+    for (target, which) in points {
+        while step < target {
+            trainer.step(&mut opt, step)?;
+            step += 1;
+            pb.inc(1);
+        }
+        let rec = recs.evals.iter().find(|e| e.step == target).expect("a recorded step");
+        let levels = records::decode_digits(&rec.outcomes, "outcomes")?;
+        let clean = clean_correct(&model, &data.test, &eval_ids, 128, &ctx.device)?;
+        let differ = clean.iter().zip(&levels).filter(|(c, l)| **c != (**l >= 1)).count();
+        if differ > 0 || levels.len() != eval_ids.len() {
+            return Err(Error::Config {
+                path: jsonl,
+                message: format!(
+                    "replayed to step {target}, the model classifies {differ} of {} evaluation images \
+                     differently from the record: not the model that was measured (another build or device?)",
+                    eval_ids.len()
+                ),
+            });
+        }
+        pb.set_message(format!("autoattack at step {target}"));
+        let t = Instant::now();
+        let aa = robust_levels(
+            &model,
+            &data.test,
+            &eval_ids[..n],
+            128,
+            &spec.attacks(),
+            crate::seeds::attack(seed, target),
+            &ctx.device,
+        )?;
+        scored.push(GapPoint {
+            which,
+            step: target,
+            verified: eval_ids.len(),
+            pgd: to_spec_levels(&levels[..n], idx),
+            autoattack: records::encode_levels(&aa),
+            seconds: t.elapsed().as_secs_f64(),
+        });
+    }
+    pb.finish_and_clear();
+    Ok(GapCell {
+        dataset: data.spec.name.clone(),
+        strategy: strategy.id().into(),
+        seed,
+        run_attack: super::analysis::describe_attack(&recs.header.config),
+        points: scored,
+    })
+}
+
+/// One (dataset, checkpoint, radius, strategy) row of the summary, pooled over seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GapRow {
+    /// Dataset.
+    pub dataset: String,
+    /// `peak` or `final`.
+    pub which: String,
+    /// Radius.
+    pub eps: f64,
+    /// Strategy id.
+    pub strategy: String,
+    /// Image outcomes pooled (seeds × n).
+    pub n: usize,
+    /// Clean-correct.
+    pub clean: usize,
+    /// Robust under the run's attack.
+    pub pgd: usize,
+    /// Robust under AutoAttack.
+    pub autoattack: usize,
+    /// Robust under PGD, broken by AutoAttack.
+    pub only_pgd_missed: usize,
+    /// Robust under AutoAttack, broken by PGD.
+    pub only_aa_missed: usize,
+    /// (pgd − autoattack) / n and its 95% bootstrap interval over images.
+    pub gap: f64,
+    /// See `gap`.
+    pub gap_ci: Option<Interval>,
+}
+
+/// Per (dataset, checkpoint, radius): do the strategies rank the same under both attacks?
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankRow {
+    /// Dataset.
+    pub dataset: String,
+    /// `peak` or `final`.
+    pub which: String,
+    /// Radius.
+    pub eps: f64,
+    /// Spearman ρ between the strategies' robust accuracies under PGD and under AutoAttack (None
+    /// when one side is constant).
+    pub rho: Option<f64>,
+    /// Its 95% bootstrap interval over images.
+    pub rho_ci: Option<Interval>,
+    /// Best strategy under PGD and under AutoAttack.
+    pub best: (String, String),
+}
+
+/// The summary: rows, ranking rows, and their Markdown and CSV.
+pub struct GapSummary {
+    /// Per strategy.
+    pub rows: Vec<GapRow>,
+    /// Per ranking.
+    pub ranks: Vec<RankRow>,
+    /// `gap.md`.
+    pub markdown: String,
+    /// `gap.csv`.
+    pub csv: String,
+}
+
+/// Per (dataset, which, strategy): the per-seed level strings (pgd, autoattack).
+type Pools = std::collections::BTreeMap<(String, String), Vec<(String, Vec<(String, String)>)>>;
+
+fn pools(cells: &[GapCell]) -> Pools {
+    let mut p: Pools = Default::default();
+    for c in cells {
+        for pt in &c.points {
+            for w in &pt.which {
+                let list = p.entry((c.dataset.clone(), w.clone())).or_default();
+                match list.iter_mut().find(|(s, _)| *s == c.strategy) {
+                    Some((_, v)) => v.push((pt.pgd.clone(), pt.autoattack.clone())),
+                    None => list.push((c.strategy.clone(), vec![(pt.pgd.clone(), pt.autoattack.clone())])),
+                }
+            }
+        }
+    }
+    p
+}
+
+/// Robust share at radius `k` under (pgd, aa) over the image positions `pos` of every seed.
+fn shares(seeds: &[(String, String)], k: usize, pos: &[usize]) -> (f64, f64) {
+    let (mut a, mut b, mut n) = (0usize, 0usize, 0usize);
+    for (p, q) in seeds {
+        let (p, q) = (p.as_bytes(), q.as_bytes());
+        for &i in pos {
+            a += usize::from(p[i] - b'0' >= k as u8 + 2);
+            b += usize::from(q[i] - b'0' >= k as u8 + 2);
+            n += 1;
+        }
+    }
+    (a as f64 / n as f64, b as f64 / n as f64)
+}
+
+/// The summary of `cells`, with `reps` bootstrap replicates over image positions (the same
+/// positions for every strategy and seed: the runs share their evaluation images).
+pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
+    let mut rows = Vec::new();
+    let mut ranks = Vec::new();
+    let mut rng = StdRng::seed_from_u64(crate::seeds::splitmix64(0x6761_70));
+    for ((dataset, which), strategies) in pools(cells) {
+        let n_img = strategies[0].1[0].0.len();
+        let all: Vec<usize> = (0..n_img).collect();
+        let draws: Vec<Vec<usize>> = (0..reps).map(|_| resample_indices(n_img, n_img, &mut rng)).collect();
+        for (k, &eps) in spec.eps.iter().enumerate() {
+            let mut pgd_acc = Vec::new();
+            let mut aa_acc = Vec::new();
+            for (strategy, seeds) in &strategies {
+                let (p, a) = shares(seeds, k, &all);
+                pgd_acc.push(p);
+                aa_acc.push(a);
+                let boot: Vec<f64> = draws
+                    .iter()
+                    .map(|d| {
+                        let (p, a) = shares(seeds, k, d);
+                        p - a
+                    })
+                    .collect();
+                let robust = |s: &str, i: usize| s.as_bytes()[i] - b'0' >= k as u8 + 2;
+                let (mut only_p, mut only_a, mut clean) = (0, 0, 0);
+                for (p, a) in seeds {
+                    for i in 0..n_img {
+                        clean += usize::from(p.as_bytes()[i] != b'0');
+                        only_p += usize::from(robust(p, i) && !robust(a, i));
+                        only_a += usize::from(robust(a, i) && !robust(p, i));
+                    }
+                }
+                let n = seeds.len() * n_img;
+                rows.push(GapRow {
+                    dataset: dataset.clone(),
+                    which: which.clone(),
+                    eps,
+                    strategy: strategy.clone(),
+                    n,
+                    clean,
+                    pgd: (p * n as f64).round() as usize,
+                    autoattack: (a * n as f64).round() as usize,
+                    only_pgd_missed: only_p,
+                    only_aa_missed: only_a,
+                    gap: p - a,
+                    gap_ci: percentile_interval(&boot),
+                });
+            }
+            let best = |v: &[f64]| {
+                let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                strategies
+                    .iter()
+                    .zip(v)
+                    .filter(|(_, x)| **x == m)
+                    .map(|((s, _), _)| s.clone())
+                    .collect::<Vec<_>>()
+                    .join(" = ")
+            };
+            let boot: Vec<f64> = draws
+                .iter()
+                .filter_map(|d| {
+                    let (p, a): (Vec<f64>, Vec<f64>) = strategies.iter().map(|(_, s)| shares(s, k, d)).unzip();
+                    spearman(&p, &a).ok()
+                })
+                .collect();
+            ranks.push(RankRow {
+                dataset: dataset.clone(),
+                which: which.clone(),
+                eps,
+                rho: spearman(&pgd_acc, &aa_acc).ok(),
+                rho_ci: percentile_interval(&boot),
+                best: (best(&pgd_acc), best(&aa_acc)),
+            });
+        }
+    }
+    let markdown = render(&rows, &ranks, cells, spec, reps);
+    let mut csv = crate::plot::Csv::new(&[
+        "dataset",
+        "checkpoint",
+        "eps",
+        "strategy",
+        "n",
+        "clean",
+        "pgd_robust",
+        "autoattack_robust",
+        "pgd_only_robust",
+        "autoattack_only_robust",
+        "gap",
+        "gap_lo",
+        "gap_hi",
+    ]);
+    for r in &rows {
+        csv.push(vec![
+            r.dataset.clone(),
+            r.which.clone(),
+            crate::simulate::figures::num(r.eps),
+            r.strategy.clone(),
+            r.n.to_string(),
+            r.clean.to_string(),
+            r.pgd.to_string(),
+            r.autoattack.to_string(),
+            r.only_pgd_missed.to_string(),
+            r.only_aa_missed.to_string(),
+            crate::simulate::figures::num(r.gap),
+            r.gap_ci.map_or(String::new(), |c| crate::simulate::figures::num(c.lo)),
+            r.gap_ci.map_or(String::new(), |c| crate::simulate::figures::num(c.hi)),
+        ]);
+    }
+    GapSummary {
+        rows,
+        ranks,
+        markdown,
+        csv: csv.render(),
+    }
+}
+
+fn pct_ci(k: usize, n: usize) -> String {
+    let ci = wilson(k as u64, n as u64).ok();
+    let p = 100.0 * k as f64 / n.max(1) as f64;
+    match ci {
+        Some(c) => format!("{p:.1}% [{:.1}, {:.1}]", 100.0 * c.lo, 100.0 * c.hi),
+        None => format!("{p:.1}%"),
+    }
+}
+
+fn render(rows: &[GapRow], ranks: &[RankRow], cells: &[GapCell], spec: &GapSpec, reps: usize) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::from("# PGD vs AutoAttack at the peak-robustness and final checkpoints\n\n");
+    let seeds: std::collections::BTreeSet<u64> = cells.iter().map(|c| c.seed).collect();
+    let secs: f64 = cells.iter().flat_map(|c| &c.points).map(|p| p.seconds).sum();
+    let _ = writeln!(
+        s,
+        "Runs' attack: {}. Stronger attack: AutoAttack (apgd-ce → apgd-t → fab-t → square), {} iterations, {} \
+         targets, {} queries. Images: the first {} evaluation images of each run × seeds {:?} (the same images for \
+         every strategy); every replayed checkpoint's clean outcome matched its record on all evaluation images. \
+         Intervals: accuracies Wilson 95%; gap and ρ 95% percentile bootstrap over image positions ({reps} \
+         replicates). AutoAttack time {:.0} s over {} checkpoints.\n",
+        cells.first().map_or("?", |c| c.run_attack.as_str()),
+        spec.steps,
+        spec.targets,
+        spec.queries,
+        spec.n,
+        seeds,
+        secs,
+        cells.iter().map(|c| c.points.len()).sum::<usize>()
+    );
+    s.push_str("## Does the ranking survive?\n\n| task | checkpoint | ε | Spearman ρ (PGD vs AutoAttack) | best under PGD | best under AutoAttack |\n|---|---|---|---|---|---|\n");
+    for r in ranks {
+        let rho = match (r.rho, r.rho_ci) {
+            (Some(x), Some(c)) => format!("{x:.3} [{:.3}, {:.3}]", c.lo, c.hi),
+            (Some(x), None) => format!("{x:.3}"),
+            _ => "– (a constant side)".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {rho} | {} | {} |",
+            r.dataset,
+            r.which,
+            crate::validate::report::eps_label(r.eps),
+            r.best.0,
+            r.best.1
+        );
+    }
+    s.push_str("\n## Per strategy\n\n| task | checkpoint | ε | strategy | n | clean | robust, PGD | robust, AutoAttack | gap (PGD − AA) | robust only under PGD / only under AA |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        let gap = match r.gap_ci {
+            Some(c) => format!("{:+.1} [{:+.1}, {:+.1}] pts", 100.0 * r.gap, 100.0 * c.lo, 100.0 * c.hi),
+            None => format!("{:+.1} pts", 100.0 * r.gap),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {gap} | {} / {} |",
+            r.dataset,
+            r.which,
+            crate::validate::report::eps_label(r.eps),
+            r.strategy,
+            r.n,
+            pct_ci(r.clean, r.n),
+            pct_ci(r.pgd, r.n),
+            pct_ci(r.autoattack, r.n),
+            r.only_pgd_missed,
+            r.only_aa_missed
+        );
+    }
+    s.push_str("\nCheckpoints (step of the peak per run):\n\n");
+    for c in cells {
+        let pts: Vec<String> = c
+            .points
+            .iter()
+            .map(|p| format!("{} at step {} ({:.0} s)", p.which.join(" + "), p.step, p.seconds))
+            .collect();
+        let _ = writeln!(s, "- {}/{}/seed{}: {}", c.dataset, c.strategy, c.seed, pts.join(", "));
+    }
+    s
+}
+
+/// The gap results of a run folder, when `validate gap` has written a complete summary.
+pub fn load(out: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
+    let dir = gap_dir(out);
+    let spec_path = dir.join("spec.json");
+    if !dir.join("gap.md").exists() || !spec_path.exists() {
+        return Ok(None);
+    }
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));
+    let spec: GapSpec = serde_json::from_str(&read(&spec_path)?).map_err(|e| Error::Config {
+        path: spec_path.clone(),
+        message: format!("unreadable gap specification: {e}"),
+    })?;
+    let mut cells = Vec::new();
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
+            let p = entry.map_err(|e| Error::io(&d, e))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|f| f.to_string_lossy().starts_with("seed")) {
+                cells.push(serde_json::from_str::<GapCell>(&read(&p)?).map_err(|e| Error::Config {
+                    path: p.clone(),
+                    message: format!("unreadable gap result: {e}"),
+                })?);
+            }
+        }
+    }
+    cells.sort_by(|a, b| (&a.dataset, &a.strategy, a.seed).cmp(&(&b.dataset, &b.strategy, b.seed)));
+    Ok(Some((spec, cells)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(strategy: &str, pgd: &str, aa: &str) -> GapCell {
+        GapCell {
+            dataset: "t".into(),
+            strategy: strategy.into(),
+            seed: 0,
+            run_attack: "pgd".into(),
+            points: vec![GapPoint {
+                which: vec!["peak".into(), "final".into()],
+                step: 10,
+                verified: pgd.len(),
+                pgd: pgd.into(),
+                autoattack: aa.into(),
+                seconds: 1.0,
+            }],
+        }
+    }
+
+    /// Levels over the run's radii become levels over the asked radii; the counts, the paired
+    /// gap and the ranking come out as counted by hand.
+    #[test]
+    fn levels_counts_and_ranking() {
+        // Run radii 1, 2, 4, 8 /255 (indices 0…3); asked 2/255 and 8/255 (indices 1, 3).
+        assert_eq!(to_spec_levels(&[0, 1, 2, 3, 4, 5], &[1, 3]), "011223");
+        assert_eq!(counts("011223", 2), (5, vec![3, 1]));
+        let spec = GapSpec {
+            eps: vec![1.0 / 255.0],
+            n: 10,
+            steps: 1,
+            targets: 1,
+            queries: 1,
+        };
+        // a: PGD 8 robust, AA 5 (3 only under PGD); b: PGD 6, AA 6; c: PGD 4, AA 2 (+1 only AA).
+        let cells = [
+            cell("a", "2222222211", "2222211111"),
+            cell("b", "2222221111", "2222221111"),
+            cell("c", "2222111111", "2121211111"),
+        ];
+        let s = summarise(&cells, &spec, 200);
+        // One checkpoint labelled peak + final: a row per label.
+        assert_eq!(s.rows.len(), 6);
+        let a = s.rows.iter().find(|r| r.strategy == "a" && r.which == "final").unwrap();
+        assert_eq!(
+            (a.n, a.clean, a.pgd, a.autoattack, a.only_pgd_missed, a.only_aa_missed),
+            (10, 10, 8, 5, 3, 0)
+        );
+        assert!((a.gap - 0.3).abs() < 1e-12);
+        let c = s.rows.iter().find(|r| r.strategy == "c" && r.which == "peak").unwrap();
+        assert_eq!((c.pgd, c.autoattack, c.only_pgd_missed, c.only_aa_missed), (4, 3, 2, 1));
+        let r = &s.ranks[0];
+        // PGD ranks a > b > c, AutoAttack b > a > c: ρ = 0.5.
+        assert!((r.rho.unwrap() - 0.5).abs() < 1e-12, "{r:?}");
+        assert_eq!(r.best, ("a".to_string(), "b".to_string()));
+        assert!(s.markdown.contains("| t | final | 1/255 | a | 10 |"), "{}", s.markdown);
+    }
+}

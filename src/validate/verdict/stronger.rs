@@ -1,0 +1,84 @@
+//! Finding 6: the strategy ranking measured with the run's attack (PGD) survives AutoAttack —
+//! read from `validate gap`'s results when the folder has them (issue 17's gap report).
+
+use super::{Cell, Finding, Out, Verdict, fmt_ci, tally};
+use crate::error::Result;
+use crate::validate::gap::{GapSummary, load, summarise};
+use crate::validate::report::eps_label;
+
+/// ρ at or above which a ranking counts as preserved: with 7 strategies, ρ = 0.8 allows about
+/// one pair of neighbours swapped and one strategy moved by two places.
+pub const RHO_SURVIVES: f64 = 0.8;
+
+/// Finding 6 per (task, checkpoint, ε), when `dir/gap/` holds a summary; nothing otherwise.
+pub(super) fn finding_6(dir: &std::path::Path, reps: usize, out: &mut Out) -> Result<()> {
+    let Some((spec, cells)) = load(dir)? else {
+        return Ok(());
+    };
+    let GapSummary { rows, ranks, .. } = summarise(&cells, &spec, reps);
+    let mut verdicts = Vec::new();
+    let mut measured = Vec::new();
+    for r in &ranks {
+        let verdict = match r.rho_ci {
+            Some(c) if c.lo >= RHO_SURVIVES => Verdict::Holds,
+            Some(c) if c.hi < RHO_SURVIVES => Verdict::DoesNotHold,
+            _ => Verdict::Undecided,
+        };
+        let worst = rows
+            .iter()
+            .filter(|g| g.dataset == r.dataset && g.which == r.which && g.eps == r.eps)
+            .max_by(|a, b| a.gap.total_cmp(&b.gap));
+        let note = format!(
+            "best: {} (PGD) / {} (AutoAttack); largest gap {}",
+            r.best.0,
+            r.best.1,
+            worst.map_or("-".into(), |g| format!("{} {:+.1} pts", g.strategy, 100.0 * g.gap))
+        );
+        measured.push(format!(
+            "{} {} ε {}: ρ {}",
+            r.dataset,
+            r.which,
+            eps_label(r.eps),
+            r.rho.map_or("– (constant)".into(), |x| fmt_ci(x, r.rho_ci))
+        ));
+        out.cells.push(Cell {
+            finding: "6".into(),
+            dataset: r.dataset.clone(),
+            strategy: None,
+            eps: Some(r.eps),
+            statistic: format!("Spearman ρ(PGD, AutoAttack robust accuracy), {} checkpoint", r.which),
+            estimate: r.rho.unwrap_or(f64::NAN),
+            ci: r.rho_ci,
+            verdict,
+            note,
+        });
+        verdicts.push(verdict);
+    }
+    let largest = rows.iter().max_by(|a, b| a.gap.total_cmp(&b.gap));
+    out.rows.push(Finding {
+        id: "6".into(),
+        claim: "The strategy ranking measured with PGD survives a stronger attack (AutoAttack)".into(),
+        measured: format!(
+            "{}; {}; largest PGD − AutoAttack gap {}",
+            tally(&verdicts, "task, checkpoint, ε"),
+            measured.join("; "),
+            largest.map_or("-".into(), |g| format!(
+                "{:+.1} pts ({} {} {} ε {})",
+                100.0 * g.gap,
+                g.dataset,
+                g.strategy,
+                g.which,
+                eps_label(g.eps)
+            ))
+        ),
+        test: format!(
+            "validate gap: peak-robustness and final checkpoints replayed and checked against the records, AutoAttack \
+             on the first {} evaluation images; Spearman ρ between the strategies' robust accuracies under both, \
+             bootstrap 95% CI over images: lower bound ≥ {RHO_SURVIVES} holds, upper bound < {RHO_SURVIVES} does not \
+             hold; majority over cells",
+            spec.n
+        ),
+        verdict: Verdict::majority(&verdicts),
+    });
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! `validate gap` (issue 17's gap report) on a finished small run: the replayed checkpoints match
+//! the records image by image, the PGD side is the records' own outcomes, AutoAttack finds points
+//! the run's 5-step PGD missed, results resume, `validate verdict` gains finding 6, and bad input
+//! is refused before anything is written.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use robustft::validate::gap::{GapCell, counts};
+use robustft::validate::records;
+
+fn validate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_validate"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("robustft-gap-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// A run small enough for the suite whose models are accurate and partly robust at 1/255 (about
+/// 15 s in all): 150 pretraining steps, 30 fine-tuning steps, 48 evaluation images, PGD-5.
+const CONFIG: &str = r#"
+name = "gap-test"
+model = "tiny"
+strategies = ["linear_probe", "lora", "full"]
+seeds = [0]
+max_steps = 30
+schedule = [0, 10, 20, 30]
+eval_subset = 48
+batch_size = 32
+optimizer = "paper"
+head = "new"
+
+[pretrain]
+steps = 150
+batch_size = 64
+lr = 1e-3
+
+[attack]
+kind = "pgd"
+eps = ["1/255", "2/255"]
+steps = 5
+
+[[datasets]]
+name = "simple"
+kind = "synthetic"
+task = "synthetic-simple"
+train_images = 512
+ood = "none"
+"#;
+
+fn config(out: &Path) -> String {
+    let p = out.with_extension("toml");
+    std::fs::write(&p, CONFIG).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+fn gap(out: &Path, extra: &[&str]) -> Output {
+    let cfg = config(out);
+    let mut args = vec!["gap", "--config", &cfg, "--quiet", "--out", out.to_str().unwrap()];
+    args.extend_from_slice(&["--n", "24", "--steps", "5", "--targets", "1", "--queries", "30"]);
+    args.extend_from_slice(extra);
+    validate(&args)
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn gap_replays_scores_and_refuses() {
+    let out = scratch("smoke");
+    let dir = out.to_str().unwrap();
+    // Refused before the run exists: nothing to replay, nothing written.
+    let cfg = config(&out);
+    let o = validate(&["plan", "--config", &cfg, "--out", dir]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = gap(&out, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("not a finished run"), "{}", err(&o));
+    assert!(!out.join("gap").exists());
+
+    // APGD-T needs 4 classes; this binary task is refused before anything runs, naming the key.
+    let apgd_t = out.with_extension("apgdt.toml");
+    let two = CONFIG.replace("kind = \"pgd\"", "kind = \"apgd-t\"").replace(
+        "task = \"synthetic-simple\"",
+        "task = \"synthetic-simple\"\nclasses = [0, 1]",
+    );
+    std::fs::write(&apgd_t, two).unwrap();
+    let o = validate(&["run", "--config", apgd_t.to_str().unwrap(), "--quiet", "--out", dir]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("attack.kind") && err(&o).contains("4 classes"),
+        "{}",
+        err(&o)
+    );
+    assert!(!out.join("simple").exists() && !out.join("upstream").exists());
+    let _ = std::fs::remove_file(&apgd_t);
+
+    let o = validate(&["run", "--config", &cfg, "--quiet", "--out", dir]);
+    assert!(o.status.success(), "{}", err(&o));
+    // A radius the run did not measure, a seed it did not run: refused, naming the flag.
+    for (extra, flag) in [(vec!["--eps", "4/255"], "--eps"), (vec!["--seeds", "5"], "--seeds")] {
+        let o = gap(&out, &extra);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", err(&o));
+        assert!(err(&o).contains(flag), "{extra:?}: {}", err(&o));
+        assert!(!out.join("gap").exists(), "{extra:?} wrote something");
+    }
+
+    let o = gap(&out, &["--eps", "1/255,2/255"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let md = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(md.contains("Does the ranking survive?"), "{md}");
+    let mut stronger = 0;
+    for s in ["linear_probe", "lora", "full"] {
+        let path = out.join("gap/simple").join(s).join("seed0.json");
+        let cell: GapCell = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let recs = records::read(&out.join("simple").join(s).join("seed0.jsonl")).unwrap();
+        assert!(cell.points.iter().any(|p| p.which.contains(&"final".into())));
+        assert!(cell.points.iter().any(|p| p.which.contains(&"peak".into())));
+        for p in &cell.points {
+            let rec = recs.evals.iter().find(|e| e.step == p.step).unwrap();
+            // Every evaluation image was checked, 24 were attacked.
+            assert_eq!((p.verified, p.pgd.len(), p.autoattack.len()), (rec.n_eval, 24, 24));
+            // The PGD side is the record's outcomes on the first 24 images (both radii).
+            assert_eq!(p.pgd, rec.outcomes[..24], "{s} step {}", p.step);
+            let (clean_p, rob_p) = counts(&p.pgd, 2);
+            let (clean_a, rob_a) = counts(&p.autoattack, 2);
+            assert_eq!(
+                clean_p, clean_a,
+                "{s}: the same model is clean-correct on the same images"
+            );
+            assert!(rob_a[0] >= rob_a[1] && rob_p[0] >= rob_p[1]);
+            assert!(rob_a[0] <= clean_a);
+            stronger += usize::from(rob_a[0] < rob_p[0]);
+        }
+        // The peak is the step after 0 with the highest recorded robust accuracy at 1/255.
+        let best = recs
+            .evals
+            .iter()
+            .filter(|e| e.step > 0)
+            .map(|e| e.robust[0].acc)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let peak = cell.points.iter().find(|p| p.which.contains(&"peak".into())).unwrap();
+        let first = recs
+            .evals
+            .iter()
+            .find(|e| e.step > 0 && e.robust[0].acc == best)
+            .unwrap();
+        assert_eq!(peak.step, first.step, "{s}");
+    }
+    // AutoAttack (even at 5 iterations, 1 target, 30 queries) finds points PGD-5 left robust.
+    assert!(stronger > 0, "AutoAttack never stronger than PGD-5");
+    let gap_md = std::fs::read_to_string(out.join("gap/gap.md")).unwrap();
+    assert!(gap_md.contains("| simple | final | 2/255 | lora | 24 |"), "{gap_md}");
+
+    // Resumes: a second call reads the cells (same bytes), another specification is refused.
+    let before = std::fs::read(out.join("gap/simple/lora/seed0.json")).unwrap();
+    let o = gap(&out, &["--eps", "1/255,2/255"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(std::fs::read(out.join("gap/simple/lora/seed0.json")).unwrap(), before);
+    let o = gap(&out, &["--eps", "1/255"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("another specification"), "{}", err(&o));
+
+    // The verdict gains finding 6.
+    let o = validate(&["verdict", dir, "--reps", "100"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let findings = std::fs::read_to_string(out.join("report/findings.md")).unwrap();
+    assert!(
+        findings.contains("| 6 | The strategy ranking measured with PGD survives"),
+        "{findings}"
+    );
+
+    // A record that does not match the replayed model (one clean outcome flipped) is refused.
+    std::fs::remove_dir_all(out.join("gap")).unwrap();
+    let jsonl = out.join("simple/full/seed0.jsonl");
+    let mut recs = records::read(&jsonl).unwrap();
+    let last = recs.evals.last_mut().unwrap();
+    let flipped: String = last
+        .outcomes
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i == 5 { if c == '0' { '1' } else { '0' } } else { c })
+        .collect();
+    last.outcomes = flipped;
+    records::write(&jsonl, &recs).unwrap();
+    let o = gap(&out, &["--eps", "1/255,2/255"]);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("differently from the record") && err(&o).contains("1 of 48"),
+        "{}",
+        err(&o)
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_file(out.with_extension("toml"));
+}
