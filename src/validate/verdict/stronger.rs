@@ -32,7 +32,11 @@ pub(super) fn finding_6(dir: &std::path::Path, reps: usize, out: &mut Out) -> Re
             "best: {} (PGD) / {} (AutoAttack); largest gap {}",
             r.best.0,
             r.best.1,
-            worst.map_or("-".into(), |g| format!("{} {:+.1} pts", g.strategy, 100.0 * g.gap))
+            match worst {
+                Some(g) if g.gap > 0.0 => format!("{} {:+.1} pts", g.strategy, 100.0 * g.gap),
+                Some(_) => "none (PGD = AutoAttack for every strategy)".into(),
+                None => "-".into(),
+            }
         );
         measured.push(format!(
             "{} {} ε {}: ρ {}",
