@@ -503,3 +503,41 @@ fn two_classes_ensemble_uses_the_margin() {
     );
     assert!(dlr_t.unwrap_err().to_string().contains("at least 4 classes"));
 }
+
+/// `validate bench --autoattack`'s row without the peer: the model is pretrained, the ensemble
+/// runs on the first n images, its counts are consistent, bad input is refused before any work,
+/// and the temporary folder is gone afterwards.
+#[test]
+fn bench_autoattack_row() {
+    use robustft::validate::attack_bench::{render, run};
+    let cfg = robustft::engine::VitConfig::tiny();
+    let quiet = |_: &str| {};
+    let tmp = std::env::temp_dir().join(format!("robustft-autoattack-bench-{}", std::process::id()));
+    let err = run(&cfg, 20, 8, "-1/255", None, &Device::Cpu, &quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--autoattack-eps"), "{err}");
+    let missing = std::path::Path::new("no/such/attack_peer.py");
+    let err = run(&cfg, 20, 8, "1/255", Some(missing), &Device::Cpu, &quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--peer") && err.contains("no/such/attack_peer.py"),
+        "{err}"
+    );
+    assert!(run(&cfg, 20, 0, "1/255", None, &Device::Cpu, &quiet).is_err());
+    assert!(!tmp.exists(), "nothing is written for refused input");
+    let b = run(&cfg, 20, 24, "1/255", None, &Device::Cpu, &quiet).unwrap();
+    assert_eq!((b.n, b.pretrain_steps), (24, 20));
+    assert!((b.eps - 1.0 / 255.0).abs() < 1e-12);
+    let clean = (b.robustft.clean * 24.0).round() as usize;
+    assert!(clean > 0 && b.robustft.robust <= clean, "{b:?}");
+    assert!(b.robustft.seconds > 0.0 && b.torchattacks.is_none());
+    assert!(!tmp.exists(), "the temporary folder is removed");
+    let text = render(&b);
+    assert!(
+        text.contains("24 images, ε = 1.00/255") && text.contains("robustft"),
+        "{text}"
+    );
+    assert!(!text.contains("torchattacks "), "{text}");
+}

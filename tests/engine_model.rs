@@ -289,3 +289,88 @@ fn identity_initialisation() {
         assert!(d > 0.0 && d < 1e-2, "{}: {d}", s.name());
     }
 }
+
+/// Weight-space interpolation (WiSE-FT; issue 18): for every strategy θ(α) is the tuned model bit
+/// for bit at α = 1 and the initial function bit for bit at α = 0 (LoRA too, whose A stays tuned
+/// while B returns to 0), each trained tensor is the affine mix in between, and for LoRA and (IA)³
+/// the path is the same function as interpolating the merged weights.
+#[test]
+fn weight_space_interpolation() {
+    let x = images(3, 4);
+    let cfg = VitConfig::tiny();
+    for s in Strategy::ALL {
+        let model = tiny_model(s, 8);
+        let initial = model.trainable_snapshot().unwrap();
+        let before = model.forward(&x).unwrap();
+        perturb(&model, 0.1, 9);
+        let after = model.forward(&x).unwrap();
+        assert!(
+            max_abs_diff(&before, &after) > 1e-3,
+            "{}: the update changed nothing",
+            s.name()
+        );
+        let start = model.interpolation_start(&initial).unwrap();
+        let at = |a: f64| model.interpolated(&start, a).unwrap();
+        assert_eq!(
+            max_abs_diff(&after, &at(1.0).forward(&x).unwrap()),
+            0.0,
+            "{} α = 1",
+            s.name()
+        );
+        assert_eq!(
+            max_abs_diff(&before, &at(0.0).forward(&x).unwrap()),
+            0.0,
+            "{} α = 0",
+            s.name()
+        );
+        let mid = at(0.25);
+        assert!(mid.trainable().is_empty(), "the interpolated model is frozen");
+        for (k, v) in model.trainable() {
+            let want = (start[k].affine(0.75, 0.0).unwrap() + v.as_tensor().affine(0.25, 0.0).unwrap()).unwrap();
+            assert!(max_abs_diff(&want, mid.tensor(k).unwrap()) < 1e-15, "{} {k}", s.name());
+            let from_initial = max_abs_diff(&start[k], &initial[k]) == 0.0;
+            assert_eq!(
+                from_initial,
+                !(s == Strategy::Lora && k.ends_with(".lora_A")),
+                "{} {k}",
+                s.name()
+            );
+        }
+        assert!(max_abs_diff(&mid.forward(&x).unwrap(), &after) > 1e-6, "{}", s.name());
+        assert!(model.interpolated(&start, 1.5).is_err() && model.interpolated(&start, -0.1).is_err());
+    }
+    for s in [Strategy::Lora, Strategy::Ia3] {
+        let model = tiny_model(s, 8);
+        let initial = model.trainable_snapshot().unwrap();
+        let merged0 = model.merge().unwrap();
+        perturb(&model, 0.1, 9);
+        let merged1 = model.merge().unwrap();
+        let start = model.interpolation_start(&initial).unwrap();
+        for a in [0.3, 0.7] {
+            let mixed: HashMap<String, Tensor> = merged1
+                .specs()
+                .iter()
+                .map(|p| {
+                    let w0 = merged0.tensor(&p.key).unwrap().affine(1.0 - a, 0.0).unwrap();
+                    let w1 = merged1.tensor(&p.key).unwrap().affine(a, 0.0).unwrap();
+                    (p.key.clone(), (w0 + w1).unwrap())
+                })
+                .collect();
+            let spec = VitSpec::new(&cfg, Strategy::LinearProbe, 5, DType::F64, &Device::Cpu, 0);
+            let merged_path = Vit::from_tensors(&spec, mixed, true).unwrap();
+            let path = model.interpolated(&start, a).unwrap();
+            let d = max_abs_diff(&path.forward(&x).unwrap(), &merged_path.forward(&x).unwrap());
+            assert!(
+                d < 1e-10,
+                "{} α = {a}: merged and unmerged paths differ by {d}",
+                s.name()
+            );
+            // …and the merge of the interpolated model is that same model.
+            let d = max_abs_diff(
+                &path.merge().unwrap().forward(&x).unwrap(),
+                &merged_path.forward(&x).unwrap(),
+            );
+            assert!(d < 1e-10, "{} α = {a}: {d}", s.name());
+        }
+    }
+}

@@ -254,8 +254,8 @@ fn validate_cli_inspect_and_errors() {
     assert_eq!(
         names,
         [
-            "run", "plan", "status", "slurm", "tune", "tasks", "report", "verdict", "compare", "inspect", "pretrain",
-            "eval", "bench", "help"
+            "run", "plan", "status", "slurm", "tune", "gap", "tasks", "report", "verdict", "compare", "inspect",
+            "pretrain", "eval", "bench", "help"
         ],
         "{help}"
     );

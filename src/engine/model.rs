@@ -290,6 +290,59 @@ impl Vit {
         }
     }
 
+    /// The current values of the trainable tensors, copied (a snapshot that later optimiser steps
+    /// do not change).
+    pub fn trainable_snapshot(&self) -> Result<HashMap<String, Tensor>> {
+        self.vars
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.as_tensor().detach().copy()?)))
+            .collect()
+    }
+
+    /// Where weight-space interpolation starts for this (fine-tuned) model, given the trainable
+    /// tensors before fine-tuning (`initial`, from [`Vit::trainable_snapshot`] at step 0): every
+    /// trainable tensor from its initial value, except LoRA's A matrices, which stay at their
+    /// fine-tuned value — B starts from 0, so the update along the path is α·(α_lora/r)·B·A, exactly
+    /// the interpolation of the merged weights W₀ + α·ΔW (and the function at α = 0 is the
+    /// initial one, B being 0). (IA)³'s vectors start from 1, the head from its initialisation.
+    pub fn interpolation_start(&self, initial: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+        self.vars
+            .iter()
+            .map(|(k, v)| {
+                let t = if self.spec.strategy == Strategy::Lora && k.ends_with(".lora_A") {
+                    v.as_tensor().detach()
+                } else {
+                    initial
+                        .get(k)
+                        .ok_or_else(|| Error::invalid("initial", "a value for every trainable tensor", k))?
+                        .clone()
+                };
+                Ok((k.clone(), t))
+            })
+            .collect()
+    }
+
+    /// The model whose trainable tensors are θ(α) = (1 − α)·θ₀ + α·θ — θ their current values,
+    /// θ₀ = `start` ([`Vit::interpolation_start`]) — and every other tensor shared: WiSE-FT's
+    /// weight-space ensemble (Wortsman et al. 2022, "Robust fine-tuning of zero-shot models",
+    /// eq. 1) over the parameters the strategy trains. Frozen (no trainable `Var`s). Exact at the
+    /// ends: α = 0 gives `start` and α = 1 the current values, bit for bit (x·1 + y·0 = x in IEEE
+    /// arithmetic for finite y).
+    pub fn interpolated(&self, start: &HashMap<String, Tensor>, alpha: f64) -> Result<Vit> {
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(Error::invalid("alpha", "an interpolation weight in [0, 1]", alpha));
+        }
+        let mut tensors: HashMap<String, Tensor> = self.tensors.iter().map(|(k, v)| (k.clone(), v.detach())).collect();
+        for (k, v) in &self.vars {
+            let s = start
+                .get(k)
+                .ok_or_else(|| Error::invalid("start", "a value for every trainable tensor", k))?;
+            let t = (s.affine(1.0 - alpha, 0.0)? + v.as_tensor().detach().affine(alpha, 0.0)?)?;
+            tensors.insert(k.clone(), t);
+        }
+        Ok(Vit::from_tensors(&self.spec, tensors, true)?.frozen())
+    }
+
     /// Folds LoRA and (IA)³ into the backbone weights (W + (α/r)BA; diag(ℓ)W, ℓ⊙b) and returns a
     /// model with the same function and no extra tensors (inference only: only the head trains).
     /// Other strategies are returned unchanged (cloned).

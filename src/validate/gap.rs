@@ -28,11 +28,11 @@ use serde::{Deserialize, Serialize};
 
 use super::config::ValidRun;
 use super::records::{self, RunRecords};
-use super::runner::{self, DatasetRuns, Trainer, fine_tune_model};
+use super::replay::{RunView, check_spec, for_each_run, load_results, replay, selected_seeds};
+use super::runner::{self, DatasetRuns};
 use crate::engine::attack::AutoAttackConfig;
-use crate::engine::eval::{Attack, clean_correct, robust_levels};
+use crate::engine::eval::{Attack, robust_levels};
 use crate::engine::peft::Strategy;
-use crate::engine::train::AdamW;
 use crate::error::{Error, Result};
 use crate::plot::write_atomic;
 use crate::tradeoff::Interval;
@@ -110,13 +110,6 @@ pub fn gap_dir(out: &Path) -> PathBuf {
     out.join("gap")
 }
 
-fn cell_path(out: &Path, dataset: &str, strategy: Strategy, seed: u64) -> PathBuf {
-    gap_dir(out)
-        .join(dataset)
-        .join(strategy.id())
-        .join(format!("seed{seed}.json"))
-}
-
 /// Level strings counted: (clean, robust per radius) for `radii` radii.
 pub fn counts(levels: &str, radii: usize) -> (usize, Vec<usize>) {
     let l: Vec<u8> = levels.bytes().map(|b| b - b'0').collect();
@@ -125,9 +118,9 @@ pub fn counts(levels: &str, radii: usize) -> (usize, Vec<usize>) {
 }
 
 /// Checks `spec` against the run and the folder before anything is computed: radii among the
-/// run's, n ≥ 1, seeds among the run's, and an existing `gap/spec.json` equal to it. Errors name
+/// run's, n ≥ 1, and an existing `gap/spec.json` equal to it. Errors name
 /// the option.
-fn check(run: &ValidRun, out: &Path, spec: &GapSpec, seeds: &[u64]) -> Result<()> {
+fn check(run: &ValidRun, out: &Path, spec: &GapSpec) -> Result<()> {
     let run_eps = run.eps();
     if spec.eps.is_empty() || spec.eps.windows(2).any(|w| w[1] <= w[0]) {
         return Err(Error::invalid("--eps", "give one or more radii, increasing", format!("{:?}", spec.eps)).refused());
@@ -152,28 +145,7 @@ fn check(run: &ValidRun, out: &Path, spec: &GapSpec, seeds: &[u64]) -> Result<()
     if spec.n == 0 || spec.steps == 0 || spec.targets == 0 || spec.queries == 0 {
         return Err(Error::invalid("--n/--steps/--targets/--queries", "must be >= 1", 0).refused());
     }
-    if let Some(s) = seeds.iter().find(|s| !run.config.seeds.contains(s)) {
-        return Err(Error::invalid("--seeds", format!("not a seed of this run ({:?})", run.config.seeds), s).refused());
-    }
-    let path = gap_dir(out).join("spec.json");
-    if path.exists() {
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let old: GapSpec = serde_json::from_str(&text).map_err(|e| Error::Config {
-            path: path.clone(),
-            message: format!("unreadable gap specification: {e}"),
-        })?;
-        if &old != spec {
-            return Err(Error::Config {
-                path,
-                message: format!(
-                    "holds gap results for another specification ({old:?}); remove {} to measure this one ({spec:?})",
-                    gap_dir(out).display()
-                ),
-            }
-            .refused());
-        }
-    }
-    Ok(())
+    check_spec(&gap_dir(out), "gap", spec)
 }
 
 /// The index of each spec radius among the run's radii.
@@ -234,74 +206,13 @@ pub fn gap(
 ) -> Result<Vec<GapCell>> {
     super::check_inputs(run)?;
     runner::preflight(run, out).map_err(Error::refused)?;
-    check(run, out, spec, seeds)?;
-    let last = *run.eval_steps.last().expect("validated non-empty");
-    // Every run must be finished before anything is computed.
-    for d in &run.config.datasets {
-        for &seed in run
-            .config
-            .seeds
-            .iter()
-            .filter(|s| seeds.is_empty() || seeds.contains(s))
-        {
-            for &s in &run.strategies {
-                let (jsonl, _) = runner::run_paths(out, &d.name, s, seed);
-                if !jsonl.exists() || !runner::finished(&records::read(&jsonl)?, last) {
-                    return Err(Error::Config {
-                        path: jsonl,
-                        message: format!("is not a finished run (step {last}): finish the run first"),
-                    }
-                    .refused());
-                }
-            }
-        }
-    }
-    let dir = gap_dir(out);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    write_atomic(
-        &dir.join("spec.json"),
-        serde_json::to_string_pretty(spec).expect("serialises").as_bytes(),
-    )?;
-    let up = super::upstream::upstream(run, out, device, quiet)?;
+    let seeds = selected_seeds(run, seeds)?;
+    check(run, out, spec)?;
     let idx = radius_index(&run.eps(), &spec.eps);
-    let mut cells = Vec::new();
-    for (i, d) in run.config.datasets.iter().enumerate() {
-        for &seed in run
-            .config
-            .seeds
-            .iter()
-            .filter(|s| seeds.is_empty() || seeds.contains(s))
-        {
-            let mut data = None;
-            for &s in &run.strategies {
-                let path = cell_path(out, &d.name, s, seed);
-                if path.exists() {
-                    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-                    cells.push(serde_json::from_str(&text).map_err(|e| Error::Config {
-                        path: path.clone(),
-                        message: format!("unreadable gap result: {e}"),
-                    })?);
-                    continue;
-                }
-                if data.is_none() {
-                    data = Some(runner::prepared(run, i, seed, false)?);
-                }
-                let ctx = DatasetRuns {
-                    data: data.as_ref().expect("just set"),
-                    upstream: &up,
-                    separability: None,
-                    device: device.clone(),
-                };
-                let cell = replay(run, &ctx, s, seed, out, spec, &idx, quiet)?;
-                std::fs::create_dir_all(path.parent().expect("has parent")).map_err(|e| Error::io(&path, e))?;
-                write_atomic(
-                    &path,
-                    serde_json::to_string_pretty(&cell).expect("serialises").as_bytes(),
-                )?;
-                cells.push(cell);
-            }
-        }
-    }
+    let dir = gap_dir(out);
+    let cells = for_each_run(run, out, &dir, spec, &seeds, device, quiet, |ctx, s, seed| {
+        score(run, ctx, s, seed, out, spec, &idx, quiet)
+    })?;
     let summary = summarise(&cells, spec, 1000);
     write_atomic(&dir.join("gap.md"), summary.markdown.as_bytes())?;
     write_atomic(&dir.join("gap.csv"), summary.csv.as_bytes())?;
@@ -310,7 +221,7 @@ pub fn gap(
 
 /// Replays one run to its peak and final steps and scores both.
 #[allow(clippy::too_many_arguments)]
-fn replay(
+fn score(
     run: &ValidRun,
     ctx: &DatasetRuns,
     strategy: Strategy,
@@ -320,73 +231,39 @@ fn replay(
     idx: &[usize],
     quiet: bool,
 ) -> Result<GapCell> {
-    let data = ctx.data;
-    let (jsonl, _) = runner::run_paths(out, &data.spec.name, strategy, seed);
-    let recs = records::read(&jsonl)?;
-    let eval_ids = runner::eval_ids(run, data, seed);
-    let ids_hash = records::fnv_hex(serde_json::to_string(&eval_ids).expect("serialises").as_bytes());
-    if recs.header.eval_set.as_ref().is_some_and(|h| *h != ids_hash) {
-        return Err(Error::Config {
-            path: jsonl,
-            message: "was evaluated on other images than this configuration draws".into(),
-        });
-    }
-    let points = points_of(&recs, idx[0]);
-    let model = fine_tune_model(run, &ctx.upstream.path, strategy, data.train.classes, &ctx.device, seed)?;
-    let mut opt = AdamW::new(model.trainable().to_vec(), run.optimiser(strategy))?;
-    let mut trainer = Trainer::new(&model, &data.train, seed, run.config.batch_size)?;
-    let label = format!("gap {}/{}/seed{seed}", data.spec.name, strategy.id());
-    let final_step = points.last().expect("one at least").0;
-    let pb = runner::bar(final_step, &label, quiet);
-    let n = spec.n.min(eval_ids.len());
+    let view = RunView::read(run, ctx, strategy, seed, out)?;
+    let points = points_of(&view.recs, idx[0]);
+    let steps: Vec<u64> = points.iter().map(|p| p.0).collect();
+    let n = spec.n.min(view.eval_ids.len());
     let mut scored = Vec::new();
-    let mut step = 0;
-    for (target, which) in points {
-        while step < target {
-            trainer.step(&mut opt, step)?;
-            step += 1;
-            pb.inc(1);
-        }
-        let rec = recs.evals.iter().find(|e| e.step == target).expect("a recorded step");
-        let levels = records::decode_digits(&rec.outcomes, "outcomes")?;
-        let clean = clean_correct(&model, &data.test, &eval_ids, 128, &ctx.device)?;
-        let differ = clean.iter().zip(&levels).filter(|(c, l)| **c != (**l >= 1)).count();
-        if differ > 0 || levels.len() != eval_ids.len() {
-            return Err(Error::Config {
-                path: jsonl,
-                message: format!(
-                    "replayed to step {target}, the model classifies {differ} of {} evaluation images \
-                     differently from the record: not the model that was measured (another build or device?)",
-                    eval_ids.len()
-                ),
-            });
-        }
-        pb.set_message(format!("autoattack at step {target}"));
+    replay(run, ctx, &view, strategy, seed, &steps, quiet, |model, target| {
+        let levels = records::decode_digits(&view.at(target).outcomes, "outcomes")?;
         let t = Instant::now();
         let aa = robust_levels(
-            &model,
-            &data.test,
-            &eval_ids[..n],
+            model,
+            &ctx.data.test,
+            &view.eval_ids[..n],
             128,
             &spec.attacks(),
             crate::seeds::attack(seed, target),
             &ctx.device,
         )?;
+        let which = points.iter().find(|p| p.0 == target).expect("asked for").1.clone();
         scored.push(GapPoint {
             which,
             step: target,
-            verified: eval_ids.len(),
+            verified: view.eval_ids.len(),
             pgd: to_spec_levels(&levels[..n], idx),
             autoattack: records::encode_levels(&aa),
             seconds: t.elapsed().as_secs_f64(),
         });
-    }
-    pb.finish_and_clear();
+        Ok(())
+    })?;
     Ok(GapCell {
-        dataset: data.spec.name.clone(),
+        dataset: ctx.data.spec.name.clone(),
         strategy: strategy.id().into(),
         seed,
-        run_attack: super::analysis::describe_attack(&recs.header.config),
+        run_attack: super::analysis::describe_attack(&view.recs.header.config),
         points: scored,
     })
 }
@@ -683,30 +560,12 @@ fn render(rows: &[GapRow], ranks: &[RankRow], cells: &[GapCell], spec: &GapSpec,
 /// The gap results of a run folder, when `validate gap` has written a complete summary.
 pub fn load(out: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
     let dir = gap_dir(out);
-    let spec_path = dir.join("spec.json");
-    if !dir.join("gap.md").exists() || !spec_path.exists() {
+    if !dir.join("gap.md").exists() {
         return Ok(None);
     }
-    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));
-    let spec: GapSpec = serde_json::from_str(&read(&spec_path)?).map_err(|e| Error::Config {
-        path: spec_path.clone(),
-        message: format!("unreadable gap specification: {e}"),
-    })?;
-    let mut cells = Vec::new();
-    let mut stack = vec![dir.clone()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
-            let p = entry.map_err(|e| Error::io(&d, e))?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|f| f.to_string_lossy().starts_with("seed")) {
-                cells.push(serde_json::from_str::<GapCell>(&read(&p)?).map_err(|e| Error::Config {
-                    path: p.clone(),
-                    message: format!("unreadable gap result: {e}"),
-                })?);
-            }
-        }
-    }
+    let Some((spec, mut cells)) = load_results::<GapSpec, GapCell>(&dir, "gap")? else {
+        return Ok(None);
+    };
     cells.sort_by(|a, b| (&a.dataset, &a.strategy, a.seed).cmp(&(&b.dataset, &b.strategy, b.seed)));
     Ok(Some((spec, cells)))
 }

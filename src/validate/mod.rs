@@ -2,15 +2,18 @@
 //! comparison.
 
 pub mod analysis;
+pub mod attack_bench;
 pub mod compare;
 pub mod config;
 pub mod data;
 pub mod estimate;
 pub mod eval;
 pub mod gap;
+pub mod interpolate;
 pub mod lock;
 pub mod plan;
 pub mod records;
+pub(crate) mod replay;
 pub mod report;
 pub mod runner;
 pub mod slurm;

@@ -120,6 +120,29 @@ pub enum Cmd {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Weight-space interpolation (WiSE-FT) between each finished run's starting and fine-tuned
+    /// parameters, evaluated as the run was; writes DIR/interpolate/ (table, figures, per run).
+    Interpolate {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Interpolation weights in [0, 1], comma-separated (0 and 1 are always added: they are
+        /// checked against the run's step-0 and final records).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
+        )]
+        alphas: Vec<f64>,
+        /// Only these seeds (default: all the run's), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        seeds: Vec<u64>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+        /// cpu, cuda or cuda:N (default: CUDA if built with it and present, else CPU).
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Separability of each configured task in the pretrained features (and of every class pair).
     Tasks {
         #[command(flatten)]
@@ -272,6 +295,14 @@ pub struct BenchArgs {
     /// of its cells on this machine (training steps, evaluations, radii, OOD).
     #[arg(long, conflicts_with = "model")]
     pub config: Option<PathBuf>,
+    /// Also time AutoAttack's standard version on N images of a model pretrained 300 steps on
+    /// synthetic-upstream; with --peer, torchattacks' on the same weights and images too
+    /// (validation/peer/attack_peer.py). Minutes per side: 1000 images take ≈ 20 min each on 2 cores.
+    #[arg(long, value_name = "N")]
+    pub autoattack: Option<usize>,
+    /// The radius of --autoattack.
+    #[arg(long, value_name = "EPS", default_value = "0.5/255")]
+    pub autoattack_eps: String,
 }
 
 /// The attacks `validate eval` runs.

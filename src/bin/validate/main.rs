@@ -178,6 +178,13 @@ fn main() -> ExitCode {
             quiet,
             device,
         }) => pick(&device).and_then(|d| gap_cmd(cfg, eps, n, &seeds, (steps, targets, queries), quiet, &d)),
+        Some(Cmd::Interpolate {
+            cfg,
+            alphas,
+            seeds,
+            quiet,
+            device,
+        }) => pick(&device).and_then(|d| interpolate_cmd(cfg, alphas, &seeds, quiet, &d)),
         Some(Cmd::Tasks { cfg, pairs, quiet }) => load_config(cfg).input().and_then(|(cfg, out)| {
             robustft::validate::upstream::tasks(&cfg, &out, pairs, &Device::Cpu, quiet).running()
         }),
@@ -252,6 +259,17 @@ fn gap_cmd(
     let dir = robustft::validate::gap::gap_dir(&out);
     let md = std::fs::read_to_string(dir.join("gap.md")).unwrap_or_default();
     Ok(format!("{md}\nwrote {}\n", dir.join("gap.md").display()))
+}
+
+/// `validate interpolate`.
+fn interpolate_cmd(cfg: ConfigArgs, alphas: Vec<f64>, seeds: &[u64], quiet: bool, device: &Device) -> Outcome {
+    use robustft::validate::interpolate::{InterpSpec, interp_dir, interpolate};
+    let (cfg, out) = load_config(cfg).input()?;
+    let spec = InterpSpec::new(alphas).input()?;
+    interpolate(&cfg, &out, &spec, seeds, device, quiet).running()?;
+    let dir = interp_dir(&out);
+    let md = std::fs::read_to_string(dir.join("interpolate.md")).unwrap_or_default();
+    Ok(format!("{md}\nwrote {}\n", dir.join("interpolate.md").display()))
 }
 
 /// `validate verdict`.
@@ -394,7 +412,27 @@ fn bench_cmd(args: BenchArgs, device: &Device) -> Outcome {
     let rows = bench::run(&name, &cfg, &list, batch, reps, dtype, device).running()?;
     let peer = args
         .peer
-        .map(|p| bench::run_peer(&p, &cfg, batch, reps))
+        .as_ref()
+        .map(|p| bench::run_peer(p, &cfg, batch, reps))
+        .transpose()
+        .input()?;
+    let aa = args
+        .autoattack
+        .map(|n| {
+            let peer = args
+                .peer
+                .is_some()
+                .then(|| std::path::Path::new(robustft::validate::attack_bench::PEER_SCRIPT));
+            robustft::validate::attack_bench::run(
+                &cfg,
+                robustft::validate::attack_bench::PRETRAIN_STEPS,
+                n,
+                &args.autoattack_eps,
+                peer,
+                device,
+                &|m| eprintln!("{m}"),
+            )
+        })
         .transpose()
         .input()?;
     let est = run
@@ -408,6 +446,9 @@ fn bench_cmd(args: BenchArgs, device: &Device) -> Outcome {
         if let Some(p) = &peer {
             text += &format!("{}\n", serde_json::json!({ "peer": p }));
         }
+        if let Some(a) = &aa {
+            text += &format!("{}\n", serde_json::json!({ "autoattack": a }));
+        }
         for e in est.iter().flatten() {
             text += &format!(
                 "{}\n",
@@ -418,6 +459,9 @@ fn bench_cmd(args: BenchArgs, device: &Device) -> Outcome {
         text += &bench::render(&rows);
         if let Some(p) = &peer {
             text += &bench::render_peer(&rows, p);
+        }
+        if let Some(a) = &aa {
+            text += &robustft::validate::attack_bench::render(a);
         }
         if let (Some(r), Some(e)) = (&run, &est) {
             let where_ = format!("{device:?}").to_lowercase();

@@ -13,16 +13,16 @@ use crate::validate::data::TaskData;
 use crate::validate::records::{self, EvalRecord, Header, RobustAt, SCHEMA_VERSION};
 
 /// Outcomes of one scheduled evaluation.
-pub(super) struct Evaluation {
-    pub(super) levels: Vec<u8>,
-    pub(super) ood: Option<Vec<bool>>,
+pub(crate) struct Evaluation {
+    pub(crate) levels: Vec<u8>,
+    pub(crate) ood: Option<Vec<bool>>,
     pub(super) eval_s: f64,
     pub(super) attack_s: f64,
 }
 
 /// Clean, robust (every radius, one nested pass) and OOD outcomes of `model` on the evaluation
 /// images. The attack's random starts are seeded by (seed, step).
-pub(super) fn evaluate(
+pub(crate) fn evaluate(
     model: &Vit,
     run: &ValidRun,
     data: &TaskData,

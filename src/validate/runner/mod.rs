@@ -13,7 +13,7 @@
 //! `evaluate::Evaluation` → `evaluate::record` → an `EvalRecord`) and checkpoint
 //! (`resume::save_checkpoint`); [`run_one`] sequences them, [`run_all`] runs every cell.
 
-mod evaluate;
+pub(crate) mod evaluate;
 mod resume;
 mod trainer;
 

@@ -1,12 +1,16 @@
-//! `validate gap` (issue 17's gap report) on a finished small run: the replayed checkpoints match
-//! the records image by image, the PGD side is the records' own outcomes, AutoAttack finds points
-//! the run's 5-step PGD missed, results resume, `validate verdict` gains finding 6, and bad input
-//! is refused before anything is written.
+//! The commands that replay a finished small run. `validate gap` (issue 17's gap report): the
+//! replayed checkpoints match the records image by image, the PGD side is the records' own
+//! outcomes, AutoAttack finds points the run's 5-step PGD missed, results resume, `validate
+//! verdict` gains finding 6. `validate interpolate` (issue 18): α = 0 and α = 1 reproduce the
+//! step-0 and final records, every α is stored with its outcomes, results resume, and a figure
+//! per strategy is written. Both refuse bad input before anything is written and a record that
+//! does not match the replayed model.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use robustft::validate::gap::{GapCell, counts};
+use robustft::validate::interpolate::InterpCell;
 use robustft::validate::records;
 
 fn validate(args: &[&str]) -> Output {
@@ -73,7 +77,7 @@ fn err(o: &Output) -> String {
 }
 
 #[test]
-fn gap_replays_scores_and_refuses() {
+fn gap_and_interpolate_replay_and_refuse() {
     let out = scratch("smoke");
     let dir = out.to_str().unwrap();
     // Refused before the run exists: nothing to replay, nothing written.
@@ -177,8 +181,50 @@ fn gap_replays_scores_and_refuses() {
         "{findings}"
     );
 
+    // Interpolation: a weight outside [0, 1] is refused before anything is written.
+    let interp = |extra: &[&str]| {
+        let mut args = vec!["interpolate", "--config", &cfg, "--quiet", "--out", dir];
+        args.extend_from_slice(extra);
+        validate(&args)
+    };
+    let o = interp(&["--alphas", "0.5,1.5"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--alphas"), "{}", err(&o));
+    assert!(!out.join("interpolate").exists());
+    let o = interp(&["--alphas", "0.3,0.6"]);
+    assert!(o.status.success(), "{}", err(&o));
+    for s in ["linear_probe", "lora", "full"] {
+        let path = out.join("interpolate/simple").join(s).join("seed0.json");
+        let cell: InterpCell = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let recs = records::read(&out.join("simple").join(s).join("seed0.jsonl")).unwrap();
+        // 0 and 1 are added; the ends are the step-0 and final records, image for image.
+        let alphas: Vec<f64> = cell.path.iter().map(|p| p.alpha.unwrap()).collect();
+        assert_eq!(alphas, [0.0, 0.3, 0.6, 1.0], "{s}");
+        assert_eq!(cell.path[0].outcomes, recs.evals[0].outcomes, "{s} α = 0");
+        assert_eq!(cell.path[3].outcomes, recs.evals.last().unwrap().outcomes, "{s} α = 1");
+        assert_eq!(cell.trajectory.len(), recs.evals.len());
+        assert!(cell.path.iter().all(|p| p.outcomes.len() == 48));
+        assert!(
+            out.join(format!("interpolate/simple_{s}.png")).exists(),
+            "{s}: no figure"
+        );
+    }
+    let md = std::fs::read_to_string(out.join("interpolate/interpolate.md")).unwrap();
+    assert!(md.contains("## simple, ε = 2/255") && md.contains("| LoRA | "), "{md}");
+    let before = std::fs::read(out.join("interpolate/simple/lora/seed0.json")).unwrap();
+    let o = interp(&["--alphas", "0.3,0.6"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        std::fs::read(out.join("interpolate/simple/lora/seed0.json")).unwrap(),
+        before
+    );
+    let o = interp(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("another specification"), "{}", err(&o));
+
     // A record that does not match the replayed model (one clean outcome flipped) is refused.
     std::fs::remove_dir_all(out.join("gap")).unwrap();
+    std::fs::remove_dir_all(out.join("interpolate")).unwrap();
     let jsonl = out.join("simple/full/seed0.jsonl");
     let mut recs = records::read(&jsonl).unwrap();
     let last = recs.evals.last_mut().unwrap();
@@ -197,6 +243,9 @@ fn gap_replays_scores_and_refuses() {
         "{}",
         err(&o)
     );
+    let o = interp(&[]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("differently from the record"), "{}", err(&o));
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_file(out.with_extension("toml"));
 }

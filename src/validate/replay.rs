@@ -1,0 +1,271 @@
+//! Rebuilding the models a finished run measured, shared by `validate gap` and `validate
+//! interpolate`.
+//!
+//! A run's training is a pure function of its configuration and seed, and its records hold the
+//! per-image outcome of every evaluation, so any checkpoint of a finished run can be rebuilt by
+//! repeating the fine-tuning from the same backbone (`upstream/`, re-pretrained deterministically
+//! when absent) — and checked: at every step a caller asks for, the rebuilt model's clean outcome
+//! on **every** evaluation image must equal the recorded one, or the replay stops with an error
+//! naming the record (another build, another device). Nothing is ever reported for a model other
+//! than the one measured.
+//!
+//! Results of a command over the runs live in `DIR/<name>/`: `spec.json` (what was measured; a
+//! folder holds one specification, another is refused) and one JSON file per run,
+//! `DIR/<name>/<dataset>/<strategy>/seed<k>.json`, written atomically and read back instead of
+//! recomputed, so a killed command resumes run by run.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::config::ValidRun;
+use super::records::{self, EvalRecord, RunRecords};
+use super::runner::{self, DatasetRuns, Trainer, fine_tune_model};
+use crate::engine::Vit;
+use crate::engine::eval::clean_correct;
+use crate::engine::peft::Strategy;
+use crate::engine::train::AdamW;
+use crate::error::{Error, Result};
+use crate::plot::write_atomic;
+
+/// The seeds a command covers: `seeds` (each checked to be one of the run's), or all the run's.
+pub(crate) fn selected_seeds(run: &ValidRun, seeds: &[u64]) -> Result<Vec<u64>> {
+    if let Some(s) = seeds.iter().find(|s| !run.config.seeds.contains(s)) {
+        return Err(Error::invalid("--seeds", format!("not a seed of this run ({:?})", run.config.seeds), s).refused());
+    }
+    Ok(run
+        .config
+        .seeds
+        .iter()
+        .copied()
+        .filter(|s| seeds.is_empty() || seeds.contains(s))
+        .collect())
+}
+
+/// Refuses a folder `dir` whose `spec.json` holds another specification than `spec` (`what`
+/// names the results in the message).
+pub(crate) fn check_spec<S: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    dir: &Path,
+    what: &str,
+    spec: &S,
+) -> Result<()> {
+    let path = dir.join("spec.json");
+    if !path.exists() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let old: S = serde_json::from_str(&text).map_err(|e| Error::Config {
+        path: path.clone(),
+        message: format!("unreadable {what} specification: {e}"),
+    })?;
+    if &old != spec {
+        return Err(Error::Config {
+            path,
+            message: format!(
+                "holds {what} results for another specification ({old:?}); remove {} to measure this one ({spec:?})",
+                dir.display()
+            ),
+        }
+        .refused());
+    }
+    Ok(())
+}
+
+/// `dir/<dataset>/<strategy>/seed<k>.json`.
+pub(crate) fn cell_path(dir: &Path, dataset: &str, strategy: Strategy, seed: u64) -> PathBuf {
+    dir.join(dataset).join(strategy.id()).join(format!("seed{seed}.json"))
+}
+
+/// For every run of `run` in `out` with a seed in `seeds`, in run order: the result cached in
+/// `dir` or `compute(context, strategy, seed)`, written there atomically. Every selected run must
+/// be finished before anything is computed; `spec` is written to `dir/spec.json` first.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn for_each_run<T: Serialize + DeserializeOwned, S: Serialize>(
+    run: &ValidRun,
+    out: &Path,
+    dir: &Path,
+    spec: &S,
+    seeds: &[u64],
+    device: &candle_core::Device,
+    quiet: bool,
+    mut compute: impl FnMut(&DatasetRuns, Strategy, u64) -> Result<T>,
+) -> Result<Vec<T>> {
+    let last = *run.eval_steps.last().expect("validated non-empty");
+    for d in &run.config.datasets {
+        for &seed in seeds {
+            for &s in &run.strategies {
+                let (jsonl, _) = runner::run_paths(out, &d.name, s, seed);
+                if !jsonl.exists() || !runner::finished(&records::read(&jsonl)?, last) {
+                    return Err(Error::Config {
+                        path: jsonl,
+                        message: format!("is not a finished run (step {last}): finish the run first"),
+                    }
+                    .refused());
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    write_atomic(
+        &dir.join("spec.json"),
+        serde_json::to_string_pretty(spec).expect("serialises").as_bytes(),
+    )?;
+    let up = super::upstream::upstream(run, out, device, quiet)?;
+    let mut cells = Vec::new();
+    for (i, d) in run.config.datasets.iter().enumerate() {
+        for &seed in seeds {
+            let mut data = None;
+            for &s in &run.strategies {
+                let path = cell_path(dir, &d.name, s, seed);
+                if path.exists() {
+                    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                    cells.push(serde_json::from_str(&text).map_err(|e| Error::Config {
+                        path: path.clone(),
+                        message: format!("unreadable result: {e}"),
+                    })?);
+                    continue;
+                }
+                if data.is_none() {
+                    data = Some(runner::prepared(run, i, seed, false)?);
+                }
+                let ctx = DatasetRuns {
+                    data: data.as_ref().expect("just set"),
+                    upstream: &up,
+                    separability: None,
+                    device: device.clone(),
+                };
+                let cell = compute(&ctx, s, seed)?;
+                std::fs::create_dir_all(path.parent().expect("has parent")).map_err(|e| Error::io(&path, e))?;
+                write_atomic(
+                    &path,
+                    serde_json::to_string_pretty(&cell).expect("serialises").as_bytes(),
+                )?;
+                cells.push(cell);
+            }
+        }
+    }
+    Ok(cells)
+}
+
+/// The specification and the per-run results in `dir` (every `seed*.json` below it, in no
+/// particular order); `None` without `dir/spec.json`. `what` names the results in errors.
+pub(crate) fn load_results<S: DeserializeOwned, T: DeserializeOwned>(
+    dir: &Path,
+    what: &str,
+) -> Result<Option<(S, Vec<T>)>> {
+    let spec_path = dir.join("spec.json");
+    if !spec_path.exists() {
+        return Ok(None);
+    }
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));
+    let spec: S = serde_json::from_str(&read(&spec_path)?).map_err(|e| Error::Config {
+        path: spec_path.clone(),
+        message: format!("unreadable {what} specification: {e}"),
+    })?;
+    let mut cells = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
+            let p = entry.map_err(|e| Error::io(&d, e))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|f| f.to_string_lossy().starts_with("seed")) {
+                cells.push(serde_json::from_str::<T>(&read(&p)?).map_err(|e| Error::Config {
+                    path: p.clone(),
+                    message: format!("unreadable {what} result: {e}"),
+                })?);
+            }
+        }
+    }
+    Ok(Some((spec, cells)))
+}
+
+/// One run's records and evaluation images, checked to be the images this configuration draws.
+pub(crate) struct RunView {
+    /// The records file.
+    pub jsonl: PathBuf,
+    /// Its records.
+    pub recs: RunRecords,
+    /// The evaluation images (indices into the test set), in record order.
+    pub eval_ids: Vec<usize>,
+}
+
+impl RunView {
+    /// Reads the run (dataset of `ctx`, `strategy`, `seed`) in `out`.
+    pub(crate) fn read(run: &ValidRun, ctx: &DatasetRuns, strategy: Strategy, seed: u64, out: &Path) -> Result<Self> {
+        let (jsonl, _) = runner::run_paths(out, &ctx.data.spec.name, strategy, seed);
+        let recs = records::read(&jsonl)?;
+        let eval_ids = runner::eval_ids(run, ctx.data, seed);
+        let ids_hash = records::fnv_hex(serde_json::to_string(&eval_ids).expect("serialises").as_bytes());
+        if recs.header.eval_set.as_ref().is_some_and(|h| *h != ids_hash) {
+            return Err(Error::Config {
+                path: jsonl,
+                message: "was evaluated on other images than this configuration draws".into(),
+            });
+        }
+        Ok(Self { jsonl, recs, eval_ids })
+    }
+
+    /// The record of `step`.
+    pub(crate) fn at(&self, step: u64) -> &EvalRecord {
+        self.recs
+            .evals
+            .iter()
+            .find(|e| e.step == step)
+            .expect("a recorded step")
+    }
+
+    /// The error for a rebuilt model that does not reproduce the record of `step`.
+    pub(crate) fn mismatch(&self, step: u64, what: &str, differ: usize) -> Error {
+        Error::Config {
+            path: self.jsonl.clone(),
+            message: format!(
+                "replayed to step {step}, the model classifies {differ} of {} evaluation images differently from \
+                 the record ({what}): not the model that was measured (another build or device?)",
+                self.eval_ids.len()
+            ),
+        }
+    }
+}
+
+/// Replays the fine-tuning of one run and calls `at(model, step)` at each of `steps` (recorded
+/// steps, increasing; 0 allowed: the model before any update), after checking that the model's
+/// clean outcome on every evaluation image equals the record of that step. The progress bar is
+/// labelled with the run.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn replay(
+    run: &ValidRun,
+    ctx: &DatasetRuns,
+    view: &RunView,
+    strategy: Strategy,
+    seed: u64,
+    steps: &[u64],
+    quiet: bool,
+    mut at: impl FnMut(&Vit, u64) -> Result<()>,
+) -> Result<()> {
+    let data = ctx.data;
+    let model = fine_tune_model(run, &ctx.upstream.path, strategy, data.train.classes, &ctx.device, seed)?;
+    let mut opt = AdamW::new(model.trainable().to_vec(), run.optimiser(strategy))?;
+    let mut trainer = Trainer::new(&model, &data.train, seed, run.config.batch_size)?;
+    let label = format!("{}/{}/seed{seed}", data.spec.name, strategy.id());
+    let pb = runner::bar(steps.last().copied().unwrap_or(0), &label, quiet);
+    let mut step = 0;
+    for &target in steps {
+        while step < target {
+            trainer.step(&mut opt, step)?;
+            step += 1;
+            pb.inc(1);
+        }
+        let levels = records::decode_digits(&view.at(target).outcomes, "outcomes")?;
+        let clean = clean_correct(&model, &data.test, &view.eval_ids, 128, &ctx.device)?;
+        let differ = clean.iter().zip(&levels).filter(|(c, l)| **c != (**l >= 1)).count();
+        if differ > 0 || levels.len() != view.eval_ids.len() {
+            return Err(view.mismatch(target, "clean outcome", differ.max(1)));
+        }
+        pb.set_message(format!("at step {target}"));
+        at(&model, target)?;
+    }
+    pb.finish_and_clear();
+    Ok(())
+}
