@@ -55,6 +55,8 @@ pub enum Stream {
     /// The fixed draw of other-domain test images of a `domains` dataset (seed-independent:
     /// the tag itself is the seed).
     OtherDomains,
+    /// The random starts of adversarial fine-tuning's inner attack (`engine::robust`).
+    TrainAttack,
 }
 
 impl Stream {
@@ -72,6 +74,7 @@ impl Stream {
             Stream::DynamicsHead => 0xa5a5_a5a5_a5a5_a5a5,
             Stream::DynamicsModules => 0x9e37_79b9_7f4a_7c15,
             Stream::OtherDomains => 0xd0_3a15,
+            Stream::TrainAttack => 0x007a_a77a,
         }
     }
 }
@@ -115,6 +118,7 @@ mod tests {
             Stream::DynamicsHead,
             Stream::DynamicsModules,
             Stream::OtherDomains,
+            Stream::TrainAttack,
         ];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {

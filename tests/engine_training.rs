@@ -254,8 +254,23 @@ fn validate_cli_inspect_and_errors() {
     assert_eq!(
         names,
         [
-            "run", "plan", "status", "slurm", "tune", "gap", "tasks", "report", "verdict", "compare", "inspect",
-            "pretrain", "eval", "bench", "help"
+            "run",
+            "plan",
+            "status",
+            "slurm",
+            "tune",
+            "gap",
+            "interpolate",
+            "tasks",
+            "report",
+            "verdict",
+            "compare",
+            "versus",
+            "inspect",
+            "pretrain",
+            "eval",
+            "bench",
+            "help"
         ],
         "{help}"
     );

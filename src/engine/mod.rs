@@ -13,6 +13,7 @@ pub mod modules;
 pub mod ops;
 pub mod peft;
 pub mod pretrain;
+pub mod robust;
 pub mod train;
 pub mod vit;
 

@@ -259,7 +259,17 @@ pub fn train_step_with(
     y: &Tensor,
     logits: impl FnOnce(&Vit) -> candle_core::Result<Tensor>,
 ) -> Result<f64> {
-    let loss = cross_entropy(&logits(model)?, y)?;
+    train_step_loss(model, opt, |m| cross_entropy(&logits(m)?, y))
+}
+
+/// A training step on the scalar loss produced by `loss(model)` (the same checks as
+/// [`train_step`]).
+pub fn train_step_loss(
+    model: &Vit,
+    opt: &mut AdamW,
+    loss: impl FnOnce(&Vit) -> candle_core::Result<Tensor>,
+) -> Result<f64> {
+    let loss = loss(model)?;
     let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     check_loss(model, opt, value)?;
     let grads = loss.backward()?;
@@ -351,9 +361,24 @@ pub fn train_step_data_parallel(model: &Vit, opt: &mut AdamW, x: &Tensor, y: &Te
     if parts == 1 {
         return train_step(model, opt, x, y);
     }
+    train_step_chunks(model, opt, n, parts, |start, len| {
+        cross_entropy(&model.forward(&x.narrow(0, start, len)?)?, &y.narrow(0, start, len)?)
+    })
+}
+
+/// A data-parallel step on any loss that is a mean over the batch: `chunk_loss(start, len)` is
+/// the mean loss of rows start..start+len, computed on its own thread; chunk gradients are
+/// combined with weights len/n as in [`train_step_data_parallel`], whose checks it shares.
+pub fn train_step_chunks(
+    model: &Vit,
+    opt: &mut AdamW,
+    n: usize,
+    parts: usize,
+    chunk_loss: impl Fn(usize, usize) -> candle_core::Result<Tensor> + Sync,
+) -> Result<f64> {
+    let parts = parts.clamp(1, n.max(1));
     let results: Vec<ChunkGrads> = super::data_parallel(n, parts, |start, len| -> Result<ChunkGrads> {
-        let (xi, yi) = (x.narrow(0, start, len)?, y.narrow(0, start, len)?);
-        let loss = cross_entropy(&model.forward(&xi)?, &yi)?;
+        let loss = chunk_loss(start, len)?;
         let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         if !value.is_finite() {
             // No backward through a non-finite loss; the combined check below names it.

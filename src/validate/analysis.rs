@@ -268,6 +268,36 @@ pub struct Study {
     pub incomplete: Vec<String>,
     /// The attack behind the robust accuracies, as configured ([`describe_attack`]).
     pub attack: String,
+    /// What fine-tuning optimised ([`describe_training`]).
+    pub training: String,
+}
+
+/// The fine-tuning objective of a run configuration (as recorded in a header) in words:
+/// "standard fine-tuning", or e.g. "pgd-at fine-tuning (train attack ε = 4/255, α = 1/255, 5
+/// steps)" and "trades fine-tuning (β = 6, train attack …)" as written.
+pub fn describe_training(config: &serde_json::Value) -> String {
+    let kind = config["training"].as_str().unwrap_or("standard");
+    if kind == "standard" {
+        return "standard fine-tuning".into();
+    }
+    let a = &config["train_attack"];
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "ε/4".into(),
+        v => v.to_string(),
+    };
+    let beta = config["trades_beta"].as_f64().unwrap_or(6.0);
+    format!(
+        "{kind} fine-tuning ({}train attack ε = {}, α = {}, {} steps)",
+        if kind == "trades" {
+            format!("β = {beta}, ")
+        } else {
+            String::new()
+        },
+        text(&a["eps"]),
+        text(&a["alpha"]),
+        a["steps"].as_u64().unwrap_or(0)
+    )
 }
 
 /// The `attack` table of a run configuration (as recorded in a header) in words: kind and budget,
@@ -373,10 +403,14 @@ impl Study {
         let attack = runs
             .first()
             .map_or_else(String::new, |r| describe_attack(&r.header.config));
+        let training = runs
+            .first()
+            .map_or_else(String::new, |r| describe_training(&r.header.config));
         Ok(Study {
             datasets,
             incomplete,
             attack,
+            training,
         })
     }
 

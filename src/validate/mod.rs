@@ -21,6 +21,7 @@ pub mod spec;
 pub mod tune;
 pub mod upstream;
 pub mod verdict;
+pub mod versus;
 
 pub use config::{RunConfig, ValidRun};
 

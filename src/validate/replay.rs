@@ -247,7 +247,7 @@ pub(crate) fn replay(
     let data = ctx.data;
     let model = fine_tune_model(run, &ctx.upstream.path, strategy, data.train.classes, &ctx.device, seed)?;
     let mut opt = AdamW::new(model.trainable().to_vec(), run.optimiser(strategy))?;
-    let mut trainer = Trainer::new(&model, &data.train, seed, run.config.batch_size)?;
+    let mut trainer = Trainer::new(&model, &data.train, seed, run.config.batch_size)?.with_training(run.training);
     let label = format!("{}/{}/seed{seed}", data.spec.name, strategy.id());
     let pb = runner::bar(steps.last().copied().unwrap_or(0), &label, quiet);
     let mut step = 0;

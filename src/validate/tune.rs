@@ -159,7 +159,7 @@ impl Sweep<'_> {
         tc.lr = lr;
         tc.total_steps = steps;
         let mut opt = AdamW::new(model.trainable().to_vec(), tc)?;
-        let mut trainer = Trainer::new(&model, train, spec.seed, run.config.batch_size)?;
+        let mut trainer = Trainer::new(&model, train, spec.seed, run.config.batch_size)?.with_training(run.training);
         let pb = bar(steps as u64, &format!("{name}/{}/lr {lr:e}", strategy.id()), self.quiet);
         let mut losses = Vec::with_capacity(steps);
         for step in 0..steps {

@@ -172,6 +172,17 @@ pub enum Cmd {
         /// A run's output folder.
         dir: PathBuf,
     },
+    /// Standard and robust (adversarial) fine-tuning side by side: AUC per strategy and radius,
+    /// and whether the ranking changes; writes ROBUST/report/versus-standard.md.
+    Versus {
+        /// The standard fine-tuning run folder.
+        standard: PathBuf,
+        /// The robust fine-tuning run folder (training = pgd-at or trades).
+        robust: PathBuf,
+        /// Bootstrap replicates.
+        #[arg(long, default_value_t = 1000)]
+        reps: usize,
+    },
     /// Trainable parameter counts of a model under a strategy, as one JSON object.
     Inspect {
         /// tiny, small, base, or a TOML file with a custom size.

@@ -192,6 +192,13 @@ fn main() -> ExitCode {
         Some(Cmd::Report { dir }) => robustft::validate::report::write_report(&dir)
             .input()
             .map(|r| r.summary),
+        Some(Cmd::Versus { standard, robust, reps }) => {
+            if reps < 100 {
+                Err(Failure::Input(format!("invalid `--reps`: must be >= 100 (got {reps})")))
+            } else {
+                robustft::validate::versus::versus(&standard, &robust, reps).input()
+            }
+        }
         Some(Cmd::Compare { dir }) => robustft::validate::compare::compare(&dir).input(),
         Some(Cmd::Inspect {
             model,

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 pub use apgd::{ApgdConfig, ApgdLoss, apgd};
 pub use autoattack::{AutoAttackConfig, EnsembleOutcome, autoattack, autoattack_split};
 pub use fab::{FabConfig, fab_t};
-pub use pgd::{PgdConfig, StopRule, pgd, pgd_data_parallel};
+pub use pgd::{PgdConfig, StopRule, ascend_all, pgd, pgd_data_parallel};
 pub use square::{SquareConfig, square};
 
 /// Anything that maps images [B, C, H, W] in [0, 1] to logits [B, classes].
@@ -72,6 +72,14 @@ pub fn per_point_ce(logits: &Tensor, y: &Tensor) -> CResult<Tensor> {
     ls.gather(&y.unsqueeze(1)?, 1)?.squeeze(1)?.neg()
 }
 
+/// Σ_j p_ij (log p_ij − log softmax(z)_ij) per row: KL(p_i ‖ softmax(z_i)), differentiable in
+/// `logits` (and in `p` when it is tracked); 0·log 0 = 0.
+pub fn kl_per_point(p: &Tensor, logits: &Tensor) -> CResult<Tensor> {
+    let log_q = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let log_p = p.clamp(1e-30, 1.0)?.log()?;
+    (p * (log_p - log_q)?)?.sum(D::Minus1)
+}
+
 /// Per-point correctness of logits.
 pub fn correct(logits: &Tensor, y: &Tensor) -> CResult<Vec<bool>> {
     let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
@@ -113,6 +121,9 @@ pub enum Objective<'a> {
     DlrTargeted(&'a [u32]),
     /// The logit margin towards class t of each point, z_t − z_y (FAB-T's linearised boundary).
     Margin(&'a [u32]),
+    /// KL(p ‖ softmax(z)) from fixed probabilities p `[B, classes]` (TRADES' inner maximisation,
+    /// p the clean prediction; the labels are not used).
+    KlFrom(&'a Tensor),
 }
 
 /// Per point, the class at rank `r` (0 = highest logit) of each row of `sorted` (class indices
@@ -132,7 +143,7 @@ impl Objective<'_> {
     /// fourth).
     pub fn min_classes(&self) -> usize {
         match self {
-            Objective::Ce | Objective::Margin(_) => 2,
+            Objective::Ce | Objective::Margin(_) | Objective::KlFrom(_) => 2,
             Objective::Dlr => 3,
             Objective::DlrTargeted(_) => 4,
         }
@@ -143,6 +154,7 @@ impl Objective<'_> {
         match self {
             Objective::Ce => return per_point_ce(logits, y),
             Objective::Margin(t) => return pick(logits, t)? - pick(logits, &y.to_vec1::<u32>()?)?,
+            Objective::KlFrom(p) => return kl_per_point(p, logits),
             _ => {}
         }
         let classes = logits.dim(1)?;
@@ -175,7 +187,7 @@ impl Objective<'_> {
                 let den = ((top - ((third + fourth)? * 0.5)?)? + 1e-12)?;
                 num.div(&den)?.neg()
             }
-            Objective::Ce | Objective::Margin(_) => unreachable!("handled above"),
+            Objective::Ce | Objective::Margin(_) | Objective::KlFrom(_) => unreachable!("handled above"),
         }
     }
 }

@@ -137,6 +137,33 @@ fn ascend(adv: &Tensor, g: &Tensor, x0: &Tensor, cfg: &PgdConfig) -> CResult<Ten
     project(&(adv + (g.sign()? * cfg.alpha)?)?, x0, cfg.eps)
 }
 
+/// `steps` sign-gradient ascent steps of size `alpha` on `objective` from `start` (a point of the
+/// ε-ball around `x` in [0, 1]), each projected back onto both; every point takes every step and
+/// the last iterate is returned. PGD's last-iterate rule, and the inner maximisation of
+/// adversarial training (`engine::robust`).
+pub fn ascend_all<M: Classifier + ?Sized>(
+    model: &M,
+    x: &Tensor,
+    y: &Tensor,
+    objective: &Objective,
+    start: Tensor,
+    (eps, alpha, steps): (f64, f64, usize),
+) -> CResult<Tensor> {
+    let cfg = PgdConfig {
+        eps,
+        alpha,
+        steps,
+        random_start: false,
+        stop: StopRule::LastIterate,
+    };
+    let mut adv = start;
+    for _ in 0..steps {
+        let (g, _, _) = loss_grad(model, &adv, y, objective)?;
+        adv = ascend(&adv, &g, x, &cfg)?;
+    }
+    Ok(adv)
+}
+
 /// [`StopRule::LastIterate`] from the start `start`: all steps for every point, then a point is
 /// robust if it is clean-correct (`clean_correct`, one forward of the batch already spent) and its
 /// last iterate is classified correctly.
@@ -149,13 +176,8 @@ fn last_iterate<M: Classifier + ?Sized>(
     clean_correct: Vec<bool>,
 ) -> CResult<AttackOutcome> {
     let b = x.dim(0)?;
-    let mut forwards = b;
-    let mut adv = start;
-    for _ in 0..cfg.steps {
-        let (g, _, _) = loss_grad(model, &adv, y, &Objective::Ce)?;
-        forwards += b;
-        adv = ascend(&adv, &g, x, cfg)?;
-    }
+    let adv = ascend_all(model, x, y, &Objective::Ce, start, (cfg.eps, cfg.alpha, cfg.steps))?;
+    let mut forwards = b * (1 + cfg.steps);
     let robust = correct(&model.logits(&adv)?, y)?;
     forwards += b;
     let robust = robust

@@ -62,14 +62,75 @@ impl RunConfig {
         let eval_steps = self.eval_steps()?;
         let attacks = self.attacks()?;
         let ood = self.check_datasets(model.image_size)?;
+        let training = self.training()?;
         Ok(ValidRun {
             model,
             strategies,
             eval_steps,
             attacks,
             new_head,
+            training,
             ood,
             config: self,
+        })
+    }
+
+    /// The fine-tuning objective: `train_attack` required by (and only allowed with) a robust
+    /// `training`, `trades_beta` only with `trades`; radius and step in [0, 1], step > 0, at least
+    /// one step, β finite and ≥ 0.
+    fn training(&self) -> Result<crate::engine::robust::Training> {
+        use crate::engine::robust::{TrainAttack, Training};
+        if self.trades_beta.is_some() && self.training != TrainingKind::Trades {
+            return Err(Error::invalid(
+                "trades_beta",
+                "only with training = \"trades\"",
+                self.trades_beta.unwrap_or(0.0),
+            ));
+        }
+        let attack = match (&self.train_attack, self.training) {
+            (None, TrainingKind::Standard) => return Ok(Training::Standard),
+            (Some(_), TrainingKind::Standard) => {
+                return Err(Error::invalid(
+                    "train_attack",
+                    "only with training = \"pgd-at\" or \"trades\"",
+                    "a table",
+                ));
+            }
+            (None, _) => {
+                return Err(Error::invalid(
+                    "train_attack",
+                    "required by a robust training: { eps = \"4/255\", alpha = \"1/255\", steps = 5 }",
+                    "nothing",
+                ));
+            }
+            (Some(t), _) => {
+                let eps = t.eps.value("train_attack.eps")?;
+                let alpha = match &t.alpha {
+                    Some(a) => a.value("train_attack.alpha")?,
+                    None => eps / 4.0,
+                };
+                if alpha <= 0.0 && eps > 0.0 {
+                    return Err(Error::invalid("train_attack.alpha", "must be > 0", alpha));
+                }
+                if t.steps == 0 {
+                    return Err(Error::invalid("train_attack.steps", "must be >= 1", 0));
+                }
+                TrainAttack {
+                    eps,
+                    alpha,
+                    steps: t.steps,
+                }
+            }
+        };
+        Ok(match self.training {
+            TrainingKind::PgdAt => Training::PgdAt(attack),
+            _ => {
+                let beta = self.trades_beta.unwrap_or(6.0);
+                if !beta.is_finite() || beta < 0.0 {
+                    return Err(Error::invalid("trades_beta", "a finite number >= 0", beta));
+                }
+                Training::Trades { attack, beta }
+            }
         })
     }
 

@@ -197,12 +197,57 @@ pub struct RunConfig {
     pub pretrain: PretrainSpec,
     /// Attack.
     pub attack: AttackSpec,
+    /// Fine-tuning objective: `standard` (default), `pgd-at` (Madry et al. 2018) or `trades`
+    /// (Zhang et al. 2019); the robust ones need `train_attack`.
+    #[serde(default, skip_serializing_if = "TrainingKind::is_standard")]
+    pub training: TrainingKind,
+    /// The inner attack of `pgd-at` / `trades`: `{ eps = "4/255", alpha = "1/255", steps = 5 }`
+    /// (alpha defaults to eps/4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_attack: Option<TrainAttackSpec>,
+    /// TRADES' β (default 6, Zhang et al. 2019's CIFAR-10 setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trades_beta: Option<f64>,
     /// Datasets.
     pub datasets: Vec<DatasetSpec>,
 }
 
 fn all_strategies() -> Vec<String> {
     Strategy::ALL.iter().map(|s| s.id().to_string()).collect()
+}
+
+/// `training` in a run configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainingKind {
+    /// Cross-entropy on clean batches.
+    #[default]
+    Standard,
+    /// PGD adversarial training.
+    PgdAt,
+    /// TRADES.
+    Trades,
+}
+
+impl TrainingKind {
+    /// Standard training (left out of the recorded configuration, so that configurations written
+    /// before robust fine-tuning existed keep their hash).
+    pub fn is_standard(&self) -> bool {
+        *self == TrainingKind::Standard
+    }
+}
+
+/// `train_attack` in a run configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainAttackSpec {
+    /// Radius.
+    pub eps: crate::validate::spec::EpsValue,
+    /// Step size (default eps/4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<crate::validate::spec::EpsValue>,
+    /// Ascent steps.
+    pub steps: usize,
 }
 
 /// How OOD accuracy is measured.
@@ -234,6 +279,8 @@ pub struct ValidRun {
     pub attacks: Vec<Attack>,
     /// Start every fine-tuning run from a fresh head.
     pub new_head: bool,
+    /// What fine-tuning optimises.
+    pub training: crate::engine::robust::Training,
     /// OOD per dataset.
     pub ood: Vec<Ood>,
 }

@@ -209,7 +209,7 @@ pub fn render(summary: Summary, dir: &Path) -> Result<Report> {
     files.extend(t.write(&out)?);
     let names: Vec<String> = study.datasets.iter().map(|d| d.name.clone()).collect();
     let eps: Vec<f64> = study.datasets[0].eps.clone();
-    let md = auc_markdown(&t, &names, &eps, &study.incomplete, &study.attack);
+    let md = auc_markdown(&t, &names, &eps, &study.incomplete, (&study.attack, &study.training));
     let p = out.join("auc.md");
     write_atomic(&p, md.as_bytes())?;
     files.push(p);

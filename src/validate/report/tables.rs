@@ -269,14 +269,20 @@ pub(super) fn flag_text(flags: &[String], incomplete: &[String]) -> String {
 }
 
 /// `auc.md`: per radius the AUC table and the trapezoid rule's means, then the flags.
-pub(super) fn auc_markdown(t: &Tables, ds: &[String], eps: &[f64], incomplete: &[String], attack: &str) -> String {
+pub(super) fn auc_markdown(
+    t: &Tables,
+    ds: &[String],
+    eps: &[f64],
+    incomplete: &[String],
+    (attack, training): (&str, &str),
+) -> String {
     let (cells, flags) = (&t.cells, &t.flags);
     let mut s = String::from(
         "# AUC of the Pareto frontier\n\nPer seed, the area dominated by the frontier of the run's (clean, robust) points (step rule, reference (0, 0)); \
          the table gives the mean over seeds, its 95% bootstrap interval (seeds and evaluation images resampled) and, in brackets, \
          the % above the dataset's average over strategies.\n",
     );
-    let _ = writeln!(s, "\nRobust accuracy under: {attack}.");
+    let _ = writeln!(s, "\nRobust accuracy under: {attack}. Fine-tuning: {training}.");
     for (e, &x) in eps.iter().enumerate() {
         let _ = write!(s, "\n## ε = {}\n\n| strategy |", eps_label(x));
         for d in ds {

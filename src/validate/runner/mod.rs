@@ -264,7 +264,7 @@ pub fn run_one(
     };
     write_eval_ids(out, &data.spec.name, seed, &eval_ids)?;
     let mut recs = RunRecords { header, evals };
-    let mut trainer = Trainer::new(&model, &data.train, seed, run.config.batch_size)?;
+    let mut trainer = Trainer::new(&model, &data.train, seed, run.config.batch_size)?.with_training(run.training);
     let last = *run.eval_steps.last().expect("validated non-empty");
     let pb = bar(last, &format!("{}/{}/seed{seed}", data.spec.name, strategy.id()), quiet);
     pb.set_position(step);

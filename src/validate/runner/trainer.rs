@@ -11,7 +11,8 @@ use crate::engine::Vit;
 use crate::engine::data::Dataset;
 use crate::engine::eval::dataset_features;
 use crate::engine::peft::Strategy;
-use crate::engine::train::{AdamW, head_step, train_step_data_parallel};
+use crate::engine::robust::{Training, adversarial_batch, start_noise, trades_loss};
+use crate::engine::train::{AdamW, head_step, train_step_chunks, train_step_data_parallel, train_step_loss};
 use crate::error::Result;
 
 /// Indices of the batch at step t: position p = t·B + j of an endless sequence of seeded
@@ -57,6 +58,8 @@ pub(crate) struct Trainer<'a> {
     features: Option<Tensor>,
     labels: Tensor,
     batch_size: usize,
+    training: Training,
+    attack_seed: u64,
 }
 
 impl<'a> Trainer<'a> {
@@ -75,26 +78,77 @@ impl<'a> Trainer<'a> {
             features,
             labels: Tensor::from_vec(data.labels.clone(), data.len(), device)?,
             batch_size,
+            training: Training::Standard,
+            attack_seed: crate::seeds::derive(seed, crate::seeds::Stream::TrainAttack),
         })
+    }
+
+    /// The same with the objective `training` (standard by default).
+    pub(crate) fn with_training(mut self, training: Training) -> Self {
+        self.training = training;
+        self
+    }
+
+    /// The inner maximisation of step `step` on the batch, split over the device's parts (the
+    /// starting noise drawn for the whole batch first).
+    fn adversarial(&self, x: &Tensor, y: &Tensor, step: u64) -> Result<Tensor> {
+        let frozen = self.model.frozen();
+        let noise = start_noise(&self.training, x, crate::seeds::attack(self.attack_seed, step))?;
+        let n = x.dim(0)?;
+        let parts = crate::engine::batch_parts(self.model.device()).clamp(1, n.max(1));
+        let chunks = crate::engine::data_parallel(n, parts, |start, len| {
+            let nz = noise.as_ref().map(|t| t.narrow(0, start, len)).transpose()?;
+            adversarial_batch(
+                &frozen,
+                &self.training,
+                &x.narrow(0, start, len)?,
+                &y.narrow(0, start, len)?,
+                nz.as_ref(),
+            )
+        })?;
+        Ok(Tensor::cat(&chunks, 0)?)
     }
 
     /// The update of step `step` (0-based); returns the batch loss.
     pub(crate) fn step(&mut self, opt: &mut AdamW, step: u64) -> Result<f64> {
         let ids = self.order.batch(step, self.batch_size);
         let device = self.model.device();
-        match &self.features {
-            Some(f) => {
+        let parts = crate::engine::batch_parts(device);
+        match (&self.features, self.training) {
+            (Some(f), training) => {
                 let idx = Tensor::from_vec(ids.iter().map(|&i| i as u32).collect::<Vec<_>>(), ids.len(), device)?;
-                head_step(
-                    self.model,
-                    opt,
-                    &f.index_select(&idx, 0)?,
-                    &self.labels.index_select(&idx, 0)?,
-                )
+                let (clean, y) = (f.index_select(&idx, 0)?, self.labels.index_select(&idx, 0)?);
+                if training == Training::Standard {
+                    return head_step(self.model, opt, &clean, &y);
+                }
+                // Linear probing trains the head alone: the attack goes through the whole model,
+                // the head then sees the frozen backbone's features of the adversarial images.
+                let (x, _) = self.data.batch(&ids, device)?;
+                let adv = self.model.features(&self.adversarial(&x, &y, step)?)?.detach();
+                match training {
+                    Training::Trades { beta, .. } => train_step_loss(self.model, opt, |m| {
+                        trades_loss(&m.head(&clean)?, &m.head(&adv)?, &y, beta)
+                    }),
+                    _ => head_step(self.model, opt, &adv, &y),
+                }
             }
-            None => {
+            (None, Training::Standard) => {
                 let (x, y) = self.data.batch(&ids, device)?;
-                train_step_data_parallel(self.model, opt, &x, &y, crate::engine::batch_parts(device))
+                train_step_data_parallel(self.model, opt, &x, &y, parts)
+            }
+            (None, Training::PgdAt(_)) => {
+                let (x, y) = self.data.batch(&ids, device)?;
+                let adv = self.adversarial(&x, &y, step)?;
+                train_step_data_parallel(self.model, opt, &adv, &y, parts)
+            }
+            (None, Training::Trades { beta, .. }) => {
+                let (x, y) = self.data.batch(&ids, device)?;
+                let adv = self.adversarial(&x, &y, step)?;
+                let m = self.model;
+                train_step_chunks(m, opt, x.dim(0)?, parts, |s, l| {
+                    let (xs, advs, ys) = (x.narrow(0, s, l)?, adv.narrow(0, s, l)?, y.narrow(0, s, l)?);
+                    trades_loss(&m.forward(&xs)?, &m.forward(&advs)?, &ys, beta)
+                })
             }
         }
     }
