@@ -39,6 +39,7 @@ eval_subset = 48
 batch_size = 32
 optimizer = "paper"
 head = "new"
+keep_checkpoints = "evals"
 
 [pretrain]
 steps = 150
@@ -108,6 +109,32 @@ fn gap_and_interpolate_replay_and_refuse() {
 
     let o = validate(&["run", "--config", &cfg, "--quiet", "--out", dir]);
     assert!(o.status.success(), "{}", err(&o));
+    // keep_checkpoints = "evals": the trainable tensors at every evaluation step; the last one
+    // is the resume checkpoint's parameters, the first LoRA's initial B = 0.
+    let load = |p: PathBuf| candle_core::safetensors::load(&p, &candle_core::Device::Cpu).unwrap();
+    for s in ["linear_probe", "lora", "full"] {
+        for step in [0, 10, 20, 30] {
+            let p = out.join(format!("ckpt/simple/{s}/seed0/step{step}.safetensors"));
+            assert!(p.exists(), "{}", p.display());
+        }
+        let kept = load(out.join(format!("ckpt/simple/{s}/seed0/step30.safetensors")));
+        let resume = load(out.join(format!("ckpt/simple/{s}/seed0.safetensors")));
+        assert!(!kept.is_empty());
+        for (k, v) in &kept {
+            let d = (v - &resume[k])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert_eq!(d, 0.0, "{s} {k}");
+        }
+    }
+    let first = load(out.join("ckpt/simple/lora/seed0/step0.safetensors"));
+    let b = first.iter().find(|(k, _)| k.ends_with("lora_B")).expect("a LoRA B").1;
+    assert_eq!(b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
     // A radius the run did not measure, a seed it did not run: refused, naming the flag.
     for (extra, flag) in [(vec!["--eps", "4/255"], "--eps"), (vec!["--seeds", "5"], "--seeds")] {
         let o = gap(&out, &extra);
@@ -221,6 +248,96 @@ fn gap_and_interpolate_replay_and_refuse() {
     let o = interp(&[]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("another specification"), "{}", err(&o));
+
+    // Choosing the checkpoint to ship, over the steps and the interpolation weights.
+    let choose = |extra: &[&str]| {
+        let mut args = vec!["choose", dir, "--quiet"];
+        args.extend_from_slice(extra);
+        validate(&args)
+    };
+    let o = choose(&["--min-clean", "0.5", "--eps", "2/255"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        table.contains("## simple: clean ≥ 0.500, robust at ε = 2/255"),
+        "{table}"
+    );
+    // The first row: the highest robust accuracy at 2/255 among every recorded step and path
+    // point with clean ≥ 0.5, tied with itself.
+    let mut best = (f64::NEG_INFINITY, String::new());
+    for s in ["linear_probe", "lora", "full"] {
+        let recs = records::read(&out.join("simple").join(s).join("seed0.jsonl")).unwrap();
+        let cell: InterpCell = serde_json::from_str(
+            &std::fs::read_to_string(out.join("interpolate/simple").join(s).join("seed0.json")).unwrap(),
+        )
+        .unwrap();
+        let outcomes = recs
+            .evals
+            .iter()
+            .map(|e| e.outcomes.clone())
+            .chain(cell.path.iter().map(|p| p.outcomes.clone()));
+        for o in outcomes {
+            let (clean, rob) = counts(&o, 2);
+            if clean as f64 / 48.0 >= 0.5 && (rob[1] as f64 / 48.0) > best.0 {
+                best = (rob[1] as f64 / 48.0, s.to_string());
+            }
+        }
+    }
+    let first = table.lines().find(|l| l.starts_with("| 1 |")).expect("a first row");
+    let pct = format!("{:.1}%", 100.0 * best.0);
+    assert!(
+        first.contains(&pct) && first.ends_with("| yes |"),
+        "{first} vs {best:?}"
+    );
+    // Bad input: a target nobody reaches (the best is named), a radius the runs lack.
+    let o = choose(&["--min-clean", "0.999"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("--min-clean") && err(&o).contains("the best is"),
+        "{}",
+        err(&o)
+    );
+    let o = choose(&["--min-clean", "0.5", "--eps", "3/255"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--eps"), "{}", err(&o));
+    // Export: a plain ViT file `validate eval` loads as a linear-probe checkpoint (no PEFT
+    // tensor left over); an existing file is never overwritten.
+    let file = out.join("chosen.safetensors");
+    let o = choose(&[
+        "--min-clean",
+        "0.5",
+        "--eps",
+        "2/255",
+        "--export",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("wrote"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = validate(&[
+        "eval",
+        "--checkpoint",
+        file.to_str().unwrap(),
+        "--strategy",
+        "linear_probe",
+        "--data",
+        "synthetic:synthetic-simple",
+        "--n",
+        "8",
+        "--attack",
+        "pgd",
+        "--steps",
+        "2",
+        "--eps",
+        "1/255",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = choose(&["--min-clean", "0.5", "--export", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("overwritten"), "{}", err(&o));
 
     // A record that does not match the replayed model (one clean outcome flipped) is refused.
     std::fs::remove_dir_all(out.join("gap")).unwrap();

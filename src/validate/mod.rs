@@ -3,6 +3,7 @@
 
 pub mod analysis;
 pub mod attack_bench;
+pub mod choose;
 pub mod compare;
 pub mod config;
 pub mod data;

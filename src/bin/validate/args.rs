@@ -183,6 +183,36 @@ pub enum Cmd {
         #[arg(long, default_value_t = 1000)]
         reps: usize,
     },
+    /// The checkpoint to ship: over the runs, steps and interpolation weights of the folders, the
+    /// Pareto-optimal candidates reaching a clean-accuracy target, ranked by robust accuracy
+    /// with CIs and ties marked; --export writes the first as an HF-layout safetensors file.
+    Choose {
+        /// Run folders (standard and robust fine-tuning may be mixed; interpolation results are
+        /// read where present).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Minimum clean accuracy, in [0, 1].
+        #[arg(long)]
+        min_clean: f64,
+        /// The radius robust accuracy is read at (one of the runs'; default the smallest).
+        #[arg(long)]
+        eps: Option<String>,
+        /// Also require Pareto-optimality in OOD accuracy.
+        #[arg(long)]
+        ood: bool,
+        /// Only this task (required with --export when the folders hold several).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Write the first candidate to this file (HF layout; LoRA and (IA)³ merged).
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+        /// cpu, cuda or cuda:N (for --export).
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Trainable parameter counts of a model under a strategy, as one JSON object.
     Inspect {
         /// tiny, small, base, or a TOML file with a custom size.

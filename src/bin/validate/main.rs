@@ -199,6 +199,16 @@ fn main() -> ExitCode {
                 robustft::validate::versus::versus(&standard, &robust, reps).input()
             }
         }
+        Some(Cmd::Choose {
+            dirs,
+            min_clean,
+            eps,
+            ood,
+            dataset,
+            export,
+            quiet,
+            device,
+        }) => choose_cmd(&dirs, min_clean, eps, ood, dataset, export.as_deref(), quiet, &device),
         Some(Cmd::Compare { dir }) => robustft::validate::compare::compare(&dir).input(),
         Some(Cmd::Inspect {
             model,
@@ -277,6 +287,62 @@ fn interpolate_cmd(cfg: ConfigArgs, alphas: Vec<f64>, seeds: &[u64], quiet: bool
     let dir = interp_dir(&out);
     let md = std::fs::read_to_string(dir.join("interpolate.md")).unwrap_or_default();
     Ok(format!("{md}\nwrote {}\n", dir.join("interpolate.md").display()))
+}
+
+/// `validate choose`.
+#[allow(clippy::too_many_arguments)]
+fn choose_cmd(
+    dirs: &[std::path::PathBuf],
+    min_clean: f64,
+    eps: Option<String>,
+    ood: bool,
+    dataset: Option<String>,
+    export: Option<&std::path::Path>,
+    quiet: bool,
+    device: &Option<String>,
+) -> Outcome {
+    use robustft::validate::choose::{ChooseSpec, choose, export as export_model, render};
+    let eps = eps
+        .map(|e| {
+            robustft::validate::spec::EpsValue::Text(e)
+                .value("--eps")
+                .map_err(|e| e.rename_field("--eps", "--eps"))
+        })
+        .transpose()
+        .input()?;
+    let spec = ChooseSpec {
+        min_clean,
+        eps,
+        ood,
+        dataset,
+    };
+    if let Some(f) = export.filter(|f| f.exists()) {
+        return Err(robustft::Error::invalid(
+            "--export",
+            "a file that does not exist yet (nothing is overwritten)",
+            f.display(),
+        ))
+        .input();
+    }
+    let choices = choose(dirs, &spec).input()?;
+    let mut text = render(&choices, &spec).input()?;
+    if let Some(file) = export {
+        if choices.len() != 1 {
+            return Err(robustft::Error::invalid(
+                "--dataset",
+                "one task to export from (the folders hold several)",
+                choices
+                    .iter()
+                    .map(|c| c.dataset.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ))
+            .input();
+        }
+        let d = robustft::engine::device::select(device.as_deref()).input()?;
+        text += &export_model(&choices[0], file, &d, quiet).running()?;
+    }
+    Ok(text)
 }
 
 /// `validate verdict`.

@@ -208,6 +208,11 @@ pub struct RunConfig {
     /// TRADES' β (default 6, Zhang et al. 2019's CIFAR-10 setting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trades_beta: Option<f64>,
+    /// `"evals"`: keep the trainable tensors at every evaluation step under
+    /// `ckpt/<dataset>/<strategy>/seed<k>/step<N>.safetensors` (`param.*`, as `validate eval
+    /// --backbone` reads them); default off (only the resume checkpoint is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_checkpoints: Option<KeepCheckpoints>,
     /// Datasets.
     pub datasets: Vec<DatasetSpec>,
 }
@@ -235,6 +240,14 @@ impl TrainingKind {
     pub fn is_standard(&self) -> bool {
         *self == TrainingKind::Standard
     }
+}
+
+/// `keep_checkpoints` in a run configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeepCheckpoints {
+    /// At every evaluation step.
+    Evals,
 }
 
 /// `train_attack` in a run configuration.

@@ -280,6 +280,9 @@ pub fn run_one(
             pb.set_message(format!("acc {:.2} rob {:.2}", rec.clean_acc, rec.robust_acc()));
             losses.clear();
             recs.evals.push(rec);
+            if run.config.keep_checkpoints.is_some() {
+                keep_checkpoint(&model, out, &data.spec.name, strategy, seed, step)?;
+            }
             records::write(&jsonl, &recs)?;
             if step > 0 {
                 save_checkpoint(&model, &opt, step, clock, &ckpt, &ctx.device)?;
@@ -295,6 +298,26 @@ pub fn run_one(
     }
     pb.finish_and_clear();
     Ok(recs)
+}
+
+/// `keep_checkpoints = "evals"`: the trainable tensors at evaluation step `step`, as `param.*`
+/// (`validate eval --backbone` reads them), written atomically before the record that
+/// announces the step.
+pub fn kept_checkpoint(out: &Path, dataset: &str, strategy: Strategy, seed: u64, step: u64) -> PathBuf {
+    out.join("ckpt")
+        .join(dataset)
+        .join(strategy.id())
+        .join(format!("seed{seed}"))
+        .join(format!("step{step}.safetensors"))
+}
+
+fn keep_checkpoint(model: &Vit, out: &Path, dataset: &str, strategy: Strategy, seed: u64, step: u64) -> Result<()> {
+    let tensors = model
+        .trainable()
+        .iter()
+        .map(|(k, v)| Ok((format!("param.{k}"), v.as_tensor().copy()?)))
+        .collect::<Result<std::collections::HashMap<_, _>>>()?;
+    crate::engine::model::save_atomic(&tensors, &kept_checkpoint(out, dataset, strategy, seed, step))
 }
 
 /// `out/<dataset>/eval_indices_seed<seed>.json`: the evaluation images of a seed (written once).
