@@ -10,17 +10,10 @@ mod common;
 
 use robustft::validate::plan::{Plan, Work};
 
-fn validate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_validate"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::validate;
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("robustft-cells-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::scratch("cells", name)
 }
 
 fn text(o: &Output) -> (String, String) {

@@ -6,24 +6,19 @@
 //! per strategy is written. Both refuse bad input before anything is written and a record that
 //! does not match the replayed model.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use robustft::validate::gap::{GapCell, counts};
 use robustft::validate::interpolate::InterpCell;
 use robustft::validate::records;
 
-fn validate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_validate"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::validate;
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("robustft-gap-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    common::scratch("gap", name)
 }
 
 /// A run small enough for the suite whose models are accurate and partly robust at 1/255 (about

@@ -118,3 +118,20 @@ pub fn micro() -> robustft::engine::VitConfig {
         ..robustft::engine::VitConfig::tiny()
     }
 }
+
+/// `validate ARGS…` run to completion, its output captured.
+#[allow(dead_code)]
+pub fn validate(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// An empty scratch folder path `<tmp>/robustft-<prefix>-<pid>-<name>` (removed if present).
+#[allow(dead_code)]
+pub fn scratch(prefix: &str, name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("robustft-{prefix}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}

@@ -122,12 +122,7 @@ pub fn apgd<M: Classifier + ?Sized>(
         let run_seed = seed.wrapping_add((run as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         attack_points(model, xs, ys, cfg, &objective, run_seed)
     })?;
-    Ok(AttackOutcome {
-        adv: done.adv,
-        clean_correct,
-        robust: done.robust,
-        image_forwards: b + done.forwards,
-    })
+    Ok(done.outcome(clean_correct, b))
 }
 
 /// Algorithm 1 on the n clean-correct points `xs` (labels `ys`), n ≥ 1 and N = `cfg.steps` ≥ 1:

@@ -134,12 +134,7 @@ pub fn autoattack<M: Classifier + ?Sized>(
     let mut broken = [0; MEMBERS.len()];
     broken.copy_from_slice(&done.broken);
     Ok(EnsembleOutcome {
-        outcome: AttackOutcome {
-            adv: done.adv,
-            clean_correct,
-            robust: done.robust,
-            image_forwards: b + done.forwards,
-        },
+        outcome: done.outcome(clean_correct, b),
         broken,
     })
 }

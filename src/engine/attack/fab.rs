@@ -88,12 +88,7 @@ pub fn fab_t<M: Classifier + ?Sized>(
         let targets: Vec<u32> = ids.iter().map(|&i| ranked[i][run + 1]).collect();
         attack_points(model, xs, ys, &targets, cfg)
     })?;
-    Ok(AttackOutcome {
-        adv: done.adv,
-        clean_correct,
-        robust: done.robust,
-        image_forwards: b + done.forwards,
-    })
+    Ok(done.outcome(clean_correct, b))
 }
 
 /// One target run on the n clean-correct points `xs` (labels `ys`, targets `targets`): up to

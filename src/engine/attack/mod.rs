@@ -302,6 +302,19 @@ pub(crate) struct Cascade {
     pub forwards: usize,
 }
 
+impl Cascade {
+    /// The attack's outcome: `clean_correct` as measured before the stages, which spent
+    /// `clean_forwards` image forwards themselves.
+    pub(crate) fn outcome(self, clean_correct: Vec<bool>, clean_forwards: usize) -> AttackOutcome {
+        AttackOutcome {
+            adv: self.adv,
+            clean_correct,
+            robust: self.robust,
+            image_forwards: clean_forwards + self.forwards,
+        }
+    }
+}
+
 /// Runs `stages` attacks in order on the batch (`x`, `y`), stage k only on the points that are
 /// `robust` after the stages before it (`stage(k, ids, xs, ys)`, `ids` their rows in the batch),
 /// as AutoAttack runs its members and APGD-T / FAB-T their target classes; stops early when no
