@@ -2,7 +2,7 @@
 //! and the fine-tuned parameters gives back, per strategy (issue 18, part 2; WiSE-FT, Wortsman
 //! et al. 2022, "Robust fine-tuning of zero-shot models", CVPR, eq. 1).
 //!
-//! For every finished run, the fine-tuning is replayed ([`super::replay`]) and the models
+//! For every finished run, the fine-tuning is replayed (`validate::replay`) and the models
 //! θ(α) = (1 − α)·θ₀ + α·θ over the parameters the strategy trains ([`crate::engine::Vit::interpolated`]) are
 //! evaluated at each α exactly as the run evaluated its checkpoints: clean, robust at every radius
 //! of the run with the run's attack, OOD, on the same images. θ₀ are the values before

@@ -172,10 +172,17 @@ pub fn versus(standard: &Path, robust: &Path, reps: usize) -> Result<String> {
         let rank = |m: &BTreeMap<(String, usize, Strategy), f64>| -> Vec<f64> {
             strategies.iter().map(|s| m[&(d.clone(), *e, *s)]).collect()
         };
+        // Every strategy at the highest AUC (ties named together).
         let best = |m: &BTreeMap<(String, usize, Strategy), f64>| {
             let v = rank(m);
-            let i = (0..v.len()).max_by(|&x, &y| v[x].total_cmp(&v[y])).expect("non-empty");
-            strategies[i].name()
+            let top = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            strategies
+                .iter()
+                .zip(&v)
+                .filter(|(_, x)| **x >= top - 1e-12)
+                .map(|(s, _)| s.name())
+                .collect::<Vec<_>>()
+                .join(" = ")
         };
         let rho = spearman(&rank(&sa.point), &rank(&sb.point)).ok();
         let boot: Vec<f64> = sa
