@@ -266,6 +266,7 @@ fn validate_cli_inspect_and_errors() {
             "verdict",
             "compare",
             "versus",
+            "choose",
             "inspect",
             "pretrain",
             "eval",

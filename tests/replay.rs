@@ -244,6 +244,46 @@ fn gap_and_interpolate_replay_and_refuse() {
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("another specification"), "{}", err(&o));
 
+    // From the linear-probe head: for full fine-tuning and LoRA, α = 0 is the linear-probing
+    // run's final model (checked inside, image for image; compared again here); linear probing's
+    // own path is constant, so only its ends are evaluated. The default start's folder is kept.
+    let o = interp(&["--head-start", "zero-shot"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--head-start"), "{}", err(&o));
+    let o = interp(&["--head-start", "linear-probe", "--alphas", "0.5"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let lp_final = records::read(&out.join("simple/linear_probe/seed0.jsonl"))
+        .unwrap()
+        .evals
+        .last()
+        .unwrap()
+        .clone();
+    for s in ["linear_probe", "lora", "full"] {
+        let path = out.join("interpolate-lp-head/simple").join(s).join("seed0.json");
+        let cell: InterpCell = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let recs = records::read(&out.join("simple").join(s).join("seed0.jsonl")).unwrap();
+        let alphas: Vec<f64> = cell.path.iter().map(|p| p.alpha.unwrap()).collect();
+        let want: &[f64] = if s == "linear_probe" {
+            &[0.0, 1.0]
+        } else {
+            &[0.0, 0.5, 1.0]
+        };
+        assert_eq!(alphas, want, "{s}");
+        assert_eq!(cell.path[0].outcomes, lp_final.outcomes, "{s} α = 0");
+        assert_eq!(cell.path[0].ood_outcomes, lp_final.ood_outcomes, "{s} α = 0, OOD");
+        assert_eq!(
+            cell.path.last().unwrap().outcomes,
+            recs.evals.last().unwrap().outcomes,
+            "{s} α = 1"
+        );
+    }
+    let md = std::fs::read_to_string(out.join("interpolate-lp-head/interpolate.md")).unwrap();
+    assert!(md.contains("linear-probing run's final head"), "{md}");
+    assert_eq!(
+        std::fs::read(out.join("interpolate/simple/lora/seed0.json")).unwrap(),
+        before
+    );
+
     // Choosing the checkpoint to ship, over the steps and the interpolation weights.
     let choose = |extra: &[&str]| {
         let mut args = vec!["choose", dir, "--quiet"];
@@ -266,11 +306,16 @@ fn gap_and_interpolate_replay_and_refuse() {
             &std::fs::read_to_string(out.join("interpolate/simple").join(s).join("seed0.json")).unwrap(),
         )
         .unwrap();
+        let lp_cell: InterpCell = serde_json::from_str(
+            &std::fs::read_to_string(out.join("interpolate-lp-head/simple").join(s).join("seed0.json")).unwrap(),
+        )
+        .unwrap();
         let outcomes = recs
             .evals
             .iter()
             .map(|e| e.outcomes.clone())
-            .chain(cell.path.iter().map(|p| p.outcomes.clone()));
+            .chain(cell.path.iter().map(|p| p.outcomes.clone()))
+            .chain(lp_cell.path.iter().map(|p| p.outcomes.clone()));
         for o in outcomes {
             let (clean, rob) = counts(&o, 2);
             if clean as f64 / 48.0 >= 0.5 && (rob[1] as f64 / 48.0) > best.0 {
@@ -284,6 +329,54 @@ fn gap_and_interpolate_replay_and_refuse() {
         first.contains(&pct) && first.ends_with("| yes |"),
         "{first} vs {best:?}"
     );
+    // The findings' "best robustness at the clean target": per strategy, the trajectory's best
+    // step and the path's best point (α in (0, 1) or the final step) at 2/255, recomputed here.
+    let o = validate(&["verdict", dir, "--reps", "100", "--min-clean", "0.5"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let t = robustft::validate::at_target::at_target(std::slice::from_ref(&out), Some(0.5), 100)
+        .unwrap()
+        .unwrap();
+    let labels: Vec<&str> = t.sources.iter().map(|x| x.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "standard",
+            "standard, interpolated",
+            "standard, interpolated from the linear-probe head"
+        ]
+    );
+    for s in ["linear_probe", "lora", "full"] {
+        let recs = records::read(&out.join("simple").join(s).join("seed0.jsonl")).unwrap();
+        let cell: InterpCell = serde_json::from_str(
+            &std::fs::read_to_string(out.join("interpolate/simple").join(s).join("seed0.json")).unwrap(),
+        )
+        .unwrap();
+        let best = |outcomes: Vec<&String>| {
+            outcomes
+                .into_iter()
+                .map(|o| counts(o, 2))
+                .filter(|(clean, _)| *clean as f64 / 48.0 >= 0.5)
+                .map(|(_, rob)| rob[1] as f64 / 48.0)
+                .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+        };
+        let traj = best(recs.evals.iter().map(|e| &e.outcomes).collect());
+        let path = best(
+            cell.path
+                .iter()
+                .filter(|p| p.alpha.is_some_and(|a| a > 0.0))
+                .map(|p| &p.outcomes)
+                .collect(),
+        );
+        let strategy = robustft::engine::peft::parse_strategy(s).unwrap();
+        for (source, want) in [(0, traj), (1, path)] {
+            let got = t
+                .cells
+                .iter()
+                .find(|c| c.strategy == strategy && c.source == source && (c.eps - 2.0 / 255.0).abs() < 1e-12)
+                .unwrap();
+            assert_eq!(got.robust, want, "{s} source {source}");
+        }
+    }
     // Bad input: a target nobody reaches (the best is named), a radius the runs lack.
     let o = choose(&["--min-clean", "0.999"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));

@@ -28,6 +28,7 @@ use rand::rngs::StdRng;
 
 use super::analysis::describe_training;
 use super::config::{RunConfig, ValidRun};
+use super::interpolate::{HeadStart, lp_head, path_start};
 use super::records::{self, RunRecords};
 use super::replay::{RunView, replay};
 use super::report::eps_label;
@@ -44,6 +45,10 @@ pub struct Candidate {
     pub folder: PathBuf,
     /// Its training in words.
     pub training: String,
+    /// Its training's kind: "standard", "pgd-at" or "trades".
+    pub kind: String,
+    /// The evaluation images' identity, as the run's header records it.
+    pub eval_set: Option<String>,
     /// Task.
     pub dataset: String,
     /// Strategy.
@@ -54,6 +59,8 @@ pub struct Candidate {
     pub step: u64,
     /// Interpolation weight, on a path.
     pub alpha: Option<f64>,
+    /// Where the path's head starts (`Init` off a path).
+    pub head_start: HeadStart,
     /// Level digits per evaluation image.
     pub outcomes: String,
     /// OOD digits, when measured.
@@ -80,10 +87,10 @@ impl Candidate {
             b.iter().filter(|c| **c == b'1').count() as f64 / b.len().max(1) as f64
         })
     }
-    /// "step 500" or "step 1000, α = 0.6".
+    /// "step 500", "step 1000, α = 0.6" or "step 1000, α = 0.6 from the linear-probe head".
     pub fn point(&self) -> String {
         match self.alpha {
-            Some(a) => format!("step {}, α = {a}", self.step),
+            Some(a) => format!("step {}, α = {a}{}", self.step, self.head_start.words()),
             None => format!("step {}", self.step),
         }
     }
@@ -102,8 +109,8 @@ pub struct ChooseSpec {
     pub dataset: Option<String>,
 }
 
-/// Every candidate of the folders, and each folder's runs.
-fn candidates(dirs: &[PathBuf]) -> Result<(Vec<Candidate>, Vec<f64>)> {
+/// Every candidate of the folders, and the runs' radii (the same in every folder, checked).
+pub(crate) fn candidates(dirs: &[PathBuf]) -> Result<(Vec<Candidate>, Vec<f64>)> {
     let mut out = Vec::new();
     let mut radii: Option<Vec<f64>> = None;
     for dir in dirs {
@@ -116,6 +123,14 @@ fn candidates(dirs: &[PathBuf]) -> Result<(Vec<Candidate>, Vec<f64>)> {
             ));
         }
         let training = describe_training(&runs[0].header.config);
+        let kind = runs[0].header.config["training"]
+            .as_str()
+            .unwrap_or("standard")
+            .to_string();
+        let eval_sets: BTreeMap<String, Option<String>> = runs
+            .iter()
+            .map(|r| (r.header.dataset.clone(), r.header.eval_set.clone()))
+            .collect();
         for r in &runs {
             match &radii {
                 None => radii = Some(r.header.eps.clone()),
@@ -135,17 +150,23 @@ fn candidates(dirs: &[PathBuf]) -> Result<(Vec<Candidate>, Vec<f64>)> {
                 out.push(Candidate {
                     folder: dir.clone(),
                     training: training.clone(),
+                    kind: kind.clone(),
+                    eval_set: r.header.eval_set.clone(),
                     dataset: r.header.dataset.clone(),
                     strategy,
                     seed: r.header.seed,
                     step: e.step,
                     alpha: None,
+                    head_start: HeadStart::Init,
                     outcomes: e.outcomes.clone(),
                     ood_outcomes: e.ood_outcomes.clone(),
                 });
             }
         }
-        if let Some((_, cells)) = super::interpolate::load(dir)? {
+        for head_start in [HeadStart::Init, HeadStart::LinearProbe] {
+            let Some((_, cells)) = super::interpolate::load(dir, head_start)? else {
+                continue;
+            };
             for c in cells {
                 let Ok(strategy) = crate::engine::peft::parse_strategy(&c.strategy) else {
                     continue;
@@ -155,11 +176,14 @@ fn candidates(dirs: &[PathBuf]) -> Result<(Vec<Candidate>, Vec<f64>)> {
                     out.push(Candidate {
                         folder: dir.clone(),
                         training: training.clone(),
+                        kind: kind.clone(),
+                        eval_set: eval_sets.get(&c.dataset).cloned().flatten(),
                         dataset: c.dataset.clone(),
                         strategy,
                         seed: c.seed,
                         step,
                         alpha: p.alpha,
+                        head_start,
                         outcomes: p.outcomes.clone(),
                         ood_outcomes: p.ood_outcomes.clone(),
                     });
@@ -185,6 +209,21 @@ pub struct Choice {
     /// Per (strategy, folder training, source): the best robust accuracy at the target, if any
     /// candidate of that kind meets it.
     pub best_per_strategy: BTreeMap<(usize, String, &'static str), f64>,
+}
+
+/// The kinds of candidate in the per-strategy table, as its columns.
+const SOURCES: [&str; 3] = [
+    "trajectory",
+    "interpolation",
+    "interpolation from the linear-probe head",
+];
+
+fn source_index(c: &Candidate) -> usize {
+    match (c.alpha, c.head_start) {
+        (None, _) => 0,
+        (Some(_), HeadStart::Init) => 1,
+        (Some(_), HeadStart::LinearProbe) => 2,
+    }
 }
 
 /// Chooses, per task, among the candidates of `dirs`.
@@ -266,11 +305,7 @@ pub fn choose(dirs: &[PathBuf], spec: &ChooseSpec) -> Result<Vec<Choice>> {
                 .iter()
                 .position(|s| *s == c.strategy)
                 .unwrap_or(usize::MAX);
-            let source = if c.alpha.is_some() {
-                "interpolation"
-            } else {
-                "trajectory"
-            };
+            let source = SOURCES[source_index(c)];
             let slot = best_per_strategy
                 .entry((s, c.training.clone(), source))
                 .or_insert(f64::NEG_INFINITY);
@@ -348,16 +383,25 @@ pub fn render(choices: &[Choice], spec: &ChooseSpec) -> Result<String> {
                 if *tied { "yes" } else { "no" }
             );
         }
-        s += "\nBest robust accuracy at the clean target, per strategy:\n\n| strategy | training | trajectory | interpolation |\n|---|---|---|---|\n";
-        let mut rows: BTreeMap<(usize, String), [Option<f64>; 2]> = BTreeMap::new();
+        // Columns: the trajectory, the interpolation, and the one from the linear-probe head when
+        // some folder has it.
+        let lp = ch.best_per_strategy.keys().any(|k| k.2 == SOURCES[2]);
+        let cols = if lp { 3 } else { 2 };
+        s += &format!(
+            "\nBest robust accuracy at the clean target, per strategy:\n\n| strategy | training | {} |\n|---|---|{}\n",
+            SOURCES[..cols].join(" | "),
+            "---|".repeat(cols)
+        );
+        let mut rows: BTreeMap<(usize, String), [Option<f64>; 3]> = BTreeMap::new();
         for ((si, training, source), v) in &ch.best_per_strategy {
             let slot = rows.entry((*si, training.clone())).or_default();
-            slot[usize::from(*source == "interpolation")] = Some(*v);
+            slot[SOURCES.iter().position(|x| x == source).expect("one of them")] = Some(*v);
         }
-        for ((si, training), [t, p]) in rows {
+        for ((si, training), vals) in rows {
             let name = Strategy::ALL.get(si).map_or("?", |s| s.name());
-            let f = |v: Option<f64>| v.map_or("–".into(), |v| format!("{:.1}%", 100.0 * v));
-            s += &format!("| {name} | {training} | {} | {} |\n", f(t), f(p));
+            let f = |v: &Option<f64>| v.map_or("–".into(), |v| format!("{:.1}%", 100.0 * v));
+            let cells: Vec<String> = vals[..cols].iter().map(f).collect();
+            s += &format!("| {name} | {training} | {} |\n", cells.join(" | "));
         }
         s += "\n";
     }
@@ -405,6 +449,10 @@ pub fn export(choice: &Choice, file: &Path, device: &Device, quiet: bool) -> Res
     } else {
         vec![c.step]
     };
+    let head = match (c.alpha, c.head_start) {
+        (Some(_), HeadStart::LinearProbe) => Some(lp_head(&run, &ctx, c.seed, &c.folder, quiet)?),
+        _ => None,
+    };
     let mut initial = None;
     let mut written = String::new();
     replay(&run, &ctx, &view, c.strategy, c.seed, &steps, quiet, |model, step| {
@@ -413,7 +461,7 @@ pub fn export(choice: &Choice, file: &Path, device: &Device, quiet: bool) -> Res
             return Ok(());
         }
         let model = match (c.alpha, &initial) {
-            (Some(a), Some(init)) => model.interpolated(&model.interpolation_start(init)?, a)?,
+            (Some(a), Some(init)) => model.interpolated(&path_start(model, init, head.as_ref())?, a)?,
             _ => model.frozen(),
         };
         let merged = model.merge()?;
@@ -446,11 +494,14 @@ mod tests {
         Candidate {
             folder: PathBuf::new(),
             training: "standard fine-tuning".into(),
+            kind: "standard".into(),
+            eval_set: None,
             dataset: "t".into(),
             strategy: Strategy::Lora,
             seed: 0,
             step: 1,
             alpha: None,
+            head_start: HeadStart::Init,
             outcomes: outcomes.into(),
             ood_outcomes: None,
         }

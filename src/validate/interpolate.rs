@@ -12,6 +12,17 @@
 //! image (clean, every radius, OOD) — their attack is seeded as the run's was at those steps — or
 //! the command stops with an error; the α in between use the final step's attack seed.
 //!
+//! `--head-start linear-probe` (WiSE-FT's own setting, where θ₀ is a zero-shot head, and LP-FT's,
+//! Kumar et al. 2022, "Fine-Tuning can Distort Pretrained Features", ICLR) starts the head from the
+//! linear-probing run's final head of the same task and seed instead (replayed and checked like
+//! any run): θ₀ is then "the pretrained backbone with a trained head". Where the strategy's
+//! start is the pretrained function exactly (full, LoRA, BitFit, (IA)³), the model at α = 0 *is*
+//! the linear-probing run's final model, and it must reproduce that record image for image
+//! (clean, every radius — the attack seeded as at that step — and OOD); Adapter and Compacter
+//! start from near-zero (not zero) up-projections, so their α = 0 is only close to it and is not
+//! checked. Linear probing's own path would be constant, so only its α = 0 and 1 are evaluated.
+//! Results go to `DIR/interpolate-lp-head/`, beside the default start's `DIR/interpolate/`.
+//!
 //! The comparison per (task, strategy, ε): the AUC of the interpolation path's Pareto frontier
 //! against the AUC of the training trajectory's (every recorded step), and the robustness the
 //! path gives back at the fine-tuned model's clean accuracy: the best robust accuracy on the
@@ -55,12 +66,57 @@ pub fn default_alphas() -> Vec<f64> {
     (0..=10).map(|i| i as f64 / 10.0).collect()
 }
 
+/// Where the head's path starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadStart {
+    /// Its initialisation (the fresh head), like every other trainable tensor.
+    #[default]
+    Init,
+    /// The linear-probing run's final head (same task and seed).
+    LinearProbe,
+}
+
+impl HeadStart {
+    /// From `--head-start` (`init` or `linear-probe`).
+    pub fn parse(s: &str) -> Result<HeadStart> {
+        match s {
+            "init" => Ok(HeadStart::Init),
+            "linear-probe" | "linear_probe" | "lp" => Ok(HeadStart::LinearProbe),
+            _ => Err(Error::invalid("--head-start", "init or linear-probe", s)),
+        }
+    }
+
+    fn is_init(&self) -> bool {
+        *self == HeadStart::Init
+    }
+
+    /// The folder of its results in a run folder: `interpolate/` or `interpolate-lp-head/`.
+    pub fn folder(self) -> &'static str {
+        match self {
+            HeadStart::Init => "interpolate",
+            HeadStart::LinearProbe => "interpolate-lp-head",
+        }
+    }
+
+    /// As printed after "interpolated".
+    pub fn words(self) -> &'static str {
+        match self {
+            HeadStart::Init => "",
+            HeadStart::LinearProbe => " from the linear-probe head",
+        }
+    }
+}
+
 /// What an interpolation folder measures (`DIR/interpolate/spec.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InterpSpec {
     /// Interpolation weights, increasing, in [0, 1], always with 0 and 1.
     pub alphas: Vec<f64>,
+    /// Where the head starts (absent in the file when `init`, so older folders keep their spec).
+    #[serde(default, skip_serializing_if = "HeadStart::is_init")]
+    pub head_start: HeadStart,
 }
 
 impl InterpSpec {
@@ -73,7 +129,15 @@ impl InterpSpec {
         alphas.extend([0.0, 1.0]);
         alphas.sort_by(f64::total_cmp);
         alphas.dedup();
-        Ok(Self { alphas })
+        Ok(Self {
+            alphas,
+            head_start: HeadStart::Init,
+        })
+    }
+
+    /// The same weights with the head starting from `head_start`.
+    pub fn with_head_start(self, head_start: HeadStart) -> Self {
+        Self { head_start, ..self }
     }
 }
 
@@ -113,9 +177,9 @@ pub struct InterpCell {
     pub seconds: f64,
 }
 
-/// The folder of a run folder's interpolation results.
-pub fn interp_dir(out: &Path) -> PathBuf {
-    out.join("interpolate")
+/// The folder of a run folder's interpolation results from `head_start`.
+pub fn interp_dir(out: &Path, head_start: HeadStart) -> PathBuf {
+    out.join(head_start.folder())
 }
 
 /// Interpolates every finished run of `run` in `out` (seeds `seeds`, all when empty) and writes
@@ -131,16 +195,103 @@ pub fn interpolate(
     super::check_inputs(run)?;
     runner::preflight(run, out).map_err(Error::refused)?;
     let seeds = selected_seeds(run, seeds)?;
-    let dir = interp_dir(out);
+    if spec.head_start == HeadStart::LinearProbe && !run.strategies.contains(&Strategy::LinearProbe) {
+        return Err(Error::invalid(
+            "--head-start",
+            "a configuration with linear_probe among its strategies (its runs give the head)",
+            "linear-probe",
+        )
+        .refused());
+    }
+    let dir = interp_dir(out, spec.head_start);
     check_spec(&dir, "interpolation", spec)?;
+    // The linear-probing run's final head and record per (task, seed), replayed once.
+    let mut heads: BTreeMap<(String, u64), LpHead> = BTreeMap::new();
     let cells = for_each_run(run, out, &dir, spec, &seeds, device, quiet, |ctx, s, seed| {
-        interpolate_run(run, ctx, s, seed, out, spec, quiet)
+        let head = match spec.head_start {
+            HeadStart::Init => None,
+            HeadStart::LinearProbe => {
+                let key = (ctx.data.spec.name.clone(), seed);
+                if !heads.contains_key(&key) {
+                    heads.insert(key.clone(), lp_head(run, ctx, seed, out, quiet)?);
+                }
+                Some(&heads[&key])
+            }
+        };
+        interpolate_run(run, ctx, s, seed, out, spec, head, quiet)
     })?;
-    write_summary(&dir, &cells, 1000)?;
+    write_summary(&dir, &cells, spec, 1000)?;
     Ok(cells)
 }
 
+/// The linear-probing run of a (task, seed): its final head and its final record.
+pub(crate) struct LpHead {
+    /// The head's tensors at the run's last step.
+    pub(crate) tensors: std::collections::HashMap<String, candle_core::Tensor>,
+    /// The run's records and images (its final record is α = 0's reference).
+    view: RunView,
+}
+
+/// Replays the linear-probing run of (the task of `ctx`, `seed`) in `out` to its last step.
+pub(crate) fn lp_head(run: &ValidRun, ctx: &DatasetRuns, seed: u64, out: &Path, quiet: bool) -> Result<LpHead> {
+    let view = RunView::read(run, ctx, Strategy::LinearProbe, seed, out)?;
+    let last = view.recs.evals.last().expect("finished").step;
+    let mut tensors = None;
+    replay(
+        run,
+        ctx,
+        &view,
+        Strategy::LinearProbe,
+        seed,
+        &[last],
+        quiet,
+        |model, _| {
+            tensors = Some(model.trainable_snapshot()?);
+            Ok(())
+        },
+    )?;
+    Ok(LpHead {
+        tensors: tensors.expect("replayed to the last step"),
+        view,
+    })
+}
+
+/// Where the path of `model` starts: [`crate::engine::Vit::interpolation_start`] from `initial`,
+/// with the head replaced by `head`'s when given (every head tensor must be one of the model's
+/// trainable tensors, with the same shape).
+pub(crate) fn path_start(
+    model: &crate::engine::Vit,
+    initial: &std::collections::HashMap<String, candle_core::Tensor>,
+    head: Option<&LpHead>,
+) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
+    let mut start = model.interpolation_start(initial)?;
+    if let Some(h) = head {
+        for (k, v) in &h.tensors {
+            match start.get(k) {
+                Some(t) if t.dims() == v.dims() => {
+                    start.insert(k.clone(), v.clone());
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        "--head-start",
+                        "a linear-probe head with the fine-tuned model's head keys and shapes",
+                        k,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(start)
+}
+
+/// Strategies whose trainable tensors start at the pretrained function exactly (besides the
+/// head), so that α = 0 with the linear-probe head is the linear-probing run's final model.
+fn exact_start(s: Strategy) -> bool {
+    !matches!(s, Strategy::Adapter | Strategy::Compacter)
+}
+
 /// Replays one run, then evaluates the path.
+#[allow(clippy::too_many_arguments)]
 fn interpolate_run(
     run: &ValidRun,
     ctx: &DatasetRuns,
@@ -148,10 +299,16 @@ fn interpolate_run(
     seed: u64,
     out: &Path,
     spec: &InterpSpec,
+    head: Option<&LpHead>,
     quiet: bool,
 ) -> Result<InterpCell> {
     let view = RunView::read(run, ctx, strategy, seed, out)?;
     let last = view.recs.evals.last().expect("finished").step;
+    let alphas: Vec<f64> = match (head, strategy) {
+        // Linear probing from its own final head: a constant path.
+        (Some(_), Strategy::LinearProbe) => vec![0.0, 1.0],
+        _ => spec.alphas.clone(),
+    };
     let mut initial = None;
     let mut path = Vec::new();
     let t = Instant::now();
@@ -160,10 +317,15 @@ fn interpolate_run(
             initial = Some(model.trainable_snapshot()?);
             return Ok(());
         }
-        let start = model.interpolation_start(initial.as_ref().expect("step 0 comes first"))?;
-        for &alpha in &spec.alphas {
+        let start = path_start(model, initial.as_ref().expect("step 0 comes first"), head)?;
+        for &alpha in &alphas {
             let m = model.interpolated(&start, alpha)?;
-            let at = if alpha == 0.0 { 0 } else { last };
+            // α = 0 is the step-0 model, or the linear-probing run's final one.
+            let (at, reference) = match (alpha == 0.0, head) {
+                (true, None) => (0, Some(&view)),
+                (true, Some(h)) => (last, exact_start(strategy).then_some(&h.view)),
+                (false, _) => (last, (alpha == 1.0).then_some(&view)),
+            };
             let ev = runner::evaluate::evaluate(&m, run, ctx.data, &view.eval_ids, seed, at)?;
             let got = Outcomes {
                 step: None,
@@ -171,17 +333,17 @@ fn interpolate_run(
                 outcomes: encode_levels(&ev.levels),
                 ood_outcomes: ev.ood.as_deref().map(encode_bools),
             };
-            if alpha == 0.0 || alpha == 1.0 {
-                let rec = view.at(at);
+            if let Some(v) = reference {
+                let rec = v.at(at);
                 let differ = |a: &str, b: &str| a.bytes().zip(b.bytes()).filter(|(x, y)| x != y).count();
                 let d = differ(&got.outcomes, &rec.outcomes);
                 if d > 0 {
-                    return Err(view.mismatch(at, &format!("clean or robust outcome at α = {alpha}"), d));
+                    return Err(v.mismatch(at, &format!("clean or robust outcome at α = {alpha}"), d));
                 }
                 if let (Some(a), Some(b)) = (&got.ood_outcomes, &rec.ood_outcomes) {
                     let d = differ(a, b);
                     if d > 0 {
-                        return Err(view.mismatch(at, &format!("OOD outcome at α = {alpha}"), d));
+                        return Err(v.mismatch(at, &format!("OOD outcome at α = {alpha}"), d));
                     }
                 }
             }
@@ -358,7 +520,7 @@ fn with_ci((v, ci): (f64, Option<Interval>)) -> String {
 }
 
 /// `interpolate.md`, `interpolate.csv` and the figures.
-fn write_summary(dir: &Path, cells: &[InterpCell], reps: usize) -> Result<()> {
+fn write_summary(dir: &Path, cells: &[InterpCell], spec: &InterpSpec, reps: usize) -> Result<()> {
     let mut rows = summarise(cells, reps);
     let order = |r: &InterpRow| Strategy::ALL.iter().position(|s| s.id() == r.strategy);
     rows.sort_by(|a, b| {
@@ -369,21 +531,23 @@ fn write_summary(dir: &Path, cells: &[InterpCell], reps: usize) -> Result<()> {
     let mut seeds: Vec<u64> = cells.iter().map(|c| c.seed).collect();
     seeds.sort_unstable();
     seeds.dedup();
-    let alphas: Vec<String> = cells
-        .first()
-        .map(|c| {
-            c.path
-                .iter()
-                .map(|p| format!("{}", p.alpha.unwrap_or(f64::NAN)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let alphas: Vec<String> = spec.alphas.iter().map(|a| format!("{a}")).collect();
     let n = cells.first().map_or(0, |c| c.trajectory[0].outcomes.len());
+    let start = match spec.head_start {
+        HeadStart::Init => "the head from its initialisation, LoRA's B from 0 with A fine-tuned, (IA)³ from 1). \
+                            Every run's α = 0 reproduced its step-0 record"
+            .to_string(),
+        HeadStart::LinearProbe => "the head from the linear-probing run's final head of the same task and seed, \
+                                   LoRA's B from 0 with A fine-tuned, (IA)³ from 1). Full, LoRA, BitFit and (IA)³'s \
+                                   α = 0 reproduced the linear-probing run's final record (Adapter and Compacter \
+                                   start near, not at, the pretrained function: not checked; linear probing's own \
+                                   path is constant: α = 0 and 1 only)"
+            .to_string(),
+    };
     let mut md = format!(
         "# Weight-space interpolation vs the training trajectory\n\n\
          Path: θ(α) = (1 − α)·θ₀ + α·θ over the parameters each strategy trains (WiSE-FT), α ∈ {{{}}}; θ₀ = their \
-         values before fine-tuning (the head from its initialisation, LoRA's B from 0 with A fine-tuned, (IA)³ from \
-         1). Every run's α = 0 reproduced its step-0 record and α = 1 its final record on all {n} evaluation images \
+         values before fine-tuning ({start} and α = 1 its final record on all {n} evaluation images \
          (clean, every radius, OOD). Attack: {}. Seeds {:?}. AUC: step rule over each seed's Pareto frontier, mean \
          over seeds. \"Best on the path\": the highest seed-mean robust accuracy among the α whose seed-mean clean \
          accuracy is at most {:.0} pt below the fine-tuned model's; \"recovered\": that gain as a share of what the \
@@ -553,9 +717,10 @@ fn figures(dir: &Path, cells: &[InterpCell]) -> Result<()> {
     Ok(())
 }
 
-/// The specification and cells of `DIR/interpolate/`, when it has a summary.
-pub fn load(out: &Path) -> Result<Option<(InterpSpec, Vec<InterpCell>)>> {
-    let dir = interp_dir(out);
+/// The specification and cells of `DIR/interpolate/` (or `interpolate-lp-head/`), when it has a
+/// summary.
+pub fn load(out: &Path, head_start: HeadStart) -> Result<Option<(InterpSpec, Vec<InterpCell>)>> {
+    let dir = interp_dir(out, head_start);
     if !dir.join("interpolate.md").exists() {
         return Ok(None);
     }

@@ -2,6 +2,7 @@
 //! comparison.
 
 pub mod analysis;
+pub mod at_target;
 pub mod attack_bench;
 pub mod choose;
 pub mod compare;

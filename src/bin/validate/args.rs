@@ -133,6 +133,11 @@ pub enum Cmd {
             default_value = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
         )]
         alphas: Vec<f64>,
+        /// Where the head's path starts: its initialisation (init; results in DIR/interpolate/)
+        /// or the linear-probing run's final head of the same task and seed (linear-probe;
+        /// DIR/interpolate-lp-head/).
+        #[arg(long, default_value = "init")]
+        head_start: String,
         /// Only these seeds (default: all the run's), comma-separated.
         #[arg(long, value_delimiter = ',')]
         seeds: Vec<u64>,
@@ -163,6 +168,14 @@ pub enum Cmd {
     Verdict {
         /// A run's output folder.
         dir: PathBuf,
+        /// Other run folders of the same tasks and evaluation images (robust fine-tuning, say):
+        /// extra columns of the section "best achievable robustness at the clean target".
+        #[arg(long, value_name = "DIR")]
+        with: Vec<PathBuf>,
+        /// That section's clean target for every task (default: per task, the best seed-mean
+        /// final clean accuracy of DIR's strategies minus one point).
+        #[arg(long)]
+        min_clean: Option<f64>,
         /// Bootstrap replicates.
         #[arg(long, default_value_t = robustft::validate::report::REPS)]
         reps: usize,

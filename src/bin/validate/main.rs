@@ -181,14 +181,20 @@ fn main() -> ExitCode {
         Some(Cmd::Interpolate {
             cfg,
             alphas,
+            head_start,
             seeds,
             quiet,
             device,
-        }) => pick(&device).and_then(|d| interpolate_cmd(cfg, alphas, &seeds, quiet, &d)),
+        }) => pick(&device).and_then(|d| interpolate_cmd(cfg, alphas, &head_start, &seeds, quiet, &d)),
         Some(Cmd::Tasks { cfg, pairs, quiet }) => load_config(cfg).input().and_then(|(cfg, out)| {
             robustft::validate::upstream::tasks(&cfg, &out, pairs, &Device::Cpu, quiet).running()
         }),
-        Some(Cmd::Verdict { dir, reps }) => verdict(&dir, reps),
+        Some(Cmd::Verdict {
+            dir,
+            with,
+            min_clean,
+            reps,
+        }) => verdict(&dir, &with, min_clean, reps),
         Some(Cmd::Report { dir }) => robustft::validate::report::write_report(&dir)
             .input()
             .map(|r| r.summary),
@@ -279,12 +285,20 @@ fn gap_cmd(
 }
 
 /// `validate interpolate`.
-fn interpolate_cmd(cfg: ConfigArgs, alphas: Vec<f64>, seeds: &[u64], quiet: bool, device: &Device) -> Outcome {
-    use robustft::validate::interpolate::{InterpSpec, interp_dir, interpolate};
+fn interpolate_cmd(
+    cfg: ConfigArgs,
+    alphas: Vec<f64>,
+    head_start: &str,
+    seeds: &[u64],
+    quiet: bool,
+    device: &Device,
+) -> Outcome {
+    use robustft::validate::interpolate::{HeadStart, InterpSpec, interp_dir, interpolate};
+    let head_start = HeadStart::parse(head_start).input()?;
     let (cfg, out) = load_config(cfg).input()?;
-    let spec = InterpSpec::new(alphas).input()?;
+    let spec = InterpSpec::new(alphas).input()?.with_head_start(head_start);
     interpolate(&cfg, &out, &spec, seeds, device, quiet).running()?;
-    let dir = interp_dir(&out);
+    let dir = interp_dir(&out, head_start);
     let md = std::fs::read_to_string(dir.join("interpolate.md")).unwrap_or_default();
     Ok(format!("{md}\nwrote {}\n", dir.join("interpolate.md").display()))
 }
@@ -346,13 +360,22 @@ fn choose_cmd(
 }
 
 /// `validate verdict`.
-fn verdict(dir: &std::path::Path, reps: usize) -> Outcome {
+fn verdict(dir: &std::path::Path, with: &[PathBuf], min_clean: Option<f64>, reps: usize) -> Outcome {
     if reps < 100 {
         return Err(Failure::Input(format!("invalid `--reps`: must be >= 100 (got {reps})")));
     }
-    let f = robustft::validate::verdict::verdict(dir, reps).input()?;
+    let f = robustft::validate::verdict::verdict_with(dir, with, min_clean, reps).input()?;
+    let targets = f.at_target.as_ref().map_or_else(String::new, |t| {
+        let each: Vec<String> = t.targets.iter().map(|(d, c)| format!("{d} ≥ {c:.3}")).collect();
+        let cols: Vec<&str> = t.sources.iter().map(|s| s.label.as_str()).collect();
+        format!(
+            "best robustness at the clean target ({}), per strategy under {}: in findings.md and best_at_target.csv\n",
+            each.join(", "),
+            cols.join(" | ")
+        )
+    });
     Ok(format!(
-        "{}wrote {}\n",
+        "{}{targets}wrote {}\n",
         robustft::validate::verdict::table(&f.rows),
         dir.join("report").join("findings.md").display()
     ))

@@ -43,6 +43,11 @@
 //!
 //! A finding's verdict over its cells: holds when more than half of its cells hold, does not
 //! hold when more than half do not, undecided otherwise; the table says how many of how many.
+//!
+//! After the verdicts and rankings, `findings.md` gives the best achievable robustness at a clean
+//! target per strategy, under the folder's training trajectory, its interpolation path where
+//! `validate interpolate` ran, and any other folders given (`validate verdict DIR --with
+//! ROBUST_DIR`): [`crate::validate::at_target`], also written to `best_at_target.csv`.
 
 mod ood;
 mod ranking;
@@ -161,6 +166,8 @@ pub struct Findings {
     pub cells: Vec<Cell>,
     /// The Markdown written to `findings.md`.
     pub markdown: String,
+    /// Its section on the best robustness at the clean target (None without per-image outcomes).
+    pub at_target: Option<crate::validate::at_target::AtTarget>,
 }
 
 /// What the tests accumulate: one row per finding and every tested cell.
@@ -172,7 +179,16 @@ struct Out {
 
 /// Runs every test on the records in `dir` and writes the findings files.
 pub fn verdict(dir: &Path, reps: usize) -> Result<Findings> {
+    verdict_with(dir, &[], None, reps)
+}
+
+/// [`verdict`], with the section "best achievable robustness at the clean target" also taking
+/// the folders `with` (robust fine-tuning of the same tasks, say) as columns, and the target
+/// `min_clean` for every task instead of the default ([`crate::validate::at_target`]).
+pub fn verdict_with(dir: &Path, with: &[std::path::PathBuf], min_clean: Option<f64>, reps: usize) -> Result<Findings> {
     let study = Study::load(dir)?;
+    let dirs: Vec<std::path::PathBuf> = std::iter::once(dir.to_path_buf()).chain(with.iter().cloned()).collect();
+    let at_target = crate::validate::at_target::at_target(&dirs, min_clean, reps)?;
     let mut out = Out::default();
     rise_fall::finding_1(&study, reps, &mut out);
     let rank_rows = ranking::findings_2_and_3(&study, reps, &mut out);
@@ -180,10 +196,18 @@ pub fn verdict(dir: &Path, reps: usize) -> Result<Findings> {
     theory::finding_5(&study, reps, &mut out)?;
     stronger::finding_6(dir, reps, &mut out)?;
     let Out { rows, cells } = out;
-    let markdown = render::render(&rows, &cells, &rank_rows, &study, reps);
+    let mut markdown = render::render(&rows, &cells, &rank_rows, &study, reps);
+    if let Some(t) = &at_target {
+        // Before the long per-cell table.
+        let at = markdown.find("\n## Cells\n").unwrap_or(markdown.len());
+        markdown.insert_str(at, &t.markdown(&dirs));
+    }
     let out = dir.join("report");
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     write_atomic(&out.join("findings.md"), markdown.as_bytes())?;
+    if let Some(t) = &at_target {
+        write_atomic(&out.join("best_at_target.csv"), t.csv().as_bytes())?;
+    }
     let mut csv = Csv::new(&["finding", "claim", "measured", "test", "verdict"]);
     for r in &rows {
         csv.push(vec![
@@ -222,7 +246,12 @@ pub fn verdict(dir: &Path, reps: usize) -> Result<Findings> {
         ]);
     }
     write_atomic(&out.join("findings_cells.csv"), cc.render().as_bytes())?;
-    Ok(Findings { rows, cells, markdown })
+    Ok(Findings {
+        rows,
+        cells,
+        markdown,
+        at_target,
+    })
 }
 
 /// The findings as terminal text: one block per finding.
