@@ -451,6 +451,20 @@ fn gap_and_interpolate_replay_and_refuse() {
     let o = interp(&[]);
     assert!(!o.status.success());
     assert!(err(&o).contains("differently from the record"), "{}", err(&o));
+    // Records that name another backbone (content hash) are refused before any replay.
+    for s in ["linear_probe", "lora", "full"] {
+        let jsonl = out.join("simple").join(s).join("seed0.jsonl");
+        let mut recs = records::read(&jsonl).unwrap();
+        recs.header.upstream.as_mut().expect("recorded").checkpoint = "pretrained-0000000000000000.safetensors".into();
+        records::write(&jsonl, &recs).unwrap();
+    }
+    let o = interp(&[]);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("pretrained-0000000000000000.safetensors") && err(&o).contains("content hashes differ"),
+        "{}",
+        err(&o)
+    );
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_file(out.with_extension("toml"));
 }

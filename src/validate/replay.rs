@@ -204,6 +204,20 @@ impl RunView {
                 message: "was evaluated on other images than this configuration draws".into(),
             });
         }
+        // The backbone it was fine-tuned from: the cached checkpoint's name carries its content
+        // hash, so another backbone is refused before anything is replayed.
+        if let (Some(was), Some(now)) = (&recs.header.upstream, &ctx.upstream.info)
+            && was.checkpoint != now.checkpoint
+        {
+            return Err(Error::Config {
+                path: jsonl,
+                message: format!(
+                    "was fine-tuned from the backbone {} but this folder's upstream is {} (content hashes differ): \
+                     not the model that was measured",
+                    was.checkpoint, now.checkpoint
+                ),
+            });
+        }
         Ok(Self { jsonl, recs, eval_ids })
     }
 
