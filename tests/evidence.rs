@@ -421,6 +421,14 @@ fn best_robustness_at_the_clean_target() {
         "{md}"
     );
     assert!(md.contains("| standard | pgd-at |"), "{md}");
+    assert!(md.contains("standard = this folder, pgd-at = "), "{md}");
+    // The robust folder set against this one (validate versus), headings one level down.
+    assert!(md.contains("\n## Standard vs robust fine-tuning: "), "{md}");
+    assert!(md.contains("\n### t, ε = 1/255\n"), "{md}");
+    assert!(
+        !robust.join("report/versus-standard.md").exists(),
+        "nothing written to the other folder"
+    );
     let csv = std::fs::read_to_string(standard.join("report/best_at_target.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 3, "{csv}");
     // An explicit target: at 0.98 seed 1 of standard Full never qualifies (its best clean

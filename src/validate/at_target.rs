@@ -386,7 +386,11 @@ impl AtTarget {
             .sources
             .iter()
             .filter(|x| x.path.is_none())
-            .map(|x| format!("{} = {}", x.label, dirs[x.folder].display()))
+            .map(|x| match x.folder {
+                // This report's own folder, by role: the text stays the same wherever it lies.
+                0 => format!("{} = this folder", x.label),
+                f => format!("{} = {}", x.label, dirs[f].display()),
+            })
             .collect();
         let _ = writeln!(
             s,

@@ -64,8 +64,19 @@ fn aucs(study: &Study, keys: &[(String, usize, Strategy)], reps: usize, seed: u6
     }
 }
 
-/// The comparison as Markdown (also written with its CSV to `robust/report/`).
+/// The comparison as Markdown, written with its CSV to `robust/report/versus-standard.{md,csv}`.
 pub fn versus(standard: &Path, robust: &Path, reps: usize) -> Result<String> {
+    let (md, csv) = versus_tables(standard, robust, reps)?;
+    let dir = robust.join("report");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    write_atomic(&dir.join("versus-standard.md"), md.as_bytes())?;
+    write_atomic(&dir.join("versus-standard.csv"), csv.as_bytes())?;
+    Ok(md)
+}
+
+/// The comparison as Markdown and CSV, nothing written (also a section of the standard folder's
+/// `findings.md` when `validate verdict --with` names the robust folder).
+pub fn versus_tables(standard: &Path, robust: &Path, reps: usize) -> Result<(String, String)> {
     let (a, b) = (Study::load(standard)?, Study::load(robust)?);
     let refuse = |what: String| Error::Config {
         path: robust.to_path_buf(),
@@ -199,9 +210,5 @@ pub fn versus(standard: &Path, robust: &Path, reps: usize) -> Result<String> {
             rho.map_or("– (a constant side)".into(), |r| fmt(r, percentile_interval(&boot)))
         );
     }
-    let dir = robust.join("report");
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    write_atomic(&dir.join("versus-standard.md"), md.as_bytes())?;
-    write_atomic(&dir.join("versus-standard.csv"), csv.render().as_bytes())?;
-    Ok(md)
+    Ok((md, csv.render()))
 }

@@ -47,7 +47,9 @@
 //! After the verdicts and rankings, `findings.md` gives the best achievable robustness at a clean
 //! target per strategy, under the folder's training trajectory, its interpolation path where
 //! `validate interpolate` ran, and any other folders given (`validate verdict DIR --with
-//! ROBUST_DIR`): [`crate::validate::at_target`], also written to `best_at_target.csv`.
+//! ROBUST_DIR`): [`crate::validate::at_target`], also written to `best_at_target.csv`; and, per
+//! `--with` folder that fine-tuned robustly, `validate versus` against this one (AUC per
+//! strategy and ε, Spearman ρ between the rankings with its CI).
 
 mod ood;
 mod ranking;
@@ -197,11 +199,29 @@ pub fn verdict_with(dir: &Path, with: &[std::path::PathBuf], min_clean: Option<f
     stronger::finding_6(dir, reps, &mut out)?;
     let Out { rows, cells } = out;
     let mut markdown = render::render(&rows, &cells, &rank_rows, &study, reps);
-    if let Some(t) = &at_target {
-        // Before the long per-cell table.
-        let at = markdown.find("\n## Cells\n").unwrap_or(markdown.len());
-        markdown.insert_str(at, &t.markdown(&dirs));
+    // Before the long per-cell table: the best robustness at the clean target, then each robust
+    // fine-tuning folder given set against this one (`validate versus`).
+    let mut extra = at_target.as_ref().map_or_else(String::new, |t| t.markdown(&dirs));
+    for w in with {
+        let robust = Study::load(w)?
+            .datasets
+            .iter()
+            .flat_map(|d| d.runs.values().flatten().flatten())
+            .next()
+            .is_some_and(|r| r.header.config["training"].as_str().is_some_and(|t| t != "standard"));
+        if robust {
+            let (md, _) = crate::validate::versus::versus_tables(dir, w, reps)?;
+            let md = md.replacen(
+                "# Standard vs robust fine-tuning",
+                &format!("## Standard vs robust fine-tuning: {}", w.display()),
+                1,
+            );
+            extra += "\n";
+            extra += &md.replace("\n## ", "\n### ");
+        }
     }
+    let at = markdown.find("\n## Cells\n").unwrap_or(markdown.len());
+    markdown.insert_str(at, &extra);
     let out = dir.join("report");
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     write_atomic(&out.join("findings.md"), markdown.as_bytes())?;
