@@ -323,6 +323,13 @@ fn gap_and_interpolate_replay_and_refuse() {
             }
         }
     }
+    // The per-strategy table carries each best candidate's Wilson interval.
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("| LoRA | standard fine-tuning | ") && l.contains("% [")),
+        "{table}"
+    );
     let first = table.lines().find(|l| l.starts_with("| 1 |")).expect("a first row");
     let pct = format!("{:.1}%", 100.0 * best.0);
     assert!(

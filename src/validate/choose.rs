@@ -206,9 +206,9 @@ pub struct Choice {
     /// Pareto-optimal candidates meeting the target, by decreasing robust accuracy, each with
     /// whether it is tied with the first.
     pub ranked: Vec<(Candidate, bool)>,
-    /// Per (strategy, folder training, source): the best robust accuracy at the target, if any
-    /// candidate of that kind meets it.
-    pub best_per_strategy: BTreeMap<(usize, String, &'static str), f64>,
+    /// Per (strategy, folder training, source): the best robust accuracy at the target and the
+    /// number of images it is measured on, if any candidate of that kind meets it.
+    pub best_per_strategy: BTreeMap<(usize, String, &'static str), (f64, usize)>,
 }
 
 /// The kinds of candidate in the per-strategy table, as its columns.
@@ -308,8 +308,10 @@ pub fn choose(dirs: &[PathBuf], spec: &ChooseSpec) -> Result<Vec<Choice>> {
             let source = SOURCES[source_index(c)];
             let slot = best_per_strategy
                 .entry((s, c.training.clone(), source))
-                .or_insert(f64::NEG_INFINITY);
-            *slot = f64::max(*slot, c.robust(k));
+                .or_insert((f64::NEG_INFINITY, c.outcomes.len()));
+            if c.robust(k) > slot.0 {
+                *slot = (c.robust(k), c.outcomes.len());
+            }
         }
         choices.push(Choice {
             dataset: task,
@@ -388,19 +390,28 @@ pub fn render(choices: &[Choice], spec: &ChooseSpec) -> Result<String> {
         let lp = ch.best_per_strategy.keys().any(|k| k.2 == SOURCES[2]);
         let cols = if lp { 3 } else { 2 };
         s += &format!(
-            "\nBest robust accuracy at the clean target, per strategy:\n\n| strategy | training | {} |\n|---|---|{}\n",
+            "\nBest robust accuracy at the clean target, per strategy (over every seed, step and weight; Wilson 95% \
+             interval of that one candidate, optimistic by selection):\n\n| strategy | training | {} |\n|---|---|{}\n",
             SOURCES[..cols].join(" | "),
             "---|".repeat(cols)
         );
-        let mut rows: BTreeMap<(usize, String), [Option<f64>; 3]> = BTreeMap::new();
+        let mut rows: BTreeMap<(usize, String), [Option<(f64, usize)>; 3]> = BTreeMap::new();
         for ((si, training, source), v) in &ch.best_per_strategy {
             let slot = rows.entry((*si, training.clone())).or_default();
             slot[SOURCES.iter().position(|x| x == source).expect("one of them")] = Some(*v);
         }
         for ((si, training), vals) in rows {
             let name = Strategy::ALL.get(si).map_or("?", |s| s.name());
-            let f = |v: &Option<f64>| v.map_or("–".into(), |v| format!("{:.1}%", 100.0 * v));
-            let cells: Vec<String> = vals[..cols].iter().map(f).collect();
+            let cells = vals[..cols]
+                .iter()
+                .map(|v| match v {
+                    None => Ok("–".to_string()),
+                    Some((r, n)) => {
+                        let w = wilson((r * *n as f64).round() as u64, *n as u64)?;
+                        Ok(format!("{:.1}% [{:.1}, {:.1}]", 100.0 * r, 100.0 * w.lo, 100.0 * w.hi))
+                    }
+                })
+                .collect::<Result<Vec<String>>>()?;
             s += &format!("| {name} | {training} | {} |\n", cells.join(" | "));
         }
         s += "\n";
