@@ -194,6 +194,9 @@ pub(crate) fn candidates(dirs: &[PathBuf]) -> Result<(Vec<Candidate>, Vec<f64>)>
     Ok((out, radii.unwrap_or_default()))
 }
 
+/// A best robust accuracy and the number of images it is measured on.
+pub type Best = (f64, usize);
+
 /// One task's choice.
 #[derive(Debug, Clone)]
 pub struct Choice {
@@ -208,7 +211,7 @@ pub struct Choice {
     pub ranked: Vec<(Candidate, bool)>,
     /// Per (strategy, folder training, source): the best robust accuracy at the target and the
     /// number of images it is measured on, if any candidate of that kind meets it.
-    pub best_per_strategy: BTreeMap<(usize, String, &'static str), (f64, usize)>,
+    pub best_per_strategy: BTreeMap<(usize, String, &'static str), Best>,
 }
 
 /// The kinds of candidate in the per-strategy table, as its columns.
@@ -395,7 +398,7 @@ pub fn render(choices: &[Choice], spec: &ChooseSpec) -> Result<String> {
             SOURCES[..cols].join(" | "),
             "---|".repeat(cols)
         );
-        let mut rows: BTreeMap<(usize, String), [Option<(f64, usize)>; 3]> = BTreeMap::new();
+        let mut rows: BTreeMap<(usize, String), [Option<Best>; 3]> = BTreeMap::new();
         for ((si, training, source), v) in &ch.best_per_strategy {
             let slot = rows.entry((*si, training.clone())).or_default();
             slot[SOURCES.iter().position(|x| x == source).expect("one of them")] = Some(*v);
