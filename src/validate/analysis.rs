@@ -272,11 +272,17 @@ pub struct Study {
     pub training: String,
 }
 
+/// The fine-tuning objective of a run configuration (as recorded in a header): "standard",
+/// "pgd-at" or "trades".
+pub fn training_kind(config: &serde_json::Value) -> &str {
+    config["training"].as_str().unwrap_or("standard")
+}
+
 /// The fine-tuning objective of a run configuration (as recorded in a header) in words:
 /// "standard fine-tuning", or e.g. "pgd-at fine-tuning (train attack ε = 4/255, α = 1/255, 5
 /// steps)" and "trades fine-tuning (β = 6, train attack …)" as written.
 pub fn describe_training(config: &serde_json::Value) -> String {
-    let kind = config["training"].as_str().unwrap_or("standard");
+    let kind = training_kind(config);
     if kind == "standard" {
         return "standard fine-tuning".into();
     }

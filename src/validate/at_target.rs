@@ -197,22 +197,28 @@ pub fn at_target(dirs: &[PathBuf], min_clean: Option<f64>, reps: usize) -> Resul
                 if picks.iter().all(Option::is_none) {
                     continue;
                 }
-                let reps_of = |p: &[&Candidate]| -> Vec<f64> {
-                    draws
-                        .iter()
-                        .map(|(s, imgs)| s.iter().map(|&j| robust_on(p[j], k, imgs)).sum::<f64>() / s.len() as f64)
-                        .collect()
-                };
-                let base = picks[0].clone().flatten().map(|p| reps_of(&p));
-                let base_point = picks[0].clone().flatten().map(|p| mean(&p, |c| c.robust(k)));
+                // Per source with picks: the seed-mean robust accuracy and its bootstrap replicates.
+                let stats: Vec<Option<(f64, Vec<f64>)>> = picks
+                    .iter()
+                    .map(|p| {
+                        p.as_ref().and_then(Option::as_ref).map(|p| {
+                            let r = draws
+                                .iter()
+                                .map(|(s, imgs)| {
+                                    s.iter().map(|&j| p[j].robust_on(k, imgs)).sum::<f64>() / s.len() as f64
+                                })
+                                .collect();
+                            (mean(p, |c| c.robust(k)), r)
+                        })
+                    })
+                    .collect();
                 for (i, p) in picks.iter().enumerate() {
                     let Some(p) = p else { continue };
-                    let cell = match p {
-                        Some(p) => {
-                            let r = reps_of(p);
-                            let robust = mean(p, |c| c.robust(k));
-                            let gain = match (i, &base, base_point) {
-                                (1.., Some(b), Some(bp)) => Some((
+                    let cell = match (p, &stats[i]) {
+                        (Some(p), Some((robust, r))) => {
+                            let robust = *robust;
+                            let gain = match (i, &stats[0]) {
+                                (1.., Some((bp, b))) => Some((
                                     robust - bp,
                                     percentile_interval(&r.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>()),
                                 )),
@@ -224,7 +230,7 @@ pub fn at_target(dirs: &[PathBuf], min_clean: Option<f64>, reps: usize) -> Resul
                                 strategy,
                                 source: i,
                                 robust: Some(robust),
-                                ci: percentile_interval(&r),
+                                ci: percentile_interval(r),
                                 gain,
                                 clean: mean(p, Candidate::clean),
                                 point: (seeds.len() == 1).then(|| match (sources[i].path, p[0].alpha) {
@@ -233,7 +239,7 @@ pub fn at_target(dirs: &[PathBuf], min_clean: Option<f64>, reps: usize) -> Resul
                                 }),
                             }
                         }
-                        None => Cell {
+                        _ => Cell {
                             dataset: task.clone(),
                             eps,
                             strategy,
@@ -362,12 +368,6 @@ fn pick<'a>(pool: &[&'a Candidate], target: f64, k: usize) -> Option<&'a Candida
 
 fn mean(p: &[&Candidate], f: impl Fn(&Candidate) -> f64) -> f64 {
     p.iter().map(|c| f(c)).sum::<f64>() / p.len() as f64
-}
-
-/// Robust accuracy at radius `k` on the images `idx` (repeats counted).
-fn robust_on(c: &Candidate, k: usize, idx: &[usize]) -> f64 {
-    let b = c.outcomes.as_bytes();
-    idx.iter().filter(|&&i| b[i] - b'0' >= k as u8 + 2).count() as f64 / idx.len() as f64
 }
 
 impl AtTarget {

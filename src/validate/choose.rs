@@ -26,7 +26,7 @@ use candle_core::Device;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::analysis::describe_training;
+use super::analysis::{describe_training, training_kind};
 use super::config::{RunConfig, ValidRun};
 use super::interpolate::{HeadStart, lp_head, path_start};
 use super::records::{self, RunRecords};
@@ -80,6 +80,12 @@ impl Candidate {
     pub fn robust(&self, k: usize) -> f64 {
         self.share(k as u8 + 2)
     }
+    /// Robust accuracy at radius index `k` on the image positions `pos` (repeats counted, as a
+    /// bootstrap draw has them).
+    pub fn robust_on(&self, k: usize, pos: &[usize]) -> f64 {
+        let b = self.outcomes.as_bytes();
+        pos.iter().filter(|&&i| b[i] - b'0' >= k as u8 + 2).count() as f64 / pos.len() as f64
+    }
     /// OOD accuracy.
     pub fn ood(&self) -> Option<f64> {
         self.ood_outcomes.as_ref().map(|o| {
@@ -123,10 +129,7 @@ pub(crate) fn candidates(dirs: &[PathBuf]) -> Result<(Vec<Candidate>, Vec<f64>)>
             ));
         }
         let training = describe_training(&runs[0].header.config);
-        let kind = runs[0].header.config["training"]
-            .as_str()
-            .unwrap_or("standard")
-            .to_string();
+        let kind = training_kind(&runs[0].header.config).to_string();
         let eval_sets: BTreeMap<String, Option<String>> = runs
             .iter()
             .map(|r| (r.header.dataset.clone(), r.header.eval_set.clone()))
@@ -336,10 +339,6 @@ fn tied_with_best(front: &[&Candidate], k: usize) -> Vec<(Candidate, bool)> {
     let n = best.outcomes.len();
     let mut rng = StdRng::seed_from_u64(crate::seeds::splitmix64(0x00c4_0053));
     let draws: Vec<Vec<usize>> = (0..1000).map(|_| resample_indices(n, n, &mut rng)).collect();
-    let robust_at = |c: &Candidate, pos: &[usize]| {
-        let b = c.outcomes.as_bytes();
-        pos.iter().filter(|&&i| b[i] - b'0' >= k as u8 + 2).count() as f64 / pos.len() as f64
-    };
     front
         .iter()
         .enumerate()
@@ -349,7 +348,7 @@ fn tied_with_best(front: &[&Candidate], k: usize) -> Vec<(Candidate, bool)> {
                 || percentile_interval(
                     &draws
                         .iter()
-                        .map(|d| robust_at(best, d) - robust_at(c, d))
+                        .map(|d| best.robust_on(k, d) - c.robust_on(k, d))
                         .collect::<Vec<_>>(),
                 )
                 .is_none_or(|ci| ci.lo <= 0.0);

@@ -66,7 +66,8 @@ fn aucs(study: &Study, keys: &[(String, usize, Strategy)], reps: usize, seed: u6
 
 /// The comparison as Markdown, written with its CSV to `robust/report/versus-standard.{md,csv}`.
 pub fn versus(standard: &Path, robust: &Path, reps: usize) -> Result<String> {
-    let (md, csv) = versus_tables(standard, robust, reps)?;
+    let (a, b) = (Study::load(standard)?, Study::load(robust)?);
+    let (md, csv) = versus_studies(&a, &b, standard, robust, reps)?;
     let dir = robust.join("report");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     write_atomic(&dir.join("versus-standard.md"), md.as_bytes())?;
@@ -74,10 +75,10 @@ pub fn versus(standard: &Path, robust: &Path, reps: usize) -> Result<String> {
     Ok(md)
 }
 
-/// The comparison as Markdown and CSV, nothing written (also a section of the standard folder's
-/// `findings.md` when `validate verdict --with` names the robust folder).
-pub fn versus_tables(standard: &Path, robust: &Path, reps: usize) -> Result<(String, String)> {
-    let (a, b) = (Study::load(standard)?, Study::load(robust)?);
+/// The comparison of the loaded folders `a` (at `standard`) and `b` (at `robust`) as Markdown
+/// and CSV, nothing written (also a section of the standard folder's `findings.md` when
+/// `validate verdict --with` names the robust folder).
+pub fn versus_studies(a: &Study, b: &Study, standard: &Path, robust: &Path, reps: usize) -> Result<(String, String)> {
     let refuse = |what: String| Error::Config {
         path: robust.to_path_buf(),
         message: format!("cannot be set against {}: {what}", standard.display()),
@@ -97,7 +98,7 @@ pub fn versus_tables(standard: &Path, robust: &Path, reps: usize) -> Result<(Str
                 .flat_map(|x| x.runs.values().flatten().flatten().map(|r| r.header.eval_set.clone()))
                 .collect()
         };
-        let (ia, ib) = (ids(&a, &d.name), ids(&b, &d.name));
+        let (ia, ib) = (ids(a, &d.name), ids(b, &d.name));
         if ia.first() != ib.first() {
             return Err(refuse(format!("{}: other evaluation images", d.name)));
         }
@@ -114,8 +115,8 @@ pub fn versus_tables(standard: &Path, robust: &Path, reps: usize) -> Result<(Str
             }
         }
     }
-    let sa = aucs(&a, &keys, reps, SEED);
-    let sb = aucs(&b, &keys, reps, SEED ^ 1);
+    let sa = aucs(a, &keys, reps, SEED);
+    let sb = aucs(b, &keys, reps, SEED ^ 1);
     let ci =
         |m: &Aucs, k: &(String, usize, Strategy)| percentile_interval(&m.reps.iter().map(|r| r[k]).collect::<Vec<_>>());
     let fmt =
@@ -132,9 +133,9 @@ pub fn versus_tables(standard: &Path, robust: &Path, reps: usize) -> Result<(Str
          and seeds ({reps} replicates, the two folders drawn independently); ρ: Spearman between the two AUC \
          rankings of the strategies both ran.\n",
         standard.display(),
-        training(&a),
+        training(a),
         robust.display(),
-        training(&b),
+        training(b),
         b.attack
     );
     let mut csv = Csv::new(&[

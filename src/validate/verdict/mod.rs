@@ -61,7 +61,7 @@ mod theory;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::analysis::{Curves, DatasetData, Study, View, column, mean_of};
+use super::analysis::{Curves, DatasetData, Study, View, column, mean_of, training_kind};
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
 use crate::plot::{Csv, write_atomic};
@@ -203,14 +203,15 @@ pub fn verdict_with(dir: &Path, with: &[std::path::PathBuf], min_clean: Option<f
     // fine-tuning folder given set against this one (`validate versus`).
     let mut extra = at_target.as_ref().map_or_else(String::new, |t| t.markdown(&dirs));
     for w in with {
-        let robust = Study::load(w)?
+        let other = Study::load(w)?;
+        let robust = other
             .datasets
             .iter()
             .flat_map(|d| d.runs.values().flatten().flatten())
             .next()
-            .is_some_and(|r| r.header.config["training"].as_str().is_some_and(|t| t != "standard"));
+            .is_some_and(|r| training_kind(&r.header.config) != "standard");
         if robust {
-            let (md, _) = crate::validate::versus::versus_tables(dir, w, reps)?;
+            let (md, _) = crate::validate::versus::versus_studies(&study, &other, dir, w, reps)?;
             let md = md.replacen(
                 "# Standard vs robust fine-tuning",
                 &format!("## Standard vs robust fine-tuning: {}", w.display()),
