@@ -685,14 +685,32 @@ fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
         .unwrap()
         .to_string();
     assert!(e.contains("finished run") && e.contains("simple/lora/seed1"), "{e}");
-    // Another configuration in the same folder.
+    // The same experiment with a longer seed or strategy list (a grown sweep) is one study.
+    let mut grown = lora.clone();
+    grown.header.config["seeds"] = serde_json::json!([0, 1, 2, 3]);
+    grown.header.config["strategies"] = serde_json::json!(["lora", "ia3", "bitfit"]);
+    grown.header.config_hash = "grown".into();
+    grown.header.strategy = "bitfit".into();
+    records::write(&dir.join("simple/bitfit/seed0.jsonl"), &grown).unwrap();
+    let r = robustft::validate::report::write_report(&dir).unwrap();
+    assert!(
+        r.summary.contains("bitfit") || r.summary.contains("BitFit"),
+        "{}",
+        r.summary
+    );
+    // Another configuration in the same folder (here: another schedule end).
     let mut other = lora.clone();
+    other.header.config["max_steps"] = serde_json::json!(12345);
     other.header.config_hash = "another".into();
     other.header.strategy = "ia3".into();
     for ev in &mut other.evals {
         ev.config_hash = "another".into();
     }
     records::write(&dir.join("simple/ia3/seed0.jsonl"), &other).unwrap();
+    let theirs = records::experiment_hash(&other.header.config);
+    let ours = records::experiment_hash(&lora.header.config);
+    assert_ne!(theirs, ours);
+    assert_eq!(ours, records::experiment_hash(&grown.header.config));
     for e in [
         robustft::validate::report::write_report(&dir)
             .err()
@@ -702,8 +720,9 @@ fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
     ] {
         assert!(
             e.contains("2 configurations")
-                && e.contains("config another: simple/ia3/seed0")
-                && e.contains("config planted"),
+                && e.contains(&format!("config {theirs}: simple/ia3/seed0"))
+                && e.contains(&format!("config {ours}: "))
+                && e.contains("simple/bitfit/seed0"),
             "{e}"
         );
     }

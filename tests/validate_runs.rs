@@ -267,6 +267,48 @@ fn held_run_folder_and_foreign_records_are_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A finished sweep grows along its seed and strategy lists: the runs already recorded are kept
+/// byte for byte (not redone), the new ones are written, and a new seed's records equal those of
+/// a folder that ran only that seed; the report reads the grown folder as one experiment.
+#[test]
+fn a_finished_sweep_grows_by_seeds_and_strategies() {
+    let (dir, cfg) = with_config("grow", "resume.toml", RESUME_CFG);
+    let out = dir.join("out");
+    assert!(run_now(&cfg, &out).status.success());
+    let before = std::fs::read(out.join("simple/lora/seed3.jsonl")).unwrap();
+    let grown = RESUME_CFG
+        .replace("seeds = [3]", "seeds = [3, 4]")
+        .replace("strategies = [\"lora\"]", "strategies = [\"lora\", \"bitfit\"]");
+    std::fs::write(&cfg, &grown).unwrap();
+    let o = run_now(&cfg, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(before, std::fs::read(out.join("simple/lora/seed3.jsonl")).unwrap());
+    for r in ["simple/lora/seed4", "simple/bitfit/seed3", "simple/bitfit/seed4"] {
+        assert_eq!(untimed(&out.join(format!("{r}.jsonl"))).len(), 4, "{r}");
+    }
+    let report = std::fs::read_to_string(out.join("report/auc.csv")).unwrap();
+    assert!(report.contains("bitfit") && report.contains("lora"), "{report}");
+    // Seed 4 alone, in a fresh folder: the same records.
+    let alone = grown.replace("seeds = [3, 4]", "seeds = [4]");
+    std::fs::write(&cfg, alone).unwrap();
+    assert!(run_now(&cfg, &dir.join("alone")).status.success());
+    // (but for the configuration hash each record carries, which names the seed list)
+    let unhashed = |p: &Path| {
+        untimed(p)
+            .into_iter()
+            .map(|e| records::EvalRecord {
+                config_hash: String::new(),
+                ..e
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        unhashed(&dir.join("alone/simple/lora/seed4.jsonl")),
+        unhashed(&out.join("simple/lora/seed4.jsonl"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The non-finite check on the path runs use (the data-parallel step of `Trainer`): with a
 /// learning rate of 1e30, AdamW's first update (sign × lr) makes the weights 1e30, and the loss of
 /// update 2 overflows. The run stops naming step 2 — the number records use — and the cause.

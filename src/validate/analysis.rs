@@ -345,15 +345,16 @@ pub fn describe_attack(config: &serde_json::Value) -> String {
 pub type View = BTreeMap<(usize, Strategy), Vec<Curves>>;
 
 impl Study {
-    /// Groups parsed runs. Records of more than one configuration in one folder (different
-    /// config hashes: another radius, another schedule, …) are refused, naming each hash and
-    /// its runs, rather than mixed into one table.
+    /// Groups parsed runs. Records of more than one experiment in one folder (configurations
+    /// that differ in more than the seed and strategy lists, [`records::experiment_hash`]:
+    /// another radius, another schedule, …) are refused, naming each hash and its runs, rather
+    /// than mixed into one table.
     pub fn new(runs: &[RunRecords]) -> Result<Study> {
-        let mut hashes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut hashes: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for r in runs {
             let h = &r.header;
             hashes
-                .entry(h.config_hash.as_str())
+                .entry(records::experiment_hash(&h.config))
                 .or_default()
                 .push(format!("{}/{}/seed{}", h.dataset, h.strategy, h.seed));
         }

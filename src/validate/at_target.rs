@@ -14,7 +14,8 @@
 //! highest robust accuracy (ties: higher clean accuracy, then the earlier point) is picked; the
 //! estimate is the mean over seeds. Intervals: 95% percentile bootstrap over seeds and
 //! evaluation images with the picks fixed (every source resampled on the same images, so the
-//! gain to the baseline is paired). The picks are chosen on those same images, so every
+//! gain to the baseline is paired; when each seed drew its own evaluation images, no
+//! `eval_seed`, each seed's are resampled independently, and folders must agree per seed). The picks are chosen on those same images, so every
 //! level is optimistic by selection (each column alike); the gains compare like with like.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -143,7 +144,7 @@ pub fn at_target(dirs: &[PathBuf], min_clean: Option<f64>, reps: usize) -> Resul
     let mut seeds_of = BTreeMap::new();
     let mut cells = Vec::new();
     for task in &tasks {
-        check_images(&all, task)?;
+        let shared = check_images(&all, task)?;
         let present: Vec<usize> = (0..sources.len())
             .filter(|&i| pool.keys().any(|(d, _, s, _)| d == task && *s == i))
             .collect();
@@ -166,14 +167,29 @@ pub fn at_target(dirs: &[PathBuf], min_clean: Option<f64>, reps: usize) -> Resul
             Some(c) => c,
             None => default_target(&last, task, &seeds) - DEFAULT_MARGIN,
         };
-        let n = all.iter().find(|c| &c.dataset == task).map_or(0, |c| c.outcomes.len());
-        let mut rng = StdRng::seed_from_u64(crate::seeds::splitmix64(SEED));
-        let draws: Vec<(Vec<usize>, Vec<usize>)> = (0..reps)
-            .map(|_| {
-                let s = resample_indices(seeds.len(), seeds.len(), &mut rng);
-                (s, resample_indices(n, n, &mut rng))
+        // Images per seed; one shared resample when every seed has the same images, else each
+        // seed's own images resampled independently.
+        let ns: Vec<usize> = seeds
+            .iter()
+            .map(|sd| {
+                all.iter()
+                    .find(|c| &c.dataset == task && c.seed == *sd)
+                    .map_or(0, |c| c.outcomes.len())
             })
             .collect();
+        let mut rng = StdRng::seed_from_u64(crate::seeds::splitmix64(SEED));
+        let draws: Vec<(Vec<usize>, Vec<Vec<usize>>)> = (0..reps)
+            .map(|_| {
+                let s = resample_indices(seeds.len(), seeds.len(), &mut rng);
+                let imgs = if shared {
+                    vec![resample_indices(ns[0], ns[0], &mut rng)]
+                } else {
+                    ns.iter().map(|&n| resample_indices(n, n, &mut rng)).collect()
+                };
+                (s, imgs)
+            })
+            .collect();
+        let img = |j: usize| if shared { 0 } else { j };
         for (k, &eps) in radii.iter().enumerate() {
             for &strategy in &Strategy::ALL {
                 // Picks per source (None: not run, Some(None): not reached by some seed).
@@ -205,7 +221,7 @@ pub fn at_target(dirs: &[PathBuf], min_clean: Option<f64>, reps: usize) -> Resul
                             let r = draws
                                 .iter()
                                 .map(|(s, imgs)| {
-                                    s.iter().map(|&j| p[j].robust_on(k, imgs)).sum::<f64>() / s.len() as f64
+                                    s.iter().map(|&j| p[j].robust_on(k, &imgs[img(j)])).sum::<f64>() / s.len() as f64
                                 })
                                 .collect();
                             (mean(p, |c| c.robust(k)), r)
@@ -314,18 +330,23 @@ fn sources(dirs: &[PathBuf], all: &[Candidate], folder_of: impl Fn(&Candidate) -
     out
 }
 
-/// Every folder's runs of `task` were evaluated on the same images.
-fn check_images(all: &[Candidate], task: &str) -> Result<()> {
-    let mut seen: Option<(&Path, &Option<String>, usize)> = None;
+/// Every folder's runs of `task` with one seed were evaluated on the same images (so gains pair);
+/// returns whether every seed's runs share one set too (an `eval_seed` in the configuration)
+/// rather than each seed drawing its own.
+fn check_images(all: &[Candidate], task: &str) -> Result<bool> {
+    let mut seen: BTreeMap<u64, (&Path, &Option<String>, usize)> = BTreeMap::new();
     for c in all.iter().filter(|c| c.dataset == task) {
-        match seen {
-            None => seen = Some((&c.folder, &c.eval_set, c.outcomes.len())),
-            Some((f, e, n)) if *e != c.eval_set || n != c.outcomes.len() => {
+        match seen.get(&c.seed) {
+            None => {
+                seen.insert(c.seed, (&c.folder, &c.eval_set, c.outcomes.len()));
+            }
+            Some(&(f, e, n)) if *e != c.eval_set || n != c.outcomes.len() => {
                 return Err(Error::Config {
                     path: c.folder.clone(),
                     message: format!(
-                        "task {task} was evaluated on other images than in {} (evaluation set {:?}, {} images, vs {:?}, {n}); \
+                        "task {task}, seed {}, was evaluated on other images than in {} (evaluation set {:?}, {} images, vs {:?}, {n}); \
                          the best robustness at the clean target compares folders on the same images",
+                        c.seed,
                         f.display(),
                         c.eval_set,
                         c.outcomes.len(),
@@ -336,7 +357,9 @@ fn check_images(all: &[Candidate], task: &str) -> Result<()> {
             _ => {}
         }
     }
-    Ok(())
+    let mut sets = seen.values().map(|&(_, e, n)| (e, n));
+    let first = sets.next();
+    Ok(sets.all(|x| Some(x) == first))
 }
 
 /// The best seed-mean final clean accuracy of the baseline folder's strategies on `task`.

@@ -81,8 +81,13 @@ pub struct Cell {
 pub struct Plan {
     /// The configuration's name.
     pub name: String,
-    /// Its hash (as in every record header).
+    /// Its hash (as in the header of every record it writes).
     pub config_hash: String,
+    /// Its [`records::experiment_hash`]: records whose configuration differs only in the seed and
+    /// strategy lists count as this sweep's. Absent in plans written before it existed (then a
+    /// record counts only with the same `config_hash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment_hash: Option<String>,
     /// The schedule's last step: a run whose records reach it is complete.
     pub last_step: u64,
     /// The cells, index order.
@@ -143,25 +148,41 @@ fn relative(path: &Path, out: &Path) -> PathBuf {
         .map_or_else(|_| path.to_path_buf(), Path::to_path_buf)
 }
 
-/// Whether the records at `jsonl` are complete for `run` (an error when they were written by
+/// Whether the records at `jsonl` are complete for `plan` (an error when they were written by
 /// another configuration, naming the file).
-fn records_complete(jsonl: &Path, hash: &str, last: u64) -> Result<bool> {
+fn records_complete(jsonl: &Path, plan: &Plan) -> Result<bool> {
     if !jsonl.exists() {
         return Ok(false);
     }
     let r = records::read(jsonl)?;
-    if r.header.config_hash != hash {
-        return Err(super::runner::foreign(jsonl, &r.header.config_hash, hash));
+    match &plan.experiment_hash {
+        Some(h) => super::runner::check_experiment(jsonl, &r.header, h)?,
+        None if r.header.config_hash != plan.config_hash => {
+            return Err(Error::Config {
+                path: jsonl.to_path_buf(),
+                message: format!(
+                    "holds a run with another configuration (hash {} vs the plan's {})",
+                    r.header.config_hash, plan.config_hash
+                ),
+            });
+        }
+        None => {}
     }
-    Ok(super::runner::finished(&r, last))
+    Ok(super::runner::finished(&r, plan.last_step))
 }
 
 /// The plan of `run` in `out`, each cell marked complete or not from the files there. Loads
 /// the upstream data when it is real (to fingerprint the cached checkpoint's name); writes
 /// nothing.
 pub fn plan(run: &ValidRun, out: &Path) -> Result<Plan> {
-    let hash = records::config_hash(&serde_json::to_value(&run.config).expect("config serialises"));
-    let last = *run.eval_steps.last().expect("validated non-empty");
+    let config = serde_json::to_value(&run.config).expect("config serialises");
+    let mut plan = Plan {
+        name: run.config.name.clone(),
+        config_hash: records::config_hash(&config),
+        experiment_hash: Some(records::experiment_hash(&config)),
+        last_step: *run.eval_steps.last().expect("validated non-empty"),
+        cells: Vec::new(),
+    };
     let (checkpoint, up_done) = super::upstream::upstream_checkpoint(run, out)?;
     // A configured checkpoint is named relative to where `validate` runs: keep it absolute, so
     // the plan means the same from anywhere (`status` reads it against the run folder).
@@ -169,21 +190,22 @@ pub fn plan(run: &ValidRun, out: &Path) -> Result<Plan> {
         Some(_) => std::path::absolute(&checkpoint).map_err(|e| Error::io(&checkpoint, e))?,
         None => checkpoint,
     };
-    let mut cells = vec![Cell {
+    plan.cells.push(Cell {
         index: 0,
         work: Work::Upstream {
             checkpoint: relative(&checkpoint, out),
             configured: run.config.checkpoint.is_some(),
         },
         complete: up_done,
-    }];
+    });
     for d in &run.config.datasets {
         for &seed in &run.config.seeds {
             for &strategy in &run.strategies {
                 let jsonl = run_paths(out, &d.name, strategy, seed).0;
-                cells.push(Cell {
-                    index: cells.len(),
-                    complete: records_complete(&jsonl, &hash, last)?,
+                let complete = records_complete(&jsonl, &plan)?;
+                plan.cells.push(Cell {
+                    index: plan.cells.len(),
+                    complete,
                     work: Work::FineTune {
                         dataset: d.name.clone(),
                         strategy,
@@ -194,12 +216,7 @@ pub fn plan(run: &ValidRun, out: &Path) -> Result<Plan> {
             }
         }
     }
-    Ok(Plan {
-        name: run.config.name.clone(),
-        config_hash: hash,
-        last_step: last,
-        cells,
-    })
+    Ok(plan)
 }
 
 /// Writes `out/plan.json` (atomically; creates `out`).
@@ -256,7 +273,7 @@ pub fn is_running(dir: &Path, cell: &Cell) -> bool {
 pub fn status(dir: &Path) -> Result<Vec<(Cell, State)>> {
     let plan = read_plan(dir)?;
     let mut out = Vec::with_capacity(plan.cells.len());
-    for c in plan.cells {
+    for c in &plan.cells {
         let (done, started) = match &c.work {
             Work::Upstream { checkpoint, configured } => {
                 let path = dir.join(checkpoint);
@@ -265,22 +282,19 @@ pub fn status(dir: &Path) -> Result<Vec<(Cell, State)>> {
             }
             Work::FineTune { record, .. } => {
                 let jsonl = dir.join(record);
-                (
-                    records_complete(&jsonl, &plan.config_hash, plan.last_step)?,
-                    jsonl.exists(),
-                )
+                (records_complete(&jsonl, &plan)?, jsonl.exists())
             }
         };
         let state = if done {
             State::Done
-        } else if is_running(dir, &c) {
+        } else if is_running(dir, c) {
             State::Running
         } else if started {
             State::Stopped
         } else {
             State::Missing
         };
-        out.push((c, state));
+        out.push((c.clone(), state));
     }
     Ok(out)
 }

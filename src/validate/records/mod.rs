@@ -228,6 +228,25 @@ pub fn config_hash(config: &serde_json::Value) -> String {
     fnv_hex(serde_json::to_string(config).expect("JSON value serialises").as_bytes())
 }
 
+/// The configuration keys a sweep may grow along: a folder's runs belong to one experiment when
+/// their configurations agree on everything else, so seeds or strategies can be added to a
+/// finished sweep (each run's own seed and strategy are in its header).
+pub const SWEEP_KEYS: [&str; 2] = ["seeds", "strategies"];
+
+/// The hash of the experiment a configuration describes: [`config_hash`] of the configuration
+/// without its [`SWEEP_KEYS`]. Records are checked against this (a resume, `plan`, `status`, the
+/// report's one-configuration-per-folder rule), so growing the seed or strategy list keeps the
+/// runs already recorded.
+pub fn experiment_hash(config: &serde_json::Value) -> String {
+    let mut c = config.clone();
+    if let Some(o) = c.as_object_mut() {
+        for k in SWEEP_KEYS {
+            o.remove(k);
+        }
+    }
+    config_hash(&c)
+}
+
 /// The commit this binary was built from (embedded by `build.rs`), if it was built from a git
 /// checkout.
 pub fn build_commit() -> Option<String> {

@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use evaluate::{evaluate, record};
 pub use resume::preflight;
 use resume::{Progress, crash_point, resume, save_checkpoint};
-pub(crate) use resume::{finished, foreign};
+pub(crate) use resume::{check_experiment, finished};
 pub(crate) use trainer::Trainer;
 
 /// Whether stderr is a terminal.

@@ -41,9 +41,7 @@ pub(super) fn resume(
         return Ok(Some(p));
     }
     let old = records::read(jsonl)?;
-    if old.header.config_hash != header.config_hash {
-        return Err(foreign(jsonl, &old.header.config_hash, &header.config_hash));
-    }
+    check_experiment(jsonl, &old.header, &records::experiment_hash(&header.config))?;
     if header.eval_steps.last().is_some_and(|&l| finished(&old, l)) {
         return Ok(None);
     }
@@ -85,10 +83,11 @@ fn read_checkpoint(ckpt: &Path, device: &Device) -> Result<HashMap<String, Tenso
 }
 
 /// Checks what a run into `out` would resume from, before anything is written: every existing
-/// record file parses and was written by this configuration (same `config_hash`), and the
-/// checkpoint of every unfinished run is readable. Errors name the file.
+/// record file parses and was written by this experiment (same configuration but for the seed and
+/// strategy lists, [`records::experiment_hash`]), and the checkpoint of every unfinished run is
+/// readable. Errors name the file.
 pub fn preflight(run: &ValidRun, out: &Path) -> Result<()> {
-    let hash = records::config_hash(&serde_json::to_value(&run.config).expect("config serialises"));
+    let hash = records::experiment_hash(&serde_json::to_value(&run.config).expect("config serialises"));
     let last = run.eval_steps.last().copied();
     for d in &run.config.datasets {
         for &s in &run.strategies {
@@ -98,9 +97,7 @@ pub fn preflight(run: &ValidRun, out: &Path) -> Result<()> {
                     continue;
                 }
                 let old = records::read(&jsonl)?;
-                if old.header.config_hash != hash {
-                    return Err(foreign(&jsonl, &old.header.config_hash, &hash));
-                }
+                check_experiment(&jsonl, &old.header, &hash)?;
                 if !last.is_some_and(|l| finished(&old, l)) && ckpt.exists() {
                     read_checkpoint(&ckpt, &Device::Cpu)?;
                 }
@@ -115,14 +112,21 @@ pub(crate) fn finished(r: &records::RunRecords, last: u64) -> bool {
     r.evals.last().map(|e| e.step) == Some(last)
 }
 
-/// The error for records written by another configuration.
-pub(crate) fn foreign(jsonl: &Path, theirs: &str, ours: &str) -> Error {
-    Error::Config {
+/// Records at `jsonl` (with `header`) belong to the experiment `ours` ([`records::experiment_hash`]),
+/// or an error naming the file: records written by another configuration are never resumed,
+/// counted or overwritten.
+pub(crate) fn check_experiment(jsonl: &Path, header: &records::Header, ours: &str) -> Result<()> {
+    let theirs = records::experiment_hash(&header.config);
+    if theirs == ours {
+        return Ok(());
+    }
+    Err(Error::Config {
         path: jsonl.to_path_buf(),
         message: format!(
-            "holds a run with another configuration (hash {theirs} vs {ours}); choose another output folder"
+            "holds a run with another configuration (experiment hash {theirs} vs {ours}; only \
+             the seed and strategy lists may differ); choose another output folder"
         ),
-    }
+    })
 }
 
 /// The checkpoint stage: the trainable tensors, the optimiser state, the step and the clock,
