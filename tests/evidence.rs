@@ -251,6 +251,8 @@ struct Planted {
     kappa: f64,
     config: serde_json::Value,
     eval_set: String,
+    /// Training loss per step after step 0 (None: 0.5 everywhere).
+    losses: Option<[f64; 4]>,
 }
 
 impl Planted {
@@ -262,6 +264,7 @@ impl Planted {
             kappa: 0.5,
             config: serde_json::json!({}),
             eval_set: format!("planted-{ds}"),
+            losses: None,
         }
     }
 
@@ -305,7 +308,8 @@ impl Planted {
         let evals = steps
             .iter()
             .zip(levels)
-            .map(|(&step, levels)| {
+            .enumerate()
+            .map(|(t, (&step, levels))| {
                 let n = levels.len();
                 let c = levels.iter().filter(|l| **l >= 1).count() as u64;
                 let r = levels.iter().filter(|l| **l >= 2).count() as u64;
@@ -328,7 +332,7 @@ impl Planted {
                     n_eval: n,
                     outcomes: records::encode_levels(levels),
                     ood_outcomes: Some(records::encode_bools(&ood)),
-                    loss: (step > 0).then_some(0.5),
+                    loss: (step > 0).then(|| self.losses.map_or(0.5, |l| l[t - 1])),
                     elapsed_s: 0.0,
                     train_s: 0.0,
                     eval_s: 0.0,
@@ -457,7 +461,7 @@ fn best_robustness_at_the_clean_target() {
         .err()
         .expect("refused")
         .to_string();
-    assert!(e.contains("task t was evaluated on other images"), "{e}");
+    assert!(e.contains("task t, seed 0, was evaluated on other images"), "{e}");
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -639,6 +643,82 @@ fn a_tie_in_auc_is_reported_as_a_tie() {
         let (peak, last): (f64, f64) = (f[4].parse().unwrap(), f[6].parse().unwrap());
         assert!((f[7].parse::<f64>().unwrap() - (peak - last)).abs() < 1e-12, "{line}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Training that went wrong is flagged from the records: a loss that ends above its first
+/// interval's (diverged), or a final model significantly worse on clean images than the run's best
+/// evaluation (exact McNemar on the images that changed, Bonferroni over the 4 earlier
+/// evaluations). Planted counts (100 images): 25 lost and 0 gained gives p = 4 · 2⁻²⁵; 2 lost
+/// gives 4 · 2⁻² = 1, not flagged; a final step that ties the best is not a drop.
+#[test]
+fn unstable_training_is_flagged() {
+    let dir = scratch("unstable");
+    let run = |s: Strategy, clean: [usize; 5], losses: Option<[f64; 4]>| {
+        let levels: Vec<Vec<u8>> = clean.iter().map(|&c| counted(100, c, c / 2)).collect();
+        Planted {
+            losses,
+            ..Planted::new("simple", s, 0)
+        }
+        .write(&dir, &levels);
+    };
+    run(Strategy::Full, [20, 60, 80, 90, 90], None);
+    run(Strategy::Lora, [20, 60, 95, 80, 70], None);
+    run(Strategy::Bitfit, [20, 60, 80, 90, 92], Some([1.0, 0.8, 2.0, 3.0]));
+    run(Strategy::Ia3, [20, 60, 80, 79, 78], Some([1.0, 0.8, 0.9, 0.95]));
+    let study = robustft::validate::analysis::Study::load(&dir).unwrap();
+    let d = &study.datasets[0];
+    let get = |s: Strategy| robustft::validate::report::stability(d.runs[&s][0].as_ref().unwrap());
+    let full = get(Strategy::Full);
+    assert_eq!(
+        (full.best_step, full.lost, full.gained, full.p_drop),
+        (40, 0, 0, Some(1.0))
+    );
+    assert!(full.flag().is_none() && !full.diverged && !full.regressed);
+    let lora = get(Strategy::Lora);
+    assert_eq!(
+        (lora.best_step, lora.best_clean, lora.lost, lora.gained),
+        (20, 0.95, 25, 0)
+    );
+    let p = lora.p_drop.unwrap();
+    assert!((p - 4.0 / 2f64.powi(25)).abs() < 1e-18, "{p}");
+    assert!(lora.regressed && !lora.diverged);
+    let bitfit = get(Strategy::Bitfit);
+    assert_eq!((bitfit.first_loss, bitfit.final_loss), (Some(1.0), Some(3.0)));
+    assert!(bitfit.diverged && !bitfit.regressed);
+    let ia3 = get(Strategy::Ia3);
+    assert_eq!((ia3.lost, ia3.gained, ia3.p_drop), (2, 0, Some(1.0)));
+    assert!(ia3.flag().is_none());
+    // The report's summary, convergence.csv and the findings name the flagged runs only.
+    let rep = robustft::validate::report::write_report(&dir).unwrap();
+    let line = rep
+        .summary
+        .lines()
+        .find(|l| l.starts_with("UNSTABLE TRAINING"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("simple/lora/seed0 (clean 0.950 at step 20 → final, 25 images lost, 0 gained, p = 1.2e-7)")
+            && line.contains("simple/bitfit/seed0 (loss 1.000 → 3.000)")
+            && !line.contains("full")
+            && !line.contains("ia3"),
+        "{line}"
+    );
+    let csv = std::fs::read_to_string(dir.join("report/convergence.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().ends_with("p_drop,regressed"), "{csv}");
+    let lora_row = csv.lines().find(|l| l.starts_with("simple,lora,0,")).unwrap();
+    let f: Vec<&str> = lora_row.split(',').collect();
+    assert_eq!(&f[11..15], &["20", "0.95", "25", "0"], "{lora_row}");
+    assert!(
+        (f[15].parse::<f64>().unwrap() - p).abs() < 1e-18 && f[16] == "true",
+        "{lora_row}"
+    );
+    verdict(&dir, 50).unwrap();
+    let findings = std::fs::read_to_string(dir.join("report/findings.md")).unwrap();
+    assert!(
+        findings.contains("Unstable training") && findings.contains("simple/bitfit/seed0 (loss 1.000 → 3.000)"),
+        "{findings}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

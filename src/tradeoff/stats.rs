@@ -98,6 +98,30 @@ pub fn average_ranks(x: &[f64]) -> Vec<f64> {
     ranks
 }
 
+/// P(X ≥ k) for X ~ Binomial(n, 1/2): the one-sided p-value of the exact sign test (McNemar's
+/// exact test on k of n discordant pairs going one way). Summed in log space, so exact to rounding
+/// for any n; 1 when k = 0, 0 when k > n.
+pub fn sign_test_upper(k: u64, n: u64) -> f64 {
+    if k > n {
+        return 0.0;
+    }
+    // ln P(X = i), from ln P(X = 0) = −n ln 2 by the ratio (n − i)/(i + 1).
+    let mut ln_p = -(n as f64) * std::f64::consts::LN_2;
+    let mut terms = Vec::with_capacity((n - k + 1) as usize);
+    for i in 0..=n {
+        if i >= k {
+            terms.push(ln_p);
+        }
+        if i < n {
+            ln_p += ((n - i) as f64 / (i + 1) as f64).ln();
+        }
+    }
+    let top = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (top + terms.iter().map(|t| (t - top).exp()).sum::<f64>().ln())
+        .exp()
+        .min(1.0)
+}
+
 /// Spearman's rank correlation: the Pearson correlation of the average ranks (ties averaged).
 /// Errors when the lengths differ, n < 2, a value is NaN, or one side is constant.
 pub fn spearman(x: &[f64], y: &[f64]) -> Result<f64> {
@@ -138,6 +162,24 @@ pub fn spearman(x: &[f64], y: &[f64]) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Exact sign-test tails against hand counts: P(X ≥ 8 | 10) = (45 + 10 + 1)/1024,
+    /// P(X ≥ 5 | 10) = 638/1024, P(X ≥ 3 | 3) = 1/8; the two tails of 1000 sum to 1.
+    #[test]
+    fn sign_test_tails() {
+        assert_eq!(sign_test_upper(0, 10), 1.0);
+        assert!((sign_test_upper(8, 10) - 56.0 / 1024.0).abs() < 1e-15);
+        assert!((sign_test_upper(5, 10) - 638.0 / 1024.0).abs() < 1e-15);
+        assert!((sign_test_upper(3, 3) - 0.125).abs() < 1e-15);
+        assert_eq!(sign_test_upper(4, 3), 0.0);
+        assert_eq!(sign_test_upper(0, 0), 1.0);
+        let (a, b) = (sign_test_upper(530, 1000), sign_test_upper(471, 1000));
+        assert!((a + b - 1.0).abs() < 1e-12, "{a} + {b}");
+        // Far in the tail: Σ_{i ≥ 600} C(1000, i)/2^1000 = 1.3642320780330092e-10 (exact
+        // integer arithmetic, Python's math.comb).
+        let p = sign_test_upper(600, 1000);
+        assert!((p / 1.364_232_078_033_009_2e-10 - 1.0).abs() < 1e-9, "{p}");
+    }
 
     /// Reference: Newcombe 1998 (Stat. Med. 17:857), Table I, method 3 (Wilson score):
     /// 81/263 → (0.2553, 0.3662); 15/148 → (0.0624, 0.1605); 0/20 → (0, 0.1611).

@@ -74,6 +74,8 @@ pub struct RunData {
     pub recorded: Curves,
     /// Wilson 95% half-width of the recorded clean accuracy per step.
     pub clean_half_width: Vec<f64>,
+    /// Mean training loss since the previous evaluation, per step (None at step 0).
+    pub loss: Vec<Option<f64>>,
 }
 
 impl RunData {
@@ -127,6 +129,7 @@ impl RunData {
             steps: r.evals.iter().map(|e| e.step).collect(),
             n: r.evals.first().map_or(0, |e| e.n_eval),
             clean_half_width: r.evals.iter().map(|e| (e.clean_ci.hi - e.clean_ci.lo) / 2.0).collect(),
+            loss: r.evals.iter().map(|e| e.loss).collect(),
             header: h.clone(),
             levels,
             ood,
@@ -142,6 +145,12 @@ impl RunData {
     /// Whether per-image outcomes were recorded (schema 2).
     pub fn has_outcomes(&self) -> bool {
         !self.levels.is_empty()
+    }
+
+    /// Per image, whether the model at evaluation `i` classified it correctly (None without
+    /// per-image outcomes).
+    pub fn clean_correct(&self, i: usize) -> Option<Vec<bool>> {
+        self.levels.get(i).map(|l| l.iter().map(|&x| x > 0).collect())
     }
 
     /// Accuracy curves with image i counted `w[i]` times (None: every image once). Without

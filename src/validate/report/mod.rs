@@ -7,7 +7,9 @@
 //! interval, both AUC rules, % above the dataset average), `peaks.csv` (step of peak robustness,
 //! the drop after it, and `rises_then_falls` by [`crate::tradeoff::peak()`] with a half-point
 //! margin, the definition the dynamics model uses), `ood_correlation.csv` (OOD against clean accuracy along training) and
-//! `convergence.csv` (is clean accuracy still rising over the last 20% of steps?).
+//! `convergence.csv` (is clean accuracy still rising over the last 20% of steps? did the loss end
+//! above where it started, or the final model end significantly below the run's best
+//! evaluation? [`convergence`], [`stability`]).
 
 mod figures;
 mod tables;
@@ -96,6 +98,100 @@ pub fn convergence(r: &RunData) -> Convergence {
         final_clean: fin,
         half_width: half,
         converged: fin - from <= half,
+    }
+}
+
+/// Significance level of [`stability`]'s regression test (after its Bonferroni correction).
+pub const REGRESSION_ALPHA: f64 = 0.05;
+
+/// Training that went wrong, read from a run's records: the loss ending above where it started,
+/// or the final model significantly worse on clean images than the run's best evaluation.
+/// Neither is caught by [`convergence`] (a collapsed run is flat at the end).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stability {
+    /// Mean training loss up to the first evaluation after step 0 (None without losses).
+    pub first_loss: Option<f64>,
+    /// Mean training loss since the evaluation before the final one.
+    pub final_loss: Option<f64>,
+    /// The final loss is above the first: training ended worse than its first steps left it
+    /// (for a new head, worse than chance-level loss).
+    pub diverged: bool,
+    /// The evaluation with the highest clean accuracy (the earliest of ties).
+    pub best_step: u64,
+    /// Its clean accuracy.
+    pub best_clean: f64,
+    /// Images right at the best step and wrong at the final one.
+    pub lost: usize,
+    /// Images wrong at the best step and right at the final one.
+    pub gained: usize,
+    /// One-sided exact McNemar p-value of "the final model is worse than the best step's" on
+    /// those images, Bonferroni-corrected for the evaluations the best was picked from (1 when
+    /// the final step is the best; None without per-image outcomes).
+    pub p_drop: Option<f64>,
+    /// `p_drop` < [`REGRESSION_ALPHA`].
+    pub regressed: bool,
+}
+
+impl Stability {
+    /// What went wrong, in words (None when nothing did).
+    pub fn flag(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if self.diverged {
+            why.push(format!(
+                "loss {} → {}",
+                num3(self.first_loss.unwrap_or(f64::NAN)),
+                num3(self.final_loss.unwrap_or(f64::NAN))
+            ));
+        }
+        if self.regressed {
+            why.push(format!(
+                "clean {:.3} at step {} → final, {} images lost, {} gained, p = {:.1e}",
+                self.best_clean,
+                self.best_step,
+                self.lost,
+                self.gained,
+                self.p_drop.unwrap_or(f64::NAN)
+            ));
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+}
+
+fn num3(x: f64) -> String {
+    format!("{x:.3}")
+}
+
+/// The stability check of one run (the report flags a run that fails it).
+pub fn stability(r: &RunData) -> Stability {
+    let last = r.steps.len() - 1;
+    let first_loss = r.loss.iter().flatten().next().copied();
+    let final_loss = r.loss[last];
+    let diverged = matches!((first_loss, final_loss), (Some(a), Some(b)) if b > a);
+    let clean = &r.recorded.clean;
+    let best = (0..clean.len()).fold(0, |b, i| if clean[i] > clean[b] { i } else { b });
+    let (mut lost, mut gained, mut p_drop) = (0, 0, None);
+    if let (Some(at_best), Some(at_end)) = (r.clean_correct(best), r.clean_correct(last)) {
+        for (b, e) in at_best.iter().zip(&at_end) {
+            lost += usize::from(*b && !*e);
+            gained += usize::from(!*b && *e);
+        }
+        p_drop = Some(if best == last {
+            1.0
+        } else {
+            let p = crate::tradeoff::stats::sign_test_upper(lost as u64, (lost + gained) as u64);
+            (p * last as f64).min(1.0)
+        });
+    }
+    Stability {
+        first_loss,
+        final_loss,
+        diverged,
+        best_step: r.steps[best],
+        best_clean: clean[best],
+        lost,
+        gained,
+        p_drop,
+        regressed: p_drop.is_some_and(|p| p < REGRESSION_ALPHA),
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{AucCell, Layout, PerStrategy, convergence, eps_label};
+use super::{AucCell, Layout, PerStrategy, convergence, eps_label, stability};
 use crate::engine::peft::Strategy;
 use crate::error::Result;
 use crate::plot::{Csv, write_atomic};
@@ -22,6 +22,8 @@ pub(super) struct Tables {
     conv: Csv,
     /// Runs that failed the convergence check.
     pub(super) flags: Vec<String>,
+    /// Runs that failed the stability check, with what went wrong.
+    pub(super) unstable: Vec<String>,
     /// (dataset, radius index, strategy) → AUC cell.
     pub(super) cells: BTreeMap<(String, usize, Strategy), AucCell>,
 }
@@ -62,8 +64,18 @@ impl Tables {
                 "final_clean",
                 "half_width",
                 "converged",
+                "first_loss",
+                "final_loss",
+                "diverged",
+                "best_step",
+                "best_clean",
+                "lost_images",
+                "gained_images",
+                "p_drop",
+                "regressed",
             ]),
             flags: Vec::new(),
+            unstable: Vec::new(),
             cells: BTreeMap::new(),
         }
     }
@@ -117,10 +129,15 @@ impl Tables {
         }
         for s in &strategies {
             for r in d.runs[s].iter().flatten() {
-                let c = convergence(r);
+                let (c, st) = (convergence(r), stability(r));
+                let run = format!("{}/{}/seed{}", d.name, s.id(), r.header.seed);
                 if !c.converged {
-                    self.flags.push(format!("{}/{}/seed{}", d.name, s.id(), r.header.seed));
+                    self.flags.push(run.clone());
                 }
+                if let Some(why) = st.flag() {
+                    self.unstable.push(format!("{run} ({why})"));
+                }
+                let opt = |x: Option<f64>| x.map_or(String::new(), num);
                 self.conv.push(vec![
                     d.name.clone(),
                     s.id().into(),
@@ -130,6 +147,15 @@ impl Tables {
                     num(c.final_clean),
                     num(c.half_width),
                     c.converged.to_string(),
+                    opt(st.first_loss),
+                    opt(st.final_loss),
+                    st.diverged.to_string(),
+                    st.best_step.to_string(),
+                    num(st.best_clean),
+                    st.lost.to_string(),
+                    st.gained.to_string(),
+                    st.p_drop.map_or(String::new(), |p| format!("{p:e}")),
+                    st.regressed.to_string(),
                 ]);
             }
             let pairs: Vec<(f64, f64)> = point[&(di, *s)]
@@ -200,7 +226,7 @@ pub(super) fn table_rows(
 /// The terminal summary: per radius the AUC table and the best strategy per dataset, then the
 /// convergence flags.
 pub(super) fn summary_text(t: &Tables, ds: &[String], eps: &[f64], incomplete: &[String]) -> String {
-    let (cells, flags) = (&t.cells, &t.flags);
+    let cells = &t.cells;
     let mut s = String::new();
     for (e, &x) in eps.iter().enumerate() {
         let _ = writeln!(
@@ -245,11 +271,12 @@ pub(super) fn summary_text(t: &Tables, ds: &[String], eps: &[f64], incomplete: &
             }
         }
     }
-    s.push_str(&flag_text(flags, incomplete));
+    s.push_str(&flag_text(t, incomplete));
     s
 }
 
-pub(super) fn flag_text(flags: &[String], incomplete: &[String]) -> String {
+pub(super) fn flag_text(t: &Tables, incomplete: &[String]) -> String {
+    let (flags, unstable) = (&t.flags, &t.unstable);
     let mut s = String::new();
     if flags.is_empty() {
         s.push_str(
@@ -260,6 +287,17 @@ pub(super) fn flag_text(flags: &[String], incomplete: &[String]) -> String {
             s,
             "NOT CONVERGED (clean accuracy still rising by more than its 95% half-width over the last 20% of steps): {}",
             flags.join(", ")
+        );
+    }
+    if unstable.is_empty() {
+        s.push_str(
+            "Stable: no run's loss ended above its first interval's, and no final model is significantly worse on clean images than the run's best evaluation (exact McNemar, Bonferroni over the evaluations, p < 0.05).\n",
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "UNSTABLE TRAINING (loss ended above its first interval's, or the final model is significantly worse on clean images than the run's best evaluation: exact McNemar, Bonferroni over the evaluations, p < 0.05; kept in every statistic): {}",
+            unstable.join(", ")
         );
     }
     if !incomplete.is_empty() {
@@ -276,7 +314,7 @@ pub(super) fn auc_markdown(
     incomplete: &[String],
     (attack, training): (&str, &str),
 ) -> String {
-    let (cells, flags) = (&t.cells, &t.flags);
+    let cells = &t.cells;
     let mut s = String::from(
         "# AUC of the Pareto frontier\n\nPer seed, the area dominated by the frontier of the run's (clean, robust) points (step rule, reference (0, 0)); \
          the table gives the mean over seeds, its 95% bootstrap interval (seeds and evaluation images resampled) and, in brackets, \
@@ -309,6 +347,6 @@ pub(super) fn auc_markdown(
         s.push('\n');
     }
     s.push('\n');
-    s.push_str(&flag_text(flags, incomplete));
+    s.push_str(&flag_text(t, incomplete));
     s
 }

@@ -88,12 +88,18 @@ pub(super) fn render(rows: &[Finding], cells: &[Cell], rank_rows: &str, study: &
          Tests and thresholds: `src/validate/verdict/mod.rs` (module docs) and README.\n",
         seeds.join("; ")
     );
-    let flagged: Vec<String> = study
-        .datasets
-        .iter()
-        .flat_map(|d| d.runs.values().flatten().flatten().map(move |r| (d, r)))
+    let runs = || {
+        study
+            .datasets
+            .iter()
+            .flat_map(|d| d.runs.values().flatten().flatten().map(move |r| (d, r)))
+    };
+    let name = |d: &crate::validate::analysis::DatasetData, r: &crate::validate::analysis::RunData| {
+        format!("{}/{}/seed{}", d.name, r.header.strategy, r.header.seed)
+    };
+    let flagged: Vec<String> = runs()
         .filter(|(_, r)| !crate::validate::report::convergence(r).converged)
-        .map(|(d, r)| format!("{}/{}/seed{}", d.name, r.header.strategy, r.header.seed))
+        .map(|(d, r)| name(d, r))
         .collect();
     if !flagged.is_empty() {
         let _ = writeln!(
@@ -101,6 +107,24 @@ pub(super) fn render(rows: &[Finding], cells: &[Cell], rank_rows: &str, study: &
             "Not converged (clean accuracy still rising by more than its 95% half-width over the last 20% of steps; \
              kept in every statistic, flagged here): {}.\n",
             flagged.join(", ")
+        );
+    }
+    let unstable: Vec<String> = runs()
+        .filter_map(|(d, r)| {
+            Some(format!(
+                "{} ({})",
+                name(d, r),
+                crate::validate::report::stability(r).flag()?
+            ))
+        })
+        .collect();
+    if !unstable.is_empty() {
+        let _ = writeln!(
+            s,
+            "Unstable training (loss ended above its first interval's, or the final model is significantly worse on clean \
+             images than the run's best evaluation: exact McNemar, Bonferroni over the evaluations, p < 0.05; kept in every \
+             statistic, flagged here): {}.\n",
+            unstable.join(", ")
         );
     }
     s.push_str(&context(study));
