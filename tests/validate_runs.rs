@@ -288,6 +288,23 @@ fn a_finished_sweep_grows_by_seeds_and_strategies() {
     }
     let report = std::fs::read_to_string(out.join("report/auc.csv")).unwrap();
     assert!(report.contains("bitfit") && report.contains("lora"), "{report}");
+    // Seeds 3 and 4 were evaluated on their own images (no eval_seed): the clean-target section
+    // pairs each seed's interpolation path with its own trajectory.
+    let o = common::validate(&[
+        "interpolate",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--alphas",
+        "0.5",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = common::validate(&["verdict", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let findings = std::fs::read_to_string(out.join("report/findings.md")).unwrap();
+    assert!(findings.contains("| standard | standard, interpolated |"), "{findings}");
     // LoRA seed 4 alone, in a fresh folder: the same records
     // (the original strategy list, so neither list changes what a run computes)
     let alone = RESUME_CFG.replace("seeds = [3]", "seeds = [4]");

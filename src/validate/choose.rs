@@ -130,9 +130,10 @@ pub(crate) fn candidates(dirs: &[PathBuf]) -> Result<(Vec<Candidate>, Vec<f64>)>
         }
         let training = describe_training(&runs[0].header.config);
         let kind = training_kind(&runs[0].header.config).to_string();
-        let eval_sets: BTreeMap<String, Option<String>> = runs
+        // Per (task, seed): without an `eval_seed` each seed draws its own images.
+        let eval_sets: BTreeMap<(String, u64), Option<String>> = runs
             .iter()
-            .map(|r| (r.header.dataset.clone(), r.header.eval_set.clone()))
+            .map(|r| ((r.header.dataset.clone(), r.header.seed), r.header.eval_set.clone()))
             .collect();
         for r in &runs {
             match &radii {
@@ -180,7 +181,7 @@ pub(crate) fn candidates(dirs: &[PathBuf]) -> Result<(Vec<Candidate>, Vec<f64>)>
                         folder: dir.clone(),
                         training: training.clone(),
                         kind: kind.clone(),
-                        eval_set: eval_sets.get(&c.dataset).cloned().flatten(),
+                        eval_set: eval_sets.get(&(c.dataset.clone(), c.seed)).cloned().flatten(),
                         dataset: c.dataset.clone(),
                         strategy,
                         seed: c.seed,

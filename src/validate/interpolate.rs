@@ -321,8 +321,9 @@ fn interpolate_run(
         for &alpha in &alphas {
             let m = model.interpolated(&start, alpha)?;
             // α = 0 is the step-0 model, or the linear-probing run's final one.
+            // (A schedule without step 0 has no record to check α = 0 against.)
             let (at, reference) = match (alpha == 0.0, head) {
-                (true, None) => (0, Some(&view)),
+                (true, None) => (0, view.find(0).is_some().then_some(&view)),
                 (true, Some(h)) => (last, exact_start(strategy).then_some(&h.view)),
                 (false, _) => (last, (alpha == 1.0).then_some(&view)),
             };

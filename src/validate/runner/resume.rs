@@ -68,6 +68,11 @@ pub(super) fn resume(
         // and before the first checkpoint) can be kept.
         p.evals = old.evals.into_iter().filter(|e| e.step == 0).collect();
     }
+    // Kept records carry the hash of the header they are written under (a grown sweep's
+    // configuration differs from theirs in the seed or strategy list only).
+    for e in &mut p.evals {
+        e.config_hash.clone_from(&header.config_hash);
+    }
     Ok(Some(p))
 }
 
