@@ -147,6 +147,14 @@ impl RunData {
         !self.levels.is_empty()
     }
 
+    /// The run as `dataset/strategy/seedN`, the name reports use.
+    pub fn label(&self) -> String {
+        format!(
+            "{}/{}/seed{}",
+            self.header.dataset, self.header.strategy, self.header.seed
+        )
+    }
+
     /// Per image, whether the model at evaluation `i` classified it correctly (None without
     /// per-image outcomes).
     pub fn clean_correct(&self, i: usize) -> Option<Vec<bool>> {
@@ -385,10 +393,7 @@ impl Study {
             if d.complete() {
                 by_ds.entry(d.header.dataset.clone()).or_default().push(d);
             } else {
-                incomplete.push(format!(
-                    "{}/{}/seed{}",
-                    d.header.dataset, d.header.strategy, d.header.seed
-                ));
+                incomplete.push(d.label());
             }
         }
         let datasets = by_ds

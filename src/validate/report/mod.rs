@@ -157,6 +157,14 @@ impl Stability {
     }
 }
 
+/// What [`stability`] flags, in words (the reports' UNSTABLE TRAINING lines).
+pub fn stability_rule() -> String {
+    format!(
+        "loss ended above its first interval's, or the final model is significantly worse on clean images than \
+         the run's best evaluation: exact McNemar, Bonferroni over the evaluations, p < {REGRESSION_ALPHA}"
+    )
+}
+
 fn num3(x: f64) -> String {
     format!("{x:.3}")
 }

@@ -130,7 +130,7 @@ impl Tables {
         for s in &strategies {
             for r in d.runs[s].iter().flatten() {
                 let (c, st) = (convergence(r), stability(r));
-                let run = format!("{}/{}/seed{}", d.name, s.id(), r.header.seed);
+                let run = r.label();
                 if !c.converged {
                     self.flags.push(run.clone());
                 }
@@ -290,13 +290,16 @@ pub(super) fn flag_text(t: &Tables, incomplete: &[String]) -> String {
         );
     }
     if unstable.is_empty() {
-        s.push_str(
-            "Stable: no run's loss ended above its first interval's, and no final model is significantly worse on clean images than the run's best evaluation (exact McNemar, Bonferroni over the evaluations, p < 0.05).\n",
+        let _ = writeln!(
+            s,
+            "Stable: no run's loss ended above its first interval's, and no final model is significantly worse on clean images than the run's best evaluation (exact McNemar, Bonferroni over the evaluations, p < {}).",
+            super::REGRESSION_ALPHA
         );
     } else {
         let _ = writeln!(
             s,
-            "UNSTABLE TRAINING (loss ended above its first interval's, or the final model is significantly worse on clean images than the run's best evaluation: exact McNemar, Bonferroni over the evaluations, p < 0.05; kept in every statistic): {}",
+            "UNSTABLE TRAINING ({}; kept in every statistic): {}",
+            super::stability_rule(),
             unstable.join(", ")
         );
     }

@@ -88,18 +88,10 @@ pub(super) fn render(rows: &[Finding], cells: &[Cell], rank_rows: &str, study: &
          Tests and thresholds: `src/validate/verdict/mod.rs` (module docs) and README.\n",
         seeds.join("; ")
     );
-    let runs = || {
-        study
-            .datasets
-            .iter()
-            .flat_map(|d| d.runs.values().flatten().flatten().map(move |r| (d, r)))
-    };
-    let name = |d: &crate::validate::analysis::DatasetData, r: &crate::validate::analysis::RunData| {
-        format!("{}/{}/seed{}", d.name, r.header.strategy, r.header.seed)
-    };
+    let runs = || study.datasets.iter().flat_map(|d| d.runs.values().flatten().flatten());
     let flagged: Vec<String> = runs()
-        .filter(|(_, r)| !crate::validate::report::convergence(r).converged)
-        .map(|(d, r)| name(d, r))
+        .filter(|r| !crate::validate::report::convergence(r).converged)
+        .map(|r| r.label())
         .collect();
     if !flagged.is_empty() {
         let _ = writeln!(
@@ -110,10 +102,10 @@ pub(super) fn render(rows: &[Finding], cells: &[Cell], rank_rows: &str, study: &
         );
     }
     let unstable: Vec<String> = runs()
-        .filter_map(|(d, r)| {
+        .filter_map(|r| {
             Some(format!(
                 "{} ({})",
-                name(d, r),
+                r.label(),
                 crate::validate::report::stability(r).flag()?
             ))
         })
@@ -121,9 +113,8 @@ pub(super) fn render(rows: &[Finding], cells: &[Cell], rank_rows: &str, study: &
     if !unstable.is_empty() {
         let _ = writeln!(
             s,
-            "Unstable training (loss ended above its first interval's, or the final model is significantly worse on clean \
-             images than the run's best evaluation: exact McNemar, Bonferroni over the evaluations, p < 0.05; kept in every \
-             statistic, flagged here): {}.\n",
+            "Unstable training ({}; kept in every statistic, flagged here): {}.\n",
+            crate::validate::report::stability_rule(),
             unstable.join(", ")
         );
     }
