@@ -787,10 +787,10 @@ fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
         ev.config_hash = "another".into();
     }
     records::write(&dir.join("simple/ia3/seed0.jsonl"), &other).unwrap();
-    let theirs = records::experiment_hash(&other.header.config);
-    let ours = records::experiment_hash(&lora.header.config);
+    let theirs = records::experiment_hash(&other.header.config, None);
+    let ours = records::experiment_hash(&lora.header.config, None);
     assert_ne!(theirs, ours);
-    assert_eq!(ours, records::experiment_hash(&grown.header.config));
+    assert_eq!(ours, records::experiment_hash(&grown.header.config, None));
     for e in [
         robustft::validate::report::write_report(&dir)
             .err()

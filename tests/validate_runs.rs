@@ -267,22 +267,74 @@ fn held_run_folder_and_foreign_records_are_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A finished sweep grows along its seed and strategy lists: the runs already recorded are kept
-/// byte for byte (not redone), the new ones are written, and a new seed's records equal those of
-/// a folder that ran only that seed; the report reads the grown folder as one experiment.
+/// A finished sweep grows along its seed and strategy lists, the new strategy's learning rate
+/// added to the table: the runs already recorded are kept byte for byte (not redone), the new
+/// ones are written, and a new seed's records equal those of a folder that ran only that seed;
+/// `plan`, `status` and the report read the grown folder as one experiment. A changed rate of a
+/// recorded strategy is another experiment: refused, naming the file, nothing written.
 #[test]
 fn a_finished_sweep_grows_by_seeds_and_strategies() {
-    let (dir, cfg) = with_config("grow", "resume.toml", RESUME_CFG);
+    let original = RESUME_CFG.replace("optimizer = \"paper\"", "optimizer = { lr = { lora = 5e-3 } }");
+    let (dir, cfg) = with_config("grow", "resume.toml", &original);
     let out = dir.join("out");
     assert!(run_now(&cfg, &out).status.success());
     let before = std::fs::read(out.join("simple/lora/seed3.jsonl")).unwrap();
-    let grown = RESUME_CFG
+    let grown = original
         .replace("seeds = [3]", "seeds = [3, 4]")
-        .replace("strategies = [\"lora\"]", "strategies = [\"lora\", \"bitfit\"]");
+        .replace("strategies = [\"lora\"]", "strategies = [\"lora\", \"bitfit\"]")
+        .replace("lr = { lora = 5e-3 }", "lr = { lora = 5e-3, bitfit = 1e-2 }");
     std::fs::write(&cfg, &grown).unwrap();
     let o = run_now(&cfg, &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(before, std::fs::read(out.join("simple/lora/seed3.jsonl")).unwrap());
+    let o = common::validate(&[
+        "plan",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = common::validate(&["status", out.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && table.contains("cells: 5 done, 0 running, 0 stopped, 0 missing of 5"),
+        "{table}"
+    );
+    // LoRA's own rate changed: another experiment for its recorded runs.
+    let changed = grown.replace("lora = 5e-3", "lora = 2e-3");
+    std::fs::write(&cfg, &changed).unwrap();
+    fn listing(d: &Path, into: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                listing(&p, into);
+            } else if !p.to_string_lossy().ends_with(".lock") {
+                // (the folder lock names its last holder's pid: not results)
+                into.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let files = |d: &Path| {
+        let mut v = Vec::new();
+        listing(d, &mut v);
+        v.sort();
+        v
+    };
+    let kept = files(&out);
+    let o = run_now(&cfg, &out);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("simple/lora/seed3.jsonl") && e.contains("another configuration"),
+        "{e}"
+    );
+    let now = files(&out);
+    let changed: Vec<_> = now.iter().filter(|f| !kept.contains(f)).map(|f| &f.0).collect();
+    assert!(
+        kept.len() == now.len() && changed.is_empty(),
+        "a refused run wrote {changed:?}"
+    );
+    std::fs::write(&cfg, &grown).unwrap();
     for r in ["simple/lora/seed4", "simple/bitfit/seed3", "simple/bitfit/seed4"] {
         assert_eq!(untimed(&out.join(format!("{r}.jsonl"))).len(), 4, "{r}");
     }
@@ -307,7 +359,7 @@ fn a_finished_sweep_grows_by_seeds_and_strategies() {
     assert!(findings.contains("| standard | standard, interpolated |"), "{findings}");
     // LoRA seed 4 alone, in a fresh folder: the same records
     // (the original strategy list, so neither list changes what a run computes)
-    let alone = RESUME_CFG.replace("seeds = [3]", "seeds = [4]");
+    let alone = original.replace("seeds = [3]", "seeds = [4]");
     std::fs::write(&cfg, alone).unwrap();
     assert!(run_now(&cfg, &dir.join("alone")).status.success());
     // (but for the configuration hash each record carries, which names the seed list)

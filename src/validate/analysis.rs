@@ -363,29 +363,17 @@ pub type View = BTreeMap<(usize, Strategy), Vec<Curves>>;
 
 impl Study {
     /// Groups parsed runs. Records of more than one experiment in one folder (configurations
-    /// that differ in more than the seed and strategy lists, [`records::experiment_hash`]:
+    /// that differ in more than the seed and strategy lists and the other strategies' learning
+    /// rates, [`records::experiment_hash`]:
     /// another radius, another schedule, …) are refused, naming each hash and its runs, rather
     /// than mixed into one table.
     pub fn new(runs: &[RunRecords]) -> Result<Study> {
-        let mut hashes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for r in runs {
-            let h = &r.header;
-            hashes
-                .entry(records::experiment_hash(&h.config))
-                .or_default()
-                .push(format!("{}/{}/seed{}", h.dataset, h.strategy, h.seed));
-        }
-        if hashes.len() > 1 {
-            let list: Vec<String> = hashes
-                .iter()
-                .map(|(h, rs)| format!("config {h}: {}", rs.join(", ")))
-                .collect();
-            return Err(crate::error::Error::invalid(
-                "records",
-                "one configuration per run folder (give each configuration its own --out)",
-                format!("{} configurations: {}", hashes.len(), list.join("; ")),
-            ));
-        }
+        records::check_one_experiment(runs.iter().map(|r| {
+            (
+                &r.header,
+                format!("{}/{}/seed{}", r.header.dataset, r.header.strategy, r.header.seed),
+            )
+        }))?;
         let mut by_ds: BTreeMap<String, Vec<RunData>> = BTreeMap::new();
         let mut incomplete = Vec::new();
         for r in runs {

@@ -9,6 +9,7 @@
 //! decides, [`super::runner::run_one`]). [`status`] reads only the files of the folder and the
 //! cell locks, so it works on any cluster, with or without the scheduler's accounting.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -83,11 +84,12 @@ pub struct Plan {
     pub name: String,
     /// Its hash (as in the header of every record it writes).
     pub config_hash: String,
-    /// Its [`records::experiment_hash`]: records whose configuration differs only in the seed and
-    /// strategy lists count as this sweep's. Absent in plans written before it existed (then a
-    /// record counts only with the same `config_hash`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub experiment_hash: Option<String>,
+    /// Its [`records::experiment_hash`] per strategy id: records whose configuration differs only
+    /// in the seed and strategy lists and the other strategies' learning rates count as this
+    /// sweep's. Empty in plans written before it existed (then a record counts only with the
+    /// same `config_hash`; `validate plan` rewrites the plan).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub experiment_hashes: BTreeMap<String, String>,
     /// The schedule's last step: a run whose records reach it is complete.
     pub last_step: u64,
     /// The cells, index order.
@@ -155,18 +157,21 @@ fn records_complete(jsonl: &Path, plan: &Plan) -> Result<bool> {
         return Ok(false);
     }
     let r = records::read(jsonl)?;
-    match &plan.experiment_hash {
-        Some(h) => super::runner::check_experiment(jsonl, &r.header, h)?,
-        None if r.header.config_hash != plan.config_hash => {
-            return Err(Error::Config {
-                path: jsonl.to_path_buf(),
-                message: format!(
-                    "holds a run with another configuration (hash {} vs the plan's {})",
-                    r.header.config_hash, plan.config_hash
-                ),
-            });
-        }
-        None => {}
+    let (theirs, ours) = match plan.experiment_hashes.get(&r.header.strategy) {
+        Some(h) => (records::run_experiment_hash(&r.header), h),
+        None => (r.header.config_hash.clone(), &plan.config_hash),
+    };
+    if &theirs != ours {
+        let rule = if plan.experiment_hashes.is_empty() {
+            "the plan.json predates experiment hashes and compares whole configurations: run \
+             `validate plan` again"
+        } else {
+            "only the seed and strategy lists and the other strategies' learning rates may differ"
+        };
+        return Err(Error::Config {
+            path: jsonl.to_path_buf(),
+            message: format!("holds a run with another configuration (hash {theirs} vs the plan's {ours}; {rule})"),
+        });
     }
     Ok(super::runner::finished(&r, plan.last_step))
 }
@@ -179,7 +184,11 @@ pub fn plan(run: &ValidRun, out: &Path) -> Result<Plan> {
     let mut plan = Plan {
         name: run.config.name.clone(),
         config_hash: records::config_hash(&config),
-        experiment_hash: Some(records::experiment_hash(&config)),
+        experiment_hashes: run
+            .strategies
+            .iter()
+            .map(|s| (s.id().to_string(), records::experiment_hash(&config, Some(s.id()))))
+            .collect(),
         last_step: *run.eval_steps.last().expect("validated non-empty"),
         cells: Vec::new(),
     };

@@ -9,6 +9,8 @@
 //! only) are still read: their robust accuracy becomes a one-radius list and their outcomes are
 //! empty.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -233,18 +235,62 @@ pub fn config_hash(config: &serde_json::Value) -> String {
 /// finished sweep (each run's own seed and strategy are in its header).
 pub const SWEEP_KEYS: [&str; 2] = ["seeds", "strategies"];
 
-/// The hash of the experiment a configuration describes: [`config_hash`] of the configuration
-/// without its [`SWEEP_KEYS`]. Records are checked against this (a resume, `plan`, `status`, the
-/// report's one-configuration-per-folder rule), so growing the seed or strategy list keeps the
-/// runs already recorded.
-pub fn experiment_hash(config: &serde_json::Value) -> String {
+/// The hash of the experiment a configuration describes, as far as a run of `strategy` is
+/// concerned: [`config_hash`] of the configuration without its [`SWEEP_KEYS`] and with a
+/// per-strategy learning-rate table (`optimizer.lr`) reduced to `strategy`'s entry (the other
+/// entries do not touch that run); with `None`, without the table (what every run shares).
+/// Records are checked against this (a resume, `plan`, `status`, the report's
+/// one-configuration-per-folder rule, [`check_one_experiment`]), so growing the seed or strategy
+/// list — with the new strategies' learning rates — keeps the runs already recorded, while a
+/// changed rate of a recorded strategy does not.
+pub fn experiment_hash(config: &serde_json::Value, strategy: Option<&str>) -> String {
     let mut c = config.clone();
     if let Some(o) = c.as_object_mut() {
         for k in SWEEP_KEYS {
             o.remove(k);
         }
     }
+    if let Some(t) = c.pointer_mut("/optimizer").and_then(serde_json::Value::as_object_mut)
+        && let Some(lr) = t.get_mut("lr").and_then(serde_json::Value::as_object_mut)
+    {
+        lr.retain(|k, _| Some(k.as_str()) == strategy);
+    }
     config_hash(&c)
+}
+
+/// The experiment hash of the run a header describes ([`experiment_hash`] for its strategy).
+pub fn run_experiment_hash(header: &Header) -> String {
+    experiment_hash(&header.config, Some(&header.strategy))
+}
+
+/// Checks that `headers` (with a name each, for the error) belong to one experiment: they
+/// agree on everything but the seed and strategy lists and the other strategies' learning
+/// rates ([`experiment_hash`]). The error lists each configuration and its runs.
+pub fn check_one_experiment<'a>(headers: impl IntoIterator<Item = (&'a Header, String)>) -> Result<()> {
+    let mut shared: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut own: BTreeMap<&str, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for (h, name) in headers {
+        shared
+            .entry(experiment_hash(&h.config, None))
+            .or_default()
+            .push(name.clone());
+        own.entry(h.strategy.as_str())
+            .or_default()
+            .entry(run_experiment_hash(h))
+            .or_default()
+            .push(name);
+    }
+    let groups = std::iter::once(&shared).chain(own.values()).find(|g| g.len() > 1);
+    let Some(groups) = groups else { return Ok(()) };
+    let list: Vec<String> = groups
+        .iter()
+        .map(|(h, rs)| format!("config {h}: {}", rs.join(", ")))
+        .collect();
+    Err(Error::invalid(
+        "records",
+        "one configuration per run folder (give each configuration its own --out)",
+        format!("{} configurations: {}", groups.len(), list.join("; ")),
+    ))
 }
 
 /// The commit this binary was built from (embedded by `build.rs`), if it was built from a git
@@ -423,5 +469,75 @@ mod tests {
         assert!(e.contains("schema version"), "{e}");
         let e = parse("not json\n", Path::new("r.jsonl")).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("not JSON"), "{e}");
+    }
+
+    /// A run's identity ignores the seed and strategy lists and the other strategies' rates,
+    /// not its own rate or anything else; one folder may hold runs whose configurations differ
+    /// only there.
+    #[test]
+    fn experiment_hash_ignores_only_the_sweep_and_the_other_strategies_rates() {
+        let cfg = |seeds: &str, strategies: &str, lr: &str, steps: u64| {
+            let v: serde_json::Value = serde_json::from_str(&format!(
+                r#"{{"seeds": {seeds}, "strategies": {strategies}, "max_steps": {steps},
+                    "optimizer": {{"lr": {lr}, "warmup_steps": 5}}}}"#
+            ))
+            .unwrap();
+            v
+        };
+        let first = cfg("[0]", r#"["lora"]"#, r#"{"lora": 0.01}"#, 100);
+        let grown = cfg(
+            "[0, 1]",
+            r#"["lora", "bitfit"]"#,
+            r#"{"lora": 0.01, "bitfit": 0.03}"#,
+            100,
+        );
+        let h = |c: &serde_json::Value, s: &str| experiment_hash(c, Some(s));
+        assert_eq!(h(&first, "lora"), h(&grown, "lora"));
+        assert_eq!(experiment_hash(&first, None), experiment_hash(&grown, None));
+        // Its own rate, the warm-up, the schedule: another experiment.
+        let rate = cfg("[0]", r#"["lora"]"#, r#"{"lora": 0.02}"#, 100);
+        assert_ne!(h(&first, "lora"), h(&rate, "lora"));
+        assert_eq!(experiment_hash(&first, None), experiment_hash(&rate, None));
+        let steps = cfg("[0]", r#"["lora"]"#, r#"{"lora": 0.01}"#, 200);
+        assert_ne!(h(&first, "lora"), h(&steps, "lora"));
+        let mut warm = first.clone();
+        warm["optimizer"]["warmup_steps"] = serde_json::json!(6);
+        assert_ne!(experiment_hash(&first, None), experiment_hash(&warm, None));
+        // The preset (no table) is shared by every strategy.
+        let paper = serde_json::json!({"seeds": [0], "optimizer": "paper"});
+        assert_eq!(h(&paper, "lora"), h(&paper, "full"));
+
+        let header = |config: serde_json::Value, strategy: &str| Header {
+            config,
+            strategy: strategy.into(),
+            ..sample().header
+        };
+        let runs = [
+            header(first.clone(), "lora"),
+            header(grown.clone(), "bitfit"),
+            header(grown.clone(), "lora"),
+        ];
+        fn named(hs: &[Header]) -> Vec<(&Header, String)> {
+            hs.iter().enumerate().map(|(i, h)| (h, format!("run{i}"))).collect()
+        }
+        check_one_experiment(named(&runs)).unwrap();
+        // LoRA at another rate beside the others: refused, naming both LoRA configurations.
+        let mixed = [runs[0].clone(), runs[1].clone(), header(rate.clone(), "lora")];
+        let e = check_one_experiment(named(&mixed)).unwrap_err().to_string();
+        assert!(
+            e.contains("2 configurations")
+                && e.contains(&format!("config {}: run0", h(&first, "lora")))
+                && e.contains(&format!("config {}: run2", h(&rate, "lora")))
+                && !e.contains("run1"),
+            "{e}"
+        );
+        // Another schedule for one run: the shared part differs.
+        let e = check_one_experiment(named(&[runs[0].clone(), header(steps, "bitfit")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("2 configurations") && e.contains("run0") && e.contains("run1"),
+            "{e}"
+        );
     }
 }
