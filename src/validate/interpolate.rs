@@ -28,8 +28,10 @@
 //! path gives back at the fine-tuned model's clean accuracy: the best robust accuracy on the
 //! (seed-mean) path among the α whose clean accuracy is within [`CLEAN_SLACK`] of the final
 //! model's, minus the final robust accuracy — as a share of what the trajectory lost after its
-//! robustness peak, when it lost anything. Intervals: 95% percentile bootstrap over the
-//! evaluation images (the same resampled images for every point of a task: paired).
+//! robustness peak, when it lost anything. Intervals: 95% percentile bootstrap over seeds and
+//! evaluation images — per replicate the seeds are drawn with replacement, then the images (the
+//! same draw for every point of a task: paired) — so with several seeds they cover the spread
+//! of training as well as the sampling of test images.
 //!
 //! Results: `DIR/interpolate/spec.json`, one JSON per run (resumable), `interpolate.md`,
 //! `interpolate.csv` and one figure per (task, strategy): `<task>_<strategy>.{png,svg,csv}`.
@@ -488,10 +490,19 @@ pub fn summarise(cells: &[InterpCell], reps: usize) -> Vec<InterpRow> {
     for ((dataset, _, strategy), g) in groups {
         let n = g[0].trajectory[0].outcomes.len();
         let all: Vec<usize> = (0..n).collect();
-        let draws: Vec<Vec<usize>> = (0..reps).map(|_| resample_indices(n, n, &mut rng)).collect();
+        // Per replicate: the seeds (with replacement; none drawn with one seed), then the images.
+        let draws: Vec<(Vec<&InterpCell>, Vec<usize>)> = (0..reps)
+            .map(|_| {
+                let seeds = match g.len() {
+                    1 => g.clone(),
+                    m => resample_indices(m, m, &mut rng).into_iter().map(|j| g[j]).collect(),
+                };
+                (seeds, resample_indices(n, n, &mut rng))
+            })
+            .collect();
         for (k, &eps) in g[0].eps.iter().enumerate() {
             let s = stats(&g, k, &all);
-            let boot: Vec<Stats> = draws.iter().map(|d| stats(&g, k, d)).collect();
+            let boot: Vec<Stats> = draws.iter().map(|(sd, d)| stats(sd, k, d)).collect();
             let ci = |f: fn(&Stats) -> f64| percentile_interval(&boot.iter().map(f).collect::<Vec<_>>());
             let gain = s.best_rob - s.final_rob;
             rows.push(InterpRow {
@@ -552,12 +563,17 @@ fn write_summary(dir: &Path, cells: &[InterpCell], spec: &InterpSpec, reps: usiz
          (clean, every radius, OOD). Attack: {}. Seeds {:?}. AUC: step rule over each seed's Pareto frontier, mean \
          over seeds. \"Best on the path\": the highest seed-mean robust accuracy among the α whose seed-mean clean \
          accuracy is at most {:.0} pt below the fine-tuned model's; \"recovered\": that gain as a share of what the \
-         trajectory lost after its robustness peak. Intervals: 95% percentile bootstrap over the evaluation images \
+         trajectory lost after its robustness peak. Intervals: 95% percentile bootstrap over {} \
          ({reps} replicates, paired).\n",
         alphas.join(", "),
         cells.first().map_or("-", |c| c.run_attack.as_str()),
         seeds,
-        CLEAN_SLACK * 100.0
+        CLEAN_SLACK * 100.0,
+        if seeds.len() > 1 {
+            "the seeds, then the evaluation images"
+        } else {
+            "the evaluation images"
+        }
     );
     let mut csv = Csv::new(&[
         "dataset",
@@ -730,4 +746,64 @@ pub fn load(out: &Path, head_start: HeadStart) -> Result<Option<(InterpSpec, Vec
     };
     cells.sort_by(|a, b| (&a.dataset, &a.strategy, a.seed).cmp(&(&b.dataset, &b.strategy, b.seed)));
     Ok(Some((spec, cells)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run of 400 images at one radius: the fine-tuned model is correct on 360 and robust on
+    /// 200; the path's α = 0.5 keeps the same clean images and is robust on `400·gain` more.
+    fn cell(seed: u64, gain: f64) -> InterpCell {
+        let levels = |robust: usize| -> String {
+            (0..400)
+                .map(|i| match i {
+                    _ if i < robust => '2',
+                    _ if i < 360 => '1',
+                    _ => '0',
+                })
+                .collect()
+        };
+        let at = |step: Option<u64>, alpha: Option<f64>, robust: usize| Outcomes {
+            step,
+            alpha,
+            outcomes: levels(robust),
+            ood_outcomes: None,
+        };
+        let more = 200 + (400.0 * gain).round() as usize;
+        InterpCell {
+            dataset: "simple".into(),
+            strategy: "lora".into(),
+            seed,
+            eps: vec![4.0 / 255.0],
+            run_attack: "PGD".into(),
+            trajectory: vec![at(Some(0), None, 0), at(Some(10), None, 200)],
+            path: vec![
+                at(None, Some(0.0), 0),
+                at(None, Some(0.5), more),
+                at(None, Some(1.0), 200),
+            ],
+            seconds: 0.0,
+        }
+    }
+
+    /// With several seeds the gain's interval covers their spread (seeds resampled), not only the
+    /// images'; with one seed it is the images' alone, around that seed's gain.
+    #[test]
+    fn the_interval_of_the_gain_covers_the_seeds() {
+        let three = [cell(0, 0.0), cell(1, 0.1), cell(2, 0.2)];
+        let r = &summarise(&three, 1000)[0];
+        assert_eq!(r.seeds, 3);
+        assert!((r.gain.0 - 0.1).abs() < 1e-12 && r.best == (0.6, 0.5), "{r:?}");
+        let ci = r.gain.1.unwrap();
+        // Seed means of a resample of (0, 0.1, 0.2) reach 0 and 0.2 with probability 1/27 each;
+        // the images alone would give about 0.1 ± 0.03.
+        assert!(ci.lo <= 0.04 && ci.hi >= 0.16, "{ci:?}");
+        let one = &summarise(&three[2..], 1000)[0];
+        let ci = one.gain.1.unwrap();
+        assert!(
+            (one.gain.0 - 0.2).abs() < 1e-12 && ci.lo > 0.15 && ci.hi < 0.25,
+            "{ci:?}"
+        );
+    }
 }
