@@ -82,7 +82,7 @@ impl RunData {
     /// From parsed records; errors name the run when outcome strings are malformed.
     pub fn from_records(r: &RunRecords) -> Result<RunData> {
         let h = &r.header;
-        let what = format!("{}/{}/seed{} outcomes", h.dataset, h.strategy, h.seed);
+        let what = format!("{} outcomes", h.label());
         let has = !r.evals.is_empty() && r.evals.iter().all(|e| e.outcomes.len() == e.n_eval && e.n_eval > 0);
         let levels = if has {
             r.evals
@@ -149,10 +149,7 @@ impl RunData {
 
     /// The run as `dataset/strategy/seedN`, the name reports use.
     pub fn label(&self) -> String {
-        format!(
-            "{}/{}/seed{}",
-            self.header.dataset, self.header.strategy, self.header.seed
-        )
+        self.header.label()
     }
 
     /// Per image, whether the model at evaluation `i` classified it correctly (None without
@@ -368,12 +365,7 @@ impl Study {
     /// another radius, another schedule, …) are refused, naming each hash and its runs, rather
     /// than mixed into one table.
     pub fn new(runs: &[RunRecords]) -> Result<Study> {
-        records::check_one_experiment(runs.iter().map(|r| {
-            (
-                &r.header,
-                format!("{}/{}/seed{}", r.header.dataset, r.header.strategy, r.header.seed),
-            )
-        }))?;
+        records::check_one_experiment(runs.iter().map(|r| &r.header))?;
         let mut by_ds: BTreeMap<String, Vec<RunData>> = BTreeMap::new();
         let mut incomplete = Vec::new();
         for r in runs {

@@ -157,21 +157,20 @@ fn records_complete(jsonl: &Path, plan: &Plan) -> Result<bool> {
         return Ok(false);
     }
     let r = records::read(jsonl)?;
-    let (theirs, ours) = match plan.experiment_hashes.get(&r.header.strategy) {
-        Some(h) => (records::run_experiment_hash(&r.header), h),
-        None => (r.header.config_hash.clone(), &plan.config_hash),
-    };
-    if &theirs != ours {
-        let rule = if plan.experiment_hashes.is_empty() {
-            "the plan.json predates experiment hashes and compares whole configurations: run \
-             `validate plan` again"
-        } else {
-            "only the seed and strategy lists and the other strategies' learning rates may differ"
-        };
-        return Err(Error::Config {
-            path: jsonl.to_path_buf(),
-            message: format!("holds a run with another configuration (hash {theirs} vs the plan's {ours}; {rule})"),
-        });
+    match plan.experiment_hashes.get(&r.header.strategy) {
+        Some(h) => super::runner::check_experiment(jsonl, &r.header, h)?,
+        None if r.header.config_hash != plan.config_hash => {
+            return Err(Error::Config {
+                path: jsonl.to_path_buf(),
+                message: format!(
+                    "holds a run with another configuration (hash {} vs the plan's {}; the plan.json \
+                     predates experiment hashes and compares whole configurations: run `validate \
+                     plan` again)",
+                    r.header.config_hash, plan.config_hash
+                ),
+            });
+        }
+        None => {}
     }
     Ok(super::runner::finished(&r, plan.last_step))
 }

@@ -211,6 +211,13 @@ impl EvalRecord {
     }
 }
 
+impl Header {
+    /// The run as `dataset/strategy/seedN`, the name reports and errors use.
+    pub fn label(&self) -> String {
+        format!("{}/{}/seed{}", self.dataset, self.strategy, self.seed)
+    }
+}
+
 /// A parsed JSONL run file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRecords {
@@ -263,13 +270,14 @@ pub fn run_experiment_hash(header: &Header) -> String {
     experiment_hash(&header.config, Some(&header.strategy))
 }
 
-/// Checks that `headers` (with a name each, for the error) belong to one experiment: they
-/// agree on everything but the seed and strategy lists and the other strategies' learning
-/// rates ([`experiment_hash`]). The error lists each configuration and its runs.
-pub fn check_one_experiment<'a>(headers: impl IntoIterator<Item = (&'a Header, String)>) -> Result<()> {
+/// Checks that the runs of `headers` belong to one experiment: they agree on everything but the
+/// seed and strategy lists and the other strategies' learning rates ([`experiment_hash`]). The
+/// error lists each configuration and its runs ([`Header::label`]).
+pub fn check_one_experiment<'a>(headers: impl IntoIterator<Item = &'a Header>) -> Result<()> {
     let mut shared: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut own: BTreeMap<&str, BTreeMap<String, Vec<String>>> = BTreeMap::new();
-    for (h, name) in headers {
+    for h in headers {
+        let name = h.label();
         shared
             .entry(experiment_hash(&h.config, None))
             .or_default()
@@ -507,36 +515,34 @@ mod tests {
         let paper = serde_json::json!({"seeds": [0], "optimizer": "paper"});
         assert_eq!(h(&paper, "lora"), h(&paper, "full"));
 
-        let header = |config: serde_json::Value, strategy: &str| Header {
+        let header = |config: serde_json::Value, strategy: &str, seed: u64| Header {
             config,
             strategy: strategy.into(),
+            seed,
             ..sample().header
         };
         let runs = [
-            header(first.clone(), "lora"),
-            header(grown.clone(), "bitfit"),
-            header(grown.clone(), "lora"),
+            header(first.clone(), "lora", 0),
+            header(grown.clone(), "bitfit", 1),
+            header(grown.clone(), "lora", 2),
         ];
-        fn named(hs: &[Header]) -> Vec<(&Header, String)> {
-            hs.iter().enumerate().map(|(i, h)| (h, format!("run{i}"))).collect()
-        }
-        check_one_experiment(named(&runs)).unwrap();
+        check_one_experiment(&runs).unwrap();
         // LoRA at another rate beside the others: refused, naming both LoRA configurations.
-        let mixed = [runs[0].clone(), runs[1].clone(), header(rate.clone(), "lora")];
-        let e = check_one_experiment(named(&mixed)).unwrap_err().to_string();
+        let mixed = [runs[0].clone(), runs[1].clone(), header(rate.clone(), "lora", 2)];
+        let e = check_one_experiment(&mixed).unwrap_err().to_string();
         assert!(
             e.contains("2 configurations")
-                && e.contains(&format!("config {}: run0", h(&first, "lora")))
-                && e.contains(&format!("config {}: run2", h(&rate, "lora")))
-                && !e.contains("run1"),
+                && e.contains(&format!("config {}: simple/lora/seed0", h(&first, "lora")))
+                && e.contains(&format!("config {}: simple/lora/seed2", h(&rate, "lora")))
+                && !e.contains("simple/bitfit/seed1"),
             "{e}"
         );
         // Another schedule for one run: the shared part differs.
-        let e = check_one_experiment(named(&[runs[0].clone(), header(steps, "bitfit")]))
+        let e = check_one_experiment(&[runs[0].clone(), header(steps, "bitfit", 1)])
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("2 configurations") && e.contains("run0") && e.contains("run1"),
+            e.contains("2 configurations") && e.contains("simple/lora/seed0") && e.contains("simple/bitfit/seed1"),
             "{e}"
         );
     }

@@ -32,9 +32,9 @@ use crate::engine::train::AdamW;
 use crate::engine::{Vit, VitSpec};
 use crate::error::{Error, Result};
 use evaluate::{evaluate, record};
-pub(crate) use resume::finished;
 pub use resume::preflight;
 use resume::{Progress, crash_point, resume, save_checkpoint};
+pub(crate) use resume::{check_experiment, finished};
 pub(crate) use trainer::Trainer;
 
 /// Whether stderr is a terminal.

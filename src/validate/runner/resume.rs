@@ -41,7 +41,11 @@ pub(super) fn resume(
         return Ok(Some(p));
     }
     let old = records::read(jsonl)?;
-    check_experiment(jsonl, &old.header, &header.config)?;
+    check_experiment(
+        jsonl,
+        &old.header,
+        &records::experiment_hash(&header.config, Some(&old.header.strategy)),
+    )?;
     if header.eval_steps.last().is_some_and(|&l| finished(&old, l)) {
         return Ok(None);
     }
@@ -89,8 +93,8 @@ fn read_checkpoint(ckpt: &Path, device: &Device) -> Result<HashMap<String, Tenso
 
 /// Checks what a run into `out` would resume from, before anything is written: every existing
 /// record file parses and was written by this experiment (same configuration but for the seed and
-/// strategy lists and the other strategies' learning rates, [`records::experiment_hash`]), and the checkpoint of every unfinished run is
-/// readable. Errors name the file.
+/// strategy lists and the other strategies' learning rates, [`records::experiment_hash`]), and the
+/// checkpoint of every unfinished run is readable. Errors name the file.
 pub fn preflight(run: &ValidRun, out: &Path) -> Result<()> {
     let ours = serde_json::to_value(&run.config).expect("config serialises");
     let last = run.eval_steps.last().copied();
@@ -102,7 +106,7 @@ pub fn preflight(run: &ValidRun, out: &Path) -> Result<()> {
                     continue;
                 }
                 let old = records::read(&jsonl)?;
-                check_experiment(&jsonl, &old.header, &ours)?;
+                check_experiment(&jsonl, &old.header, &records::experiment_hash(&ours, Some(s.id())))?;
                 if !last.is_some_and(|l| finished(&old, l)) && ckpt.exists() {
                     read_checkpoint(&ckpt, &Device::Cpu)?;
                 }
@@ -117,12 +121,12 @@ pub(crate) fn finished(r: &records::RunRecords, last: u64) -> bool {
     r.evals.last().map(|e| e.step) == Some(last)
 }
 
-/// Records at `jsonl` (with `header`) belong to the experiment of configuration `ours`: the
-/// same [`records::experiment_hash`] for the run's strategy (only the seed and strategy lists and
-/// the other strategies' learning rates may differ); else an error naming the file.
-fn check_experiment(jsonl: &Path, header: &records::Header, ours: &serde_json::Value) -> Result<()> {
+/// Records at `jsonl` (with `header`) belong to the experiment `ours`, the
+/// [`records::experiment_hash`] of our configuration for the run's strategy (only the seed and
+/// strategy lists and the other strategies' learning rates may differ), or an error naming the
+/// file: records written by another configuration are never resumed, counted or overwritten.
+pub(crate) fn check_experiment(jsonl: &Path, header: &records::Header, ours: &str) -> Result<()> {
     let theirs = records::run_experiment_hash(header);
-    let ours = records::experiment_hash(ours, Some(&header.strategy));
     if theirs == ours {
         return Ok(());
     }
