@@ -291,7 +291,7 @@ pub struct GapRow {
     pub only_pgd_missed: usize,
     /// Robust under AutoAttack, broken by PGD.
     pub only_aa_missed: usize,
-    /// (pgd − autoattack) / n and its 95% bootstrap interval over images.
+    /// (pgd − autoattack) / n and its 95% bootstrap interval over seeds, then images.
     pub gap: f64,
     /// See `gap`.
     pub gap_ci: Option<Interval>,
@@ -309,7 +309,7 @@ pub struct RankRow {
     /// Spearman ρ between the strategies' robust accuracies under PGD and under AutoAttack (None
     /// when one side is constant).
     pub rho: Option<f64>,
-    /// Its 95% bootstrap interval over images.
+    /// Its 95% bootstrap interval over seeds, then images.
     pub rho_ci: Option<Interval>,
     /// Best strategy under PGD and under AutoAttack.
     pub best: (String, String),
@@ -346,10 +346,11 @@ fn pools(cells: &[GapCell]) -> Pools {
     p
 }
 
-/// Robust share at radius `k` under (pgd, aa) over the image positions `pos` of every seed.
-fn shares(seeds: &[(String, String)], k: usize, pos: &[usize]) -> (f64, f64) {
+/// Robust share at radius `k` under (pgd, aa) over the image positions `pos` of the seeds `pick`
+/// (indices into `seeds`, repeats counted).
+fn shares(seeds: &[(String, String)], pick: &[usize], k: usize, pos: &[usize]) -> (f64, f64) {
     let (mut a, mut b, mut n) = (0usize, 0usize, 0usize);
-    for (p, q) in seeds {
+    for (p, q) in pick.iter().map(|&j| &seeds[j]) {
         let (p, q) = (p.as_bytes(), q.as_bytes());
         for &i in pos {
             a += usize::from(p[i] - b'0' >= k as u8 + 2);
@@ -360,8 +361,10 @@ fn shares(seeds: &[(String, String)], k: usize, pos: &[usize]) -> (f64, f64) {
     (a as f64 / n as f64, b as f64 / n as f64)
 }
 
-/// The summary of `cells`, with `reps` bootstrap replicates over image positions (the same
-/// positions for every strategy and seed: the runs share their evaluation images).
+/// The summary of `cells`, with `reps` bootstrap replicates. Each replicate draws, per strategy,
+/// its seeds with replacement (nothing drawn for a strategy with one seed), then one set of image
+/// positions shared by every strategy and seed (the runs share their evaluation images): with
+/// several seeds the intervals cover the spread between trainings, not only the images.
 pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
     let mut rows = Vec::new();
     let mut ranks = Vec::new();
@@ -369,18 +372,31 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
     for ((dataset, which), strategies) in pools(cells) {
         let n_img = strategies[0].1[0].0.len();
         let all: Vec<usize> = (0..n_img).collect();
-        let draws: Vec<Vec<usize>> = (0..reps).map(|_| resample_indices(n_img, n_img, &mut rng)).collect();
+        let every: Vec<Vec<usize>> = strategies.iter().map(|(_, s)| (0..s.len()).collect()).collect();
+        // Per replicate: each strategy's seeds, then the image positions.
+        let draws: Vec<(Vec<Vec<usize>>, Vec<usize>)> = (0..reps)
+            .map(|_| {
+                let seeds = every
+                    .iter()
+                    .map(|e| match e.len() {
+                        1 => e.clone(),
+                        m => resample_indices(m, m, &mut rng),
+                    })
+                    .collect();
+                (seeds, resample_indices(n_img, n_img, &mut rng))
+            })
+            .collect();
         for (k, &eps) in spec.eps.iter().enumerate() {
             let mut pgd_acc = Vec::new();
             let mut aa_acc = Vec::new();
-            for (strategy, seeds) in &strategies {
-                let (p, a) = shares(seeds, k, &all);
+            for (i, (strategy, seeds)) in strategies.iter().enumerate() {
+                let (p, a) = shares(seeds, &every[i], k, &all);
                 pgd_acc.push(p);
                 aa_acc.push(a);
                 let boot: Vec<f64> = draws
                     .iter()
-                    .map(|d| {
-                        let (p, a) = shares(seeds, k, d);
+                    .map(|(sd, d)| {
+                        let (p, a) = shares(seeds, &sd[i], k, d);
                         p - a
                     })
                     .collect();
@@ -421,8 +437,12 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
             };
             let boot: Vec<f64> = draws
                 .iter()
-                .filter_map(|d| {
-                    let (p, a): (Vec<f64>, Vec<f64>) = strategies.iter().map(|(_, s)| shares(s, k, d)).unzip();
+                .filter_map(|(sd, d)| {
+                    let (p, a): (Vec<f64>, Vec<f64>) = strategies
+                        .iter()
+                        .zip(sd)
+                        .map(|((_, s), pick)| shares(s, pick, k, d))
+                        .unzip();
                     spearman(&p, &a).ok()
                 })
                 .collect();
@@ -496,8 +516,8 @@ fn render(rows: &[GapRow], ranks: &[RankRow], cells: &[GapCell], spec: &GapSpec,
         "Runs' attack: {}. Stronger attack: AutoAttack (apgd-ce → apgd-t → fab-t → square), {} iterations, {} \
          targets, {} queries. Images: the first {} evaluation images of each run × seeds {:?} (the same images for \
          every strategy); every replayed checkpoint's clean outcome matched its record on all evaluation images. \
-         Intervals: accuracies Wilson 95%; gap and ρ 95% percentile bootstrap over image positions ({reps} \
-         replicates). AutoAttack time {:.0} s over {} checkpoints.\n",
+         Intervals: accuracies Wilson 95%; gap and ρ 95% percentile bootstrap over seeds, then image positions \
+         ({reps} replicates). AutoAttack time {:.0} s over {} checkpoints.\n",
         cells.first().map_or("?", |c| c.run_attack.as_str()),
         spec.steps,
         spec.targets,
@@ -575,10 +595,14 @@ mod tests {
     use super::*;
 
     fn cell(strategy: &str, pgd: &str, aa: &str) -> GapCell {
+        seed_cell(strategy, 0, pgd, aa)
+    }
+
+    fn seed_cell(strategy: &str, seed: u64, pgd: &str, aa: &str) -> GapCell {
         GapCell {
             dataset: "t".into(),
             strategy: strategy.into(),
-            seed: 0,
+            seed,
             run_attack: "pgd".into(),
             points: vec![GapPoint {
                 which: vec!["peak".into(), "final".into()],
@@ -627,5 +651,42 @@ mod tests {
         assert!((r.rho.unwrap() - 0.5).abs() < 1e-12, "{r:?}");
         assert_eq!(r.best, ("a".to_string(), "b".to_string()));
         assert!(s.markdown.contains("| t | final | 1/255 | a | 10 |"), "{}", s.markdown);
+    }
+
+    /// With several seeds the gap's interval covers their spread (seeds resampled), not only the
+    /// images: three seeds with planted gaps 0, 0.3 and 0.6 on 20 shared images. Resampling images
+    /// alone would give about 0.3 ± 0.12; with the seeds drawn the interval reaches 0 (a replicate
+    /// of seed 0 three times has no gap at all) and beyond 0.5.
+    #[test]
+    fn the_interval_of_the_gap_covers_the_seeds() {
+        let spec = GapSpec {
+            eps: vec![1.0 / 255.0],
+            n: 20,
+            steps: 1,
+            targets: 1,
+            queries: 1,
+        };
+        let robust = "2".repeat(20);
+        let broken = |k: usize| format!("{}{}", "1".repeat(k), "2".repeat(20 - k));
+        let cells = [
+            seed_cell("a", 0, &robust, &robust),
+            seed_cell("a", 1, &robust, &broken(6)),
+            seed_cell("a", 2, &robust, &broken(12)),
+            seed_cell("b", 0, &broken(10), &broken(10)),
+        ];
+        let s = summarise(&cells, &spec, 1000);
+        let a = s.rows.iter().find(|r| r.strategy == "a" && r.which == "final").unwrap();
+        assert_eq!((a.n, a.pgd, a.autoattack, a.only_pgd_missed), (60, 60, 42, 18));
+        assert!((a.gap - 0.3).abs() < 1e-12);
+        let ci = a.gap_ci.unwrap();
+        assert!(ci.lo < 0.1 && ci.hi > 0.5, "{ci:?}");
+        // One seed, no gap: a degenerate interval at 0.
+        let b = s.rows.iter().find(|r| r.strategy == "b" && r.which == "final").unwrap();
+        assert_eq!((b.gap, b.gap_ci.map(|c| (c.lo, c.hi))), (0.0, Some((0.0, 0.0))));
+        assert!(
+            s.markdown.contains("over seeds, then image positions"),
+            "{}",
+            s.markdown
+        );
     }
 }
