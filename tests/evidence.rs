@@ -427,7 +427,7 @@ fn best_robustness_at_the_clean_target() {
     assert!(md.contains("| standard | pgd-at |"), "{md}");
     assert!(md.contains("standard = this folder, pgd-at = "), "{md}");
     // The robust folder set against this one (validate versus), headings one level down.
-    assert!(md.contains("\n## Standard vs robust fine-tuning: "), "{md}");
+    assert!(md.contains("\n## Standard vs PGD-AT fine-tuning: "), "{md}");
     assert!(md.contains("\n### t, ε = 1/255\n"), "{md}");
     assert!(
         !robust.join("report/versus-standard.md").exists(),

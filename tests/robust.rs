@@ -326,9 +326,53 @@ fn trades_with_zero_beta_is_standard_training() {
     let md = std::fs::read_to_string(at_dir.join("report/versus-standard.md")).unwrap();
     assert!(md.contains("## simple, ε = 2/255") && md.contains("| LoRA | "), "{md}");
     assert!(md.contains("Spearman ρ between the rankings (2 strategies)"), "{md}");
-    assert!(md.contains("Robust: ") && md.contains("pgd-at fine-tuning"), "{md}");
+    assert!(md.starts_with("# Standard vs PGD-AT fine-tuning\n"), "{md}");
+    assert!(
+        md.contains("PGD-AT: ") && md.contains("(pgd-at fine-tuning (train attack"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| Δ AUC |") && md.contains("paired: both folders hold the same seeds"),
+        "{md}"
+    );
     let csv = std::fs::read_to_string(at_dir.join("report/versus-standard.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
+    // Paired: TRADES with β = 0 recorded what standard training did, so every replicate draws
+    // the same seeds and images in both and every difference is exactly 0 — an interval of width
+    // 0 (independent draws would give each side its own spread).
+    let t0 = base.join("trades0");
+    let o = versus(std_dir.to_str().unwrap(), t0.to_str().unwrap());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(t0.join("report/versus-standard.csv")).unwrap();
+    let head: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |row: &str, name: &str| -> String {
+        let i = head.iter().position(|h| *h == name).unwrap();
+        row.split(',').nth(i).unwrap().to_string()
+    };
+    for row in csv.lines().skip(1) {
+        assert_eq!(col(row, "paired"), "true", "{csv}");
+        assert_ne!(col(row, "auc_standard_lo"), col(row, "auc_standard_hi"), "{csv}");
+        for c in [
+            "auc_diff",
+            "auc_diff_lo",
+            "auc_diff_hi",
+            "final_clean_diff_lo",
+            "final_clean_diff_hi",
+        ] {
+            assert_eq!(col(row, c).parse::<f64>().unwrap(), 0.0, "{c}: {csv}");
+        }
+    }
+    // Two robust folders: the file is named by the first folder's training, so the TRADES
+    // folder's comparison with standard training stays as it was.
+    let before = std::fs::read(t0.join("report/versus-standard.md")).unwrap();
+    let o = versus(at_dir.to_str().unwrap(), t0.to_str().unwrap());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(t0.join("report/versus-standard.md")).unwrap(), before);
+    let md = std::fs::read_to_string(t0.join("report/versus-pgd-at.md")).unwrap();
+    assert!(
+        md.starts_with("# PGD-AT vs TRADES fine-tuning\n") && md.contains("Δ = TRADES − PGD-AT"),
+        "{md}"
+    );
     let other = base.join("other.toml");
     std::fs::write(&other, config("").replace("eps = [\"2/255\"]", "eps = [\"1/255\"]")).unwrap();
     let o = common::validate_run(&other, &base.join("other"));

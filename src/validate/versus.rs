@@ -6,16 +6,20 @@
 //!
 //! The two folders must measure the same thing: the same tasks (by name), the same radii and the
 //! same evaluation images; the robust folder's strategies must all be in the standard one.
-//! Intervals: each folder's own bootstrap over its evaluation images and seeds (as its report),
-//! drawn independently, and ρ recomputed on the pair of replicates r (conservative for images
-//! shared by both folders).
+//! Intervals: 95% percentile bootstrap over seeds and evaluation images. When both folders hold
+//! the same tasks with the same seeds — the usual case, one experiment fine-tuned two ways —
+//! every replicate draws the **same** seeds and images in both (paired), so the differences
+//! robust − standard (AUC, final clean and robust accuracy) get intervals that leave out what both
+//! folders share; otherwise the folders are drawn independently (unpaired, wider) and the Markdown
+//! says so. ρ is recomputed on each pair of replicates.
 //!
-//! Writes `ROBUST/report/versus-standard.md` and `.csv`.
+//! Writes `ROBUST/report/versus-<kind>.md` and `.csv`, `<kind>` the first folder's training
+//! (`versus-standard` for the usual standard-vs-robust comparison).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::analysis::{Images, Study, describe_training, mean_of};
+use super::analysis::{Images, Study, describe_training, mean_of, training_kind};
 use super::report::eps_label;
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
@@ -28,51 +32,127 @@ use crate::tradeoff::{AucRule, Interval};
 /// Bootstrap seed of the comparison (each folder's replicates: this ^ folder index).
 const SEED: u64 = 0x007e_2505;
 
-/// One folder's AUCs: (task, radius index, strategy) → point estimate, and per replicate.
+/// One folder's statistics per (task, radius index, strategy): AUC, final clean and final robust
+/// accuracy (seed means), as point estimates and per bootstrap replicate.
 struct Aucs {
-    point: BTreeMap<(String, usize, Strategy), f64>,
-    reps: Vec<BTreeMap<(String, usize, Strategy), f64>>,
-    final_acc: BTreeMap<(String, usize, Strategy), (f64, f64)>,
+    point: Stats,
+    reps: Vec<Stats>,
+}
+
+/// (task, radius index, strategy) → [AUC, final clean, final robust].
+type Stats = BTreeMap<(String, usize, Strategy), [f64; 3]>;
+
+impl Aucs {
+    /// Statistic `j` (0 AUC, 1 final clean, 2 final robust) of `k`, per replicate.
+    fn column(&self, k: &(String, usize, Strategy), j: usize) -> Vec<f64> {
+        self.reps.iter().map(|r| r[k][j]).collect()
+    }
 }
 
 fn aucs(study: &Study, keys: &[(String, usize, Strategy)], reps: usize, seed: u64) -> Aucs {
     let di = |name: &str| study.datasets.iter().position(|d| d.name == name).expect("checked");
     let stat = |v: &super::analysis::View| -> Vec<f64> {
         keys.iter()
-            .map(|(d, e, s)| mean_of(&v[&(di(d), *s)], |c| c.auc(*e, AucRule::Step)))
+            .flat_map(|(d, e, s)| {
+                let cs = &v[&(di(d), *s)];
+                [
+                    mean_of(cs, |c| c.auc(*e, AucRule::Step)),
+                    mean_of(cs, |c| *c.clean.last().unwrap_or(&f64::NAN)),
+                    mean_of(cs, |c| *c.robust[*e].last().unwrap_or(&f64::NAN)),
+                ]
+            })
             .collect()
     };
-    let to_map = |vals: Vec<f64>| keys.iter().cloned().zip(vals).collect::<BTreeMap<_, _>>();
-    let view = study.view(Images::All);
-    let final_acc = keys
-        .iter()
-        .map(|(d, e, s)| {
-            let cs = &view[&(di(d), *s)];
-            let clean = mean_of(cs, |c| *c.clean.last().unwrap_or(&f64::NAN));
-            let rob = mean_of(cs, |c| *c.robust[*e].last().unwrap_or(&f64::NAN));
-            ((d.clone(), *e, *s), (clean, rob))
-        })
-        .collect();
+    let to_map = |vals: Vec<f64>| {
+        keys.iter()
+            .cloned()
+            .zip(vals.chunks(3).map(|c| [c[0], c[1], c[2]]))
+            .collect::<BTreeMap<_, _>>()
+    };
     Aucs {
-        point: to_map(stat(&view)),
+        point: to_map(stat(&study.view(Images::All))),
         reps: study
             .bootstrap(Images::All, reps, seed, stat)
             .into_iter()
             .map(to_map)
             .collect(),
-        final_acc,
     }
 }
 
-/// The comparison as Markdown, written with its CSV to `robust/report/versus-standard.{md,csv}`.
+/// Whether one bootstrap seed draws the same seeds and images in both studies: the same tasks in
+/// the same order, each with the same seeds and evaluation images of the same size
+/// ([`Study::replicate`] draws per task the seed positions, then one weight vector per
+/// evaluation set, in that order).
+fn paired(a: &Study, b: &Study) -> bool {
+    // Per task: name, seeds, (evaluation set, size) of its runs.
+    type Shape = (String, Vec<u64>, Vec<(Option<String>, usize)>);
+    let shape = |s: &Study| -> Vec<Shape> {
+        s.datasets
+            .iter()
+            .map(|d| {
+                let mut sets: Vec<(Option<String>, usize)> = d
+                    .runs
+                    .values()
+                    .flatten()
+                    .flatten()
+                    .map(|r| (r.header.eval_set.clone(), r.n))
+                    .collect();
+                sets.sort();
+                sets.dedup();
+                (d.name.clone(), d.seeds.clone(), sets)
+            })
+            .collect()
+    };
+    let ok = |s: &Study| {
+        s.datasets
+            .iter()
+            .all(|d| d.resamplable && d.runs.values().flatten().all(|r| r.is_some()))
+    };
+    ok(a) && ok(b) && shape(a) == shape(b)
+}
+
+/// The comparison as Markdown, written with its CSV to `robust/report/versus-<kind>.{md,csv}`,
+/// `<kind>` the first folder's training (`standard`, `pgd-at`, `trades`): a PGD-AT folder set
+/// against a TRADES folder leaves the TRADES folder's comparison with standard training in place.
 pub fn versus(standard: &Path, robust: &Path, reps: usize) -> Result<String> {
     let (a, b) = (Study::load(standard)?, Study::load(robust)?);
     let (md, csv) = versus_studies(&a, &b, standard, robust, reps)?;
     let dir = robust.join("report");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    write_atomic(&dir.join("versus-standard.md"), md.as_bytes())?;
-    write_atomic(&dir.join("versus-standard.csv"), csv.as_bytes())?;
+    let stem = format!("versus-{}", kind(&a));
+    write_atomic(&dir.join(format!("{stem}.md")), md.as_bytes())?;
+    write_atomic(&dir.join(format!("{stem}.csv")), csv.as_bytes())?;
     Ok(md)
+}
+
+/// A study's training kind (`standard`, `pgd-at`, `trades`), from its first run.
+fn kind(s: &Study) -> String {
+    s.datasets
+        .iter()
+        .flat_map(|d| d.runs.values().flatten().flatten())
+        .next()
+        .map_or_else(|| "standard".into(), |r| training_kind(&r.header.config).to_string())
+}
+
+/// The two folders' names in the text: their trainings ("standard", "PGD-AT", "TRADES"), or
+/// "first" and "second" when both trained the same way.
+fn labels(a: &Study, b: &Study) -> (String, String) {
+    let word = |k: String| match k.as_str() {
+        "pgd-at" | "trades" => k.to_uppercase(),
+        _ => k,
+    };
+    let (ka, kb) = (kind(a), kind(b));
+    if ka == kb {
+        ("first".into(), "second".into())
+    } else {
+        (word(ka), word(kb))
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
 }
 
 /// The comparison of the loaded folders `a` (at `standard`) and `b` (at `robust`) as Markdown
@@ -115,28 +195,48 @@ pub fn versus_studies(a: &Study, b: &Study, standard: &Path, robust: &Path, reps
             }
         }
     }
+    let pair = paired(a, b);
     let sa = aucs(a, &keys, reps, SEED);
-    let sb = aucs(b, &keys, reps, SEED ^ 1);
-    let ci =
-        |m: &Aucs, k: &(String, usize, Strategy)| percentile_interval(&m.reps.iter().map(|r| r[k]).collect::<Vec<_>>());
+    let sb = aucs(b, &keys, reps, if pair { SEED } else { SEED ^ 1 });
+    let ci = |m: &Aucs, k: &(String, usize, Strategy)| percentile_interval(&m.column(k, 0));
+    // Robust − standard of statistic j, with its interval over the pairs of replicates.
+    let diff = |k: &(String, usize, Strategy), j: usize| {
+        let d: Vec<f64> = sb
+            .column(k, j)
+            .iter()
+            .zip(sa.column(k, j))
+            .map(|(y, x)| y - x)
+            .collect();
+        (sb.point[k][j] - sa.point[k][j], percentile_interval(&d))
+    };
     let fmt =
         |v: f64, c: Option<Interval>| c.map_or(format!("{v:.3}"), |c| format!("{v:.3} [{:.3}, {:.3}]", c.lo, c.hi));
+    let signed = |(v, c): (f64, Option<Interval>)| {
+        c.map_or(format!("{v:+.3}"), |c| format!("{v:+.3} [{:+.3}, {:+.3}]", c.lo, c.hi))
+    };
     let training = |s: &Study| {
         s.datasets
             .first()
             .and_then(|d| d.runs.values().flatten().flatten().next())
             .map_or_else(String::new, |r| describe_training(&r.header.config))
     };
+    let (la, lb) = labels(a, b);
     let mut md = format!(
-        "# Standard vs robust fine-tuning\n\nStandard: {} ({}). Robust: {} ({}). Robust accuracy under: {}. \
-         AUC: step rule, mean over seeds; intervals 95% percentile bootstrap over each folder's evaluation images \
-         and seeds ({reps} replicates, the two folders drawn independently); ρ: Spearman between the two AUC \
-         rankings of the strategies both ran.\n",
+        "# {} vs {lb} fine-tuning\n\n{la}: {} ({}). {lb}: {} ({}). Robust accuracy under: {}. AUC: step rule; AUC \
+         and final accuracies are means over seeds. Intervals: 95% percentile bootstrap over seeds and evaluation \
+         images ({reps} replicates), {}; Δ = {lb} − {la}, a difference counts when its interval excludes 0. ρ: \
+         Spearman between the two AUC rankings of the strategies both ran.\n",
+        capitalise(&la),
         standard.display(),
         training(a),
         robust.display(),
         training(b),
-        b.attack
+        b.attack,
+        if pair {
+            "paired: both folders hold the same seeds and images and every replicate draws the same ones in both"
+        } else {
+            "unpaired: the folders hold different seeds or images, so each is drawn independently (wider Δ intervals)"
+        }
     );
     let mut csv = Csv::new(&[
         "dataset",
@@ -148,10 +248,18 @@ pub fn versus_studies(a: &Study, b: &Study, standard: &Path, robust: &Path, reps
         "auc_robust",
         "auc_robust_lo",
         "auc_robust_hi",
+        "auc_diff",
+        "auc_diff_lo",
+        "auc_diff_hi",
         "final_clean_standard",
         "final_clean_robust",
+        "final_clean_diff_lo",
+        "final_clean_diff_hi",
         "final_robust_standard",
         "final_robust_robust",
+        "final_robust_diff_lo",
+        "final_robust_diff_hi",
+        "paired",
     ]);
     let mut groups: BTreeMap<(String, usize), Vec<Strategy>> = BTreeMap::new();
     for (d, e, s) in &keys {
@@ -160,32 +268,40 @@ pub fn versus_studies(a: &Study, b: &Study, standard: &Path, robust: &Path, reps
     for ((d, e), strategies) in &groups {
         let eps = b.datasets.iter().find(|x| &x.name == d).expect("present").eps[*e];
         md += &format!(
-            "\n## {d}, ε = {}\n\n| strategy | AUC, standard | AUC, robust | final clean, standard → robust | final robust, standard → robust |\n|---|---|---|---|---|\n",
+            "\n## {d}, ε = {}\n\n| strategy | AUC, {la} | AUC, {lb} | Δ AUC | final clean, {la} → {lb} (Δ) | final robust, {la} → {lb} (Δ) |\n|---|---|---|---|---|---|\n",
             eps_label(eps)
         );
         for s in strategies {
             let k = (d.clone(), *e, *s);
-            let (ca, ra) = sa.final_acc[&k];
-            let (cb, rb) = sb.final_acc[&k];
+            let ([auc_a, ca, ra], [auc_b, cb, rb]) = (sa.point[&k], sb.point[&k]);
+            let (dc, dr) = (diff(&k, 1), diff(&k, 2));
             md += &format!(
-                "| {} | {} | {} | {ca:.3} → {cb:.3} | {ra:.3} → {rb:.3} |\n",
+                "| {} | {} | {} | {} | {ca:.3} → {cb:.3} ({}) | {ra:.3} → {rb:.3} ({}) |\n",
                 s.name(),
-                fmt(sa.point[&k], ci(&sa, &k)),
-                fmt(sb.point[&k], ci(&sb, &k))
+                fmt(auc_a, ci(&sa, &k)),
+                fmt(auc_b, ci(&sb, &k)),
+                signed(diff(&k, 0)),
+                signed(dc),
+                signed(dr)
             );
             let lohi = |c: Option<Interval>| c.map_or([String::new(), String::new()], |c| [num(c.lo), num(c.hi)]);
-            let mut row = vec![d.clone(), num(eps), s.id().into(), num(sa.point[&k])];
+            let mut row = vec![d.clone(), num(eps), s.id().into(), num(auc_a)];
             row.extend(lohi(ci(&sa, &k)));
-            row.push(num(sb.point[&k]));
+            row.push(num(auc_b));
             row.extend(lohi(ci(&sb, &k)));
-            row.extend([num(ca), num(cb), num(ra), num(rb)]);
+            let (da, dac) = diff(&k, 0);
+            row.push(num(da));
+            row.extend(lohi(dac));
+            row.extend([num(ca), num(cb)]);
+            row.extend(lohi(dc.1));
+            row.extend([num(ra), num(rb)]);
+            row.extend(lohi(dr.1));
+            row.push(pair.to_string());
             csv.push(row);
         }
-        let rank = |m: &BTreeMap<(String, usize, Strategy), f64>| -> Vec<f64> {
-            strategies.iter().map(|s| m[&(d.clone(), *e, *s)]).collect()
-        };
+        let rank = |m: &Stats| -> Vec<f64> { strategies.iter().map(|s| m[&(d.clone(), *e, *s)][0]).collect() };
         // Every strategy at the highest AUC (ties named together).
-        let best = |m: &BTreeMap<(String, usize, Strategy), f64>| {
+        let best = |m: &Stats| {
             let v = rank(m);
             let top = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             strategies
@@ -204,7 +320,7 @@ pub fn versus_studies(a: &Study, b: &Study, standard: &Path, robust: &Path, reps
             .filter_map(|(x, y)| spearman(&rank(x), &rank(y)).ok())
             .collect();
         md += &format!(
-            "\nBest AUC: {} (standard), {} (robust). Spearman ρ between the rankings ({} strategies): {}.\n",
+            "\nBest AUC: {} ({la}), {} ({lb}). Spearman ρ between the rankings ({} strategies): {}.\n",
             best(&sa.point),
             best(&sb.point),
             strategies.len(),

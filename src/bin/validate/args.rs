@@ -185,8 +185,9 @@ pub enum Cmd {
         /// A run's output folder.
         dir: PathBuf,
     },
-    /// Standard and robust (adversarial) fine-tuning side by side: AUC per strategy and radius,
-    /// and whether the ranking changes; writes ROBUST/report/versus-standard.md.
+    /// Standard and robust (adversarial) fine-tuning side by side: AUC and final accuracies per
+    /// strategy and radius with paired differences, and whether the ranking changes; writes
+    /// ROBUST/report/versus-<STANDARD's training>.md (versus-standard.md).
     Versus {
         /// The standard fine-tuning run folder.
         standard: PathBuf,

@@ -212,13 +212,10 @@ pub fn verdict_with(dir: &Path, with: &[std::path::PathBuf], min_clean: Option<f
             .is_some_and(|r| training_kind(&r.header.config) != "standard");
         if robust {
             let (md, _) = crate::validate::versus::versus_studies(&study, &other, dir, w, reps)?;
-            let md = md.replacen(
-                "# Standard vs robust fine-tuning",
-                &format!("## Standard vs robust fine-tuning: {}", w.display()),
-                1,
-            );
-            extra += "\n";
-            extra += &md.replace("\n## ", "\n### ");
+            // The title one level down, naming the folder; its sections with it.
+            let (title, body) = md.split_once('\n').unwrap_or((md.as_str(), ""));
+            extra += &format!("\n#{title}: {}\n", w.display());
+            extra += &body.replace("\n## ", "\n### ");
         }
     }
     let at = markdown.find("\n## Cells\n").unwrap_or(markdown.len());
