@@ -594,6 +594,17 @@ pub fn load(out: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
 mod tests {
     use super::*;
 
+    /// One radius (1/255), `n` images, a nominal attack budget.
+    fn spec_at_1_255(n: usize) -> GapSpec {
+        GapSpec {
+            eps: vec![1.0 / 255.0],
+            n,
+            steps: 1,
+            targets: 1,
+            queries: 1,
+        }
+    }
+
     fn cell(strategy: &str, pgd: &str, aa: &str) -> GapCell {
         seed_cell(strategy, 0, pgd, aa)
     }
@@ -622,13 +633,7 @@ mod tests {
         // Run radii 1, 2, 4, 8 /255 (indices 0…3); asked 2/255 and 8/255 (indices 1, 3).
         assert_eq!(to_spec_levels(&[0, 1, 2, 3, 4, 5], &[1, 3]), "011223");
         assert_eq!(counts("011223", 2), (5, vec![3, 1]));
-        let spec = GapSpec {
-            eps: vec![1.0 / 255.0],
-            n: 10,
-            steps: 1,
-            targets: 1,
-            queries: 1,
-        };
+        let spec = spec_at_1_255(10);
         // a: PGD 8 robust, AA 5 (3 only under PGD); b: PGD 6, AA 6; c: PGD 4, AA 2 (+1 only AA).
         let cells = [
             cell("a", "2222222211", "2222211111"),
@@ -659,13 +664,7 @@ mod tests {
     /// of seed 0 three times has no gap at all) and beyond 0.5.
     #[test]
     fn the_interval_of_the_gap_covers_the_seeds() {
-        let spec = GapSpec {
-            eps: vec![1.0 / 255.0],
-            n: 20,
-            steps: 1,
-            targets: 1,
-            queries: 1,
-        };
+        let spec = spec_at_1_255(20);
         let robust = "2".repeat(20);
         let broken = |k: usize| format!("{}{}", "1".repeat(k), "2".repeat(20 - k));
         let cells = [
