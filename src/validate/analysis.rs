@@ -415,6 +415,16 @@ impl Study {
         })
     }
 
+    /// The fine-tuning objective its runs share ([`training_kind`]: "standard", "pgd-at",
+    /// "trades"); "standard" for a study without runs.
+    pub fn training_kind(&self) -> &str {
+        self.datasets
+            .iter()
+            .flat_map(|d| d.runs.values().flatten().flatten())
+            .next()
+            .map_or("standard", |r| training_kind(&r.header.config))
+    }
+
     /// Every run folder's records (`dir/<dataset>/<strategy>/seed*.jsonl`), grouped; an error when
     /// no run has finished (naming the unfinished ones) or the folder mixes configurations.
     pub fn load(dir: &std::path::Path) -> Result<Study> {

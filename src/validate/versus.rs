@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::analysis::{Images, Study, describe_training, mean_of, training_kind};
+use super::analysis::{Images, Study, mean_of};
 use super::report::eps_label;
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
@@ -29,7 +29,8 @@ use crate::tradeoff::bootstrap::percentile_interval;
 use crate::tradeoff::stats::spearman;
 use crate::tradeoff::{AucRule, Interval};
 
-/// Bootstrap seed of the comparison (each folder's replicates: this ^ folder index).
+/// Bootstrap seed of the comparison: both folders' replicates when paired, the second folder's
+/// `SEED ^ 1` when not.
 const SEED: u64 = 0x007e_2505;
 
 /// One folder's statistics per (task, radius index, strategy): AUC, final clean and final robust
@@ -119,29 +120,20 @@ pub fn versus(standard: &Path, robust: &Path, reps: usize) -> Result<String> {
     let (md, csv) = versus_studies(&a, &b, standard, robust, reps)?;
     let dir = robust.join("report");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let stem = format!("versus-{}", kind(&a));
+    let stem = format!("versus-{}", a.training_kind());
     write_atomic(&dir.join(format!("{stem}.md")), md.as_bytes())?;
     write_atomic(&dir.join(format!("{stem}.csv")), csv.as_bytes())?;
     Ok(md)
 }
 
-/// A study's training kind (`standard`, `pgd-at`, `trades`), from its first run.
-fn kind(s: &Study) -> String {
-    s.datasets
-        .iter()
-        .flat_map(|d| d.runs.values().flatten().flatten())
-        .next()
-        .map_or_else(|| "standard".into(), |r| training_kind(&r.header.config).to_string())
-}
-
 /// The two folders' names in the text: their trainings ("standard", "PGD-AT", "TRADES"), or
 /// "first" and "second" when both trained the same way.
 fn labels(a: &Study, b: &Study) -> (String, String) {
-    let word = |k: String| match k.as_str() {
+    let word = |k: &str| match k {
         "pgd-at" | "trades" => k.to_uppercase(),
-        _ => k,
+        _ => k.to_string(),
     };
-    let (ka, kb) = (kind(a), kind(b));
+    let (ka, kb) = (a.training_kind(), b.training_kind());
     if ka == kb {
         ("first".into(), "second".into())
     } else {
@@ -214,12 +206,6 @@ pub fn versus_studies(a: &Study, b: &Study, standard: &Path, robust: &Path, reps
     let signed = |(v, c): (f64, Option<Interval>)| {
         c.map_or(format!("{v:+.3}"), |c| format!("{v:+.3} [{:+.3}, {:+.3}]", c.lo, c.hi))
     };
-    let training = |s: &Study| {
-        s.datasets
-            .first()
-            .and_then(|d| d.runs.values().flatten().flatten().next())
-            .map_or_else(String::new, |r| describe_training(&r.header.config))
-    };
     let (la, lb) = labels(a, b);
     let mut md = format!(
         "# {} vs {lb} fine-tuning\n\n{la}: {} ({}). {lb}: {} ({}). Robust accuracy under: {}. AUC: step rule; AUC \
@@ -228,9 +214,9 @@ pub fn versus_studies(a: &Study, b: &Study, standard: &Path, robust: &Path, reps
          Spearman between the two AUC rankings of the strategies both ran.\n",
         capitalise(&la),
         standard.display(),
-        training(a),
+        a.training,
         robust.display(),
-        training(b),
+        b.training,
         b.attack,
         if pair {
             "paired: both folders hold the same seeds and images and every replicate draws the same ones in both"
@@ -274,13 +260,13 @@ pub fn versus_studies(a: &Study, b: &Study, standard: &Path, robust: &Path, reps
         for s in strategies {
             let k = (d.clone(), *e, *s);
             let ([auc_a, ca, ra], [auc_b, cb, rb]) = (sa.point[&k], sb.point[&k]);
-            let (dc, dr) = (diff(&k, 1), diff(&k, 2));
+            let (dauc, dc, dr) = (diff(&k, 0), diff(&k, 1), diff(&k, 2));
             md += &format!(
                 "| {} | {} | {} | {} | {ca:.3} → {cb:.3} ({}) | {ra:.3} → {rb:.3} ({}) |\n",
                 s.name(),
                 fmt(auc_a, ci(&sa, &k)),
                 fmt(auc_b, ci(&sb, &k)),
-                signed(diff(&k, 0)),
+                signed(dauc),
                 signed(dc),
                 signed(dr)
             );
@@ -289,9 +275,8 @@ pub fn versus_studies(a: &Study, b: &Study, standard: &Path, robust: &Path, reps
             row.extend(lohi(ci(&sa, &k)));
             row.push(num(auc_b));
             row.extend(lohi(ci(&sb, &k)));
-            let (da, dac) = diff(&k, 0);
-            row.push(num(da));
-            row.extend(lohi(dac));
+            row.push(num(dauc.0));
+            row.extend(lohi(dauc.1));
             row.extend([num(ca), num(cb)]);
             row.extend(lohi(dc.1));
             row.extend([num(ra), num(rb)]);

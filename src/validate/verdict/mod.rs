@@ -61,7 +61,7 @@ mod theory;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::analysis::{Curves, DatasetData, Study, View, column, mean_of, training_kind};
+use super::analysis::{Curves, DatasetData, Study, View, column, mean_of};
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
 use crate::plot::{Csv, write_atomic};
@@ -204,13 +204,7 @@ pub fn verdict_with(dir: &Path, with: &[std::path::PathBuf], min_clean: Option<f
     let mut extra = at_target.as_ref().map_or_else(String::new, |t| t.markdown(&dirs));
     for w in with {
         let other = Study::load(w)?;
-        let robust = other
-            .datasets
-            .iter()
-            .flat_map(|d| d.runs.values().flatten().flatten())
-            .next()
-            .is_some_and(|r| training_kind(&r.header.config) != "standard");
-        if robust {
+        if other.training_kind() != "standard" {
             let (md, _) = crate::validate::versus::versus_studies(&study, &other, dir, w, reps)?;
             // The title one level down, naming the folder; its sections with it.
             let (title, body) = md.split_once('\n').unwrap_or((md.as_str(), ""));
