@@ -314,12 +314,7 @@ fn trades_with_zero_beta_is_standard_training() {
         auc.contains("Fine-tuning: pgd-at fine-tuning (train attack ε = 8/255, α = 2/255, 2 steps)"),
         "{auc}"
     );
-    let versus = |a: &str, b: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
-            .args(["versus", a, b, "--reps", "100"])
-            .output()
-            .unwrap()
-    };
+    let versus = |a: &str, b: &str| common::validate(&["versus", a, b, "--reps", "100"]);
     let (std_dir, at_dir) = (base.join("standard"), base.join("pgdat"));
     let o = versus(std_dir.to_str().unwrap(), at_dir.to_str().unwrap());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
