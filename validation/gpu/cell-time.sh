@@ -18,9 +18,8 @@ DEVICE=${DEVICE:-cuda}
 REPS=${REPS:-3}
 STRATEGY=${STRATEGY:-all}
 mkdir -p "$OUT"
-if [ ! -x "$BIN" ] && [ -f "$BIN.xz" ]; then
-  xz -dkf "$BIN.xz" && chmod +x "$BIN"
-fi
+# The binary, the CUDA libraries, gpu.csv and ldd.txt.
+source validation/gpu/cuda-env.sh
 ROOT=$(mktemp -d)
 trap 'rm -rf "$ROOT"' EXIT
 mkdir -p "$ROOT/data/vit-base-patch16-224-in21k"

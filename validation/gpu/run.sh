@@ -23,29 +23,14 @@ SLICE_S=${SLICE_S:-540}
 WORK=${WORK:-validation/gpu/work/run}
 STATE=${STATE:-validation/gpu/state}
 mkdir -p "$OUT" "$WORK"
-if [ ! -x "$BIN" ] && [ -f "$BIN.xz" ]; then
-  xz -dkf "$BIN.xz" && chmod +x "$BIN"
-fi
 
 if [ -d "$STATE" ] && [ -n "$(ls -A "$STATE" 2>/dev/null)" ]; then
   # Keep what the state has and the work folder lacks (finished runs from an earlier machine).
   cp -an "$STATE"/. "$WORK"/
 fi
 
-if [ "$DEVICE" != cpu ]; then
-  # CUDA libraries: the machine's PyTorch wheels (nvidia/*/lib) or its toolkit.
-  LIBS=$(python3 - <<'PY' 2>/dev/null
-import glob, os, site
-paths = []
-for s in site.getsitepackages() + [site.getusersitepackages()]:
-    paths += glob.glob(os.path.join(s, "nvidia", "*", "lib")) + glob.glob(os.path.join(s, "nvidia", "cu*", "lib"))
-print(":".join(sorted(set(paths))))
-PY
-)
-  export LD_LIBRARY_PATH="${LIBS}:${LD_LIBRARY_PATH:-}:/usr/local/cuda/lib64"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv" 2>&1 || true
-  ldd "$BIN" > "$OUT/ldd.txt" 2>&1 || true
-fi
+# The binary, the CUDA libraries, gpu.csv and ldd.txt.
+source validation/gpu/cuda-env.sh
 
 start=$(date +%s)
 timeout "$SLICE_S" "$BIN" run --config "$CONFIG" --out "$WORK" --device "$DEVICE" --quiet > "$OUT/run.log" 2>&1
