@@ -202,6 +202,12 @@ fn gap_and_interpolate_replay_and_refuse() {
         findings.contains("| 6 | The strategy ranking measured with PGD survives"),
         "{findings}"
     );
+    // One seed: its test says so, and the interval resamples images only.
+    assert!(
+        findings.contains("first 24 evaluation images of seeds {0}")
+            && findings.contains("bootstrap 95% CI over images:"),
+        "{findings}"
+    );
 
     // Interpolation: a weight outside [0, 1] is refused before anything is written.
     let interp = |extra: &[&str]| {

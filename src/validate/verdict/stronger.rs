@@ -1,6 +1,8 @@
 //! Finding 6: the strategy ranking measured with the run's attack (PGD) survives AutoAttack —
 //! read from `validate gap`'s results when the folder has them (issue 17's gap report).
 
+use std::collections::BTreeSet;
+
 use super::{Cell, Finding, Out, Verdict, fmt_ci, tally};
 use crate::error::Result;
 use crate::validate::gap::{GapSummary, load, summarise};
@@ -16,6 +18,7 @@ pub(super) fn finding_6(dir: &std::path::Path, reps: usize, out: &mut Out) -> Re
         return Ok(());
     };
     let GapSummary { rows, ranks, .. } = summarise(&cells, &spec, reps);
+    let seeds: BTreeSet<u64> = cells.iter().map(|c| c.seed).collect();
     let mut verdicts = Vec::new();
     let mut measured = Vec::new();
     for r in &ranks {
@@ -75,14 +78,39 @@ pub(super) fn finding_6(dir: &std::path::Path, reps: usize, out: &mut Out) -> Re
                 eps_label(g.eps)
             ))
         ),
-        test: format!(
-            "validate gap: peak-robustness and final checkpoints replayed and checked against the records, AutoAttack \
-             on the first {} evaluation images; Spearman ρ between the strategies' robust accuracies under both, \
-             bootstrap 95% CI over images: lower bound ≥ {RHO_SURVIVES} holds, upper bound < {RHO_SURVIVES} does not \
-             hold; majority over cells",
-            spec.n
-        ),
+        test: test_text(spec.n, &seeds),
         verdict: Verdict::majority(&verdicts),
     });
     Ok(())
+}
+
+/// Finding 6's test column: the images and seeds attacked, and what the interval resamples (seeds,
+/// then images, when there are several seeds: `gap::summarise`).
+fn test_text(n: usize, seeds: &BTreeSet<u64>) -> String {
+    format!(
+        "validate gap: peak-robustness and final checkpoints replayed and checked against the records, AutoAttack \
+         on the first {n} evaluation images of seeds {seeds:?}; Spearman ρ between the strategies' robust \
+         accuracies under both, bootstrap 95% CI over {}: lower bound ≥ {RHO_SURVIVES} holds, upper bound < \
+         {RHO_SURVIVES} does not hold; majority over cells",
+        if seeds.len() > 1 {
+            "seeds, then images"
+        } else {
+            "images"
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_names_the_seeds_and_what_is_resampled() {
+        let one = test_text(200, &BTreeSet::from([0]));
+        assert!(one.contains("first 200 evaluation images of seeds {0};"), "{one}");
+        assert!(one.contains("CI over images:"), "{one}");
+        let three = test_text(200, &BTreeSet::from([0, 1, 2]));
+        assert!(three.contains("seeds {0, 1, 2};"), "{three}");
+        assert!(three.contains("CI over seeds, then images:"), "{three}");
+    }
 }
