@@ -417,7 +417,10 @@ fn best_robustness_at_the_clean_target() {
     assert!((gain - 0.225).abs() < 1e-12 && gci.unwrap().lo > 0.1, "{:?}", at.gain);
     // LoRA never reaches 0.965: "not reached" with its best clean accuracy; not run under PGD-AT.
     let lora = cell(Strategy::Lora, 0).unwrap();
-    assert!(lora.robust.is_none() && (lora.clean - 0.95).abs() < 1e-12, "{lora:?}");
+    assert!(
+        lora.robust.is_none() && (lora.clean - 0.95).abs() < 1e-12 && lora.reached == 0,
+        "{lora:?}"
+    );
     assert!(cell(Strategy::Lora, 1).is_none());
     let md = std::fs::read_to_string(standard.join("report/findings.md")).unwrap();
     assert!(
@@ -444,7 +447,17 @@ fn best_robustness_at_the_clean_target() {
         .iter()
         .find(|c| c.strategy == Strategy::Full && c.source == 0)
         .unwrap();
-    assert!(full.robust.is_none() && (full.clean - 0.9775).abs() < 1e-12, "{full:?}");
+    assert!(
+        full.robust.is_none() && (full.clean - 0.9775).abs() < 1e-12 && full.reached == 1,
+        "{full:?}"
+    );
+    // The seed mean of the bests (0.9775) lies below 0.98 here, but it need not: the table says
+    // how many seeds reach the target rather than leave a mean above it next to "not reached".
+    let md = t.markdown(&[standard.clone(), robust.clone()]);
+    assert!(
+        md.contains("| t | 1/255 | Full | reached by 1 of 2 seeds only (best clean 0.978) |"),
+        "{md}"
+    );
     let e = verdict_with(&standard, &[], Some(1.5), 400)
         .err()
         .expect("refused")
