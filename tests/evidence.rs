@@ -875,3 +875,72 @@ fn image_folder_source_with_a_class_subset() {
     assert!(e.contains("test") && e.contains("same class folders"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Copies the folder `from` to `to`, recursively (plain files and folders).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The recorded verdicts are what the records give today: each committed results folder's
+/// `report/` (findings, the clean-target table) regenerates byte for byte from its records with
+/// the command its README names. A folder whose records grew (more seeds, an interpolation, an
+/// AutoAttack run) without its report being regenerated fails here, naming the file.
+#[test]
+fn committed_findings_regenerate_from_their_records() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = scratch("committed");
+    let results = Path::new("validation/results");
+    let folders = [
+        "paper-cpu",
+        "paper-cpu-pgd-at",
+        "paper-cpu-trades",
+        "paper-cpu-trades-lp",
+    ];
+    for f in folders {
+        copy_tree(&root.join(results).join(f), &dir.join(results).join(f));
+    }
+    let at = |f: &str| results.join(f).to_str().unwrap().to_string();
+    // Per folder, the command that wrote its report (paper-cpu's sets the robust folders beside it).
+    let commands: Vec<(&str, Vec<String>)> = folders
+        .iter()
+        .map(|&f| {
+            let mut args = vec!["verdict".to_string(), at(f)];
+            if f == "paper-cpu" {
+                for w in ["paper-cpu-pgd-at", "paper-cpu-trades"] {
+                    args.extend(["--with".to_string(), at(w)]);
+                }
+            }
+            (f, args)
+        })
+        .collect();
+    for (f, args) in &commands {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let report = results.join(f).join("report");
+        for e in std::fs::read_dir(dir.join(&report)).unwrap() {
+            let name = e.unwrap().file_name();
+            let committed = std::fs::read(root.join(&report).join(&name)).ok();
+            let regenerated = std::fs::read(dir.join(&report).join(&name)).unwrap();
+            assert!(
+                committed.as_deref() == Some(regenerated.as_slice()),
+                "{} is not what its records give today: regenerate it with `validate {}`",
+                report.join(&name).display(),
+                args.join(" ")
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
