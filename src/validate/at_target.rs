@@ -195,8 +195,8 @@ pub fn at_target(dirs: &[PathBuf], min_clean: Option<f64>, reps: usize) -> Resul
         let img = |j: usize| if shared { 0 } else { j };
         for (k, &eps) in radii.iter().enumerate() {
             for &strategy in &Strategy::ALL {
-                // Picks per source (None: not run, Some(None): not reached by some seed).
-                let picks: Vec<Option<Option<Vec<&Candidate>>>> = (0..sources.len())
+                // Picks per source and seed (None: not run; a seed's None: it does not reach the target).
+                let picks: Vec<Option<Vec<Option<&Candidate>>>> = (0..sources.len())
                     .map(|i| {
                         let per_seed: Vec<Option<&Vec<&Candidate>>> = seeds
                             .iter()
@@ -216,11 +216,16 @@ pub fn at_target(dirs: &[PathBuf], min_clean: Option<f64>, reps: usize) -> Resul
                 if picks.iter().all(Option::is_none) {
                     continue;
                 }
+                // Per source, the picks when every seed reaches the target.
+                let complete: Vec<Option<Vec<&Candidate>>> = picks
+                    .iter()
+                    .map(|p| p.as_ref().and_then(|per| per.iter().copied().collect()))
+                    .collect();
                 // Per source with picks: the seed-mean robust accuracy and its bootstrap replicates.
-                let stats: Vec<Option<(f64, Vec<f64>)>> = picks
+                let stats: Vec<Option<(f64, Vec<f64>)>> = complete
                     .iter()
                     .map(|p| {
-                        p.as_ref().and_then(Option::as_ref).map(|p| {
+                        p.as_ref().map(|p| {
                             let r = draws
                                 .iter()
                                 .map(|(s, imgs)| {
@@ -232,8 +237,9 @@ pub fn at_target(dirs: &[PathBuf], min_clean: Option<f64>, reps: usize) -> Resul
                     })
                     .collect();
                 for (i, p) in picks.iter().enumerate() {
-                    let Some(p) = p else { continue };
-                    let cell = match (p, &stats[i]) {
+                    let Some(per) = p else { continue };
+                    let reached = per.iter().flatten().count();
+                    let cell = match (&complete[i], &stats[i]) {
                         (Some(p), Some((robust, r))) => {
                             let robust = *robust;
                             let gain = match (i, &stats[0]) {
@@ -252,7 +258,7 @@ pub fn at_target(dirs: &[PathBuf], min_clean: Option<f64>, reps: usize) -> Resul
                                 ci: percentile_interval(r),
                                 gain,
                                 clean: mean(p, Candidate::clean),
-                                reached: seeds.len(),
+                                reached,
                                 point: (seeds.len() == 1).then(|| match (sources[i].path, p[0].alpha) {
                                     (Some(_), None) => format!("{}, α = 1", p[0].point()),
                                     _ => p[0].point(),
@@ -277,10 +283,7 @@ pub fn at_target(dirs: &[PathBuf], min_clean: Option<f64>, reps: usize) -> Resul
                                 })
                                 .sum::<f64>()
                                 / seeds.len() as f64,
-                            reached: seeds
-                                .iter()
-                                .filter(|sd| pick(&pool[&(task.clone(), strategy, i, **sd)], target, k).is_some())
-                                .count(),
+                            reached,
                             point: None,
                         },
                     };
