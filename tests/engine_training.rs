@@ -8,7 +8,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use robustft::engine::attack::{ApgdConfig, PgdConfig, StopRule};
 use robustft::engine::data::synthetic::SyntheticSpec;
-use robustft::engine::eval::{Attack, clean_counts, robust_counts, robust_levels};
+use robustft::engine::eval::{Attack, clean_counts, extend_levels, robust_counts, robust_levels};
 use robustft::engine::peft::Strategy;
 use robustft::engine::pretrain::{PretrainConfig, pretrain};
 use robustft::engine::train::{AdamW, TrainConfig, train_step};
@@ -109,6 +109,27 @@ fn attack_strength_order_on_a_trained_model() {
     assert!(at_least(3) < early.clean, "the larger radius breaks something");
     let e = robust_levels(&model, &test, &ids, 128, &[big, pgd(StopRule::EarlyExit)], 3, &dev).unwrap_err();
     assert!(e.to_string().contains("increasing"), "{e}");
+    // Adding radii later (`validate gap` growing its radii) gives exactly the levels of one pass
+    // over all of them, batch by batch (batches of 48: the last one partial), from one or two
+    // radii already done; the prior must be the levels of those radii.
+    let at = |e: f64| {
+        Attack::Pgd(PgdConfig {
+            eps: e,
+            alpha: e / 4.0,
+            stop: StopRule::EarlyExit,
+            ..PgdConfig::default()
+        })
+    };
+    let three = [pgd(StopRule::EarlyExit), at(1.5 * eps), at(2.0 * eps)];
+    let all = robust_levels(&model, &test, &ids, 48, &three, 3, &dev).unwrap();
+    assert!((1..=4).all(|l| all.contains(&l)), "every level occurs: {all:?}");
+    for done in [1, 2] {
+        let prior = robust_levels(&model, &test, &ids, 48, &three[..done], 3, &dev).unwrap();
+        let grown = extend_levels(&model, &test, &ids, 48, &three, 3, &dev, &prior, done).unwrap();
+        assert_eq!(grown, all, "from {done} radii");
+    }
+    let e = extend_levels(&model, &test, &ids, 48, &three, 3, &dev, &all, 1).unwrap_err();
+    assert!(e.to_string().contains("prior levels"), "{e}");
     // Not vacuous: the attack changes something at the larger budget.
     assert!(
         stronger.robust < stronger.clean,

@@ -193,6 +193,29 @@ fn gap_and_interpolate_replay_and_refuse() {
     let o = gap(&out, &["--eps", "1/255"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("another specification"), "{}", err(&o));
+    assert!(err(&o).contains("to add radii"), "{}", err(&o));
+
+    // Radii added later: a folder scored at 1/255, then asked for 1/255 and 2/255, holds exactly
+    // the cells of the folder scored at both at once (AutoAttack's time aside).
+    let fresh = out.join("gap-fresh");
+    std::fs::rename(out.join("gap"), &fresh).unwrap();
+    let o = gap(&out, &["--eps", "1/255"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = gap(&out, &["--eps", "1/255,2/255"]);
+    assert!(o.status.success(), "{}", err(&o));
+    for s in ["linear_probe", "lora", "full"] {
+        let read = |dir: &Path| -> GapCell {
+            serde_json::from_str(&std::fs::read_to_string(dir.join("simple").join(s).join("seed0.json")).unwrap())
+                .unwrap()
+        };
+        let (mut a, mut b) = (read(&fresh), read(&out.join("gap")));
+        assert_eq!(b.eps, [1.0 / 255.0, 2.0 / 255.0]);
+        for p in a.points.iter_mut().chain(b.points.iter_mut()) {
+            p.seconds = 0.0;
+        }
+        assert_eq!(a, b, "{s}: grown and fresh differ");
+    }
+    std::fs::remove_dir_all(&fresh).unwrap();
 
     // The verdict gains finding 6.
     let o = validate(&["verdict", dir, "--reps", "100"]);

@@ -198,6 +198,52 @@ pub fn robust_levels(
     seed: u64,
     device: &Device,
 ) -> Result<Vec<u8>> {
+    levels_from(model, data, ids, batch, attacks, seed, device, None)
+}
+
+/// [`robust_levels`] resumed: `prior` holds the levels the first `done` attacks of `attacks`
+/// gave (as [`robust_levels`] with `attacks[..done]` returned them), and only the later, larger
+/// radii are attacked — on the points robust at every earlier one, batch by batch, with the same
+/// random streams. The result is exactly what [`robust_levels`] with all of `attacks` returns:
+/// adding a radius never repeats the work already done, nor changes its numbers.
+#[allow(clippy::too_many_arguments)]
+pub fn extend_levels(
+    model: &Vit,
+    data: &Dataset,
+    ids: &[usize],
+    batch: usize,
+    attacks: &[Attack],
+    seed: u64,
+    device: &Device,
+    prior: &[u8],
+    done: usize,
+) -> Result<Vec<u8>> {
+    if done == 0 || done > attacks.len() || prior.len() != ids.len() || prior.iter().any(|&l| l as usize > done + 1) {
+        return Err(crate::Error::invalid(
+            "prior levels",
+            format!(
+                "must be {} levels of the first {} of {} radii",
+                ids.len(),
+                done,
+                attacks.len()
+            ),
+            format!("{} levels, max {:?}", prior.len(), prior.iter().max()),
+        ));
+    }
+    levels_from(model, data, ids, batch, attacks, seed, device, Some((prior, done)))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn levels_from(
+    model: &Vit,
+    data: &Dataset,
+    ids: &[usize],
+    batch: usize,
+    attacks: &[Attack],
+    seed: u64,
+    device: &Device,
+    prior: Option<(&[u8], usize)>,
+) -> Result<Vec<u8>> {
     if attacks.windows(2).any(|w| w[1].eps() < w[0].eps()) {
         return Err(crate::Error::invalid(
             "attack.eps",
@@ -209,12 +255,23 @@ pub fn robust_levels(
     let model = &model.frozen();
     let mut levels = Vec::with_capacity(ids.len());
     for (bi, chunk) in ids.chunks(batch.max(1)).enumerate() {
+        let start = bi * batch.max(1);
+        // Positions (within the chunk) still robust after the attacks so far.
+        let (mut lv, mut alive, done) = match prior {
+            Some((p, done)) => {
+                let lv = p[start..start + chunk.len()].to_vec();
+                let alive: Vec<usize> = (0..chunk.len()).filter(|&i| lv[i] as usize == done + 1).collect();
+                if alive.is_empty() || done == attacks.len() {
+                    levels.extend(lv);
+                    continue;
+                }
+                (lv, alive, done)
+            }
+            None => (vec![0u8; chunk.len()], Vec::new(), 0),
+        };
         let (x, y) = data.batch(chunk, device)?;
         let x = x.to_dtype(model.dtype())?;
-        let mut lv = vec![0u8; chunk.len()];
-        // Positions (within the chunk) still robust after the attacks so far.
-        let mut alive: Vec<usize> = Vec::new();
-        for (k, attack) in attacks.iter().enumerate() {
+        for (k, attack) in attacks.iter().enumerate().skip(done) {
             let out = if k == 0 {
                 let out = attack.run(model, &x, &y, attack_seed(seed, bi, 0), device)?;
                 for (i, ok) in out.clean_correct.iter().enumerate() {

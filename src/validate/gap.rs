@@ -15,8 +15,18 @@
 //! device) is an error — a gap is never reported for a model other than the one measured.
 //!
 //! Results, resumable cell by cell (each written atomically): `DIR/gap/spec.json` (radii, n and
-//! the attack's budget: a folder holds one specification), `DIR/gap/<dataset>/<strategy>/seed<k>.json`,
-//! and the summary `DIR/gap/gap.md` + `gap.csv`. `validate verdict` reads them as finding 6.
+//! the attack's budget: a folder holds one specification, whose radii may grow),
+//! `DIR/gap/<dataset>/<strategy>/seed<k>.json`, and the summary `DIR/gap/gap.md` + `gap.csv`.
+//! `validate verdict` reads them as finding 6.
+//!
+//! **Adding radii.** A folder's radii may grow: asked again with the same radii plus larger ones
+//! (nothing else changed), `validate gap` completes each run's cell — the same checkpoints (the peak
+//! is picked at the smallest radius, which stays), replayed and checked again, and AutoAttack at
+//! the new radii on the images still robust at the largest old one, with the random streams a
+//! single pass over all the radii would use ([`crate::engine::eval::extend_levels`]): the result is
+//! the one a fresh folder with every radius would hold, and the old radii are not attacked again.
+//! Each cell records the radii it covers; with `--seeds`, some cells may cover fewer radii than
+//! the folder, and each radius's rows then pool the seeds that cover it (the summary says which).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -28,10 +38,10 @@ use serde::{Deserialize, Serialize};
 
 use super::config::ValidRun;
 use super::records::{self, RunRecords};
-use super::replay::{RunView, check_spec, for_each_run, load_results, replay, selected_seeds};
+use super::replay::{RunView, check_spec_or, for_each_run, load_results, replay, selected_seeds};
 use super::runner::{self, DatasetRuns};
 use crate::engine::attack::AutoAttackConfig;
-use crate::engine::eval::{Attack, robust_levels};
+use crate::engine::eval::{Attack, extend_levels, robust_levels};
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
 use crate::plot::write_atomic;
@@ -56,6 +66,14 @@ pub struct GapSpec {
 }
 
 impl GapSpec {
+    /// Whether `new` completes this specification: the same images and budget, these radii
+    /// followed by larger ones.
+    pub fn grows_into(&self, new: &GapSpec) -> bool {
+        (self.n, self.steps, self.targets, self.queries) == (new.n, new.steps, new.targets, new.queries)
+            && self.eps.len() < new.eps.len()
+            && new.eps[..self.eps.len()] == self.eps[..]
+    }
+
     /// AutoAttack at each radius.
     fn attacks(&self) -> Vec<Attack> {
         self.eps
@@ -99,6 +117,9 @@ pub struct GapCell {
     pub strategy: String,
     /// Seed.
     pub seed: u64,
+    /// The radii the points' level strings cover: the folder's, or its first ones when the
+    /// folder's radii grew after this run was scored with `--seeds` leaving it out.
+    pub eps: Vec<f64>,
     /// The run's attack in words (what measured `pgd`).
     pub run_attack: String,
     /// The checkpoints scored.
@@ -118,8 +139,8 @@ pub fn counts(levels: &str, radii: usize) -> (usize, Vec<usize>) {
 }
 
 /// Checks `spec` against the run and the folder before anything is computed: radii among the
-/// run's, n ≥ 1, and an existing `gap/spec.json` equal to it. Errors name
-/// the option.
+/// run's, n ≥ 1, and an existing `gap/spec.json` equal to it or grown into it
+/// ([`GapSpec::grows_into`]). Errors name the option.
 fn check(run: &ValidRun, out: &Path, spec: &GapSpec) -> Result<()> {
     let run_eps = run.eps();
     if spec.eps.is_empty() || spec.eps.windows(2).any(|w| w[1] <= w[0]) {
@@ -145,7 +166,17 @@ fn check(run: &ValidRun, out: &Path, spec: &GapSpec) -> Result<()> {
     if spec.n == 0 || spec.steps == 0 || spec.targets == 0 || spec.queries == 0 {
         return Err(Error::invalid("--n/--steps/--targets/--queries", "must be >= 1", 0).refused());
     }
-    check_spec(&gap_dir(out), "gap", spec)
+    let largest = spec.eps.last().map_or(String::new(), |e| format!("{}/255", e * 255.0));
+    check_spec_or(
+        &gap_dir(out),
+        "gap",
+        spec,
+        |old: &GapSpec| old.grows_into(spec),
+        &format!(
+            ", or ask for its radii followed by larger ones than {largest}, with the same --n, --steps, --targets \
+             and --queries, to add radii"
+        ),
+    )
 }
 
 /// The index of each spec radius among the run's radii.
@@ -210,16 +241,25 @@ pub fn gap(
     check(run, out, spec)?;
     let idx = radius_index(&run.eps(), &spec.eps);
     let dir = gap_dir(out);
-    let cells = for_each_run(run, out, &dir, spec, &seeds, device, quiet, |ctx, s, seed| {
-        score(run, ctx, s, seed, out, spec, &idx, quiet)
-    })?;
+    let cells = for_each_run(
+        run,
+        out,
+        &dir,
+        spec,
+        &seeds,
+        device,
+        quiet,
+        |c: &GapCell| c.eps == spec.eps,
+        |ctx, s, seed, prior| score(run, ctx, s, seed, out, spec, &idx, prior, quiet),
+    )?;
     let summary = summarise(&cells, spec, 1000);
     write_atomic(&dir.join("gap.md"), summary.markdown.as_bytes())?;
     write_atomic(&dir.join("gap.csv"), summary.csv.as_bytes())?;
     Ok(cells)
 }
 
-/// Replays one run to its peak and final steps and scores both.
+/// Replays one run to its peak and final steps and scores both; with `prior` (the run's cell
+/// scored at the folder's first radii), only the new radii are attacked.
 #[allow(clippy::too_many_arguments)]
 fn score(
     run: &ValidRun,
@@ -229,25 +269,61 @@ fn score(
     out: &Path,
     spec: &GapSpec,
     idx: &[usize],
+    prior: Option<GapCell>,
     quiet: bool,
 ) -> Result<GapCell> {
     let view = RunView::read(run, ctx, strategy, seed, out)?;
     let points = points_of(&view.recs, idx[0]);
     let steps: Vec<u64> = points.iter().map(|p| p.0).collect();
     let n = spec.n.min(view.eval_ids.len());
+    let cell_path = super::replay::cell_path(&gap_dir(out), &ctx.data.spec.name, strategy, seed);
+    let stale = |what: String| Error::Config {
+        path: cell_path.clone(),
+        message: format!("cannot be completed to the radii asked: {what}; remove it to score the run again"),
+    };
+    if let Some(p) = &prior {
+        let done = p.eps.len();
+        if done == 0 || done >= spec.eps.len() || p.eps[..] != spec.eps[..done] {
+            return Err(stale(format!("it covers {:?}, the folder {:?}", p.eps, spec.eps)));
+        }
+        let had: Vec<(u64, &Vec<String>)> = p.points.iter().map(|q| (q.step, &q.which)).collect();
+        let want: Vec<(u64, &Vec<String>)> = points.iter().map(|q| (q.0, &q.1)).collect();
+        if had != want || p.points.iter().any(|q| q.autoattack.len() != n) {
+            return Err(stale(format!(
+                "its checkpoints or images differ from the records' ({had:?} vs {want:?})"
+            )));
+        }
+    }
     let mut scored = Vec::new();
     replay(run, ctx, &view, strategy, seed, &steps, quiet, |model, target| {
         let levels = records::decode_digits(&view.at(target).outcomes, "outcomes")?;
         let t = Instant::now();
-        let aa = robust_levels(
-            model,
-            &ctx.data.test,
-            &view.eval_ids[..n],
-            128,
-            &spec.attacks(),
-            crate::seeds::attack(seed, target),
-            &ctx.device,
-        )?;
+        let (ids, attack_seed) = (&view.eval_ids[..n], crate::seeds::attack(seed, target));
+        let before = prior
+            .as_ref()
+            .map(|p| (p, p.points.iter().find(|q| q.step == target).expect("checked")));
+        let aa = match before {
+            None => robust_levels(
+                model,
+                &ctx.data.test,
+                ids,
+                128,
+                &spec.attacks(),
+                attack_seed,
+                &ctx.device,
+            )?,
+            Some((p, q)) => extend_levels(
+                model,
+                &ctx.data.test,
+                ids,
+                128,
+                &spec.attacks(),
+                attack_seed,
+                &ctx.device,
+                &records::decode_digits(&q.autoattack, "autoattack")?,
+                p.eps.len(),
+            )?,
+        };
         let which = points.iter().find(|p| p.0 == target).expect("asked for").1.clone();
         scored.push(GapPoint {
             which,
@@ -255,7 +331,7 @@ fn score(
             verified: view.eval_ids.len(),
             pgd: to_spec_levels(&levels[..n], idx),
             autoattack: records::encode_levels(&aa),
-            seconds: t.elapsed().as_secs_f64(),
+            seconds: t.elapsed().as_secs_f64() + before.map_or(0.0, |(_, q)| q.seconds),
         });
         Ok(())
     })?;
@@ -263,6 +339,7 @@ fn score(
         dataset: ctx.data.spec.name.clone(),
         strategy: strategy.id().into(),
         seed,
+        eps: spec.eps.clone(),
         run_attack: super::analysis::describe_attack(&view.recs.header.config),
         points: scored,
     })
@@ -327,12 +404,13 @@ pub struct GapSummary {
     pub csv: String,
 }
 
-/// Per (dataset, which, strategy): the per-seed level strings (pgd, autoattack).
+/// Per (dataset, which): per strategy, the per-seed level strings (pgd, autoattack).
 type Pools = std::collections::BTreeMap<(String, String), Vec<(String, Vec<(String, String)>)>>;
 
-fn pools(cells: &[GapCell]) -> Pools {
+/// The pools of the cells covering at least `radii` radii.
+fn pools(cells: &[GapCell], radii: usize) -> Pools {
     let mut p: Pools = Default::default();
-    for c in cells {
+    for c in cells.iter().filter(|c| c.eps.len() >= radii) {
         for pt in &c.points {
             for w in &pt.which {
                 let list = p.entry((c.dataset.clone(), w.clone())).or_default();
@@ -344,6 +422,28 @@ fn pools(cells: &[GapCell]) -> Pools {
         }
     }
     p
+}
+
+/// Per radius of `spec`, the seeds whose cells cover it.
+pub fn seeds_by_radius(cells: &[GapCell], spec: &GapSpec) -> Vec<(f64, std::collections::BTreeSet<u64>)> {
+    spec.eps
+        .iter()
+        .enumerate()
+        .map(|(k, &e)| (e, cells.iter().filter(|c| c.eps.len() > k).map(|c| c.seed).collect()))
+        .collect()
+}
+
+/// The seeds attacked, in words: `{0, 1, 2}`, or per radius when they differ
+/// (`{0, 1, 2} at 4/255, {0} at 8/255`).
+pub fn seeds_text(by_radius: &[(f64, std::collections::BTreeSet<u64>)]) -> String {
+    match by_radius {
+        [(_, first), rest @ ..] if rest.iter().all(|(_, s)| s == first) => format!("{first:?}"),
+        _ => by_radius
+            .iter()
+            .map(|(e, s)| format!("{s:?} at {}", crate::validate::report::eps_label(*e)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 /// Robust share at radius `k` under (pgd, aa) over the image positions `pos` of the seeds `pick`
@@ -364,12 +464,30 @@ fn shares(seeds: &[(String, String)], pick: &[usize], k: usize, pos: &[usize]) -
 /// The summary of `cells`, with `reps` bootstrap replicates. Each replicate draws, per strategy,
 /// its seeds with replacement (nothing drawn for a strategy with one seed), then one set of image
 /// positions shared by every strategy and seed (the runs share their evaluation images): with
-/// several seeds the intervals cover the spread between trainings, not only the images.
+/// several seeds the intervals cover the spread between trainings, not only the images. A
+/// radius pools the cells that cover it (all of them unless the folder's radii grew under
+/// `--seeds`); radii pooling the same cells share their replicates.
 pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
     let mut rows = Vec::new();
     let mut ranks = Vec::new();
     let mut rng = StdRng::seed_from_u64(crate::seeds::splitmix64(0x0067_6170));
-    for ((dataset, which), strategies) in pools(cells) {
+    // Radii grouped by the cells covering them: (first radius, radii).
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    for k in 0..spec.eps.len() {
+        let covering = |k: usize| cells.iter().filter(|c| c.eps.len() > k).count();
+        match groups.last_mut() {
+            Some((first, len)) if covering(*first) == covering(k) => *len += 1,
+            _ => groups.push((k, 1)),
+        }
+    }
+    let mut by_pool = Vec::new();
+    for &(first, len) in &groups {
+        for (key, strategies) in pools(cells, first + 1) {
+            by_pool.push((key, strategies, first..first + len));
+        }
+    }
+    by_pool.sort_by(|a, b| (&a.0, a.2.start).cmp(&(&b.0, b.2.start)));
+    for ((dataset, which), strategies, radii) in by_pool {
         let n_img = strategies[0].1[0].0.len();
         let all: Vec<usize> = (0..n_img).collect();
         let every: Vec<Vec<usize>> = strategies.iter().map(|(_, s)| (0..s.len()).collect()).collect();
@@ -386,7 +504,7 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
                 (seeds, resample_indices(n_img, n_img, &mut rng))
             })
             .collect();
-        for (k, &eps) in spec.eps.iter().enumerate() {
+        for (k, &eps) in spec.eps.iter().enumerate().take(radii.end).skip(radii.start) {
             let mut pgd_acc = Vec::new();
             let mut aa_acc = Vec::new();
             for (i, (strategy, seeds)) in strategies.iter().enumerate() {
@@ -509,12 +627,12 @@ fn pct_ci(k: usize, n: usize) -> String {
 fn render(rows: &[GapRow], ranks: &[RankRow], cells: &[GapCell], spec: &GapSpec, reps: usize) -> String {
     use std::fmt::Write as _;
     let mut s = String::from("# PGD vs AutoAttack at the peak-robustness and final checkpoints\n\n");
-    let seeds: std::collections::BTreeSet<u64> = cells.iter().map(|c| c.seed).collect();
+    let seeds = seeds_text(&seeds_by_radius(cells, spec));
     let secs: f64 = cells.iter().flat_map(|c| &c.points).map(|p| p.seconds).sum();
     let _ = writeln!(
         s,
         "Runs' attack: {}. Stronger attack: AutoAttack (apgd-ce → apgd-t → fab-t → square), {} iterations, {} \
-         targets, {} queries. Images: the first {} evaluation images of each run × seeds {:?} (the same images for \
+         targets, {} queries. Images: the first {} evaluation images of each run × seeds {} (the same images for \
          every strategy); every replayed checkpoint's clean outcome matched its record on all evaluation images. \
          Intervals: accuracies Wilson 95%; gap and ρ 95% percentile bootstrap over seeds, then image positions \
          ({reps} replicates). AutoAttack time {:.0} s over {} checkpoints.\n",
@@ -614,6 +732,7 @@ mod tests {
             dataset: "t".into(),
             strategy: strategy.into(),
             seed,
+            eps: vec![1.0 / 255.0],
             run_attack: "pgd".into(),
             points: vec![GapPoint {
                 which: vec!["peak".into(), "final".into()],
@@ -687,5 +806,59 @@ mod tests {
             "{}",
             s.markdown
         );
+    }
+
+    /// A folder grown to a second radius for seed 0 only: the first radius pools both seeds, the
+    /// second seed 0 alone (never seed 1's strings, which say nothing about it), and the summary
+    /// names the seeds per radius. Refusals of other growth: a smaller radius, another n.
+    #[test]
+    fn grown_radii_pool_the_seeds_that_cover_them() {
+        let mut spec = spec_at_1_255(4);
+        let one = spec.clone();
+        spec.eps.push(2.0 / 255.0);
+        assert!(one.grows_into(&spec) && !spec.grows_into(&one) && !one.grows_into(&one));
+        let smaller = GapSpec {
+            eps: vec![0.5 / 255.0, 1.0 / 255.0],
+            ..one.clone()
+        };
+        assert!(!one.grows_into(&smaller));
+        assert!(!one.grows_into(&GapSpec { n: 5, ..spec.clone() }));
+        let grown = |strategy: &str, pgd: &str, aa: &str| {
+            let mut c = seed_cell(strategy, 0, pgd, aa);
+            c.eps = spec.eps.clone();
+            c
+        };
+        let cells = [
+            grown("a", "3333", "3322"),
+            seed_cell("a", 1, "2222", "2211"),
+            grown("b", "3322", "3322"),
+            seed_cell("b", 1, "2221", "2221"),
+        ];
+        let s = summarise(&cells, &spec, 100);
+        let row = |e: f64, st: &str| {
+            s.rows
+                .iter()
+                .find(|r| r.eps == e && r.strategy == st && r.which == "final")
+                .unwrap()
+        };
+        let a1 = row(1.0 / 255.0, "a");
+        assert_eq!((a1.n, a1.pgd, a1.autoattack), (8, 8, 6));
+        let a2 = row(2.0 / 255.0, "a");
+        assert_eq!((a2.n, a2.pgd, a2.autoattack, a2.only_pgd_missed), (4, 4, 2, 2));
+        let b2 = row(2.0 / 255.0, "b");
+        assert_eq!((b2.n, b2.pgd, b2.autoattack), (4, 2, 2));
+        assert_eq!(s.ranks.len(), 4, "two checkpoints × two radii");
+        assert!(
+            s.markdown.contains("seeds {0, 1} at 1/255, {0} at 2/255"),
+            "{}",
+            s.markdown
+        );
+        // Complete again: one set of seeds for both radii.
+        let all = cells.iter().cloned().map(|mut c| {
+            c.eps = spec.eps.clone();
+            c
+        });
+        let full = summarise(&all.collect::<Vec<_>>(), &spec, 100);
+        assert!(full.markdown.contains("× seeds {0, 1} (the same"), "{}", full.markdown);
     }
 }

@@ -209,19 +209,29 @@ pub fn interpolate(
     check_spec(&dir, "interpolation", spec)?;
     // The linear-probing run's final head and record per (task, seed), replayed once.
     let mut heads: BTreeMap<(String, u64), LpHead> = BTreeMap::new();
-    let cells = for_each_run(run, out, &dir, spec, &seeds, device, quiet, |ctx, s, seed| {
-        let head = match spec.head_start {
-            HeadStart::Init => None,
-            HeadStart::LinearProbe => {
-                let key = (ctx.data.spec.name.clone(), seed);
-                if !heads.contains_key(&key) {
-                    heads.insert(key.clone(), lp_head(run, ctx, seed, out, quiet)?);
+    let cells = for_each_run(
+        run,
+        out,
+        &dir,
+        spec,
+        &seeds,
+        device,
+        quiet,
+        |_| true,
+        |ctx, s, seed, _| {
+            let head = match spec.head_start {
+                HeadStart::Init => None,
+                HeadStart::LinearProbe => {
+                    let key = (ctx.data.spec.name.clone(), seed);
+                    if !heads.contains_key(&key) {
+                        heads.insert(key.clone(), lp_head(run, ctx, seed, out, quiet)?);
+                    }
+                    Some(&heads[&key])
                 }
-                Some(&heads[&key])
-            }
-        };
-        interpolate_run(run, ctx, s, seed, out, spec, head, quiet)
-    })?;
+            };
+            interpolate_run(run, ctx, s, seed, out, spec, head, quiet)
+        },
+    )?;
     write_summary(&dir, &cells, spec, 1000)?;
     Ok(cells)
 }

@@ -50,6 +50,18 @@ pub(crate) fn check_spec<S: Serialize + DeserializeOwned + PartialEq + std::fmt:
     what: &str,
     spec: &S,
 ) -> Result<()> {
+    check_spec_or(dir, what, spec, |_| false, "")
+}
+
+/// [`check_spec`], accepting also an older specification for which `extends(old)` holds (`spec`
+/// completes its results); `hint` ends the refusal's message.
+pub(crate) fn check_spec_or<S: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    dir: &Path,
+    what: &str,
+    spec: &S,
+    extends: impl Fn(&S) -> bool,
+    hint: &str,
+) -> Result<()> {
     let path = dir.join("spec.json");
     if !path.exists() {
         return Ok(());
@@ -59,11 +71,11 @@ pub(crate) fn check_spec<S: Serialize + DeserializeOwned + PartialEq + std::fmt:
         path: path.clone(),
         message: format!("unreadable {what} specification: {e}"),
     })?;
-    if &old != spec {
+    if &old != spec && !extends(&old) {
         return Err(Error::Config {
             path,
             message: format!(
-                "holds {what} results for another specification ({old:?}); remove {} to measure this one ({spec:?})",
+                "holds {what} results for another specification ({old:?}); remove {} to measure this one ({spec:?}){hint}",
                 dir.display()
             ),
         }
@@ -78,8 +90,9 @@ pub(crate) fn cell_path(dir: &Path, dataset: &str, strategy: Strategy, seed: u64
 }
 
 /// For every run of `run` in `out` with a seed in `seeds`, in run order: the result cached in
-/// `dir` or `compute(context, strategy, seed)`, written there atomically. Every selected run must
-/// be finished before anything is computed; `spec` is written to `dir/spec.json` first.
+/// `dir` when `current(cached)`, or else `compute(context, strategy, seed, cached)` (`cached`:
+/// the stale result to complete, if any), written there atomically. Every selected run must be
+/// finished before anything is computed; `spec` is written to `dir/spec.json` first.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn for_each_run<T: Serialize + DeserializeOwned, S: Serialize>(
     run: &ValidRun,
@@ -89,7 +102,8 @@ pub(crate) fn for_each_run<T: Serialize + DeserializeOwned, S: Serialize>(
     seeds: &[u64],
     device: &candle_core::Device,
     quiet: bool,
-    mut compute: impl FnMut(&DatasetRuns, Strategy, u64) -> Result<T>,
+    current: impl Fn(&T) -> bool,
+    mut compute: impl FnMut(&DatasetRuns, Strategy, u64, Option<T>) -> Result<T>,
 ) -> Result<Vec<T>> {
     let last = *run.eval_steps.last().expect("validated non-empty");
     for d in &run.config.datasets {
@@ -118,13 +132,18 @@ pub(crate) fn for_each_run<T: Serialize + DeserializeOwned, S: Serialize>(
             let mut data = None;
             for &s in &run.strategies {
                 let path = cell_path(dir, &d.name, s, seed);
+                let mut cached = None;
                 if path.exists() {
                     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-                    cells.push(serde_json::from_str(&text).map_err(|e| Error::Config {
+                    let cell: T = serde_json::from_str(&text).map_err(|e| Error::Config {
                         path: path.clone(),
                         message: format!("unreadable result: {e}"),
-                    })?);
-                    continue;
+                    })?;
+                    if current(&cell) {
+                        cells.push(cell);
+                        continue;
+                    }
+                    cached = Some(cell);
                 }
                 if data.is_none() {
                     data = Some(runner::prepared(run, i, seed, false)?);
@@ -135,7 +154,7 @@ pub(crate) fn for_each_run<T: Serialize + DeserializeOwned, S: Serialize>(
                     separability: None,
                     device: device.clone(),
                 };
-                let cell = compute(&ctx, s, seed)?;
+                let cell = compute(&ctx, s, seed, cached)?;
                 std::fs::create_dir_all(path.parent().expect("has parent")).map_err(|e| Error::io(&path, e))?;
                 write_atomic(
                     &path,

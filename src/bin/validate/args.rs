@@ -95,7 +95,8 @@ pub enum Cmd {
     Gap {
         #[command(flatten)]
         cfg: ConfigArgs,
-        /// Radii (each one of the run's), comma-separated (default: the run's smallest).
+        /// Radii (each one of the run's), comma-separated (default: the run's smallest). A folder's radii
+        /// followed by larger ones complete its cells instead of redoing them.
         #[arg(long, value_delimiter = ',')]
         eps: Vec<String>,
         /// Images per checkpoint: the first N of each run's evaluation images.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::{Cell, Finding, Out, Verdict, fmt_ci, tally};
 use crate::error::Result;
-use crate::validate::gap::{GapSummary, load, summarise};
+use crate::validate::gap::{GapSummary, load, seeds_by_radius, seeds_text, summarise};
 use crate::validate::report::eps_label;
 
 /// ρ at or above which a ranking counts as preserved: with 7 strategies, ρ = 0.8 allows about
@@ -18,7 +18,7 @@ pub(super) fn finding_6(dir: &std::path::Path, reps: usize, out: &mut Out) -> Re
         return Ok(());
     };
     let GapSummary { rows, ranks, .. } = summarise(&cells, &spec, reps);
-    let seeds: BTreeSet<u64> = cells.iter().map(|c| c.seed).collect();
+    let seeds = seeds_by_radius(&cells, &spec);
     let mut verdicts = Vec::new();
     let mut measured = Vec::new();
     for r in &ranks {
@@ -84,18 +84,20 @@ pub(super) fn finding_6(dir: &std::path::Path, reps: usize, out: &mut Out) -> Re
     Ok(())
 }
 
-/// Finding 6's test column: the images and seeds attacked, and what the interval resamples (seeds,
-/// then images, when there are several seeds: `gap::summarise`).
-fn test_text(n: usize, seeds: &BTreeSet<u64>) -> String {
+/// Finding 6's test column: the images and seeds attacked (per radius when they differ), and what
+/// the interval resamples (seeds, then images, when there are several seeds: `gap::summarise`).
+fn test_text(n: usize, seeds: &[(f64, BTreeSet<u64>)]) -> String {
+    let several = seeds.iter().filter(|(_, s)| s.len() > 1).count();
     format!(
         "validate gap: peak-robustness and final checkpoints replayed and checked against the records, AutoAttack \
-         on the first {n} evaluation images of seeds {seeds:?}; Spearman ρ between the strategies' robust \
+         on the first {n} evaluation images of seeds {}; Spearman ρ between the strategies' robust \
          accuracies under both, bootstrap 95% CI over {}: lower bound ≥ {RHO_SURVIVES} holds, upper bound < \
          {RHO_SURVIVES} does not hold; majority over cells",
-        if seeds.len() > 1 {
-            "seeds, then images"
-        } else {
-            "images"
+        seeds_text(seeds),
+        match several {
+            0 => "images",
+            k if k == seeds.len() => "seeds, then images",
+            _ => "seeds, then images (images only where one seed)",
         }
     )
 }
@@ -106,11 +108,19 @@ mod tests {
 
     #[test]
     fn the_test_names_the_seeds_and_what_is_resampled() {
-        let one = test_text(200, &BTreeSet::from([0]));
+        let (a, b) = (4.0 / 255.0, 8.0 / 255.0);
+        let one = test_text(200, &[(a, BTreeSet::from([0]))]);
         assert!(one.contains("first 200 evaluation images of seeds {0};"), "{one}");
         assert!(one.contains("CI over images:"), "{one}");
-        let three = test_text(200, &BTreeSet::from([0, 1, 2]));
+        let three = test_text(200, &[(a, BTreeSet::from([0, 1, 2])), (b, BTreeSet::from([0, 1, 2]))]);
         assert!(three.contains("seeds {0, 1, 2};"), "{three}");
         assert!(three.contains("CI over seeds, then images:"), "{three}");
+        // Radii grown for seed 0 only: each radius names its seeds.
+        let grown = test_text(200, &[(a, BTreeSet::from([0, 1, 2])), (b, BTreeSet::from([0]))]);
+        assert!(grown.contains("seeds {0, 1, 2} at 4/255, {0} at 8/255;"), "{grown}");
+        assert!(
+            grown.contains("CI over seeds, then images (images only where one seed):"),
+            "{grown}"
+        );
     }
 }
