@@ -8,7 +8,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use robustft::engine::attack::{ApgdConfig, PgdConfig, StopRule};
 use robustft::engine::data::synthetic::SyntheticSpec;
-use robustft::engine::eval::{Attack, clean_counts, extend_levels, robust_counts, robust_levels};
+use robustft::engine::eval::{Attack, clean_counts, robust_counts, robust_levels, robust_levels_from};
 use robustft::engine::peft::Strategy;
 use robustft::engine::pretrain::{PretrainConfig, pretrain};
 use robustft::engine::train::{AdamW, TrainConfig, train_step};
@@ -125,10 +125,10 @@ fn attack_strength_order_on_a_trained_model() {
     assert!((1..=4).all(|l| all.contains(&l)), "every level occurs: {all:?}");
     for done in [1, 2] {
         let prior = robust_levels(&model, &test, &ids, 48, &three[..done], 3, &dev).unwrap();
-        let grown = extend_levels(&model, &test, &ids, 48, &three, 3, &dev, &prior, done).unwrap();
+        let grown = robust_levels_from(&model, &test, &ids, 48, &three, 3, &dev, Some((&prior, done))).unwrap();
         assert_eq!(grown, all, "from {done} radii");
     }
-    let e = extend_levels(&model, &test, &ids, 48, &three, 3, &dev, &all, 1).unwrap_err();
+    let e = robust_levels_from(&model, &test, &ids, 48, &three, 3, &dev, Some((&all, 1))).unwrap_err();
     assert!(e.to_string().contains("prior levels"), "{e}");
     // Not vacuous: the attack changes something at the larger budget.
     assert!(

@@ -198,43 +198,17 @@ pub fn robust_levels(
     seed: u64,
     device: &Device,
 ) -> Result<Vec<u8>> {
-    levels_from(model, data, ids, batch, attacks, seed, device, None)
+    robust_levels_from(model, data, ids, batch, attacks, seed, device, None)
 }
 
-/// [`robust_levels`] resumed: `prior` holds the levels the first `done` attacks of `attacks`
-/// gave (as [`robust_levels`] with `attacks[..done]` returned them), and only the later, larger
-/// radii are attacked — on the points robust at every earlier one, batch by batch, with the same
-/// random streams. The result is exactly what [`robust_levels`] with all of `attacks` returns:
-/// adding a radius never repeats the work already done, nor changes its numbers.
+/// [`robust_levels`], resumed when `prior` is `Some((levels, done))`: `levels` are what the first
+/// `done` attacks of `attacks` gave (as [`robust_levels`] with `attacks[..done]` returned them),
+/// and only the later, larger radii are attacked — on the points robust at every earlier one,
+/// batch by batch, with the same random streams. The result is exactly what [`robust_levels`]
+/// with all of `attacks` returns: adding a radius never repeats the work already done, nor
+/// changes its numbers.
 #[allow(clippy::too_many_arguments)]
-pub fn extend_levels(
-    model: &Vit,
-    data: &Dataset,
-    ids: &[usize],
-    batch: usize,
-    attacks: &[Attack],
-    seed: u64,
-    device: &Device,
-    prior: &[u8],
-    done: usize,
-) -> Result<Vec<u8>> {
-    if done == 0 || done > attacks.len() || prior.len() != ids.len() || prior.iter().any(|&l| l as usize > done + 1) {
-        return Err(crate::Error::invalid(
-            "prior levels",
-            format!(
-                "must be {} levels of the first {} of {} radii",
-                ids.len(),
-                done,
-                attacks.len()
-            ),
-            format!("{} levels, max {:?}", prior.len(), prior.iter().max()),
-        ));
-    }
-    levels_from(model, data, ids, batch, attacks, seed, device, Some((prior, done)))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn levels_from(
+pub fn robust_levels_from(
     model: &Vit,
     data: &Dataset,
     ids: &[usize],
@@ -244,6 +218,22 @@ fn levels_from(
     device: &Device,
     prior: Option<(&[u8], usize)>,
 ) -> Result<Vec<u8>> {
+    if let Some((levels, done)) = prior
+        && (done == 0
+            || done > attacks.len()
+            || levels.len() != ids.len()
+            || levels.iter().any(|&l| l as usize > done + 1))
+    {
+        return Err(crate::Error::invalid(
+            "prior levels",
+            format!(
+                "must be {} levels of the first {done} of {} radii",
+                ids.len(),
+                attacks.len()
+            ),
+            format!("{} levels, max {:?}", levels.len(), levels.iter().max()),
+        ));
+    }
     if attacks.windows(2).any(|w| w[1].eps() < w[0].eps()) {
         return Err(crate::Error::invalid(
             "attack.eps",

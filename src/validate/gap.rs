@@ -23,7 +23,7 @@
 //! (nothing else changed), `validate gap` completes each run's cell — the same checkpoints (the peak
 //! is picked at the smallest radius, which stays), replayed and checked again, and AutoAttack at
 //! the new radii on the images still robust at the largest old one, with the random streams a
-//! single pass over all the radii would use ([`crate::engine::eval::extend_levels`]): the result is
+//! single pass over all the radii would use ([`crate::engine::eval::robust_levels_from`]): the result is
 //! the one a fresh folder with every radius would hold, and the old radii are not attacked again.
 //! Each cell records the radii it covers; with `--seeds`, some cells may cover fewer radii than
 //! the folder, and each radius's rows then pool the seeds that cover it (the summary says which).
@@ -41,7 +41,7 @@ use super::records::{self, RunRecords};
 use super::replay::{RunView, check_spec_or, for_each_run, load_results, replay, selected_seeds};
 use super::runner::{self, DatasetRuns};
 use crate::engine::attack::AutoAttackConfig;
-use crate::engine::eval::{Attack, extend_levels, robust_levels};
+use crate::engine::eval::{Attack, robust_levels_from};
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
 use crate::plot::write_atomic;
@@ -302,28 +302,20 @@ fn score(
         let before = prior
             .as_ref()
             .map(|p| (p, p.points.iter().find(|q| q.step == target).expect("checked")));
-        let aa = match before {
-            None => robust_levels(
-                model,
-                &ctx.data.test,
-                ids,
-                128,
-                &spec.attacks(),
-                attack_seed,
-                &ctx.device,
-            )?,
-            Some((p, q)) => extend_levels(
-                model,
-                &ctx.data.test,
-                ids,
-                128,
-                &spec.attacks(),
-                attack_seed,
-                &ctx.device,
-                &records::decode_digits(&q.autoattack, "autoattack")?,
-                p.eps.len(),
-            )?,
+        let done = match before {
+            Some((p, q)) => Some((records::decode_digits(&q.autoattack, "autoattack")?, p.eps.len())),
+            None => None,
         };
+        let aa = robust_levels_from(
+            model,
+            &ctx.data.test,
+            ids,
+            128,
+            &spec.attacks(),
+            attack_seed,
+            &ctx.device,
+            done.as_ref().map(|(l, k)| (&l[..], *k)),
+        )?;
         let which = points.iter().find(|p| p.0 == target).expect("asked for").1.clone();
         scored.push(GapPoint {
             which,
