@@ -216,6 +216,16 @@ fn gap_and_interpolate_replay_and_refuse() {
         assert_eq!(a, b, "{s}: grown and fresh differ");
     }
     std::fs::remove_dir_all(&fresh).unwrap();
+    // A cell written before radii could grow (no "eps"): it covers its folder's radii, and the
+    // next call says so in the file (the bytes a current cell has), computing nothing.
+    let lora = out.join("gap/simple/lora/seed0.json");
+    let current = std::fs::read_to_string(&lora).unwrap();
+    let mut legacy: serde_json::Value = serde_json::from_str(&current).unwrap();
+    legacy.as_object_mut().unwrap().remove("eps").unwrap();
+    std::fs::write(&lora, serde_json::to_string_pretty(&legacy).unwrap()).unwrap();
+    let o = gap(&out, &["--eps", "1/255,2/255"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(std::fs::read_to_string(&lora).unwrap(), current);
 
     // The verdict gains finding 6.
     let o = validate(&["verdict", dir, "--reps", "100"]);

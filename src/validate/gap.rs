@@ -100,7 +100,7 @@ pub struct GapPoint {
     /// Evaluation images whose replayed clean outcome was checked against the record (all).
     pub verified: usize,
     /// Per image (the first n), one digit: 0 = misclassified clean, 1 + k = robust at the k
-    /// smallest radii of the spec — under the run's own attack, from its records.
+    /// smallest radii of the cell's `eps` — under the run's own attack, from its records.
     pub pgd: String,
     /// The same under AutoAttack, measured here.
     pub autoattack: String,
@@ -118,7 +118,10 @@ pub struct GapCell {
     /// Seed.
     pub seed: u64,
     /// The radii the points' level strings cover: the folder's, or its first ones when the
-    /// folder's radii grew after this run was scored with `--seeds` leaving it out.
+    /// folder's radii grew after this run was scored with `--seeds` leaving it out. Absent from
+    /// cells written before radii could grow: those cover their folder's radii, and are read so
+    /// (and rewritten so by `validate gap` before the folder's radii change).
+    #[serde(default)]
     pub eps: Vec<f64>,
     /// The run's attack in words (what measured `pgd`).
     pub run_attack: String,
@@ -166,17 +169,28 @@ fn check(run: &ValidRun, out: &Path, spec: &GapSpec) -> Result<()> {
     if spec.n == 0 || spec.steps == 0 || spec.targets == 0 || spec.queries == 0 {
         return Err(Error::invalid("--n/--steps/--targets/--queries", "must be >= 1", 0).refused());
     }
-    let largest = spec.eps.last().map_or(String::new(), |e| format!("{}/255", e * 255.0));
+    let dir = gap_dir(out);
     check_spec_or(
-        &gap_dir(out),
+        &dir,
         "gap",
         spec,
         |old: &GapSpec| old.grows_into(spec),
-        &format!(
-            ", or ask for its radii followed by larger ones than {largest}, with the same --n, --steps, --targets \
-             and --queries, to add radii"
-        ),
-    )
+        ", or ask for its radii followed by larger ones, with the same --n, --steps, --targets and --queries, to \
+         add radii",
+    )?;
+    // Cells written before radii could grow cover the folder's radii: say so in each, before
+    // the folder's radii change.
+    if let Some((old, cells)) = load_results::<GapSpec, GapCell>(&dir, "gap")? {
+        for mut c in cells.into_iter().filter(|c| c.eps.is_empty()) {
+            c.eps = old.eps.clone();
+            let path = dir
+                .join(&c.dataset)
+                .join(&c.strategy)
+                .join(format!("seed{}.json", c.seed));
+            write_atomic(&path, serde_json::to_string_pretty(&c).expect("serialises").as_bytes())?;
+        }
+    }
+    Ok(())
 }
 
 /// The index of each spec radius among the run's radii.
@@ -225,8 +239,9 @@ fn points_of(recs: &RunRecords, r: usize) -> Vec<(u64, Vec<String>)> {
     }
 }
 
-/// Scores every finished run of `run` in `out` (seeds `seeds`, all when empty); returns the cells
-/// in run order and writes the summary. Cells already in `DIR/gap/` are read, not recomputed.
+/// Scores every finished run of `run` in `out` (seeds `seeds`, all when empty) and writes the
+/// summary of every cell in the folder; returns those cells, sorted. Cells already in `DIR/gap/`
+/// are read, not recomputed (completed when the folder's radii grew).
 pub fn gap(
     run: &ValidRun,
     out: &Path,
@@ -241,7 +256,7 @@ pub fn gap(
     check(run, out, spec)?;
     let idx = radius_index(&run.eps(), &spec.eps);
     let dir = gap_dir(out);
-    let cells = for_each_run(
+    for_each_run(
         run,
         out,
         &dir,
@@ -252,6 +267,8 @@ pub fn gap(
         |c: &GapCell| c.eps == spec.eps,
         |ctx, s, seed, prior| score(run, ctx, s, seed, out, spec, &idx, prior, quiet),
     )?;
+    // The summary covers every cell of the folder, not only the seeds asked for.
+    let (_, cells) = read(&dir)?.expect("spec.json written");
     let summary = summarise(&cells, spec, 1000);
     write_atomic(&dir.join("gap.md"), summary.markdown.as_bytes())?;
     write_atomic(&dir.join("gap.csv"), summary.csv.as_bytes())?;
@@ -426,13 +443,20 @@ pub fn seeds_by_radius(cells: &[GapCell], spec: &GapSpec) -> Vec<(f64, std::coll
 }
 
 /// The seeds attacked, in words: `{0, 1, 2}`, or per radius when they differ
-/// (`{0, 1, 2} at 4/255, {0} at 8/255`).
+/// (`{0, 1, 2} at 4/255, {0} at 8/255`, `none yet at 8/255`).
 pub fn seeds_text(by_radius: &[(f64, std::collections::BTreeSet<u64>)]) -> String {
     match by_radius {
         [(_, first), rest @ ..] if rest.iter().all(|(_, s)| s == first) => format!("{first:?}"),
         _ => by_radius
             .iter()
-            .map(|(e, s)| format!("{s:?} at {}", crate::validate::report::eps_label(*e)))
+            .map(|(e, s)| {
+                let e = crate::validate::report::eps_label(*e);
+                if s.is_empty() {
+                    format!("none yet at {e}")
+                } else {
+                    format!("{s:?} at {e}")
+                }
+            })
             .collect::<Vec<_>>()
             .join(", "),
     }
@@ -693,9 +717,18 @@ pub fn load(out: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
     if !dir.join("gap.md").exists() {
         return Ok(None);
     }
-    let Some((spec, mut cells)) = load_results::<GapSpec, GapCell>(&dir, "gap")? else {
+    read(&dir)
+}
+
+/// The specification and every cell of the gap folder `dir`, sorted; cells written before radii
+/// could grow get the folder's radii.
+fn read(dir: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
+    let Some((spec, mut cells)) = load_results::<GapSpec, GapCell>(dir, "gap")? else {
         return Ok(None);
     };
+    for c in cells.iter_mut().filter(|c| c.eps.is_empty()) {
+        c.eps = spec.eps.clone();
+    }
     cells.sort_by(|a, b| (&a.dataset, &a.strategy, a.seed).cmp(&(&b.dataset, &b.strategy, b.seed)));
     Ok(Some((spec, cells)))
 }

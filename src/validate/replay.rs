@@ -125,7 +125,8 @@ pub(crate) fn for_each_run<T: Serialize + DeserializeOwned, S: Serialize>(
         &dir.join("spec.json"),
         serde_json::to_string_pretty(spec).expect("serialises").as_bytes(),
     )?;
-    let up = super::upstream::upstream(run, out, device, quiet)?;
+    // The backbone is rebuilt (or read) only when something is computed.
+    let mut up = None;
     let mut cells = Vec::new();
     for (i, d) in run.config.datasets.iter().enumerate() {
         for &seed in seeds {
@@ -148,9 +149,12 @@ pub(crate) fn for_each_run<T: Serialize + DeserializeOwned, S: Serialize>(
                 if data.is_none() {
                     data = Some(runner::prepared(run, i, seed, false)?);
                 }
+                if up.is_none() {
+                    up = Some(super::upstream::upstream(run, out, device, quiet)?);
+                }
                 let ctx = DatasetRuns {
                     data: data.as_ref().expect("just set"),
-                    upstream: &up,
+                    upstream: up.as_ref().expect("just set"),
                     separability: None,
                     device: device.clone(),
                 };

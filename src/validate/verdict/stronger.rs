@@ -88,6 +88,7 @@ pub(super) fn finding_6(dir: &std::path::Path, reps: usize, out: &mut Out) -> Re
 /// the interval resamples (seeds, then images, when there are several seeds: `gap::summarise`).
 fn test_text(n: usize, seeds: &[(f64, BTreeSet<u64>)]) -> String {
     let several = seeds.iter().filter(|(_, s)| s.len() > 1).count();
+    let attacked = seeds.iter().filter(|(_, s)| !s.is_empty()).count();
     format!(
         "validate gap: peak-robustness and final checkpoints replayed and checked against the records, AutoAttack \
          on the first {n} evaluation images of seeds {}; Spearman ρ between the strategies' robust \
@@ -96,7 +97,7 @@ fn test_text(n: usize, seeds: &[(f64, BTreeSet<u64>)]) -> String {
         seeds_text(seeds),
         match several {
             0 => "images",
-            k if k == seeds.len() => "seeds, then images",
+            k if k == attacked => "seeds, then images",
             _ => "seeds, then images (images only where one seed)",
         }
     )
@@ -122,5 +123,12 @@ mod tests {
             grown.contains("CI over seeds, then images (images only where one seed):"),
             "{grown}"
         );
+        // Grown, nothing scored at the new radius yet.
+        let started = test_text(200, &[(a, BTreeSet::from([0, 1])), (b, BTreeSet::new())]);
+        assert!(
+            started.contains("seeds {0, 1} at 4/255, none yet at 8/255;"),
+            "{started}"
+        );
+        assert!(started.contains("CI over seeds, then images:"), "{started}");
     }
 }
