@@ -643,15 +643,21 @@ fn pct_ci(k: usize, n: usize) -> String {
 fn render(rows: &[GapRow], ranks: &[RankRow], cells: &[GapCell], spec: &GapSpec, reps: usize) -> String {
     use std::fmt::Write as _;
     let mut s = String::from("# PGD vs AutoAttack at the peak-robustness and final checkpoints\n\n");
-    let seeds = seeds_text(&seeds_by_radius(cells, spec));
+    let by_radius = seeds_by_radius(cells, spec);
+    let seeds = seeds_text(&by_radius);
+    let over = if by_radius.iter().any(|(_, s)| s.len() > 1) {
+        "seeds, then image positions"
+    } else {
+        "image positions"
+    };
     let secs: f64 = cells.iter().flat_map(|c| &c.points).map(|p| p.seconds).sum();
     let _ = writeln!(
         s,
         "Runs' attack: {}. Stronger attack: AutoAttack (apgd-ce → apgd-t → fab-t → square), {} iterations, {} \
          targets, {} queries. Images: the first {} evaluation images of each run × seeds {} (the same images for \
          every strategy); every replayed checkpoint's clean outcome matched its record on all evaluation images. \
-         Intervals: accuracies Wilson 95%; gap and ρ 95% percentile bootstrap over seeds, then image positions \
-         ({reps} replicates). AutoAttack time {:.0} s over {} checkpoints.\n",
+         Intervals: accuracies Wilson 95%; gap and ρ 95% percentile bootstrap over {over} ({reps} \
+         replicates). AutoAttack time {:.0} s over {} checkpoints.\n",
         cells.first().map_or("?", |c| c.run_attack.as_str()),
         spec.steps,
         spec.targets,
@@ -720,8 +726,8 @@ pub fn load(out: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
     read(&dir)
 }
 
-/// The specification and every cell of the gap folder `dir`, sorted; cells written before radii
-/// could grow get the folder's radii.
+/// The specification and every cell of the gap folder `dir`, sorted by dataset, strategy (in
+/// the study's order) and seed; cells written before radii could grow get the folder's radii.
 fn read(dir: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
     let Some((spec, mut cells)) = load_results::<GapSpec, GapCell>(dir, "gap")? else {
         return Ok(None);
@@ -729,7 +735,11 @@ fn read(dir: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
     for c in cells.iter_mut().filter(|c| c.eps.is_empty()) {
         c.eps = spec.eps.clone();
     }
-    cells.sort_by(|a, b| (&a.dataset, &a.strategy, a.seed).cmp(&(&b.dataset, &b.strategy, b.seed)));
+    // Strategies in the study's order (Full, Linear Probing, LoRA, …), as the runs are.
+    let rank = |s: &str| Strategy::ALL.iter().position(|x| x.id() == s).unwrap_or(usize::MAX);
+    cells.sort_by(|a, b| {
+        (&a.dataset, rank(&a.strategy), &a.strategy, a.seed).cmp(&(&b.dataset, rank(&b.strategy), &b.strategy, b.seed))
+    });
     Ok(Some((spec, cells)))
 }
 
@@ -800,6 +810,12 @@ mod tests {
         assert!((r.rho.unwrap() - 0.5).abs() < 1e-12, "{r:?}");
         assert_eq!(r.best, ("a".to_string(), "b".to_string()));
         assert!(s.markdown.contains("| t | final | 1/255 | a | 10 |"), "{}", s.markdown);
+        // One seed: only the images are resampled, and the header says so.
+        assert!(
+            s.markdown.contains("bootstrap over image positions (200 replicates)"),
+            "{}",
+            s.markdown
+        );
     }
 
     /// With several seeds the gap's interval covers their spread (seeds resampled), not only the
