@@ -38,11 +38,11 @@ use serde::{Deserialize, Serialize};
 
 use super::config::ValidRun;
 use super::records::{self, RunRecords};
-use super::replay::{RunView, check_spec_or, for_each_run, load_results, replay, selected_seeds};
+use super::replay::{RunView, cell_path, check_spec_or, for_each_run, load_results, replay, selected_seeds};
 use super::runner::{self, DatasetRuns};
 use crate::engine::attack::AutoAttackConfig;
 use crate::engine::eval::{Attack, robust_levels_from};
-use crate::engine::peft::Strategy;
+use crate::engine::peft::{Strategy, parse_strategy};
 use crate::error::{Error, Result};
 use crate::plot::write_atomic;
 use crate::tradeoff::Interval;
@@ -183,10 +183,7 @@ fn check(run: &ValidRun, out: &Path, spec: &GapSpec) -> Result<()> {
     if let Some((old, cells)) = load_results::<GapSpec, GapCell>(&dir, "gap")? {
         for mut c in cells.into_iter().filter(|c| c.eps.is_empty()) {
             c.eps = old.eps.clone();
-            let path = dir
-                .join(&c.dataset)
-                .join(&c.strategy)
-                .join(format!("seed{}.json", c.seed));
+            let path = cell_path(&dir, &c.dataset, parse_strategy(&c.strategy)?, c.seed);
             write_atomic(&path, serde_json::to_string_pretty(&c).expect("serialises").as_bytes())?;
         }
     }
@@ -293,7 +290,7 @@ fn score(
     let points = points_of(&view.recs, idx[0]);
     let steps: Vec<u64> = points.iter().map(|p| p.0).collect();
     let n = spec.n.min(view.eval_ids.len());
-    let cell_path = super::replay::cell_path(&gap_dir(out), &ctx.data.spec.name, strategy, seed);
+    let cell_path = cell_path(&gap_dir(out), &ctx.data.spec.name, strategy, seed);
     let stale = |what: String| Error::Config {
         path: cell_path.clone(),
         message: format!("cannot be completed to the radii asked: {what}; remove it to score the run again"),
@@ -736,7 +733,7 @@ fn read(dir: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
         c.eps = spec.eps.clone();
     }
     // Strategies in the study's order (Full, Linear Probing, LoRA, …), as the runs are.
-    let rank = |s: &str| Strategy::ALL.iter().position(|x| x.id() == s).unwrap_or(usize::MAX);
+    let rank = |s: &str| parse_strategy(s).map_or(usize::MAX, |s| s as usize);
     cells.sort_by(|a, b| {
         (&a.dataset, rank(&a.strategy), &a.strategy, a.seed).cmp(&(&b.dataset, rank(&b.strategy), &b.strategy, b.seed))
     });
