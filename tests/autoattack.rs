@@ -339,12 +339,30 @@ fn vit_invariants_and_ensemble_strength() {
     // Split over threads (as evaluation runs it on the CPU): one part is the unsplit attack; two
     // parts keep every invariant, count every broken point once, and repeat with the same seed.
     let one = autoattack_split(&model, &x, &y, &cfg_aa, 7, 1).unwrap();
-    assert_eq!((one.outcome.robust, one.broken), (ens.outcome.robust, ens.broken));
+    assert_eq!(
+        (one.outcome.robust, one.broken),
+        (ens.outcome.robust.clone(), ens.broken)
+    );
     let two = autoattack_split(&model, &x, &y, &cfg_aa, 7, 2).unwrap();
     check_invariants("autoattack split", &model, &x, &y, eps, &two.outcome);
     assert_eq!(48 - two.broken.iter().sum::<usize>(), count(&two.outcome.robust));
     let two_again = autoattack_split(&model, &x, &y, &cfg_aa, 7, 2).unwrap();
     assert_eq!(two.outcome.robust, two_again.outcome.robust);
+    // Per point, the member that broke it: exactly the clean-correct points left non-robust, each
+    // counted in its member's tally, in the batch's order across the split.
+    for e in [&ens, &two] {
+        for i in 0..48 {
+            let fell = e.outcome.clean_correct[i] && !e.outcome.robust[i];
+            assert_eq!(e.broken_by[i].is_some(), fell, "point {i}");
+        }
+        for (k, n) in e.broken.iter().enumerate() {
+            assert_eq!(
+                e.broken_by.iter().filter(|b| **b == Some(k as u8)).count(),
+                *n,
+                "member {k}"
+            );
+        }
+    }
     println!(
         "split in two: {} robust, broken {:?}",
         count(&two.outcome.robust),

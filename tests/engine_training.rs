@@ -123,10 +123,25 @@ fn attack_strength_order_on_a_trained_model() {
     let three = [pgd(StopRule::EarlyExit), at(1.5 * eps), at(2.0 * eps)];
     let all = robust_levels(&model, &test, &ids, 48, &three, 3, &dev).unwrap();
     assert!((1..=4).all(|l| all.contains(&l)), "every level occurs: {all:?}");
+    // A single attack attributes every image it broke to itself (member 0), and nothing else.
+    let once = robust_levels_from(&model, &test, &ids, 48, &three, 3, &dev, None).unwrap();
+    assert_eq!(once.levels, all);
+    for (l, b) in all.iter().zip(&once.broken_by) {
+        assert_eq!(
+            *b,
+            (*l >= 1 && (*l as usize) < three.len() + 1).then_some(0),
+            "level {l}"
+        );
+    }
     for done in [1, 2] {
         let prior = robust_levels(&model, &test, &ids, 48, &three[..done], 3, &dev).unwrap();
         let grown = robust_levels_from(&model, &test, &ids, 48, &three, 3, &dev, Some((&prior, done))).unwrap();
-        assert_eq!(grown, all, "from {done} radii");
+        assert_eq!(grown.levels, all, "from {done} radii");
+        // Attributed here: exactly the images that fell at a new radius.
+        for ((l, b), b1) in all.iter().zip(&grown.broken_by).zip(&once.broken_by) {
+            let new = *l as usize > done && (*l as usize) <= three.len();
+            assert_eq!(*b, if new { *b1 } else { None }, "level {l} from {done} radii");
+        }
     }
     let e = robust_levels_from(&model, &test, &ids, 48, &three, 3, &dev, Some((&all, 1))).unwrap_err();
     assert!(e.to_string().contains("prior levels"), "{e}");

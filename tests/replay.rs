@@ -227,6 +227,84 @@ fn gap_and_interpolate_replay_and_refuse() {
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(std::fs::read_to_string(&lora).unwrap(), current);
 
+    // Which member broke each image: recorded with every cell (and, above, equal in a grown
+    // cell and a fresh one), summarised in gap.md and members.csv.
+    let gap_md = std::fs::read_to_string(out.join("gap/gap.md")).unwrap();
+    assert!(
+        gap_md.contains("## Which AutoAttack member broke the points"),
+        "{gap_md}"
+    );
+    assert!(
+        gap_md.contains("| simple | final | 2/255 | lora | [0] | 24 |"),
+        "{gap_md}"
+    );
+    let members = std::fs::read_to_string(out.join("gap/members.csv")).unwrap();
+    assert_eq!(members.lines().count(), 1 + 2 * 3 * 2, "{members}");
+    let cell_of = |s: &str| -> GapCell {
+        serde_json::from_str(&std::fs::read_to_string(out.join("gap/simple").join(s).join("seed0.json")).unwrap())
+            .unwrap()
+    };
+    // A cell measured before members were recorded (no "broken_by"): `--attribute` measures it
+    // again — only the strategies asked for — and gets the same outcomes and the same members;
+    // without `--attribute` it is read as it is.
+    let strip = |s: &str| {
+        let path = out.join("gap/simple").join(s).join("seed0.json");
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for p in v["points"].as_array_mut().unwrap() {
+            p.as_object_mut().unwrap().remove("broken_by").unwrap();
+        }
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        path
+    };
+    let (was_lora, was_full) = (cell_of("lora"), cell_of("full"));
+    strip("lora");
+    let full_path = strip("full");
+    let o = gap(&out, &["--eps", "1/255,2/255"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(!cell_of("lora").attributed());
+    let o = gap(&out, &["--eps", "1/255,2/255", "--attribute", "--strategies", "lora"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let (mut now, mut was) = (cell_of("lora"), was_lora.clone());
+    for p in now.points.iter_mut().chain(was.points.iter_mut()) {
+        p.seconds = 0.0;
+    }
+    assert_eq!(now, was, "measured again with the members");
+    assert!(!cell_of("full").attributed(), "not asked for");
+    let gap_md = std::fs::read_to_string(out.join("gap/gap.md")).unwrap();
+    assert!(!gap_md.contains("| final | 2/255 | full | [0]"), "{gap_md}");
+    // A recorded outcome that the measurement does not reproduce: refused, the cell untouched.
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&full_path).unwrap()).unwrap();
+    let aa = v["points"][0]["autoattack"].as_str().unwrap().to_string();
+    let i = aa.find(|c| c != '0').unwrap();
+    let flipped = format!(
+        "{}{}{}",
+        &aa[..i],
+        if &aa[i..=i] == "3" { "1" } else { "3" },
+        &aa[i + 1..]
+    );
+    v["points"][0]["autoattack"] = serde_json::Value::String(flipped);
+    let tampered = serde_json::to_string_pretty(&v).unwrap();
+    std::fs::write(&full_path, &tampered).unwrap();
+    let o = gap(&out, &["--eps", "1/255,2/255", "--attribute", "--strategies", "full"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("another outcome than recorded"), "{}", err(&o));
+    assert_eq!(std::fs::read_to_string(&full_path).unwrap(), tampered);
+    std::fs::write(&full_path, serde_json::to_string_pretty(&was_full).unwrap()).unwrap();
+    // A strategy that is not one, or not the run's: refused, naming the flag.
+    for s in ["nonsense", "bitfit"] {
+        let o = gap(&out, &["--eps", "1/255,2/255", "--strategies", s]);
+        assert_eq!(o.status.code(), Some(2), "{s}: {}", err(&o));
+        assert!(err(&o).contains("--strategies"), "{s}: {}", err(&o));
+    }
+    // A member string that does not match the outcomes: the folder is refused, naming the cell.
+    let mut bad = was_full.clone();
+    bad.points[0].broken_by = "x".repeat(24);
+    std::fs::write(&full_path, serde_json::to_string_pretty(&bad).unwrap()).unwrap();
+    let o = gap(&out, &["--eps", "1/255,2/255"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("broken_by") && err(&o).contains("full"), "{}", err(&o));
+    std::fs::write(&full_path, serde_json::to_string_pretty(&was_full).unwrap()).unwrap();
+
     // The verdict gains finding 6.
     let o = validate(&["verdict", dir, "--reps", "100"]);
     assert!(o.status.success(), "{}", err(&o));

@@ -155,16 +155,52 @@ impl Attack {
 
     /// Runs the attack on the batch (`x`, `y`); `seed` fixes its random draws.
     pub fn run(&self, model: &Vit, x: &Tensor, y: &Tensor, seed: u64, device: &Device) -> Result<AttackOutcome> {
+        Ok(self.run_attributed(model, x, y, seed, device)?.0)
+    }
+
+    /// [`Attack::run`], and per point the member that broke it: AutoAttack's (an index into
+    /// [`super::attack::autoattack::MEMBERS`]), 0 for a single attack; `None` for a point that is
+    /// robust or misclassified clean.
+    pub fn run_attributed(
+        &self,
+        model: &Vit,
+        x: &Tensor,
+        y: &Tensor,
+        seed: u64,
+        device: &Device,
+    ) -> Result<(AttackOutcome, Vec<Option<u8>>)> {
         let parts = super::batch_parts(device);
-        Ok(match self {
+        let out = match self {
             Attack::Pgd(p) => pgd_data_parallel(model, x, y, p, seed, parts)?,
             // Split over the cores as PGD is (one batch at a time would use one of them).
             Attack::Apgd(a) => join(split(x, y, parts, seed, |x, y, s| apgd(model, x, y, a, s))?)?,
             Attack::Fab(f) => join(split(x, y, parts, seed, |x, y, s| fab_t(model, x, y, f, s))?)?,
             Attack::Square(q) => join(split(x, y, parts, seed, |x, y, s| square(model, x, y, q, s))?)?,
-            Attack::AutoAttack(a) => autoattack_split(model, x, y, a, seed, parts)?.outcome,
-        })
+            Attack::AutoAttack(a) => {
+                let e = autoattack_split(model, x, y, a, seed, parts)?;
+                return Ok((e.outcome, e.broken_by));
+            }
+        };
+        let by = out
+            .clean_correct
+            .iter()
+            .zip(&out.robust)
+            .map(|(c, r)| (*c && !*r).then_some(0))
+            .collect();
+        Ok((out, by))
     }
+}
+
+/// What [`robust_levels_from`] returns: per image, its level (see [`robust_levels`]) and the
+/// member of the attack that broke it at the radius where it fell (see
+/// [`Attack::run_attributed`]); `None` for an image misclassified clean, robust at every radius,
+/// or not attacked here (a `prior` image broken at an earlier radius).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Levels {
+    /// Per image: 0 = misclassified clean, 1 + the number of radii it survives.
+    pub levels: Vec<u8>,
+    /// Per image: the member that broke it.
+    pub broken_by: Vec<Option<u8>>,
 }
 
 /// The seed of attack `k` (0-based, in order of increasing ε) on batch `b`: attack 0 uses
@@ -198,7 +234,7 @@ pub fn robust_levels(
     seed: u64,
     device: &Device,
 ) -> Result<Vec<u8>> {
-    robust_levels_from(model, data, ids, batch, attacks, seed, device, None)
+    Ok(robust_levels_from(model, data, ids, batch, attacks, seed, device, None)?.levels)
 }
 
 /// [`robust_levels`], resumed when `prior` is `Some((levels, done))`: `levels` are what the first
@@ -206,7 +242,7 @@ pub fn robust_levels(
 /// and only the later, larger radii are attacked — on the points robust at every earlier one,
 /// batch by batch, with the same random streams. The result is exactly what [`robust_levels`]
 /// with all of `attacks` returns: adding a radius never repeats the work already done, nor
-/// changes its numbers.
+/// changes its numbers. With the levels comes, per image, the member that broke it ([`Levels`]).
 #[allow(clippy::too_many_arguments)]
 pub fn robust_levels_from(
     model: &Vit,
@@ -217,7 +253,7 @@ pub fn robust_levels_from(
     seed: u64,
     device: &Device,
     prior: Option<(&[u8], usize)>,
-) -> Result<Vec<u8>> {
+) -> Result<Levels> {
     if let Some((levels, done)) = prior
         && (done == 0
             || done > attacks.len()
@@ -244,6 +280,7 @@ pub fn robust_levels_from(
     // Attack a frozen view: input gradients only, no parameter gradients.
     let model = &model.frozen();
     let mut levels = Vec::with_capacity(ids.len());
+    let mut broken_by = Vec::with_capacity(ids.len());
     for (bi, chunk) in ids.chunks(batch.max(1)).enumerate() {
         let start = bi * batch.max(1);
         // Positions (within the chunk) still robust after the attacks so far.
@@ -253,6 +290,7 @@ pub fn robust_levels_from(
                 let alive: Vec<usize> = (0..chunk.len()).filter(|&i| lv[i] as usize == done + 1).collect();
                 if alive.is_empty() || done == attacks.len() {
                     levels.extend(lv);
+                    broken_by.extend(std::iter::repeat_n(None, chunk.len()));
                     continue;
                 }
                 (lv, alive, done)
@@ -261,14 +299,16 @@ pub fn robust_levels_from(
         };
         let (x, y) = data.batch(chunk, device)?;
         let x = x.to_dtype(model.dtype())?;
+        let mut by = vec![None; chunk.len()];
         for (k, attack) in attacks.iter().enumerate().skip(done) {
             let out = if k == 0 {
-                let out = attack.run(model, &x, &y, attack_seed(seed, bi, 0), device)?;
+                let (out, b) = attack.run_attributed(model, &x, &y, attack_seed(seed, bi, 0), device)?;
                 for (i, ok) in out.clean_correct.iter().enumerate() {
                     if *ok {
                         lv[i] = 1;
                     }
                 }
+                by = b;
                 alive = (0..chunk.len()).collect();
                 out
             } else {
@@ -277,7 +317,11 @@ pub fn robust_levels_from(
                 }
                 let idx = super::attack::index_tensor(&alive, device)?;
                 let (xs, ys) = (x.index_select(&idx, 0)?, y.index_select(&idx, 0)?);
-                attack.run(model, &xs, &ys, attack_seed(seed, bi, k), device)?
+                let (out, b) = attack.run_attributed(model, &xs, &ys, attack_seed(seed, bi, k), device)?;
+                for (&i, b) in alive.iter().zip(b) {
+                    by[i] = b;
+                }
+                out
             };
             alive = alive
                 .iter()
@@ -296,8 +340,9 @@ pub fn robust_levels_from(
             }
         }
         levels.extend(lv);
+        broken_by.extend(by);
     }
-    Ok(levels)
+    Ok(Levels { levels, broken_by })
 }
 
 /// Clean and robust counts under `attack`; batch b uses seed `seed + b` for its random start.

@@ -27,6 +27,14 @@
 //! the one a fresh folder with every radius would hold, and the old radii are not attacked again.
 //! Each cell records the radii it covers; with `--seeds`, some cells may cover fewer radii than
 //! the folder, and each radius's rows then pool the seeds that cover it (the summary says which).
+//!
+//! **Members.** Each point records, per image, the AutoAttack member that broke it at the radius
+//! where it fell ([`GapPoint::broken_by`]), and the summary counts them per strategy
+//! ([`MemberRow`]): among the images PGD left robust that AutoAttack broke — APGD-CE (PGD's loss
+//! with a larger, adaptive budget), APGD-T (another loss), FAB-T (a boundary search) or Square
+//! (no gradient at all) — and among every image AutoAttack broke. Cells written before members
+//! were recorded are measured again with [`GapSelect::attribute`], and must reproduce their
+//! recorded outcome on every image.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -38,7 +46,9 @@ use serde::{Deserialize, Serialize};
 
 use super::config::ValidRun;
 use super::records::{self, RunRecords};
-use super::replay::{RunView, cell_path, check_spec_or, for_each_run, load_results, replay, selected_seeds};
+use super::replay::{
+    RunView, cell_path, check_spec_or, for_each_run, load_results, replay, selected_seeds, selected_strategies,
+};
 use super::runner::{self, DatasetRuns};
 use crate::engine::attack::AutoAttackConfig;
 use crate::engine::eval::{Attack, robust_levels_from};
@@ -104,8 +114,32 @@ pub struct GapPoint {
     pub pgd: String,
     /// The same under AutoAttack, measured here.
     pub autoattack: String,
+    /// Per image, the AutoAttack member that broke it, at the radius where it fell: `c` APGD-CE,
+    /// `t` APGD-T, `f` FAB-T, `s` Square ([`MEMBER_CODES`]); `-` where none did (misclassified
+    /// clean, or robust at every radius of the cell). Empty in cells measured before members
+    /// were recorded (`validate gap --attribute` measures them again).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub broken_by: String,
     /// AutoAttack's wall time, seconds.
     pub seconds: f64,
+}
+
+/// The code of each AutoAttack member in [`GapPoint::broken_by`], in the order of
+/// [`crate::engine::attack::autoattack::MEMBERS`].
+pub const MEMBER_CODES: [u8; 4] = *b"ctfs";
+
+/// [`GapPoint::broken_by`] of per-image members (indices into [`MEMBER_CODES`]).
+fn member_codes(by: &[Option<u8>]) -> String {
+    by.iter()
+        .map(|b| b.map_or('-', |m| char::from(MEMBER_CODES[m as usize])))
+        .collect()
+}
+
+impl GapCell {
+    /// Whether every point records the member that broke each image.
+    pub fn attributed(&self) -> bool {
+        self.points.iter().all(|p| !p.broken_by.is_empty())
+    }
 }
 
 /// The gap of one run (`DIR/gap/<dataset>/<strategy>/seed<k>.json`).
@@ -236,20 +270,34 @@ fn points_of(recs: &RunRecords, r: usize) -> Vec<(u64, Vec<String>)> {
     }
 }
 
-/// Scores every finished run of `run` in `out` (seeds `seeds`, all when empty) and writes the
-/// summary of every cell in the folder; returns those cells, sorted. Cells already in `DIR/gap/`
-/// are read, not recomputed (completed when the folder's radii grew).
+/// Which runs `validate gap` scores, and whether it attributes.
+#[derive(Debug, Clone, Default)]
+pub struct GapSelect {
+    /// Only these seeds (all the run's when empty).
+    pub seeds: Vec<u64>,
+    /// Only these strategies (all the run's when empty).
+    pub strategies: Vec<Strategy>,
+    /// Measure AutoAttack again on the selected cells that do not record which member broke
+    /// each image, checking that every image's outcome is the recorded one.
+    pub attribute: bool,
+}
+
+/// Scores every finished run of `run` in `out` selected by `select` and writes the summary of
+/// every cell in the folder; returns those cells, sorted. Cells already in `DIR/gap/` are read,
+/// not recomputed (completed when the folder's radii grew; measured again with
+/// `select.attribute` when they lack the members).
 pub fn gap(
     run: &ValidRun,
     out: &Path,
     spec: &GapSpec,
-    seeds: &[u64],
+    select: &GapSelect,
     device: &Device,
     quiet: bool,
 ) -> Result<Vec<GapCell>> {
     super::check_inputs(run)?;
     runner::preflight(run, out).map_err(Error::refused)?;
-    let seeds = selected_seeds(run, seeds)?;
+    let seeds = selected_seeds(run, &select.seeds)?;
+    let strategies = selected_strategies(run, &select.strategies)?;
     check(run, out, spec)?;
     let idx = radius_index(&run.eps(), &spec.eps);
     let dir = gap_dir(out);
@@ -258,34 +306,44 @@ pub fn gap(
         out,
         &dir,
         spec,
-        &seeds,
+        (&seeds, &strategies),
         device,
         quiet,
-        |c: &GapCell| c.eps == spec.eps,
-        |ctx, s, seed, prior| score(run, ctx, s, seed, out, spec, &idx, prior, quiet),
+        |c: &GapCell| c.eps == spec.eps && (!select.attribute || c.attributed()),
+        |ctx, s, seed, prior| {
+            let again = select.attribute && prior.as_ref().is_some_and(|p| !p.attributed());
+            score(run, ctx, (s, seed), out, spec, &idx, prior.map(|p| (p, again)), quiet)
+        },
     )?;
-    // The summary covers every cell of the folder, not only the seeds asked for.
+    // The summary covers every cell of the folder, not only the runs asked for.
     let (_, cells) = read(&dir)?.expect("spec.json written");
     let summary = summarise(&cells, spec, 1000);
     write_atomic(&dir.join("gap.md"), summary.markdown.as_bytes())?;
     write_atomic(&dir.join("gap.csv"), summary.csv.as_bytes())?;
+    if let Some(csv) = &summary.members_csv {
+        write_atomic(&dir.join("members.csv"), csv.as_bytes())?;
+    }
     Ok(cells)
 }
 
-/// Replays one run to its peak and final steps and scores both; with `prior` (the run's cell
-/// scored at the folder's first radii), only the new radii are attacked.
+/// Replays one run (`strategy`, seed) to its peak and final steps and scores both. With `prior`
+/// (the run's cell as the folder holds it, and whether to measure it `again`): grown, only the
+/// radii after the prior's are attacked (the members of the earlier ones are kept if it has
+/// them); measured again, every radius is attacked and each image's outcome at the prior's
+/// radii must be the recorded one.
 #[allow(clippy::too_many_arguments)]
 fn score(
     run: &ValidRun,
     ctx: &DatasetRuns,
-    strategy: Strategy,
-    seed: u64,
+    (strategy, seed): (Strategy, u64),
     out: &Path,
     spec: &GapSpec,
     idx: &[usize],
-    prior: Option<GapCell>,
+    prior: Option<(GapCell, bool)>,
     quiet: bool,
 ) -> Result<GapCell> {
+    let again = prior.as_ref().is_some_and(|p| p.1);
+    let prior = prior.map(|p| p.0);
     let view = RunView::read(run, ctx, strategy, seed, out)?;
     let points = points_of(&view.recs, idx[0]);
     let steps: Vec<u64> = points.iter().map(|p| p.0).collect();
@@ -297,7 +355,7 @@ fn score(
     };
     if let Some(p) = &prior {
         let done = p.eps.len();
-        if done == 0 || done >= spec.eps.len() || p.eps[..] != spec.eps[..done] {
+        if done == 0 || done > spec.eps.len() || (done == spec.eps.len() && !again) || p.eps[..] != spec.eps[..done] {
             return Err(stale(format!("it covers {:?}, the folder {:?}", p.eps, spec.eps)));
         }
         let had: Vec<(u64, &Vec<String>)> = p.points.iter().map(|q| (q.step, &q.which)).collect();
@@ -328,16 +386,48 @@ fn score(
             &spec.attacks(),
             attack_seed,
             &ctx.device,
-            done.as_ref().map(|(l, k)| (&l[..], *k)),
+            done.as_ref().filter(|_| !again).map(|(l, k)| (&l[..], *k)),
         )?;
+        let broken_by = match (before, again) {
+            (None, _) => member_codes(&aa.broken_by),
+            (Some((_, q)), false) if !q.broken_by.is_empty() => q
+                .broken_by
+                .bytes()
+                .zip(member_codes(&aa.broken_by).bytes())
+                .map(|(old, new)| char::from(if new == b'-' { old } else { new }))
+                .collect(),
+            // Grown from a cell without members: the old radii's are unknown.
+            (Some(_), false) => String::new(),
+            (Some(_), true) => {
+                let (old, k) = done.as_ref().expect("prior");
+                let differ = old
+                    .iter()
+                    .zip(&aa.levels)
+                    .filter(|(o, l)| **o != (**l).min(*k as u8 + 1))
+                    .count();
+                if differ > 0 {
+                    return Err(Error::Config {
+                        path: cell_path.clone(),
+                        message: format!(
+                            "measured again at step {target} to record AutoAttack's members, {differ} of {n} images \
+                             have another outcome than recorded: not the measurement this folder holds (another \
+                             build or device?)"
+                        ),
+                    });
+                }
+                member_codes(&aa.broken_by)
+            }
+        };
         let which = points.iter().find(|p| p.0 == target).expect("asked for").1.clone();
+        let earlier = before.filter(|_| !again).map_or(0.0, |(_, q)| q.seconds);
         scored.push(GapPoint {
             which,
             step: target,
             verified: view.eval_ids.len(),
             pgd: to_spec_levels(&levels[..n], idx),
-            autoattack: records::encode_levels(&aa),
-            seconds: t.elapsed().as_secs_f64() + before.map_or(0.0, |(_, q)| q.seconds),
+            autoattack: records::encode_levels(&aa.levels),
+            broken_by,
+            seconds: t.elapsed().as_secs_f64() + earlier,
         });
         Ok(())
     })?;
@@ -398,16 +488,99 @@ pub struct RankRow {
     pub best: (String, String),
 }
 
+/// Per (dataset, checkpoint, radius, strategy), over the cells that record AutoAttack's
+/// members: which member broke the points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRow {
+    /// Dataset.
+    pub dataset: String,
+    /// `peak` or `final`.
+    pub which: String,
+    /// Radius.
+    pub eps: f64,
+    /// Strategy id.
+    pub strategy: String,
+    /// The seeds pooled.
+    pub seeds: Vec<u64>,
+    /// Image outcomes pooled (seeds × n).
+    pub n: usize,
+    /// Per member ([`MEMBER_CODES`]): points robust at this radius under the run's attack that
+    /// AutoAttack broke (at this radius or a smaller one), by the member that broke them.
+    pub pgd_missed: [usize; 4],
+    /// Per member: every clean-correct point AutoAttack broke at this radius or a smaller one.
+    pub broken: [usize; 4],
+}
+
 /// The summary: rows, ranking rows, and their Markdown and CSV.
 pub struct GapSummary {
     /// Per strategy.
     pub rows: Vec<GapRow>,
     /// Per ranking.
     pub ranks: Vec<RankRow>,
+    /// Per strategy, where the cells record AutoAttack's members.
+    pub members: Vec<MemberRow>,
     /// `gap.md`.
     pub markdown: String,
     /// `gap.csv`.
     pub csv: String,
+    /// `members.csv`, when some cell records the members.
+    pub members_csv: Option<String>,
+}
+
+/// The member rows of the cells of `cells` that record the members, per radius of `spec` that
+/// they cover.
+fn member_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<MemberRow> {
+    let mut rows: Vec<MemberRow> = Vec::new();
+    for c in cells.iter().filter(|c| c.attributed()) {
+        for (k, &eps) in spec.eps.iter().enumerate().take(c.eps.len()) {
+            for pt in &c.points {
+                let level = |s: &str, i: usize| s.as_bytes()[i] - b'0';
+                for w in &pt.which {
+                    let at = rows
+                        .iter()
+                        .position(|r| (&r.dataset, &r.which, r.eps, &r.strategy) == (&c.dataset, w, eps, &c.strategy));
+                    let r = match at {
+                        Some(i) => &mut rows[i],
+                        None => {
+                            rows.push(MemberRow {
+                                dataset: c.dataset.clone(),
+                                which: w.clone(),
+                                eps,
+                                strategy: c.strategy.clone(),
+                                seeds: Vec::new(),
+                                n: 0,
+                                pgd_missed: [0; 4],
+                                broken: [0; 4],
+                            });
+                            rows.last_mut().expect("pushed")
+                        }
+                    };
+                    r.seeds.push(c.seed);
+                    r.n += pt.autoattack.len();
+                    for (i, m) in pt.broken_by.bytes().enumerate() {
+                        let Some(m) = MEMBER_CODES.iter().position(|&x| x == m) else {
+                            continue;
+                        };
+                        // Broken at radius index level − 1: at or below k when level ≤ k + 1.
+                        if level(&pt.autoattack, i) as usize <= k + 1 {
+                            r.broken[m] += 1;
+                            if level(&pt.pgd, i) as usize >= k + 2 {
+                                r.pgd_missed[m] += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let rank = |s: &str| parse_strategy(s).map_or(usize::MAX, |s| s as usize);
+    rows.sort_by(|a, b| {
+        (&a.dataset, &a.which)
+            .cmp(&(&b.dataset, &b.which))
+            .then(a.eps.total_cmp(&b.eps))
+            .then(rank(&a.strategy).cmp(&rank(&b.strategy)))
+    });
+    rows
 }
 
 /// Per (dataset, which): per strategy, the per-seed level strings (pgd, autoattack).
@@ -587,7 +760,40 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
             });
         }
     }
-    let markdown = render(&rows, &ranks, cells, spec, reps);
+    let members = member_rows(cells, spec);
+    let mut markdown = render(&rows, &ranks, cells, spec, reps);
+    let members_csv = (!members.is_empty()).then(|| {
+        markdown.push_str(&render_members(&members));
+        let mut csv = crate::plot::Csv::new(&[
+            "dataset",
+            "checkpoint",
+            "eps",
+            "strategy",
+            "seeds",
+            "n",
+            "pgd_missed_apgd_ce",
+            "pgd_missed_apgd_t",
+            "pgd_missed_fab_t",
+            "pgd_missed_square",
+            "broken_apgd_ce",
+            "broken_apgd_t",
+            "broken_fab_t",
+            "broken_square",
+        ]);
+        for r in &members {
+            let mut row = vec![
+                r.dataset.clone(),
+                r.which.clone(),
+                crate::simulate::figures::num(r.eps),
+                r.strategy.clone(),
+                r.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(" "),
+                r.n.to_string(),
+            ];
+            row.extend(r.pgd_missed.iter().chain(&r.broken).map(usize::to_string));
+            csv.push(row);
+        }
+        csv.render()
+    });
     let mut csv = crate::plot::Csv::new(&[
         "dataset",
         "checkpoint",
@@ -623,9 +829,44 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
     GapSummary {
         rows,
         ranks,
+        members,
         markdown,
         csv: csv.render(),
+        members_csv,
     }
+}
+
+/// The members section of `gap.md`.
+fn render_members(rows: &[MemberRow]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::from(
+        "\n## Which AutoAttack member broke the points\n\nPer image, the member that broke it at the radius where it \
+         fell (AutoAttack runs APGD-CE, then APGD-T on what it left, then FAB-T, then Square; a larger radius attacks \
+         only the points robust at the smaller one). On a 2-class task APGD-T is APGD with the targeted logit margin. \
+         Counts pooled over the seeds listed (cells measured before members were recorded are left out; \
+         `validate gap --attribute` measures them again). \"PGD missed\": robust at this radius under the run's \
+         attack, broken by AutoAttack.\n\n| task | checkpoint | ε | strategy | seeds | n | PGD missed: APGD-CE / \
+         APGD-T / FAB-T / Square | all broken by AutoAttack: APGD-CE / APGD-T / FAB-T / Square |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    let four = |v: &[usize; 4]| v.iter().map(usize::to_string).collect::<Vec<_>>().join(" / ");
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:?} | {} | {} (of {}) | {} (of {}) |",
+            r.dataset,
+            r.which,
+            crate::validate::report::eps_label(r.eps),
+            r.strategy,
+            r.seeds,
+            r.n,
+            four(&r.pgd_missed),
+            r.pgd_missed.iter().sum::<usize>(),
+            four(&r.broken),
+            r.broken.iter().sum::<usize>()
+        );
+    }
+    s
 }
 
 fn pct_ci(k: usize, n: usize) -> String {
@@ -732,6 +973,27 @@ fn read(dir: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
     for c in cells.iter_mut().filter(|c| c.eps.is_empty()) {
         c.eps = spec.eps.clone();
     }
+    // A member for exactly the images AutoAttack broke.
+    for c in &cells {
+        for p in c.points.iter().filter(|p| !p.broken_by.is_empty()) {
+            let top = c.eps.len() + 1;
+            let ok = p.broken_by.len() == p.autoattack.len()
+                && p.broken_by.bytes().zip(p.autoattack.bytes()).all(|(m, l)| {
+                    let fell = l > b'0' && ((l - b'0') as usize) < top;
+                    if fell { MEMBER_CODES.contains(&m) } else { m == b'-' }
+                });
+            if !ok {
+                return Err(Error::Config {
+                    path: cell_path(dir, &c.dataset, parse_strategy(&c.strategy)?, c.seed),
+                    message: format!(
+                        "broken_by at step {} does not name a member (c, t, f, s) for exactly the images AutoAttack \
+                         broke (`-` elsewhere)",
+                        p.step
+                    ),
+                });
+            }
+        }
+    }
     // Strategies in the study's order (Full, Linear Probing, LoRA, …), as the runs are.
     let rank = |s: &str| parse_strategy(s).map_or(usize::MAX, |s| s as usize);
     cells.sort_by(|a, b| {
@@ -772,6 +1034,7 @@ mod tests {
                 verified: pgd.len(),
                 pgd: pgd.into(),
                 autoattack: aa.into(),
+                broken_by: String::new(),
                 seconds: 1.0,
             }],
         }
@@ -898,5 +1161,43 @@ mod tests {
         });
         let full = summarise(&all.collect::<Vec<_>>(), &spec, 100);
         assert!(full.markdown.contains("× seeds {0, 1} (the same"), "{}", full.markdown);
+    }
+
+    /// The members' counts, by hand: two radii, seed 0 recording the members (seed 1 does not
+    /// and is left out). Images: 0 misclassified; 1 (APGD-CE), 2 (APGD-T) and 3 (Square) fall at
+    /// the first radius, 4 (APGD-CE) and 5 (FAB-T) at the second; 6 survives. PGD left 1, 3, 4 and 6
+    /// robust at both radii, 2 and 5 at the first only.
+    #[test]
+    fn members_are_counted_at_the_radius_where_the_image_fell() {
+        let mut spec = spec_at_1_255(7);
+        spec.eps.push(2.0 / 255.0);
+        let mut a = seed_cell("a", 0, "0323323", "0111223");
+        a.eps = spec.eps.clone();
+        a.points[0].broken_by = "-ctscf-".into();
+        let mut b = seed_cell("a", 1, "0323323", "0111223");
+        b.eps = spec.eps.clone();
+        let rows = member_rows(&[a.clone(), b], &spec);
+        // Two labels (peak + final) × two radii.
+        assert_eq!(rows.len(), 4);
+        let at = |e: f64| rows.iter().find(|r| r.eps == e && r.which == "final").unwrap();
+        let r1 = at(1.0 / 255.0);
+        assert_eq!((r1.seeds.clone(), r1.n), (vec![0], 7));
+        // Broken at 1/255: images 1 (c), 2 (t), 3 (s), all robust there under PGD.
+        assert_eq!((r1.pgd_missed, r1.broken), ([1, 1, 0, 1], [1, 1, 0, 1]));
+        let r2 = at(2.0 / 255.0);
+        // Broken at 2/255 or below: also 4 (c) and 5 (f); PGD robust at 2/255: 1, 3, 4 (and 6).
+        assert_eq!((r2.pgd_missed, r2.broken), ([2, 0, 0, 1], [2, 1, 1, 1]));
+        let s = summarise(std::slice::from_ref(&a), &spec, 10);
+        assert!(
+            s.markdown
+                .contains("| t | final | 2/255 | a | [0] | 7 | 2 / 0 / 0 / 1 (of 3) | 2 / 1 / 1 / 1 (of 5) |"),
+            "{}",
+            s.markdown
+        );
+        assert!(s.members_csv.unwrap().contains("t,final,"));
+        // Without any cell recording the members: no section, no file.
+        a.points[0].broken_by.clear();
+        let s = summarise(&[a], &spec, 10);
+        assert!(s.members.is_empty() && s.members_csv.is_none() && !s.markdown.contains("member broke"));
     }
 }

@@ -214,7 +214,7 @@ pub fn interpolate(
         out,
         &dir,
         spec,
-        &seeds,
+        (&seeds, &run.strategies),
         device,
         quiet,
         |_| true,

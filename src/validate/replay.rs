@@ -43,6 +43,26 @@ pub(crate) fn selected_seeds(run: &ValidRun, seeds: &[u64]) -> Result<Vec<u64>> 
         .collect())
 }
 
+/// The strategies a command covers: `strategies` (each checked to be one of the run's), or all
+/// the run's, in the run's order.
+pub(crate) fn selected_strategies(run: &ValidRun, strategies: &[Strategy]) -> Result<Vec<Strategy>> {
+    if let Some(s) = strategies.iter().find(|s| !run.strategies.contains(s)) {
+        let have: Vec<&str> = run.strategies.iter().map(|s| s.id()).collect();
+        return Err(Error::invalid(
+            "--strategies",
+            format!("not a strategy of this run ({})", have.join(", ")),
+            s.id(),
+        )
+        .refused());
+    }
+    Ok(run
+        .strategies
+        .iter()
+        .copied()
+        .filter(|s| strategies.is_empty() || strategies.contains(s))
+        .collect())
+}
+
 /// Refuses a folder `dir` whose `spec.json` holds another specification than `spec` (`what`
 /// names the results in the message).
 pub(crate) fn check_spec<S: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
@@ -89,7 +109,8 @@ pub(crate) fn cell_path(dir: &Path, dataset: &str, strategy: Strategy, seed: u64
     dir.join(dataset).join(strategy.id()).join(format!("seed{seed}.json"))
 }
 
-/// For every run of `run` in `out` with a seed in `seeds`, in run order: the result cached in
+/// For every run of `run` in `out` with a seed in `seeds` and a strategy in `strategies`, in run
+/// order: the result cached in
 /// `dir` when `current(cached)`, or else `compute(context, strategy, seed, cached)` (`cached`:
 /// the stale result to complete, if any), written there atomically. Every selected run must be
 /// finished before anything is computed; `spec` is written to `dir/spec.json` first.
@@ -99,7 +120,7 @@ pub(crate) fn for_each_run<T: Serialize + DeserializeOwned, S: Serialize>(
     out: &Path,
     dir: &Path,
     spec: &S,
-    seeds: &[u64],
+    (seeds, strategies): (&[u64], &[Strategy]),
     device: &candle_core::Device,
     quiet: bool,
     current: impl Fn(&T) -> bool,
@@ -108,7 +129,7 @@ pub(crate) fn for_each_run<T: Serialize + DeserializeOwned, S: Serialize>(
     let last = *run.eval_steps.last().expect("validated non-empty");
     for d in &run.config.datasets {
         for &seed in seeds {
-            for &s in &run.strategies {
+            for &s in strategies {
                 let (jsonl, _) = runner::run_paths(out, &d.name, s, seed);
                 if !jsonl.exists() || !runner::finished(&records::read(&jsonl)?, last) {
                     return Err(Error::Config {
@@ -131,7 +152,7 @@ pub(crate) fn for_each_run<T: Serialize + DeserializeOwned, S: Serialize>(
     for (i, d) in run.config.datasets.iter().enumerate() {
         for &seed in seeds {
             let mut data = None;
-            for &s in &run.strategies {
+            for &s in strategies {
                 let path = cell_path(dir, &d.name, s, seed);
                 let mut cached = None;
                 if path.exists() {

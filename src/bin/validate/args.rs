@@ -105,6 +105,15 @@ pub enum Cmd {
         /// Only these seeds (default: all the run's), comma-separated.
         #[arg(long, value_delimiter = ',')]
         seeds: Vec<u64>,
+        /// Only these strategies (default: all the run's), comma-separated ids (full, lora, …).
+        #[arg(long, value_delimiter = ',')]
+        strategies: Vec<String>,
+        /// Measure AutoAttack again on the selected cells that do not record which member broke
+        /// each image (cells from before members were recorded), checking every image's outcome
+        /// against the recorded one; the summary then says which member broke the points PGD
+        /// missed.
+        #[arg(long)]
+        attribute: bool,
         /// AutoAttack's APGD and FAB iterations.
         #[arg(long, default_value_t = 100)]
         steps: usize,

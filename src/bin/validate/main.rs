@@ -172,12 +172,24 @@ fn main() -> ExitCode {
             eps,
             n,
             seeds,
+            strategies,
+            attribute,
             steps,
             targets,
             queries,
             quiet,
             device,
-        }) => pick(&device).and_then(|d| gap_cmd(cfg, eps, n, &seeds, (steps, targets, queries), quiet, &d)),
+        }) => pick(&device).and_then(|d| {
+            gap_cmd(
+                cfg,
+                eps,
+                n,
+                (seeds, &strategies, attribute),
+                (steps, targets, queries),
+                quiet,
+                &d,
+            )
+        }),
         Some(Cmd::Interpolate {
             cfg,
             alphas,
@@ -255,12 +267,30 @@ fn gap_cmd(
     cfg: ConfigArgs,
     eps: Vec<String>,
     n: usize,
-    seeds: &[u64],
+    (seeds, strategies, attribute): (Vec<u64>, &[String], bool),
     (steps, targets, queries): (usize, usize, usize),
     quiet: bool,
     device: &Device,
 ) -> Outcome {
     use robustft::validate::spec::{EpsSpec, EpsValue};
+    let strategies = strategies
+        .iter()
+        .map(|s| {
+            robustft::engine::peft::parse_strategy(s).map_err(|_| {
+                robustft::Error::invalid(
+                    "--strategies",
+                    "expected full, linear_probe, lora, adapter, compacter, bitfit or ia3",
+                    s,
+                )
+            })
+        })
+        .collect::<robustft::Result<Vec<_>>>()
+        .input()?;
+    let select = robustft::validate::gap::GapSelect {
+        seeds,
+        strategies,
+        attribute,
+    };
     let (cfg, out) = load_config(cfg).input()?;
     let n_eps = eps.len();
     let eps = if eps.is_empty() {
@@ -278,7 +308,7 @@ fn gap_cmd(
         targets,
         queries,
     };
-    robustft::validate::gap::gap(&cfg, &out, &spec, seeds, device, quiet).running()?;
+    robustft::validate::gap::gap(&cfg, &out, &spec, &select, device, quiet).running()?;
     let dir = robustft::validate::gap::gap_dir(&out);
     let md = std::fs::read_to_string(dir.join("gap.md")).unwrap_or_default();
     Ok(format!("{md}\nwrote {}\n", dir.join("gap.md").display()))

@@ -52,6 +52,9 @@ pub struct EnsembleOutcome {
     pub outcome: AttackOutcome,
     /// Points broken by each member.
     pub broken: [usize; 4],
+    /// Per point: the member (index into [`MEMBERS`]) that broke it; `None` when no member did
+    /// (robust, or misclassified clean).
+    pub broken_by: Vec<Option<u8>>,
 }
 
 impl AutoAttackConfig {
@@ -133,14 +136,16 @@ pub fn autoattack<M: Classifier + ?Sized>(
     })?;
     let mut broken = [0; MEMBERS.len()];
     broken.copy_from_slice(&done.broken);
+    let broken_by = done.broken_by.clone();
     Ok(EnsembleOutcome {
         outcome: done.outcome(clean_correct, b),
         broken,
+        broken_by,
     })
 }
 
 /// [`autoattack`] with the batch split into `parts` slices on separate threads
-/// ([`super::split`]); the broken counts are summed.
+/// ([`super::split`]); the broken counts are summed, the per-point members joined in order.
 pub fn autoattack_split<M: Classifier + Sync + ?Sized>(
     model: &M,
     x: &Tensor,
@@ -156,8 +161,10 @@ pub fn autoattack_split<M: Classifier + Sync + ?Sized>(
             *b += k;
         }
     }
+    let broken_by = outs.iter().flat_map(|o| o.broken_by.iter().copied()).collect();
     Ok(EnsembleOutcome {
         outcome: super::join(outs.into_iter().map(|o| o.outcome).collect())?,
         broken,
+        broken_by,
     })
 }

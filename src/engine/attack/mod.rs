@@ -298,6 +298,8 @@ pub(crate) struct Cascade {
     pub robust: Vec<bool>,
     /// Points each stage broke.
     pub broken: Vec<usize>,
+    /// Per point: the stage that broke it (`None`: robust after every stage, or never attacked).
+    pub broken_by: Vec<Option<u8>>,
     /// Image forwards spent by the stages.
     pub forwards: usize,
 }
@@ -331,6 +333,7 @@ pub(crate) fn cascade(
 ) -> CResult<Cascade> {
     let mut adv = x.clone();
     let (mut broken, mut forwards) = (vec![0; stages], 0);
+    let mut broken_by = vec![None; robust.len()];
     for (k, count) in broken.iter_mut().enumerate() {
         let ids: Vec<usize> = (0..robust.len()).filter(|&i| robust[i]).collect();
         if ids.is_empty() {
@@ -344,6 +347,7 @@ pub(crate) fn cascade(
         *count = hit.len();
         for &j in &hit {
             robust[ids[j]] = false;
+            broken_by[ids[j]] = Some(k as u8);
         }
         if keep_latest {
             adv = scatter_rows(&adv, &ids, &rows)?;
@@ -356,6 +360,7 @@ pub(crate) fn cascade(
         adv,
         robust,
         broken,
+        broken_by,
         forwards,
     })
 }
