@@ -262,7 +262,18 @@ fn gap_and_interpolate_replay_and_refuse() {
     let o = gap(&out, &["--eps", "1/255,2/255"]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(!cell_of("lora").attributed());
-    let o = gap(&out, &["--eps", "1/255,2/255", "--attribute", "--strategies", "lora"]);
+    let o = gap(
+        &out,
+        &[
+            "--eps",
+            "1/255,2/255",
+            "--attribute",
+            "--strategies",
+            "lora",
+            "--datasets",
+            "simple",
+        ],
+    );
     assert!(o.status.success(), "{}", err(&o));
     let (mut now, mut was) = (cell_of("lora"), was_lora.clone());
     for p in now.points.iter_mut().chain(was.points.iter_mut()) {
@@ -290,11 +301,16 @@ fn gap_and_interpolate_replay_and_refuse() {
     assert!(err(&o).contains("another outcome than recorded"), "{}", err(&o));
     assert_eq!(std::fs::read_to_string(&full_path).unwrap(), tampered);
     std::fs::write(&full_path, serde_json::to_string_pretty(&was_full).unwrap()).unwrap();
-    // A strategy that is not one, or not the run's: refused, naming the flag.
-    for s in ["nonsense", "bitfit"] {
-        let o = gap(&out, &["--eps", "1/255,2/255", "--strategies", s]);
-        assert_eq!(o.status.code(), Some(2), "{s}: {}", err(&o));
-        assert!(err(&o).contains("--strategies"), "{s}: {}", err(&o));
+    // A strategy that is not one, or not the run's, a dataset the run does not have: refused,
+    // naming the flag.
+    for (flag, v) in [
+        ("--strategies", "nonsense"),
+        ("--strategies", "bitfit"),
+        ("--datasets", "complex"),
+    ] {
+        let o = gap(&out, &["--eps", "1/255,2/255", flag, v]);
+        assert_eq!(o.status.code(), Some(2), "{v}: {}", err(&o));
+        assert!(err(&o).contains(flag), "{v}: {}", err(&o));
     }
     // A member string that does not match the outcomes: the folder is refused, naming the cell.
     let mut bad = was_full.clone();

@@ -47,7 +47,8 @@ use serde::{Deserialize, Serialize};
 use super::config::ValidRun;
 use super::records::{self, RunRecords};
 use super::replay::{
-    RunView, cell_path, check_spec_or, for_each_run, load_results, replay, selected_seeds, selected_strategies,
+    RunView, cell_path, check_spec_or, for_each_run, load_results, replay, selected_datasets, selected_seeds,
+    selected_strategies,
 };
 use super::runner::{self, DatasetRuns};
 use crate::engine::attack::AutoAttackConfig;
@@ -273,6 +274,8 @@ fn points_of(recs: &RunRecords, r: usize) -> Vec<(u64, Vec<String>)> {
 /// Which runs `validate gap` scores, and whether it attributes.
 #[derive(Debug, Clone, Default)]
 pub struct GapSelect {
+    /// Only these datasets (all the run's when empty).
+    pub datasets: Vec<String>,
     /// Only these seeds (all the run's when empty).
     pub seeds: Vec<u64>,
     /// Only these strategies (all the run's when empty).
@@ -298,6 +301,7 @@ pub fn gap(
     runner::preflight(run, out).map_err(Error::refused)?;
     let seeds = selected_seeds(run, &select.seeds)?;
     let strategies = selected_strategies(run, &select.strategies)?;
+    let datasets = selected_datasets(run, &select.datasets)?;
     check(run, out, spec)?;
     let idx = radius_index(&run.eps(), &spec.eps);
     let dir = gap_dir(out);
@@ -306,7 +310,7 @@ pub fn gap(
         out,
         &dir,
         spec,
-        (&seeds, &strategies),
+        (&datasets, &seeds, &strategies),
         device,
         quiet,
         |c: &GapCell| c.eps == spec.eps && (!select.attribute || c.attributed()),

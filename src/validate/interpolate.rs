@@ -214,7 +214,7 @@ pub fn interpolate(
         out,
         &dir,
         spec,
-        (&seeds, &run.strategies),
+        (&[], &seeds, &run.strategies),
         device,
         quiet,
         |_| true,

@@ -43,6 +43,21 @@ pub(crate) fn selected_seeds(run: &ValidRun, seeds: &[u64]) -> Result<Vec<u64>> 
         .collect())
 }
 
+/// The datasets a command covers: `datasets`, each checked to be one of the run's (all when
+/// empty).
+pub(crate) fn selected_datasets(run: &ValidRun, datasets: &[String]) -> Result<Vec<String>> {
+    let have: Vec<&str> = run.config.datasets.iter().map(|d| d.name.as_str()).collect();
+    if let Some(d) = datasets.iter().find(|d| !have.contains(&d.as_str())) {
+        return Err(Error::invalid(
+            "--datasets",
+            format!("not a dataset of this run ({})", have.join(", ")),
+            d,
+        )
+        .refused());
+    }
+    Ok(datasets.to_vec())
+}
+
 /// The strategies a command covers: `strategies` (each checked to be one of the run's), or all
 /// the run's, in the run's order.
 pub(crate) fn selected_strategies(run: &ValidRun, strategies: &[Strategy]) -> Result<Vec<Strategy>> {
@@ -109,8 +124,8 @@ pub(crate) fn cell_path(dir: &Path, dataset: &str, strategy: Strategy, seed: u64
     dir.join(dataset).join(strategy.id()).join(format!("seed{seed}.json"))
 }
 
-/// For every run of `run` in `out` with a seed in `seeds` and a strategy in `strategies`, in run
-/// order: the result cached in
+/// For every run of `run` in `out` on a dataset named in `datasets` (all when empty), with a
+/// seed in `seeds` and a strategy in `strategies`, in run order: the result cached in
 /// `dir` when `current(cached)`, or else `compute(context, strategy, seed, cached)` (`cached`:
 /// the stale result to complete, if any), written there atomically. Every selected run must be
 /// finished before anything is computed; `spec` is written to `dir/spec.json` first.
@@ -120,14 +135,15 @@ pub(crate) fn for_each_run<T: Serialize + DeserializeOwned, S: Serialize>(
     out: &Path,
     dir: &Path,
     spec: &S,
-    (seeds, strategies): (&[u64], &[Strategy]),
+    (datasets, seeds, strategies): (&[String], &[u64], &[Strategy]),
     device: &candle_core::Device,
     quiet: bool,
     current: impl Fn(&T) -> bool,
     mut compute: impl FnMut(&DatasetRuns, Strategy, u64, Option<T>) -> Result<T>,
 ) -> Result<Vec<T>> {
     let last = *run.eval_steps.last().expect("validated non-empty");
-    for d in &run.config.datasets {
+    let chosen = |name: &String| datasets.is_empty() || datasets.contains(name);
+    for d in run.config.datasets.iter().filter(|d| chosen(&d.name)) {
         for &seed in seeds {
             for &s in strategies {
                 let (jsonl, _) = runner::run_paths(out, &d.name, s, seed);
@@ -149,7 +165,7 @@ pub(crate) fn for_each_run<T: Serialize + DeserializeOwned, S: Serialize>(
     // The backbone is rebuilt (or read) only when something is computed.
     let mut up = None;
     let mut cells = Vec::new();
-    for (i, d) in run.config.datasets.iter().enumerate() {
+    for (i, d) in run.config.datasets.iter().enumerate().filter(|(_, d)| chosen(&d.name)) {
         for &seed in seeds {
             let mut data = None;
             for &s in strategies {

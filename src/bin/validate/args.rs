@@ -105,6 +105,9 @@ pub enum Cmd {
         /// Only these seeds (default: all the run's), comma-separated.
         #[arg(long, value_delimiter = ',')]
         seeds: Vec<u64>,
+        /// Only these datasets (default: all the run's), comma-separated names.
+        #[arg(long, value_delimiter = ',')]
+        datasets: Vec<String>,
         /// Only these strategies (default: all the run's), comma-separated ids (full, lora, …).
         #[arg(long, value_delimiter = ',')]
         strategies: Vec<String>,

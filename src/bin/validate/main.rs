@@ -171,6 +171,7 @@ fn main() -> ExitCode {
             cfg,
             eps,
             n,
+            datasets,
             seeds,
             strategies,
             attribute,
@@ -184,7 +185,7 @@ fn main() -> ExitCode {
                 cfg,
                 eps,
                 n,
-                (seeds, &strategies, attribute),
+                (datasets, seeds, &strategies, attribute),
                 (steps, targets, queries),
                 quiet,
                 &d,
@@ -267,7 +268,7 @@ fn gap_cmd(
     cfg: ConfigArgs,
     eps: Vec<String>,
     n: usize,
-    (seeds, strategies, attribute): (Vec<u64>, &[String], bool),
+    (datasets, seeds, strategies, attribute): (Vec<String>, Vec<u64>, &[String], bool),
     (steps, targets, queries): (usize, usize, usize),
     quiet: bool,
     device: &Device,
@@ -287,6 +288,7 @@ fn gap_cmd(
         .collect::<robustft::Result<Vec<_>>>()
         .input()?;
     let select = robustft::validate::gap::GapSelect {
+        datasets,
         seeds,
         strategies,
         attribute,
