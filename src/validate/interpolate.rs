@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::ValidRun;
 use super::records::{encode_bools, encode_levels};
-use super::replay::{RunView, check_spec, for_each_run, load_results, replay, selected_seeds};
+use super::replay::{RunView, check_spec, for_each_run, load_results, replay, selected_datasets, selected_seeds};
 use super::report::eps_label;
 use super::runner::{self, DatasetRuns};
 
@@ -214,7 +214,7 @@ pub fn interpolate(
         out,
         &dir,
         spec,
-        (&[], &seeds, &run.strategies),
+        (&selected_datasets(run, &[])?, &seeds, &run.strategies),
         device,
         quiet,
         |_| true,

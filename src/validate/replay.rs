@@ -29,53 +29,45 @@ use crate::engine::train::AdamW;
 use crate::error::{Error, Result};
 use crate::plot::write_atomic;
 
-/// The seeds a command covers: `seeds` (each checked to be one of the run's), or all the run's.
-pub(crate) fn selected_seeds(run: &ValidRun, seeds: &[u64]) -> Result<Vec<u64>> {
-    if let Some(s) = seeds.iter().find(|s| !run.config.seeds.contains(s)) {
-        return Err(Error::invalid("--seeds", format!("not a seed of this run ({:?})", run.config.seeds), s).refused());
+/// The items of `have` (the run's seeds, datasets or strategies, shown by `show`) a command
+/// covers: those `asked`, in the run's order, each checked to be one of the run's (`flag` and
+/// `what` name them in the refusal); all of them when none is asked.
+fn selected<T: PartialEq + Clone>(
+    flag: &str,
+    what: &str,
+    have: &[T],
+    asked: &[T],
+    show: impl Fn(&T) -> String,
+) -> Result<Vec<T>> {
+    if let Some(a) = asked.iter().find(|a| !have.contains(a)) {
+        let list: Vec<String> = have.iter().map(&show).collect();
+        return Err(Error::invalid(flag, format!("not a {what} of this run ({})", list.join(", ")), show(a)).refused());
     }
-    Ok(run
-        .config
-        .seeds
+    Ok(have
         .iter()
-        .copied()
-        .filter(|s| seeds.is_empty() || seeds.contains(s))
+        .filter(|h| asked.is_empty() || asked.contains(h))
+        .cloned()
         .collect())
 }
 
-/// The datasets a command covers: `datasets`, each checked to be one of the run's (all when
-/// empty).
+/// The seeds a command covers: `seeds` (each checked to be one of the run's), or all the run's.
+pub(crate) fn selected_seeds(run: &ValidRun, seeds: &[u64]) -> Result<Vec<u64>> {
+    selected("--seeds", "seed", &run.config.seeds, seeds, u64::to_string)
+}
+
+/// The datasets a command covers, by name: `datasets` (each checked to be one of the run's), or
+/// all the run's, in the run's order.
 pub(crate) fn selected_datasets(run: &ValidRun, datasets: &[String]) -> Result<Vec<String>> {
-    let have: Vec<&str> = run.config.datasets.iter().map(|d| d.name.as_str()).collect();
-    if let Some(d) = datasets.iter().find(|d| !have.contains(&d.as_str())) {
-        return Err(Error::invalid(
-            "--datasets",
-            format!("not a dataset of this run ({})", have.join(", ")),
-            d,
-        )
-        .refused());
-    }
-    Ok(datasets.to_vec())
+    let have: Vec<String> = run.config.datasets.iter().map(|d| d.name.clone()).collect();
+    selected("--datasets", "dataset", &have, datasets, String::clone)
 }
 
 /// The strategies a command covers: `strategies` (each checked to be one of the run's), or all
 /// the run's, in the run's order.
 pub(crate) fn selected_strategies(run: &ValidRun, strategies: &[Strategy]) -> Result<Vec<Strategy>> {
-    if let Some(s) = strategies.iter().find(|s| !run.strategies.contains(s)) {
-        let have: Vec<&str> = run.strategies.iter().map(|s| s.id()).collect();
-        return Err(Error::invalid(
-            "--strategies",
-            format!("not a strategy of this run ({})", have.join(", ")),
-            s.id(),
-        )
-        .refused());
-    }
-    Ok(run
-        .strategies
-        .iter()
-        .copied()
-        .filter(|s| strategies.is_empty() || strategies.contains(s))
-        .collect())
+    selected("--strategies", "strategy", &run.strategies, strategies, |s| {
+        s.id().to_string()
+    })
 }
 
 /// Refuses a folder `dir` whose `spec.json` holds another specification than `spec` (`what`
@@ -124,8 +116,8 @@ pub(crate) fn cell_path(dir: &Path, dataset: &str, strategy: Strategy, seed: u64
     dir.join(dataset).join(strategy.id()).join(format!("seed{seed}.json"))
 }
 
-/// For every run of `run` in `out` on a dataset named in `datasets` (all when empty), with a
-/// seed in `seeds` and a strategy in `strategies`, in run order: the result cached in
+/// For every run of `run` in `out` on a dataset named in `datasets`, with a seed in `seeds` and
+/// a strategy in `strategies`, in run order: the result cached in
 /// `dir` when `current(cached)`, or else `compute(context, strategy, seed, cached)` (`cached`:
 /// the stale result to complete, if any), written there atomically. Every selected run must be
 /// finished before anything is computed; `spec` is written to `dir/spec.json` first.
@@ -142,7 +134,7 @@ pub(crate) fn for_each_run<T: Serialize + DeserializeOwned, S: Serialize>(
     mut compute: impl FnMut(&DatasetRuns, Strategy, u64, Option<T>) -> Result<T>,
 ) -> Result<Vec<T>> {
     let last = *run.eval_steps.last().expect("validated non-empty");
-    let chosen = |name: &String| datasets.is_empty() || datasets.contains(name);
+    let chosen = |name: &String| datasets.contains(name);
     for d in run.config.datasets.iter().filter(|d| chosen(&d.name)) {
         for &seed in seeds {
             for &s in strategies {

@@ -276,15 +276,7 @@ fn gap_cmd(
     use robustft::validate::spec::{EpsSpec, EpsValue};
     let strategies = strategies
         .iter()
-        .map(|s| {
-            robustft::engine::peft::parse_strategy(s).map_err(|_| {
-                robustft::Error::invalid(
-                    "--strategies",
-                    "expected full, linear_probe, lora, adapter, compacter, bitfit or ia3",
-                    s,
-                )
-            })
-        })
+        .map(|s| robustft::engine::peft::parse_strategy(s).map_err(|e| e.rename_field("strategy", "--strategies")))
         .collect::<robustft::Result<Vec<_>>>()
         .input()?;
     let select = robustft::validate::gap::GapSelect {

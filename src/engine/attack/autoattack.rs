@@ -129,14 +129,16 @@ pub fn autoattack<M: Classifier + ?Sized>(
     let clean_logits = model.logits(x)?;
     let classes = clean_logits.dim(1)?;
     let clean_correct = correct(&clean_logits, y)?;
-    let done = cascade(x, y, clean_correct.clone(), MEMBERS.len(), false, |k, _, xs, ys| {
+    let mut done = cascade(x, y, clean_correct.clone(), MEMBERS.len(), false, |k, _, xs, ys| {
         let member_seed = seed ^ (k as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let out = cfg.member(k, classes, model, xs, ys, member_seed)?;
         Ok((out.adv, out.robust, out.image_forwards))
     })?;
     let mut broken = [0; MEMBERS.len()];
-    broken.copy_from_slice(&done.broken);
-    let broken_by = done.broken_by.clone();
+    for m in done.broken_by.iter().flatten() {
+        broken[*m as usize] += 1;
+    }
+    let broken_by = std::mem::take(&mut done.broken_by);
     Ok(EnsembleOutcome {
         outcome: done.outcome(clean_correct, b),
         broken,

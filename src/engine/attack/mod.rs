@@ -296,8 +296,6 @@ pub(crate) struct Cascade {
     pub adv: Tensor,
     /// Per point: robust after every stage.
     pub robust: Vec<bool>,
-    /// Points each stage broke.
-    pub broken: Vec<usize>,
     /// Per point: the stage that broke it (`None`: robust after every stage, or never attacked).
     pub broken_by: Vec<Option<u8>>,
     /// Image forwards spent by the stages.
@@ -332,9 +330,9 @@ pub(crate) fn cascade(
     mut stage: impl FnMut(usize, &[usize], &Tensor, &Tensor) -> CResult<Stage>,
 ) -> CResult<Cascade> {
     let mut adv = x.clone();
-    let (mut broken, mut forwards) = (vec![0; stages], 0);
+    let mut forwards = 0;
     let mut broken_by = vec![None; robust.len()];
-    for (k, count) in broken.iter_mut().enumerate() {
+    for k in 0..stages {
         let ids: Vec<usize> = (0..robust.len()).filter(|&i| robust[i]).collect();
         if ids.is_empty() {
             break;
@@ -344,7 +342,6 @@ pub(crate) fn cascade(
         let (rows, alive, f) = stage(k, &ids, &xs, &ys)?;
         forwards += f;
         let hit: Vec<usize> = (0..ids.len()).filter(|&j| !alive[j]).collect();
-        *count = hit.len();
         for &j in &hit {
             robust[ids[j]] = false;
             broken_by[ids[j]] = Some(k as u8);
@@ -359,7 +356,6 @@ pub(crate) fn cascade(
     Ok(Cascade {
         adv,
         robust,
-        broken,
         broken_by,
         forwards,
     })
