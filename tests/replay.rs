@@ -195,11 +195,52 @@ fn gap_and_interpolate_replay_and_refuse() {
     assert!(err(&o).contains("another specification"), "{}", err(&o));
     assert!(err(&o).contains("to add radii"), "{}", err(&o));
 
+    // A probe on finished cells: only the probe runs (AutoAttack's outcomes, members and time
+    // stay as they were). The run's own attack (PGD-5, α = ε/4) at the run's own radii on the
+    // first images starts where the run's evaluation started, so it reproduces the record.
+    let aa_only = |s: &str| -> GapCell {
+        serde_json::from_str(&std::fs::read_to_string(out.join("gap/simple").join(s).join("seed0.json")).unwrap())
+            .unwrap()
+    };
+    let before_probe: Vec<GapCell> = ["linear_probe", "lora", "full"].map(aa_only).into();
+    let o = gap(&out, &["--eps", "1/255,2/255", "--probe", "pgd:5:2/8"]);
+    assert!(o.status.success(), "{}", err(&o));
+    for (s, was) in ["linear_probe", "lora", "full"].iter().zip(&before_probe) {
+        let mut cell = aa_only(s);
+        for p in cell.points.iter_mut() {
+            let probe = p
+                .probes
+                .remove("pgd:5:1/4")
+                .expect("the probe, under its canonical key");
+            assert!(p.probes.is_empty());
+            assert_eq!(probe.levels, p.pgd, "{s} step {}: the run's attack, replayed", p.step);
+        }
+        assert_eq!(&cell, was, "{s}: AutoAttack's side changed");
+    }
+    let gap_md = std::fs::read_to_string(out.join("gap/gap.md")).unwrap();
+    assert!(gap_md.contains("## PGD variants on the points PGD missed"), "{gap_md}");
+    assert!(
+        gap_md.contains("| simple | final | 2/255 | lora | [0] | 24 | PGD-5, α = ε/4 |"),
+        "{gap_md}"
+    );
+    assert!(out.join("gap/probes.csv").exists());
+    // Asked again: nothing is computed, nothing changes. A probe that is not one: refused,
+    // naming the flag, nothing written.
+    let probed = std::fs::read(out.join("gap/simple/lora/seed0.json")).unwrap();
+    let o = gap(&out, &["--eps", "1/255,2/255", "--probe", "pgd:5:1/4"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(std::fs::read(out.join("gap/simple/lora/seed0.json")).unwrap(), probed);
+    let o = gap(&out, &["--eps", "1/255,2/255", "--probe", "pgd:5:0.25"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--probe"), "{}", err(&o));
+    assert_eq!(std::fs::read(out.join("gap/simple/lora/seed0.json")).unwrap(), probed);
+
     // Radii added later: a folder scored at 1/255, then asked for 1/255 and 2/255, holds exactly
-    // the cells of the folder scored at both at once (AutoAttack's time aside).
+    // the cells of the folder scored at both at once (wall times aside) — probes included: asked
+    // for at 1/255, completed at 2/255 with AutoAttack.
     let fresh = out.join("gap-fresh");
     std::fs::rename(out.join("gap"), &fresh).unwrap();
-    let o = gap(&out, &["--eps", "1/255"]);
+    let o = gap(&out, &["--eps", "1/255", "--probe", "pgd:5:1/4"]);
     assert!(o.status.success(), "{}", err(&o));
     let o = gap(&out, &["--eps", "1/255,2/255"]);
     assert!(o.status.success(), "{}", err(&o));
@@ -212,6 +253,9 @@ fn gap_and_interpolate_replay_and_refuse() {
         assert_eq!(b.eps, [1.0 / 255.0, 2.0 / 255.0]);
         for p in a.points.iter_mut().chain(b.points.iter_mut()) {
             p.seconds = 0.0;
+            for q in p.probes.values_mut() {
+                q.seconds = 0.0;
+            }
         }
         assert_eq!(a, b, "{s}: grown and fresh differ");
     }
@@ -282,7 +326,9 @@ fn gap_and_interpolate_replay_and_refuse() {
     assert_eq!(now, was, "measured again with the members");
     assert!(!cell_of("full").attributed(), "not asked for");
     let gap_md = std::fs::read_to_string(out.join("gap/gap.md")).unwrap();
-    assert!(!gap_md.contains("| final | 2/255 | full | [0]"), "{gap_md}");
+    let members_md = gap_md.split("## Which AutoAttack member").nth(1).unwrap();
+    let members_md = members_md.split("## PGD variants").next().unwrap();
+    assert!(!members_md.contains("| final | 2/255 | full | [0]"), "{gap_md}");
     // A recorded outcome that the measurement does not reproduce: refused, the cell untouched.
     let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&full_path).unwrap()).unwrap();
     let aa = v["points"][0]["autoattack"].as_str().unwrap().to_string();
@@ -312,13 +358,23 @@ fn gap_and_interpolate_replay_and_refuse() {
         assert_eq!(o.status.code(), Some(2), "{v}: {}", err(&o));
         assert!(err(&o).contains(flag), "{v}: {}", err(&o));
     }
-    // A member string that does not match the outcomes: the folder is refused, naming the cell.
+    // A member string that does not match the outcomes, a probe under a key that is not
+    // canonical or with levels that are not the model's clean outcomes: the folder is refused,
+    // naming the cell.
     let mut bad = was_full.clone();
     bad.points[0].broken_by = "x".repeat(24);
-    std::fs::write(&full_path, serde_json::to_string_pretty(&bad).unwrap()).unwrap();
-    let o = gap(&out, &["--eps", "1/255,2/255"]);
-    assert!(!o.status.success());
-    assert!(err(&o).contains("broken_by") && err(&o).contains("full"), "{}", err(&o));
+    let mut other_key = was_full.clone();
+    let probe = other_key.points[0].probes.remove("pgd:5:1/4").unwrap();
+    other_key.points[0].probes.insert("pgd:5:2/8".into(), probe.clone());
+    let mut other_clean = was_full.clone();
+    let flipped: String = probe.levels.chars().map(|c| if c == '0' { '1' } else { '0' }).collect();
+    other_clean.points[0].probes.get_mut("pgd:5:1/4").unwrap().levels = flipped;
+    for (bad, what) in [(bad, "broken_by"), (other_key, "pgd:5:2/8"), (other_clean, "pgd:5:1/4")] {
+        std::fs::write(&full_path, serde_json::to_string_pretty(&bad).unwrap()).unwrap();
+        let o = gap(&out, &["--eps", "1/255,2/255"]);
+        assert!(!o.status.success());
+        assert!(err(&o).contains(what) && err(&o).contains("full"), "{}", err(&o));
+    }
     std::fs::write(&full_path, serde_json::to_string_pretty(&was_full).unwrap()).unwrap();
 
     // The verdict gains finding 6.

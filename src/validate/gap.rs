@@ -35,7 +35,17 @@
 //! (no gradient at all) — and among every image AutoAttack broke. Cells written before members
 //! were recorded are measured again with [`GapSelect::attribute`], and must reproduce their
 //! recorded outcome on every image.
+//!
+//! **Probes.** PGD variants ([`Probe`]: `--probe pgd:100:1/4` is PGD-100 with α = ε/4) scored
+//! beside AutoAttack at the same checkpoints, images and radii ([`GapPoint::probes`]) say *why*
+//! the run's PGD missed a point AutoAttack broke: more iterations at the run's step size, a
+//! larger step at the run's budget, or — the run's own steps and α from another random start —
+//! chance. The summary counts, per strategy, how many of the points PGD missed each probe
+//! breaks, by the AutoAttack member that broke them ([`ProbeRow`]). A probe asked for on a
+//! finished cell is measured alone (AutoAttack is not run again); a grown cell completes its
+//! probes at the new radii as it completes AutoAttack.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -51,14 +61,14 @@ use super::replay::{
     selected_strategies,
 };
 use super::runner::{self, DatasetRuns};
-use crate::engine::attack::AutoAttackConfig;
+use crate::engine::attack::{AutoAttackConfig, PgdConfig, StopRule};
 use crate::engine::eval::{Attack, robust_levels_from};
 use crate::engine::peft::{Strategy, parse_strategy};
 use crate::error::{Error, Result};
 use crate::plot::write_atomic;
 use crate::tradeoff::Interval;
 use crate::tradeoff::bootstrap::{percentile_interval, resample_indices};
-use crate::tradeoff::stats::{spearman, wilson};
+use crate::tradeoff::stats::{sign_test_upper, spearman, wilson};
 
 /// What a gap folder measures (`DIR/gap/spec.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +133,115 @@ pub struct GapPoint {
     pub broken_by: String,
     /// AutoAttack's wall time, seconds.
     pub seconds: f64,
+    /// Per probe ([`Probe::key`]), its levels on the same images and radii (the digits of
+    /// `autoattack`), and its wall time.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub probes: BTreeMap<String, ProbeLevels>,
+}
+
+/// A probe's outcome at one checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeLevels {
+    /// Per image, as [`GapPoint::autoattack`].
+    pub levels: String,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// A PGD variant scored beside AutoAttack (`--probe pgd:STEPS:ALPHA`, ALPHA a fraction of ε:
+/// `pgd:100:1/4` is 100 steps of size ε/4 at every radius; `pgd:15:2` 15 steps of size 2ε).
+/// Random start, early exit, cross-entropy — the run's PGD with another budget. Its random
+/// start is drawn as the run's evaluation draws it, per batch of 128 and per index among the
+/// gap's radii: when those are all of the run's radii, the run's own steps and α reproduce the
+/// run's record (tested); when they are a later subset (4/255 and 8/255 of 1–8/255), the start
+/// is another one, and the run's own steps and α measure what a second random start alone
+/// catches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Probe {
+    /// Iterations.
+    pub steps: usize,
+    /// α / ε as a reduced fraction: numerator.
+    pub num: u64,
+    /// Denominator.
+    pub den: u64,
+}
+
+impl Probe {
+    /// Parses `pgd:STEPS:ALPHA` (ALPHA `N` or `N/D`, a multiple of ε). Errors name `--probe`.
+    pub fn parse(text: &str) -> Result<Probe> {
+        let bad = |why: &str| {
+            Error::invalid(
+                "--probe",
+                format!("{why}; give pgd:STEPS:ALPHA, ALPHA a fraction of ε (pgd:100:1/4 is PGD-100 with α = ε/4)"),
+                text,
+            )
+            .refused()
+        };
+        let [kind, steps, alpha] = text.trim().split(':').collect::<Vec<_>>()[..] else {
+            return Err(bad("three fields separated by ':'"));
+        };
+        if kind != "pgd" {
+            return Err(bad("only PGD probes (pgd:…)"));
+        }
+        let whole = |v: &str| v.trim().parse::<u64>().ok().filter(|&v| v >= 1);
+        let steps = whole(steps).ok_or_else(|| bad("STEPS must be a whole number >= 1"))? as usize;
+        let (num, den) = match alpha.split_once('/') {
+            Some((a, b)) => (whole(a), whole(b)),
+            None => (whole(alpha), Some(1)),
+        };
+        let (Some(num), Some(den)) = (num, den) else {
+            return Err(bad("ALPHA must be N or N/D with whole N, D >= 1"));
+        };
+        let g = gcd(num, den);
+        Ok(Probe {
+            steps,
+            num: num / g,
+            den: den / g,
+        })
+    }
+
+    /// The canonical text (`pgd:100:1/4`, `pgd:15:1`): the key in [`GapPoint::probes`].
+    pub fn key(&self) -> String {
+        match self.den {
+            1 => format!("pgd:{}:{}", self.steps, self.num),
+            d => format!("pgd:{}:{}/{d}", self.steps, self.num),
+        }
+    }
+
+    /// In words: `PGD-100, α = ε/4`.
+    pub fn label(&self) -> String {
+        let num = if self.num == 1 {
+            String::new()
+        } else {
+            self.num.to_string()
+        };
+        let den = if self.den == 1 {
+            String::new()
+        } else {
+            format!("/{}", self.den)
+        };
+        format!("PGD-{}, α = {num}ε{den}", self.steps)
+    }
+
+    /// The probe at each radius.
+    fn attacks(&self, eps: &[f64]) -> Vec<Attack> {
+        eps.iter()
+            .map(|&eps| {
+                Attack::Pgd(PgdConfig {
+                    eps,
+                    alpha: eps * self.num as f64 / self.den as f64,
+                    steps: self.steps,
+                    random_start: true,
+                    stop: StopRule::EarlyExit,
+                })
+            })
+            .collect()
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// The code of each AutoAttack member in [`GapPoint::broken_by`], in the order of
@@ -140,6 +259,13 @@ impl GapCell {
     /// Whether every point records the member that broke each image.
     pub fn attributed(&self) -> bool {
         self.points.iter().all(|p| !p.broken_by.is_empty())
+    }
+
+    /// Whether every point records each of `probes`.
+    pub fn has_probes(&self, probes: &[Probe]) -> bool {
+        self.points
+            .iter()
+            .all(|p| probes.iter().all(|q| p.probes.contains_key(&q.key())))
     }
 }
 
@@ -283,12 +409,15 @@ pub struct GapSelect {
     /// Measure AutoAttack again on the selected cells that do not record which member broke
     /// each image, checking that every image's outcome is the recorded one.
     pub attribute: bool,
+    /// Score these PGD variants on the selected cells that do not record them yet.
+    pub probes: Vec<Probe>,
 }
 
 /// Scores every finished run of `run` in `out` selected by `select` and writes the summary of
 /// every cell in the folder; returns those cells, sorted. Cells already in `DIR/gap/` are read,
 /// not recomputed (completed when the folder's radii grew; measured again with
-/// `select.attribute` when they lack the members).
+/// `select.attribute` when they lack the members; given the probes of `select.probes` they lack,
+/// AutoAttack aside).
 pub fn gap(
     run: &ValidRun,
     out: &Path,
@@ -313,10 +442,15 @@ pub fn gap(
         (&datasets, &seeds, &strategies),
         device,
         quiet,
-        |c: &GapCell| c.eps == spec.eps && (!select.attribute || c.attributed()),
+        |c: &GapCell| c.eps == spec.eps && (!select.attribute || c.attributed()) && c.has_probes(&select.probes),
         |ctx, s, seed, prior| {
             let again = select.attribute && prior.as_ref().is_some_and(|p| !p.attributed());
-            score(run, ctx, (s, seed), out, spec, &idx, prior.map(|p| (p, again)), quiet)
+            let todo = Todo {
+                idx: &idx,
+                probes: &select.probes,
+                prior: prior.map(|p| (p, again)),
+            };
+            score(run, ctx, (s, seed), out, spec, todo, quiet)
         },
     )?;
     // The summary covers every cell of the folder, not only the runs asked for.
@@ -327,27 +461,39 @@ pub fn gap(
     if let Some(csv) = &summary.members_csv {
         write_atomic(&dir.join("members.csv"), csv.as_bytes())?;
     }
+    if let Some(csv) = &summary.probes_csv {
+        write_atomic(&dir.join("probes.csv"), csv.as_bytes())?;
+    }
     Ok(cells)
 }
 
-/// Replays one run (`strategy`, seed) to its peak and final steps and scores both. With `prior`
-/// (the run's cell as the folder holds it, and whether to measure it `again`): grown, only the
-/// radii after the prior's are attacked (the members of the earlier ones are kept if it has
-/// them); measured again, every radius is attacked and each image's outcome at the prior's
-/// radii must be the recorded one.
-#[allow(clippy::too_many_arguments)]
+/// What [`score`] measures on a run besides what its prior cell holds.
+struct Todo<'a> {
+    /// The index of each gap radius among the run's.
+    idx: &'a [usize],
+    /// Probes to add where the cell lacks them.
+    probes: &'a [Probe],
+    /// The run's cell as the folder holds it, and whether to measure AutoAttack on it again.
+    prior: Option<(GapCell, bool)>,
+}
+
+/// Replays one run (`strategy`, seed) to its peak and final steps and scores both. With a prior
+/// cell ([`Todo::prior`]): grown, only the radii after the prior's are attacked, by AutoAttack
+/// and by the prior's probes (the members of the earlier ones are kept if it has them); measured
+/// again, every radius is attacked and each image's outcome at the prior's radii must be the
+/// recorded one; otherwise AutoAttack is not run and only the probes it lacks are scored.
 fn score(
     run: &ValidRun,
     ctx: &DatasetRuns,
     (strategy, seed): (Strategy, u64),
     out: &Path,
     spec: &GapSpec,
-    idx: &[usize],
-    prior: Option<(GapCell, bool)>,
+    todo: Todo,
     quiet: bool,
 ) -> Result<GapCell> {
-    let again = prior.as_ref().is_some_and(|p| p.1);
-    let prior = prior.map(|p| p.0);
+    let again = todo.prior.as_ref().is_some_and(|p| p.1);
+    let prior = todo.prior.map(|p| p.0);
+    let idx = todo.idx;
     let view = RunView::read(run, ctx, strategy, seed, out)?;
     let points = points_of(&view.recs, idx[0]);
     let steps: Vec<u64> = points.iter().map(|p| p.0).collect();
@@ -359,7 +505,7 @@ fn score(
     };
     if let Some(p) = &prior {
         let done = p.eps.len();
-        if done == 0 || done > spec.eps.len() || (done == spec.eps.len() && !again) || p.eps[..] != spec.eps[..done] {
+        if done == 0 || done > spec.eps.len() || p.eps[..] != spec.eps[..done] {
             return Err(stale(format!("it covers {:?}, the folder {:?}", p.eps, spec.eps)));
         }
         let had: Vec<(u64, &Vec<String>)> = p.points.iter().map(|q| (q.step, &q.which)).collect();
@@ -370,10 +516,11 @@ fn score(
             )));
         }
     }
+    // AutoAttack runs on a new cell, a grown one, or one measured again.
+    let attack = prior.as_ref().is_none_or(|p| again || p.eps.len() < spec.eps.len());
     let mut scored = Vec::new();
     replay(run, ctx, &view, strategy, seed, &steps, quiet, |model, target| {
         let levels = records::decode_digits(&view.at(target).outcomes, "outcomes")?;
-        let t = Instant::now();
         let (ids, attack_seed) = (&view.eval_ids[..n], crate::seeds::attack(seed, target));
         let before = prior
             .as_ref()
@@ -382,57 +529,98 @@ fn score(
             Some((p, q)) => Some((records::decode_digits(&q.autoattack, "autoattack")?, p.eps.len())),
             None => None,
         };
-        let aa = robust_levels_from(
-            model,
-            &ctx.data.test,
-            ids,
-            128,
-            &spec.attacks(),
-            attack_seed,
-            &ctx.device,
-            done.as_ref().filter(|_| !again).map(|(l, k)| (&l[..], *k)),
-        )?;
-        let broken_by = match (before, again) {
-            (None, _) => member_codes(&aa.broken_by),
-            (Some((_, q)), false) if !q.broken_by.is_empty() => q
-                .broken_by
-                .bytes()
-                .zip(member_codes(&aa.broken_by).bytes())
-                .map(|(old, new)| char::from(if new == b'-' { old } else { new }))
-                .collect(),
-            // Grown from a cell without members: the old radii's are unknown.
-            (Some(_), false) => String::new(),
-            (Some(_), true) => {
-                let (old, k) = done.as_ref().expect("prior");
-                let differ = old
-                    .iter()
-                    .zip(&aa.levels)
-                    .filter(|(o, l)| **o != (**l).min(*k as u8 + 1))
-                    .count();
-                if differ > 0 {
-                    return Err(Error::Config {
-                        path: cell_path.clone(),
-                        message: format!(
-                            "measured again at step {target} to record AutoAttack's members, {differ} of {n} images \
-                             have another outcome than recorded: not the measurement this folder holds (another \
-                             build or device?)"
-                        ),
-                    });
+        let grown = done.as_ref().filter(|_| !again).map(|(l, k)| (&l[..], *k));
+        let which = points.iter().find(|p| p.0 == target).expect("asked for").1.clone();
+        let mut point = match before {
+            Some((_, q)) if !attack => q.clone(),
+            _ => {
+                let t = Instant::now();
+                let aa = robust_levels_from(
+                    model,
+                    &ctx.data.test,
+                    ids,
+                    128,
+                    &spec.attacks(),
+                    attack_seed,
+                    &ctx.device,
+                    grown,
+                )?;
+                let broken_by = match (before, again) {
+                    (None, _) => member_codes(&aa.broken_by),
+                    (Some((_, q)), false) if !q.broken_by.is_empty() => q
+                        .broken_by
+                        .bytes()
+                        .zip(member_codes(&aa.broken_by).bytes())
+                        .map(|(old, new)| char::from(if new == b'-' { old } else { new }))
+                        .collect(),
+                    // Grown from a cell without members: the old radii's are unknown.
+                    (Some(_), false) => String::new(),
+                    (Some(_), true) => {
+                        let (old, k) = done.as_ref().expect("prior");
+                        let differ = old
+                            .iter()
+                            .zip(&aa.levels)
+                            .filter(|(o, l)| **o != (**l).min(*k as u8 + 1))
+                            .count();
+                        if differ > 0 {
+                            return Err(Error::Config {
+                                path: cell_path.clone(),
+                                message: format!(
+                                    "measured again at step {target} to record AutoAttack's members, {differ} of {n} \
+                                     images have another outcome than recorded: not the measurement this folder \
+                                     holds (another build or device?)"
+                                ),
+                            });
+                        }
+                        member_codes(&aa.broken_by)
+                    }
+                };
+                let earlier = before.filter(|_| !again).map_or(0.0, |(_, q)| q.seconds);
+                GapPoint {
+                    which,
+                    step: target,
+                    verified: view.eval_ids.len(),
+                    pgd: to_spec_levels(&levels[..n], idx),
+                    autoattack: records::encode_levels(&aa.levels),
+                    broken_by,
+                    seconds: t.elapsed().as_secs_f64() + earlier,
+                    probes: before.map(|(_, q)| q.probes.clone()).unwrap_or_default(),
                 }
-                member_codes(&aa.broken_by)
             }
         };
-        let which = points.iter().find(|p| p.0 == target).expect("asked for").1.clone();
-        let earlier = before.filter(|_| !again).map_or(0.0, |(_, q)| q.seconds);
-        scored.push(GapPoint {
-            which,
-            step: target,
-            verified: view.eval_ids.len(),
-            pgd: to_spec_levels(&levels[..n], idx),
-            autoattack: records::encode_levels(&aa.levels),
-            broken_by,
-            seconds: t.elapsed().as_secs_f64() + earlier,
-        });
+        // The prior's probes completed to the new radii (when grown), then the missing ones.
+        let mut probes: Vec<Probe> = point.probes.keys().map(|k| Probe::parse(k)).collect::<Result<_>>()?;
+        probes.extend(todo.probes.iter().filter(|q| !point.probes.contains_key(&q.key())));
+        for probe in probes {
+            let had = point.probes.get(&probe.key());
+            let prior_levels = match (had, &done) {
+                (Some(h), Some((_, k))) if *k < spec.eps.len() => {
+                    Some((records::decode_digits(&h.levels, "probe levels")?, *k))
+                }
+                (Some(_), _) => continue,
+                (None, _) => None,
+            };
+            let t = Instant::now();
+            let lv = robust_levels_from(
+                model,
+                &ctx.data.test,
+                ids,
+                128,
+                &probe.attacks(&spec.eps),
+                attack_seed,
+                &ctx.device,
+                prior_levels.as_ref().map(|(l, k)| (&l[..], *k)),
+            )?;
+            let earlier = had.map_or(0.0, |h| h.seconds);
+            point.probes.insert(
+                probe.key(),
+                ProbeLevels {
+                    levels: records::encode_levels(&lv.levels),
+                    seconds: t.elapsed().as_secs_f64() + earlier,
+                },
+            );
+        }
+        scored.push(point);
         Ok(())
     })?;
     Ok(GapCell {
@@ -492,10 +680,10 @@ pub struct RankRow {
     pub best: (String, String),
 }
 
-/// Per (dataset, checkpoint, radius, strategy), over the cells that record AutoAttack's
-/// members: which member broke the points.
+/// Where a member or probe row pools its cells: a (dataset, checkpoint, radius, strategy), the
+/// seeds pooled and their image outcomes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MemberRow {
+pub struct Pooled {
     /// Dataset.
     pub dataset: String,
     /// `peak` or `final`.
@@ -508,11 +696,117 @@ pub struct MemberRow {
     pub seeds: Vec<u64>,
     /// Image outcomes pooled (seeds × n).
     pub n: usize,
+}
+
+impl Pooled {
+    /// Nothing pooled yet at (`c`'s dataset, `which`, `eps`, `c`'s strategy).
+    fn new(c: &GapCell, which: &str, eps: f64) -> Pooled {
+        Pooled {
+            dataset: c.dataset.clone(),
+            which: which.into(),
+            eps,
+            strategy: c.strategy.clone(),
+            seeds: Vec::new(),
+            n: 0,
+        }
+    }
+
+    /// Whether `c`'s checkpoint labelled `which` at `eps` pools here.
+    fn holds(&self, c: &GapCell, which: &str, eps: f64) -> bool {
+        (&self.dataset, self.which.as_str(), self.eps, &self.strategy) == (&c.dataset, which, eps, &c.strategy)
+    }
+
+    /// Pools `c`'s point `pt`.
+    fn add(&mut self, c: &GapCell, pt: &GapPoint) {
+        self.seeds.push(c.seed);
+        self.n += pt.autoattack.len();
+    }
+
+    /// Dataset, checkpoint, radius, then strategies in the study's order.
+    fn order(&self, other: &Pooled) -> std::cmp::Ordering {
+        let rank = |s: &str| parse_strategy(s).map_or(usize::MAX, |s| s as usize);
+        (&self.dataset, &self.which)
+            .cmp(&(&other.dataset, &other.which))
+            .then(self.eps.total_cmp(&other.eps))
+            .then(rank(&self.strategy).cmp(&rank(&other.strategy)))
+    }
+
+    /// The CSV columns of [`POOLED_CSV`].
+    fn csv(&self) -> Vec<String> {
+        vec![
+            self.dataset.clone(),
+            self.which.clone(),
+            crate::simulate::figures::num(self.eps),
+            self.strategy.clone(),
+            self.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(" "),
+            self.n.to_string(),
+        ]
+    }
+
+    /// The Markdown cells `| task | checkpoint | ε | strategy | seeds | n |`.
+    fn markdown(&self) -> String {
+        format!(
+            "| {} | {} | {} | {} | {:?} | {} |",
+            self.dataset,
+            self.which,
+            crate::validate::report::eps_label(self.eps),
+            self.strategy,
+            self.seeds,
+            self.n
+        )
+    }
+}
+
+/// The CSV header of [`Pooled::csv`].
+const POOLED_CSV: [&str; 6] = ["dataset", "checkpoint", "eps", "strategy", "seeds", "n"];
+
+/// Per (dataset, checkpoint, radius, strategy), over the cells that record AutoAttack's
+/// members: which member broke the points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRow {
+    /// Where the row pools.
+    pub at: Pooled,
     /// Per member ([`MEMBER_CODES`]): points robust at this radius under the run's attack that
     /// AutoAttack broke (at this radius or a smaller one), by the member that broke them.
     pub pgd_missed: [usize; 4],
     /// Per member: every clean-correct point AutoAttack broke at this radius or a smaller one.
     pub broken: [usize; 4],
+}
+
+/// Per (dataset, checkpoint, radius, strategy, probe), over the cells that record the probe:
+/// what the probe breaks, set against the run's PGD and AutoAttack on the same images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeRow {
+    /// Where the row pools.
+    pub at: Pooled,
+    /// The probe ([`Probe::key`]).
+    pub probe: String,
+    /// Robust at this radius under the run's attack, the probe and AutoAttack.
+    pub robust: [usize; 3],
+    /// Robust under the run's attack, broken by AutoAttack: the points PGD missed.
+    pub missed: usize,
+    /// Of `missed`, those the probe broke.
+    pub caught: usize,
+    /// `missed` per AutoAttack member that broke the point ([`MEMBER_CODES`]), over the cells
+    /// that record the members.
+    pub missed_by: [usize; 4],
+    /// `caught` likewise.
+    pub caught_by: [usize; 4],
+    /// Broken by the probe and robust under the run's attack, and the reverse.
+    pub vs_run: (usize, usize),
+    /// Broken by the probe, robust under AutoAttack.
+    pub beyond_aa: usize,
+}
+
+impl ProbeRow {
+    /// The one-sided p-value of "the probe is stronger than the run's attack on these images":
+    /// exact McNemar on [`ProbeRow::vs_run`] (None without discordant points). Under the null the
+    /// two attacks are exchangeable, so a probe that differs from the run only in its random start
+    /// should not reach significance.
+    pub fn p_stronger(&self) -> Option<f64> {
+        let (k, m) = (self.vs_run.0 as u64, (self.vs_run.0 + self.vs_run.1) as u64);
+        (m > 0).then(|| sign_test_upper(k, m))
+    }
 }
 
 /// The summary: rows, ranking rows, and their Markdown and CSV.
@@ -523,12 +817,16 @@ pub struct GapSummary {
     pub ranks: Vec<RankRow>,
     /// Per strategy, where the cells record AutoAttack's members.
     pub members: Vec<MemberRow>,
+    /// Per strategy and probe, where the cells record probes.
+    pub probes: Vec<ProbeRow>,
     /// `gap.md`.
     pub markdown: String,
     /// `gap.csv`.
     pub csv: String,
     /// `members.csv`, when some cell records the members.
     pub members_csv: Option<String>,
+    /// `probes.csv`, when some cell records a probe.
+    pub probes_csv: Option<String>,
 }
 
 /// The member rows of the cells of `cells` that record the members, per radius of `spec` that
@@ -540,27 +838,16 @@ fn member_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<MemberRow> {
             for pt in &c.points {
                 let level = |s: &str, i: usize| s.as_bytes()[i] - b'0';
                 for w in &pt.which {
-                    let at = rows
-                        .iter()
-                        .position(|r| (&r.dataset, &r.which, r.eps, &r.strategy) == (&c.dataset, w, eps, &c.strategy));
-                    let r = match at {
-                        Some(i) => &mut rows[i],
-                        None => {
-                            rows.push(MemberRow {
-                                dataset: c.dataset.clone(),
-                                which: w.clone(),
-                                eps,
-                                strategy: c.strategy.clone(),
-                                seeds: Vec::new(),
-                                n: 0,
-                                pgd_missed: [0; 4],
-                                broken: [0; 4],
-                            });
-                            rows.last_mut().expect("pushed")
-                        }
-                    };
-                    r.seeds.push(c.seed);
-                    r.n += pt.autoattack.len();
+                    let r = row_mut(
+                        &mut rows,
+                        |r: &MemberRow| r.at.holds(c, w, eps),
+                        || MemberRow {
+                            at: Pooled::new(c, w, eps),
+                            pgd_missed: [0; 4],
+                            broken: [0; 4],
+                        },
+                    );
+                    r.at.add(c, pt);
                     for (i, m) in pt.broken_by.bytes().enumerate() {
                         let Some(m) = MEMBER_CODES.iter().position(|&x| x == m) else {
                             continue;
@@ -577,14 +864,79 @@ fn member_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<MemberRow> {
             }
         }
     }
-    let rank = |s: &str| parse_strategy(s).map_or(usize::MAX, |s| s as usize);
-    rows.sort_by(|a, b| {
-        (&a.dataset, &a.which)
-            .cmp(&(&b.dataset, &b.which))
-            .then(a.eps.total_cmp(&b.eps))
-            .then(rank(&a.strategy).cmp(&rank(&b.strategy)))
-    });
+    rows.sort_by(|a, b| a.at.order(&b.at));
     rows
+}
+
+/// The row of `rows` that `is`, pushed from `new` when there is none.
+fn row_mut<R>(rows: &mut Vec<R>, is: impl Fn(&R) -> bool, new: impl FnOnce() -> R) -> &mut R {
+    match rows.iter().position(is) {
+        Some(i) => &mut rows[i],
+        None => {
+            rows.push(new());
+            rows.last_mut().expect("pushed")
+        }
+    }
+}
+
+/// The probe rows of `cells`, per radius of `spec` that each cell covers.
+fn probe_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<ProbeRow> {
+    let mut rows: Vec<ProbeRow> = Vec::new();
+    for c in cells {
+        for (k, &eps) in spec.eps.iter().enumerate().take(c.eps.len()) {
+            let robust = |s: &str, i: usize| s.as_bytes()[i] - b'0' >= k as u8 + 2;
+            for pt in &c.points {
+                for (key, probe) in &pt.probes {
+                    for w in &pt.which {
+                        let r = row_mut(
+                            &mut rows,
+                            |r: &ProbeRow| r.at.holds(c, w, eps) && r.probe == *key,
+                            || ProbeRow {
+                                at: Pooled::new(c, w, eps),
+                                probe: key.clone(),
+                                robust: [0; 3],
+                                missed: 0,
+                                caught: 0,
+                                missed_by: [0; 4],
+                                caught_by: [0; 4],
+                                vs_run: (0, 0),
+                                beyond_aa: 0,
+                            },
+                        );
+                        r.at.add(c, pt);
+                        for i in 0..pt.autoattack.len() {
+                            let (run, q, aa) =
+                                (robust(&pt.pgd, i), robust(&probe.levels, i), robust(&pt.autoattack, i));
+                            for (j, ok) in [run, q, aa].into_iter().enumerate() {
+                                r.robust[j] += usize::from(ok);
+                            }
+                            r.vs_run.0 += usize::from(run && !q);
+                            r.vs_run.1 += usize::from(q && !run);
+                            r.beyond_aa += usize::from(aa && !q);
+                            if run && !aa {
+                                r.missed += 1;
+                                r.caught += usize::from(!q);
+                                let member = pt.broken_by.as_bytes().get(i);
+                                if let Some(m) = member.and_then(|m| MEMBER_CODES.iter().position(|x| x == m)) {
+                                    r.missed_by[m] += 1;
+                                    r.caught_by[m] += usize::from(!q);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    rows.sort_by(|a, b| a.at.order(&b.at).then_with(|| probe_order(&a.probe, &b.probe)));
+    rows
+}
+
+/// Probes by key: fewer steps first, then smaller α (keys in cells parse: `read` checks them).
+fn probe_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |k: &str| Probe::parse(k).map_or((usize::MAX, f64::INFINITY), |p| (p.steps, p.num as f64 / p.den as f64));
+    let (x, y) = (key(a), key(b));
+    x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)).then(a.cmp(b))
 }
 
 /// Per (dataset, which): per strategy, the per-seed level strings (pgd, autoattack).
@@ -765,35 +1117,76 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
         }
     }
     let members = member_rows(cells, spec);
+    let probes = probe_rows(cells, spec);
     let mut markdown = render(&rows, &ranks, cells, spec, reps);
     let members_csv = (!members.is_empty()).then(|| {
         markdown.push_str(&render_members(&members));
-        let mut csv = crate::plot::Csv::new(&[
-            "dataset",
-            "checkpoint",
-            "eps",
-            "strategy",
-            "seeds",
-            "n",
-            "pgd_missed_apgd_ce",
-            "pgd_missed_apgd_t",
-            "pgd_missed_fab_t",
-            "pgd_missed_square",
-            "broken_apgd_ce",
-            "broken_apgd_t",
-            "broken_fab_t",
-            "broken_square",
-        ]);
+        let mut csv = crate::plot::Csv::new(
+            &[
+                &POOLED_CSV[..],
+                &[
+                    "pgd_missed_apgd_ce",
+                    "pgd_missed_apgd_t",
+                    "pgd_missed_fab_t",
+                    "pgd_missed_square",
+                    "broken_apgd_ce",
+                    "broken_apgd_t",
+                    "broken_fab_t",
+                    "broken_square",
+                ],
+            ]
+            .concat(),
+        );
         for r in &members {
-            let mut row = vec![
-                r.dataset.clone(),
-                r.which.clone(),
-                crate::simulate::figures::num(r.eps),
-                r.strategy.clone(),
-                r.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(" "),
-                r.n.to_string(),
-            ];
+            let mut row = r.at.csv();
             row.extend(r.pgd_missed.iter().chain(&r.broken).map(usize::to_string));
+            csv.push(row);
+        }
+        csv.render()
+    });
+    let probes_csv = (!probes.is_empty()).then(|| {
+        markdown.push_str(&render_probes(&probes, cells));
+        let mut csv = crate::plot::Csv::new(
+            &[
+                &POOLED_CSV[..],
+                &[
+                    "probe",
+                    "run_robust",
+                    "probe_robust",
+                    "autoattack_robust",
+                    "run_missed",
+                    "probe_broke_of_missed",
+                    "run_missed_apgd_ce",
+                    "run_missed_apgd_t",
+                    "run_missed_fab_t",
+                    "run_missed_square",
+                    "probe_broke_apgd_ce",
+                    "probe_broke_apgd_t",
+                    "probe_broke_fab_t",
+                    "probe_broke_square",
+                    "probe_broke_run_robust",
+                    "run_broke_probe_robust",
+                    "probe_broke_autoattack_robust",
+                    "p_probe_stronger",
+                ],
+            ]
+            .concat(),
+        );
+        for r in &probes {
+            let mut row = r.at.csv();
+            row.push(r.probe.clone());
+            let counts = r
+                .robust
+                .iter()
+                .chain([&r.missed, &r.caught])
+                .chain(&r.missed_by)
+                .chain(&r.caught_by);
+            row.extend(
+                counts
+                    .chain([&r.vs_run.0, &r.vs_run.1, &r.beyond_aa])
+                    .map(usize::to_string),
+            );
+            row.push(r.p_stronger().map_or(String::new(), crate::simulate::figures::num));
             csv.push(row);
         }
         csv.render()
@@ -834,9 +1227,11 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
         rows,
         ranks,
         members,
+        probes,
         markdown,
         csv: csv.render(),
         members_csv,
+        probes_csv,
     }
 }
 
@@ -857,17 +1252,77 @@ fn render_members(rows: &[MemberRow]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:?} | {} | {} (of {}) | {} (of {}) |",
-            r.dataset,
-            r.which,
-            crate::validate::report::eps_label(r.eps),
-            r.strategy,
-            r.seeds,
-            r.n,
+            "{} {} (of {}) | {} (of {}) |",
+            r.at.markdown(),
             four(&r.pgd_missed),
             r.pgd_missed.iter().sum::<usize>(),
             four(&r.broken),
             r.broken.iter().sum::<usize>()
+        );
+    }
+    s
+}
+
+/// The probes section of `gap.md`.
+fn render_probes(rows: &[ProbeRow], cells: &[GapCell]) -> String {
+    use std::fmt::Write as _;
+    let mut time: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    for (k, p) in cells.iter().flat_map(|c| &c.points).flat_map(|p| &p.probes) {
+        let t = time.entry(k).or_default();
+        t.0 += p.seconds;
+        t.1 += 1;
+    }
+    let label = |k: &str| Probe::parse(k).map_or(k.to_string(), |p| p.label());
+    let mut s = String::from(
+        "\n## PGD variants on the points PGD missed\n\nEach probe is PGD (random start, early exit, cross-entropy) \
+         with another budget, scored on the same checkpoints, images and radii as AutoAttack; its random start is \
+         the run's only when the gap's radii are all of the run's. \"PGD missed\": robust at this radius under the run's attack, broken by AutoAttack. A probe \
+         with more steps at the run's α that breaks them says the run's budget was short; one with the run's steps \
+         and a larger α, the step size; one with the run's own steps and α, that a second random start is enough. \
+         Split by the AutoAttack member that broke the point where the cell records it; intervals Wilson 95% over \
+         the pooled points (seeds pooled, points treated as independent). p: is the probe stronger than the run's \
+         attack on all the images (one-sided exact McNemar on the points only one of them broke; per row, not \
+         corrected for the number of rows).\n\n",
+    );
+    for (k, (secs, pts)) in &time {
+        let _ = writeln!(s, "- `{k}` ({}): {secs:.0} s over {pts} checkpoints", label(k));
+    }
+    s.push_str(
+        "\n| task | checkpoint | ε | strategy | seeds | n | probe | robust: run / probe / AA | PGD missed | broken by \
+         the probe | of APGD-CE's / APGD-T's | probe broke, run did not / run broke, probe did not (p) | probe \
+         broke, AA did not |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let by = if r.missed_by.iter().sum::<usize>() == r.missed {
+            format!(
+                "{} of {} / {} of {}",
+                r.caught_by[0], r.missed_by[0], r.caught_by[1], r.missed_by[1]
+            )
+        } else {
+            "–".into()
+        };
+        let caught = if r.missed == 0 {
+            "–".into()
+        } else {
+            pct_ci(r.caught, r.missed)
+        };
+        let p = match r.p_stronger() {
+            Some(p) if p < 0.001 => " (p < 0.001)".to_string(),
+            Some(p) => format!(" (p = {p:.3})"),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "{} {} | {} / {} / {} | {} | {caught} | {by} | {} / {}{p} | {} |",
+            r.at.markdown(),
+            label(&r.probe),
+            r.robust[0],
+            r.robust[1],
+            r.robust[2],
+            r.missed,
+            r.vs_run.0,
+            r.vs_run.1,
+            r.beyond_aa
         );
     }
     s
@@ -998,6 +1453,33 @@ fn read(dir: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
             }
         }
     }
+    // A probe under its canonical key, with a level per image, the clean outcome AutoAttack's
+    // (the same model), and no more radii than the cell's.
+    for c in &cells {
+        for p in &c.points {
+            for (key, probe) in &p.probes {
+                let top = b'1' + c.eps.len() as u8;
+                let ok = Probe::parse(key).is_ok_and(|q| q.key() == *key)
+                    && probe.levels.len() == p.autoattack.len()
+                    && probe
+                        .levels
+                        .bytes()
+                        .zip(p.autoattack.bytes())
+                        .all(|(l, a)| (b'0'..=top).contains(&l) && (l == b'0') == (a == b'0'));
+                if !ok {
+                    return Err(Error::Config {
+                        path: cell_path(dir, &c.dataset, parse_strategy(&c.strategy)?, c.seed),
+                        message: format!(
+                            "probe `{key}` at step {} is not a canonical pgd:STEPS:ALPHA key with a level (0 to {}) \
+                             per image and AutoAttack's clean outcomes",
+                            p.step,
+                            c.eps.len() + 1
+                        ),
+                    });
+                }
+            }
+        }
+    }
     // Strategies in the study's order (Full, Linear Probing, LoRA, …), as the runs are.
     let rank = |s: &str| parse_strategy(s).map_or(usize::MAX, |s| s as usize);
     cells.sort_by(|a, b| {
@@ -1040,6 +1522,7 @@ mod tests {
                 autoattack: aa.into(),
                 broken_by: String::new(),
                 seconds: 1.0,
+                probes: BTreeMap::new(),
             }],
         }
     }
@@ -1183,9 +1666,9 @@ mod tests {
         let rows = member_rows(&[a.clone(), b], &spec);
         // Two labels (peak + final) × two radii.
         assert_eq!(rows.len(), 4);
-        let at = |e: f64| rows.iter().find(|r| r.eps == e && r.which == "final").unwrap();
+        let at = |e: f64| rows.iter().find(|r| r.at.eps == e && r.at.which == "final").unwrap();
         let r1 = at(1.0 / 255.0);
-        assert_eq!((r1.seeds.clone(), r1.n), (vec![0], 7));
+        assert_eq!((r1.at.seeds.clone(), r1.at.n), (vec![0], 7));
         // Broken at 1/255: images 1 (c), 2 (t), 3 (s), all robust there under PGD.
         assert_eq!((r1.pgd_missed, r1.broken), ([1, 1, 0, 1], [1, 1, 0, 1]));
         let r2 = at(2.0 / 255.0);
@@ -1203,5 +1686,92 @@ mod tests {
         a.points[0].broken_by.clear();
         let s = summarise(&[a], &spec, 10);
         assert!(s.members.is_empty() && s.members_csv.is_none() && !s.markdown.contains("member broke"));
+    }
+
+    /// Probe texts: canonical keys (fractions reduced), labels, the step size at each radius,
+    /// and refusals naming `--probe`.
+    #[test]
+    fn probes_parse_to_canonical_keys() {
+        let p = Probe::parse("pgd:100:2/8").unwrap();
+        assert_eq!((p.steps, p.num, p.den, p.key()), (100, 1, 4, "pgd:100:1/4".to_string()));
+        assert_eq!(p.label(), "PGD-100, α = ε/4");
+        assert_eq!(Probe::parse("pgd:15:1").unwrap().label(), "PGD-15, α = ε");
+        assert_eq!(Probe::parse("pgd:15:6/4").unwrap().key(), "pgd:15:3/2");
+        assert_eq!(Probe::parse("pgd:15:3/2").unwrap().label(), "PGD-15, α = 3ε/2");
+        let attacks = p.attacks(&[4.0 / 255.0, 8.0 / 255.0]);
+        let Attack::Pgd(c) = attacks[1] else {
+            panic!("{attacks:?}")
+        };
+        assert_eq!(
+            (c.eps, c.alpha, c.steps, c.random_start),
+            (8.0 / 255.0, 2.0 / 255.0, 100, true)
+        );
+        for bad in [
+            "fgsm:1:1",
+            "pgd:0:1/4",
+            "pgd:10:0",
+            "pgd:10",
+            "pgd:10:1/0",
+            "pgd:x:1",
+            "pgd:10:0.25",
+        ] {
+            let e = Probe::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("--probe") && e.contains(bad), "{bad}: {e}");
+        }
+    }
+
+    /// A probe's counts, by hand, on the members test's cell: images 1–6 as there, the probe
+    /// breaking 1 at the first radius and 3 at the second, and leaving 2 and 5 (which the run's
+    /// PGD broke at the second radius) robust.
+    #[test]
+    fn probes_are_counted_against_the_run_and_autoattack() {
+        let mut spec = spec_at_1_255(7);
+        spec.eps.push(2.0 / 255.0);
+        let mut a = seed_cell("a", 0, "0323323", "0111223");
+        a.eps = spec.eps.clone();
+        a.points[0].broken_by = "-ctscf-".into();
+        let levels = ProbeLevels {
+            levels: "0132333".into(),
+            seconds: 2.0,
+        };
+        a.points[0].probes.insert("pgd:5:1/4".into(), levels);
+        let rows = probe_rows(std::slice::from_ref(&a), &spec);
+        assert_eq!(rows.len(), 4, "two labels × two radii");
+        let at = |e: f64| rows.iter().find(|r| r.at.eps == e && r.at.which == "final").unwrap();
+        let r1 = at(1.0 / 255.0);
+        // 1/255: the run leaves 1–6 robust, AutoAttack 4–6, the probe 2–6; missed 1 (c), 2 (t),
+        // 3 (s), the probe breaks 1.
+        assert_eq!((r1.robust, r1.missed, r1.caught), ([6, 5, 3], 3, 1));
+        assert_eq!((r1.missed_by, r1.caught_by), ([1, 1, 0, 1], [1, 0, 0, 0]));
+        assert_eq!((r1.vs_run, r1.beyond_aa), ((1, 0), 0));
+        let r2 = at(2.0 / 255.0);
+        // 2/255: the run leaves 1, 3, 4, 6 robust, AutoAttack 6, the probe 2, 4, 5, 6; missed 1
+        // (c), 3 (s), 4 (c), the probe breaks 1 and 3.
+        assert_eq!((r2.robust, r2.missed, r2.caught), ([4, 4, 1], 3, 2));
+        assert_eq!((r2.missed_by, r2.caught_by), ([2, 0, 0, 1], [1, 0, 0, 1]));
+        assert_eq!((r2.vs_run, r2.beyond_aa), ((2, 2), 0));
+        // P(X ≥ 2) for X ~ Binomial(4, 1/2) = 11/16; at 1/255, P(X ≥ 1 | n = 1) = 1/2.
+        assert!((r2.p_stronger().unwrap() - 11.0 / 16.0).abs() < 1e-12);
+        assert!((r1.p_stronger().unwrap() - 0.5).abs() < 1e-12);
+        let s = summarise(std::slice::from_ref(&a), &spec, 10);
+        assert!(
+            s.markdown.contains(
+                "| t | final | 2/255 | a | [0] | 7 | PGD-5, α = ε/4 | 4 / 4 / 1 | 3 | 66.7% [20.8, 93.9] | 1 of 2 / 0 of 0 | 2 / 2 (p = 0.688) | 0 |"
+            ),
+            "{}",
+            s.markdown
+        );
+        assert!(
+            s.markdown
+                .contains("- `pgd:5:1/4` (PGD-5, α = ε/4): 2 s over 1 checkpoints"),
+            "{}",
+            s.markdown
+        );
+        let csv = s.probes_csv.unwrap();
+        assert!(csv.contains("t,final,"), "{csv}");
+        // Without members the split is not claimed.
+        a.points[0].broken_by.clear();
+        let s = summarise(&[a], &spec, 10);
+        assert!(s.markdown.contains("| 66.7% [20.8, 93.9] | – |"), "{}", s.markdown);
     }
 }

@@ -117,6 +117,12 @@ pub enum Cmd {
         /// missed.
         #[arg(long)]
         attribute: bool,
+        /// PGD variants to score beside AutoAttack on the selected cells, comma-separated
+        /// pgd:STEPS:ALPHA with ALPHA a fraction of ε (pgd:100:1/4 is PGD-100 with α = ε/4; the
+        /// run's own steps and α give another random start); on finished cells only the probes
+        /// they lack run.
+        #[arg(long = "probe", value_delimiter = ',')]
+        probes: Vec<String>,
         /// AutoAttack's APGD and FAB iterations.
         #[arg(long, default_value_t = 100)]
         steps: usize,

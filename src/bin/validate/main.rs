@@ -175,6 +175,7 @@ fn main() -> ExitCode {
             seeds,
             strategies,
             attribute,
+            probes,
             steps,
             targets,
             queries,
@@ -185,7 +186,7 @@ fn main() -> ExitCode {
                 cfg,
                 eps,
                 n,
-                (datasets, seeds, &strategies, attribute),
+                (datasets, seeds, &strategies, attribute, &probes),
                 (steps, targets, queries),
                 quiet,
                 &d,
@@ -268,7 +269,7 @@ fn gap_cmd(
     cfg: ConfigArgs,
     eps: Vec<String>,
     n: usize,
-    (datasets, seeds, strategies, attribute): (Vec<String>, Vec<u64>, &[String], bool),
+    (datasets, seeds, strategies, attribute, probes): (Vec<String>, Vec<u64>, &[String], bool, &[String]),
     (steps, targets, queries): (usize, usize, usize),
     quiet: bool,
     device: &Device,
@@ -279,11 +280,17 @@ fn gap_cmd(
         .map(|s| robustft::engine::peft::parse_strategy(s).map_err(|e| e.rename_field("strategy", "--strategies")))
         .collect::<robustft::Result<Vec<_>>>()
         .input()?;
+    let probes = probes
+        .iter()
+        .map(|p| robustft::validate::gap::Probe::parse(p))
+        .collect::<robustft::Result<Vec<_>>>()
+        .input()?;
     let select = robustft::validate::gap::GapSelect {
         datasets,
         seeds,
         strategies,
         attribute,
+        probes,
     };
     let (cfg, out) = load_config(cfg).input()?;
     let n_eps = eps.len();
