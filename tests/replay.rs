@@ -370,10 +370,15 @@ fn gap_and_interpolate_replay_and_refuse() {
     let flipped: String = probe.levels.chars().map(|c| if c == '0' { '1' } else { '0' }).collect();
     other_clean.points[0].probes.get_mut("pgd:5:1/4").unwrap().levels = flipped;
     for (bad, what) in [(bad, "broken_by"), (other_key, "pgd:5:2/8"), (other_clean, "pgd:5:1/4")] {
-        std::fs::write(&full_path, serde_json::to_string_pretty(&bad).unwrap()).unwrap();
-        let o = gap(&out, &["--eps", "1/255,2/255"]);
-        assert!(!o.status.success());
-        assert!(err(&o).contains(what) && err(&o).contains("full"), "{}", err(&o));
+        let text = serde_json::to_string_pretty(&bad).unwrap();
+        std::fs::write(&full_path, &text).unwrap();
+        // Read as it is, or met while adding the probe it lacks under the canonical key.
+        for extra in [&[][..], &["--probe", "pgd:5:1/4"][..]] {
+            let o = gap(&out, &[&["--eps", "1/255,2/255"][..], extra].concat());
+            assert!(!o.status.success());
+            assert!(err(&o).contains(what) && err(&o).contains("full"), "{}", err(&o));
+            assert_eq!(std::fs::read_to_string(&full_path).unwrap(), text, "{what}");
+        }
     }
     std::fs::write(&full_path, serde_json::to_string_pretty(&was_full).unwrap()).unwrap();
 

@@ -589,7 +589,18 @@ fn score(
             }
         };
         // The prior's probes completed to the new radii (when grown), then the missing ones.
-        let mut probes: Vec<Probe> = point.probes.keys().map(|k| Probe::parse(k)).collect::<Result<_>>()?;
+        let mut probes = Vec::new();
+        for k in point.probes.keys() {
+            match Probe::parse(k) {
+                Ok(p) if p.key() == *k => probes.push(p),
+                _ => {
+                    return Err(Error::Config {
+                        path: cell_path.clone(),
+                        message: format!("probe `{k}` at step {target} is not a canonical pgd:STEPS:ALPHA key"),
+                    });
+                }
+            }
+        }
         probes.extend(todo.probes.iter().filter(|q| !point.probes.contains_key(&q.key())));
         for probe in probes {
             let had = point.probes.get(&probe.key());
