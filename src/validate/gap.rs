@@ -201,6 +201,11 @@ impl Probe {
         })
     }
 
+    /// The probe a [`GapPoint::probes`] key names, when the key is its canonical text.
+    pub fn canonical(key: &str) -> Option<Probe> {
+        Probe::parse(key).ok().filter(|p| p.key() == key)
+    }
+
     /// The canonical text (`pgd:100:1/4`, `pgd:15:1`): the key in [`GapPoint::probes`].
     pub fn key(&self) -> String {
         match self.den {
@@ -300,6 +305,11 @@ pub fn counts(levels: &str, radii: usize) -> (usize, Vec<usize>) {
     let l: Vec<u8> = levels.bytes().map(|b| b - b'0').collect();
     let at = |min: u8| l.iter().filter(|v| **v >= min).count();
     (at(1), (0..radii).map(|k| at(k as u8 + 2)).collect())
+}
+
+/// Whether the image at `i` of a level string is robust at radius index `k` (level ≥ k + 2).
+fn robust_at(levels: &str, i: usize, k: usize) -> bool {
+    (levels.as_bytes()[i] - b'0') as usize >= k + 2
 }
 
 /// Checks `spec` against the run and the folder before anything is computed: radii among the
@@ -530,21 +540,25 @@ fn score(
             None => None,
         };
         let grown = done.as_ref().filter(|_| !again).map(|(l, k)| (&l[..], *k));
+        // The checkpoint's images under `attacks` (one per gap radius), completing `prior`.
+        let measure = |attacks: &[Attack], prior: Option<(&[u8], usize)>| {
+            robust_levels_from(
+                model,
+                &ctx.data.test,
+                ids,
+                128,
+                attacks,
+                attack_seed,
+                &ctx.device,
+                prior,
+            )
+        };
         let which = points.iter().find(|p| p.0 == target).expect("asked for").1.clone();
         let mut point = match before {
             Some((_, q)) if !attack => q.clone(),
             _ => {
                 let t = Instant::now();
-                let aa = robust_levels_from(
-                    model,
-                    &ctx.data.test,
-                    ids,
-                    128,
-                    &spec.attacks(),
-                    attack_seed,
-                    &ctx.device,
-                    grown,
-                )?;
+                let aa = measure(&spec.attacks(), grown)?;
                 let broken_by = match (before, again) {
                     (None, _) => member_codes(&aa.broken_by),
                     (Some((_, q)), false) if !q.broken_by.is_empty() => q
@@ -591,15 +605,10 @@ fn score(
         // The prior's probes completed to the new radii (when grown), then the missing ones.
         let mut probes = Vec::new();
         for k in point.probes.keys() {
-            match Probe::parse(k) {
-                Ok(p) if p.key() == *k => probes.push(p),
-                _ => {
-                    return Err(Error::Config {
-                        path: cell_path.clone(),
-                        message: format!("probe `{k}` at step {target} is not a canonical pgd:STEPS:ALPHA key"),
-                    });
-                }
-            }
+            probes.push(Probe::canonical(k).ok_or_else(|| Error::Config {
+                path: cell_path.clone(),
+                message: format!("probe `{k}` at step {target} is not a canonical pgd:STEPS:ALPHA key"),
+            })?);
         }
         probes.extend(todo.probes.iter().filter(|q| !point.probes.contains_key(&q.key())));
         for probe in probes {
@@ -612,14 +621,8 @@ fn score(
                 (None, _) => None,
             };
             let t = Instant::now();
-            let lv = robust_levels_from(
-                model,
-                &ctx.data.test,
-                ids,
-                128,
+            let lv = measure(
                 &probe.attacks(&spec.eps),
-                attack_seed,
-                &ctx.device,
                 prior_levels.as_ref().map(|(l, k)| (&l[..], *k)),
             )?;
             let earlier = had.map_or(0.0, |h| h.seconds);
@@ -847,7 +850,6 @@ fn member_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<MemberRow> {
     for c in cells.iter().filter(|c| c.attributed()) {
         for (k, &eps) in spec.eps.iter().enumerate().take(c.eps.len()) {
             for pt in &c.points {
-                let level = |s: &str, i: usize| s.as_bytes()[i] - b'0';
                 for w in &pt.which {
                     let r = row_mut(
                         &mut rows,
@@ -863,10 +865,10 @@ fn member_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<MemberRow> {
                         let Some(m) = MEMBER_CODES.iter().position(|&x| x == m) else {
                             continue;
                         };
-                        // Broken at radius index level − 1: at or below k when level ≤ k + 1.
-                        if level(&pt.autoattack, i) as usize <= k + 1 {
+                        // Broken at radius index level − 1: at or below k unless robust at k.
+                        if !robust_at(&pt.autoattack, i, k) {
                             r.broken[m] += 1;
-                            if level(&pt.pgd, i) as usize >= k + 2 {
+                            if robust_at(&pt.pgd, i, k) {
                                 r.pgd_missed[m] += 1;
                             }
                         }
@@ -895,7 +897,6 @@ fn probe_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<ProbeRow> {
     let mut rows: Vec<ProbeRow> = Vec::new();
     for c in cells {
         for (k, &eps) in spec.eps.iter().enumerate().take(c.eps.len()) {
-            let robust = |s: &str, i: usize| s.as_bytes()[i] - b'0' >= k as u8 + 2;
             for pt in &c.points {
                 for (key, probe) in &pt.probes {
                     for w in &pt.which {
@@ -916,8 +917,11 @@ fn probe_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<ProbeRow> {
                         );
                         r.at.add(c, pt);
                         for i in 0..pt.autoattack.len() {
-                            let (run, q, aa) =
-                                (robust(&pt.pgd, i), robust(&probe.levels, i), robust(&pt.autoattack, i));
+                            let (run, q, aa) = (
+                                robust_at(&pt.pgd, i, k),
+                                robust_at(&probe.levels, i, k),
+                                robust_at(&pt.autoattack, i, k),
+                            );
                             for (j, ok) in [run, q, aa].into_iter().enumerate() {
                                 r.robust[j] += usize::from(ok);
                             }
@@ -1004,10 +1008,9 @@ pub fn seeds_text(by_radius: &[(f64, std::collections::BTreeSet<u64>)]) -> Strin
 fn shares(seeds: &[(String, String)], pick: &[usize], k: usize, pos: &[usize]) -> (f64, f64) {
     let (mut a, mut b, mut n) = (0usize, 0usize, 0usize);
     for (p, q) in pick.iter().map(|&j| &seeds[j]) {
-        let (p, q) = (p.as_bytes(), q.as_bytes());
         for &i in pos {
-            a += usize::from(p[i] - b'0' >= k as u8 + 2);
-            b += usize::from(q[i] - b'0' >= k as u8 + 2);
+            a += usize::from(robust_at(p, i, k));
+            b += usize::from(robust_at(q, i, k));
             n += 1;
         }
     }
@@ -1071,13 +1074,12 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
                         p - a
                     })
                     .collect();
-                let robust = |s: &str, i: usize| s.as_bytes()[i] - b'0' >= k as u8 + 2;
                 let (mut only_p, mut only_a, mut clean) = (0, 0, 0);
                 for (p, a) in seeds {
                     for i in 0..n_img {
                         clean += usize::from(p.as_bytes()[i] != b'0');
-                        only_p += usize::from(robust(p, i) && !robust(a, i));
-                        only_a += usize::from(robust(a, i) && !robust(p, i));
+                        only_p += usize::from(robust_at(p, i, k) && !robust_at(a, i, k));
+                        only_a += usize::from(robust_at(a, i, k) && !robust_at(p, i, k));
                     }
                 }
                 let n = seeds.len() * n_img;
@@ -1443,15 +1445,18 @@ fn read(dir: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
     for c in cells.iter_mut().filter(|c| c.eps.is_empty()) {
         c.eps = spec.eps.clone();
     }
-    // A member for exactly the images AutoAttack broke.
+    // Per point: a member for exactly the images AutoAttack broke; each probe under its
+    // canonical key, with a level per image, the clean outcome AutoAttack's (the same model),
+    // and no more radii than the cell's.
     for c in &cells {
-        for p in c.points.iter().filter(|p| !p.broken_by.is_empty()) {
+        for p in &c.points {
             let top = c.eps.len() + 1;
-            let ok = p.broken_by.len() == p.autoattack.len()
-                && p.broken_by.bytes().zip(p.autoattack.bytes()).all(|(m, l)| {
-                    let fell = l > b'0' && ((l - b'0') as usize) < top;
-                    if fell { MEMBER_CODES.contains(&m) } else { m == b'-' }
-                });
+            let ok = p.broken_by.is_empty()
+                || (p.broken_by.len() == p.autoattack.len()
+                    && p.broken_by.bytes().zip(p.autoattack.bytes()).all(|(m, l)| {
+                        let fell = l > b'0' && ((l - b'0') as usize) < top;
+                        if fell { MEMBER_CODES.contains(&m) } else { m == b'-' }
+                    }));
             if !ok {
                 return Err(Error::Config {
                     path: cell_path(dir, &c.dataset, parse_strategy(&c.strategy)?, c.seed),
@@ -1462,29 +1467,21 @@ fn read(dir: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
                     ),
                 });
             }
-        }
-    }
-    // A probe under its canonical key, with a level per image, the clean outcome AutoAttack's
-    // (the same model), and no more radii than the cell's.
-    for c in &cells {
-        for p in &c.points {
             for (key, probe) in &p.probes {
-                let top = b'1' + c.eps.len() as u8;
-                let ok = Probe::parse(key).is_ok_and(|q| q.key() == *key)
+                let ok = Probe::canonical(key).is_some()
                     && probe.levels.len() == p.autoattack.len()
                     && probe
                         .levels
                         .bytes()
                         .zip(p.autoattack.bytes())
-                        .all(|(l, a)| (b'0'..=top).contains(&l) && (l == b'0') == (a == b'0'));
+                        .all(|(l, a)| (b'0'..=b'0' + top as u8).contains(&l) && (l == b'0') == (a == b'0'));
                 if !ok {
                     return Err(Error::Config {
                         path: cell_path(dir, &c.dataset, parse_strategy(&c.strategy)?, c.seed),
                         message: format!(
                             "probe `{key}` at step {} is not a canonical pgd:STEPS:ALPHA key with a level (0 to {}) \
                              per image and AutoAttack's clean outcomes",
-                            p.step,
-                            c.eps.len() + 1
+                            p.step, top
                         ),
                     });
                 }
