@@ -122,6 +122,42 @@ pub fn sign_test_upper(k: u64, n: u64) -> f64 {
         .min(1.0)
 }
 
+/// Holm's step-down adjusted p-values (Holm 1979, Scand. J. Statist. 6:65, the sequentially
+/// rejective Bonferroni test): with the m p-values sorted ascending, the i-th (from 0) becomes
+/// max over j ≤ i of min(1, (m − j)·p₍ⱼ₎). Rejecting where the adjusted value is below α holds
+/// the family-wise error rate at α under any dependence. `None` entries (no test) are left out of
+/// the family and stay `None`; the result is in the input's order.
+pub fn holm(p: &[Option<f64>]) -> Vec<Option<f64>> {
+    let mut order: Vec<usize> = (0..p.len()).filter(|&i| p[i].is_some()).collect();
+    order.sort_by(|&a, &b| p[a].unwrap_or(1.0).total_cmp(&p[b].unwrap_or(1.0)).then(a.cmp(&b)));
+    let m = order.len();
+    let mut out = vec![None; p.len()];
+    let mut running = 0.0f64;
+    for (j, &i) in order.iter().enumerate() {
+        running = running.max(((m - j) as f64 * p[i].unwrap_or(1.0)).min(1.0));
+        out[i] = Some(running);
+    }
+    out
+}
+
+/// Benjamini–Hochberg q-values (Benjamini & Hochberg 1995, JRSS B 57:289, the step-up
+/// procedure): with the m p-values sorted ascending, the i-th (rank r = i + 1) becomes
+/// min over j ≥ i of min(1, m·p₍ⱼ₎/(j + 1)). Rejecting where q is below α holds the false
+/// discovery rate at α for independent or positively dependent tests. `None` entries are left
+/// out of the family and stay `None`; the result is in the input's order.
+pub fn benjamini_hochberg(p: &[Option<f64>]) -> Vec<Option<f64>> {
+    let mut order: Vec<usize> = (0..p.len()).filter(|&i| p[i].is_some()).collect();
+    order.sort_by(|&a, &b| p[a].unwrap_or(1.0).total_cmp(&p[b].unwrap_or(1.0)).then(a.cmp(&b)));
+    let m = order.len();
+    let mut out = vec![None; p.len()];
+    let mut running = 1.0f64;
+    for (j, &i) in order.iter().enumerate().rev() {
+        running = running.min((m as f64 * p[i].unwrap_or(1.0) / (j + 1) as f64).min(1.0));
+        out[i] = Some(running);
+    }
+    out
+}
+
 /// Spearman's rank correlation: the Pearson correlation of the average ranks (ties averaged).
 /// Errors when the lengths differ, n < 2, a value is NaN, or one side is constant.
 pub fn spearman(x: &[f64], y: &[f64]) -> Result<f64> {
@@ -179,6 +215,38 @@ mod tests {
         // integer arithmetic, Python's math.comb).
         let p = sign_test_upper(600, 1000);
         assert!((p / 1.364_232_078_033_009_2e-10 - 1.0).abs() < 1e-9, "{p}");
+    }
+
+    /// Holm and Benjamini–Hochberg against hand computation on p = (0.01, 0.04, 0.03, 0.005)
+    /// plus an untested entry: sorted 0.005, 0.01, 0.03, 0.04 with m = 4. Holm: 4·0.005 = 0.02,
+    /// 3·0.01 = 0.03, 2·0.03 = 0.06, max(0.06, 1·0.04) = 0.06. BH: 0.04·4/4 = 0.04,
+    /// min(0.04, 0.03·4/3) = 0.04, min(0.04, 0.01·4/2) = 0.02, min(0.02, 0.005·4/1) = 0.02.
+    #[test]
+    fn holm_and_bh_by_hand() {
+        let p = [Some(0.01), Some(0.04), None, Some(0.03), Some(0.005)];
+        let close = |a: &[Option<f64>], b: &[Option<f64>]| {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| match (x, y) {
+                    (Some(x), Some(y)) => (x - y).abs() < 1e-12,
+                    (None, None) => true,
+                    _ => false,
+                })
+        };
+        let h = holm(&p);
+        assert!(
+            close(&h, &[Some(0.03), Some(0.06), None, Some(0.06), Some(0.02)]),
+            "{h:?}"
+        );
+        let q = benjamini_hochberg(&p);
+        assert!(
+            close(&q, &[Some(0.02), Some(0.04), None, Some(0.04), Some(0.02)]),
+            "{q:?}"
+        );
+        // Capped at 1, and a single test is its own adjustment.
+        assert_eq!(holm(&[Some(0.6), Some(0.7)]), vec![Some(1.0), Some(1.0)]);
+        assert_eq!(holm(&[Some(0.2)]), vec![Some(0.2)]);
+        assert_eq!(benjamini_hochberg(&[Some(0.2)]), vec![Some(0.2)]);
+        assert_eq!(holm(&[None]), vec![None]);
     }
 
     /// Reference: Newcombe 1998 (Stat. Med. 17:857), Table I, method 3 (Wilson score):

@@ -41,7 +41,9 @@
 //! the run's PGD missed a point AutoAttack broke: more iterations at the run's step size, a
 //! larger step at the run's budget, or — the run's own steps and α from another random start —
 //! chance. The summary counts, per strategy, how many of the points PGD missed each probe
-//! breaks, by the AutoAttack member that broke them ([`ProbeRow`]). A probe asked for on a
+//! breaks, by the AutoAttack member that broke them ([`ProbeRow`]), and pooled over the
+//! strategies ([`ALL_STRATEGIES`]); each row's McNemar p is adjusted for the table (Holm, and
+//! the Benjamini–Hochberg q: [`crate::tradeoff::stats::holm`]). A probe asked for on a
 //! finished cell is measured alone (AutoAttack is not run again); a grown cell completes its
 //! probes at the new radii as it completes AutoAttack.
 
@@ -68,7 +70,7 @@ use crate::error::{Error, Result};
 use crate::plot::write_atomic;
 use crate::tradeoff::Interval;
 use crate::tradeoff::bootstrap::{percentile_interval, resample_indices};
-use crate::tradeoff::stats::{sign_test_upper, spearman, wilson};
+use crate::tradeoff::stats::{benjamini_hochberg, holm, sign_test_upper, spearman, wilson};
 
 /// What a gap folder measures (`DIR/gap/spec.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -713,26 +715,29 @@ pub struct Pooled {
 }
 
 impl Pooled {
-    /// Nothing pooled yet at (`c`'s dataset, `which`, `eps`, `c`'s strategy).
-    fn new(c: &GapCell, which: &str, eps: f64) -> Pooled {
+    /// Nothing pooled yet at (`c`'s dataset, `which`, `eps`, `strategy`).
+    fn new(c: &GapCell, which: &str, eps: f64, strategy: &str) -> Pooled {
         Pooled {
             dataset: c.dataset.clone(),
             which: which.into(),
             eps,
-            strategy: c.strategy.clone(),
+            strategy: strategy.into(),
             seeds: Vec::new(),
             n: 0,
         }
     }
 
-    /// Whether `c`'s checkpoint labelled `which` at `eps` pools here.
-    fn holds(&self, c: &GapCell, which: &str, eps: f64) -> bool {
-        (&self.dataset, self.which.as_str(), self.eps, &self.strategy) == (&c.dataset, which, eps, &c.strategy)
+    /// Whether `c`'s checkpoint labelled `which` at `eps` pools here under `strategy` (`c`'s own
+    /// or [`ALL_STRATEGIES`]).
+    fn holds(&self, c: &GapCell, which: &str, eps: f64, strategy: &str) -> bool {
+        (&self.dataset, self.which.as_str(), self.eps, self.strategy.as_str()) == (&c.dataset, which, eps, strategy)
     }
 
-    /// Pools `c`'s point `pt`.
+    /// Pools `c`'s point `pt` (a seed already pooled, from another strategy, is listed once).
     fn add(&mut self, c: &GapCell, pt: &GapPoint) {
-        self.seeds.push(c.seed);
+        if !self.seeds.contains(&c.seed) {
+            self.seeds.push(c.seed);
+        }
         self.n += pt.autoattack.len();
     }
 
@@ -770,6 +775,9 @@ impl Pooled {
         )
     }
 }
+
+/// The strategy of a probe row that pools every strategy's points (sorted after them).
+pub const ALL_STRATEGIES: &str = "all";
 
 /// The CSV header of [`Pooled::csv`].
 const POOLED_CSV: [&str; 6] = ["dataset", "checkpoint", "eps", "strategy", "seeds", "n"];
@@ -810,6 +818,12 @@ pub struct ProbeRow {
     pub vs_run: (usize, usize),
     /// Broken by the probe, robust under AutoAttack.
     pub beyond_aa: usize,
+    /// [`ProbeRow::p_stronger`] adjusted by Holm's step-down over every row of the summary
+    /// with a p (family-wise error rate).
+    pub p_holm: Option<f64>,
+    /// Benjamini–Hochberg q of [`ProbeRow::p_stronger`] over the same family (false discovery
+    /// rate).
+    pub q_bh: Option<f64>,
 }
 
 impl ProbeRow {
@@ -820,6 +834,32 @@ impl ProbeRow {
     pub fn p_stronger(&self) -> Option<f64> {
         let (k, m) = (self.vs_run.0 as u64, (self.vs_run.0 + self.vs_run.1) as u64);
         (m > 0).then(|| sign_test_upper(k, m))
+    }
+
+    /// Counts `pt`'s images at radius index `k`, the probe's outcomes being `levels`.
+    fn count(&mut self, pt: &GapPoint, levels: &str, k: usize) {
+        for i in 0..pt.autoattack.len() {
+            let (run, q, aa) = (
+                robust_at(&pt.pgd, i, k),
+                robust_at(levels, i, k),
+                robust_at(&pt.autoattack, i, k),
+            );
+            for (j, ok) in [run, q, aa].into_iter().enumerate() {
+                self.robust[j] += usize::from(ok);
+            }
+            self.vs_run.0 += usize::from(run && !q);
+            self.vs_run.1 += usize::from(q && !run);
+            self.beyond_aa += usize::from(aa && !q);
+            if run && !aa {
+                self.missed += 1;
+                self.caught += usize::from(!q);
+                let member = pt.broken_by.as_bytes().get(i);
+                if let Some(m) = member.and_then(|m| MEMBER_CODES.iter().position(|x| x == m)) {
+                    self.missed_by[m] += 1;
+                    self.caught_by[m] += usize::from(!q);
+                }
+            }
+        }
     }
 }
 
@@ -853,9 +893,9 @@ fn member_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<MemberRow> {
                 for w in &pt.which {
                     let r = row_mut(
                         &mut rows,
-                        |r: &MemberRow| r.at.holds(c, w, eps),
+                        |r: &MemberRow| r.at.holds(c, w, eps, &c.strategy),
                         || MemberRow {
-                            at: Pooled::new(c, w, eps),
+                            at: Pooled::new(c, w, eps, &c.strategy),
                             pgd_missed: [0; 4],
                             broken: [0; 4],
                         },
@@ -892,7 +932,9 @@ fn row_mut<R>(rows: &mut Vec<R>, is: impl Fn(&R) -> bool, new: impl FnOnce() -> 
     }
 }
 
-/// The probe rows of `cells`, per radius of `spec` that each cell covers.
+/// The probe rows of `cells`, per radius of `spec` that each cell covers: one per strategy and,
+/// where two or more strategies record the probe, one pooling them all ([`ALL_STRATEGIES`]).
+/// Every row with a p then gets its Holm and Benjamini–Hochberg adjustment over all of them.
 fn probe_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<ProbeRow> {
     let mut rows: Vec<ProbeRow> = Vec::new();
     for c in cells {
@@ -900,50 +942,52 @@ fn probe_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<ProbeRow> {
             for pt in &c.points {
                 for (key, probe) in &pt.probes {
                     for w in &pt.which {
-                        let r = row_mut(
-                            &mut rows,
-                            |r: &ProbeRow| r.at.holds(c, w, eps) && r.probe == *key,
-                            || ProbeRow {
-                                at: Pooled::new(c, w, eps),
-                                probe: key.clone(),
-                                robust: [0; 3],
-                                missed: 0,
-                                caught: 0,
-                                missed_by: [0; 4],
-                                caught_by: [0; 4],
-                                vs_run: (0, 0),
-                                beyond_aa: 0,
-                            },
-                        );
-                        r.at.add(c, pt);
-                        for i in 0..pt.autoattack.len() {
-                            let (run, q, aa) = (
-                                robust_at(&pt.pgd, i, k),
-                                robust_at(&probe.levels, i, k),
-                                robust_at(&pt.autoattack, i, k),
+                        for strategy in [c.strategy.as_str(), ALL_STRATEGIES] {
+                            let r = row_mut(
+                                &mut rows,
+                                |r: &ProbeRow| r.at.holds(c, w, eps, strategy) && r.probe == *key,
+                                || ProbeRow {
+                                    at: Pooled::new(c, w, eps, strategy),
+                                    probe: key.clone(),
+                                    robust: [0; 3],
+                                    missed: 0,
+                                    caught: 0,
+                                    missed_by: [0; 4],
+                                    caught_by: [0; 4],
+                                    vs_run: (0, 0),
+                                    beyond_aa: 0,
+                                    p_holm: None,
+                                    q_bh: None,
+                                },
                             );
-                            for (j, ok) in [run, q, aa].into_iter().enumerate() {
-                                r.robust[j] += usize::from(ok);
-                            }
-                            r.vs_run.0 += usize::from(run && !q);
-                            r.vs_run.1 += usize::from(q && !run);
-                            r.beyond_aa += usize::from(aa && !q);
-                            if run && !aa {
-                                r.missed += 1;
-                                r.caught += usize::from(!q);
-                                let member = pt.broken_by.as_bytes().get(i);
-                                if let Some(m) = member.and_then(|m| MEMBER_CODES.iter().position(|x| x == m)) {
-                                    r.missed_by[m] += 1;
-                                    r.caught_by[m] += usize::from(!q);
-                                }
-                            }
+                            r.at.add(c, pt);
+                            r.count(pt, &probe.levels, k);
                         }
                     }
                 }
             }
         }
     }
+    // A pooled row over one strategy repeats that strategy's row.
+    let single = |all: &ProbeRow, rows: &[ProbeRow]| {
+        let same = |r: &&ProbeRow| {
+            r.at.strategy != ALL_STRATEGIES
+                && (&r.at.dataset, &r.at.which, r.at.eps, &r.probe)
+                    == (&all.at.dataset, &all.at.which, all.at.eps, &all.probe)
+        };
+        rows.iter().filter(same).count() < 2
+    };
+    let keep: Vec<bool> = rows
+        .iter()
+        .map(|r| r.at.strategy != ALL_STRATEGIES || !single(r, &rows))
+        .collect();
+    let mut keep = keep.into_iter();
+    rows.retain(|_| keep.next().unwrap_or(true));
     rows.sort_by(|a, b| a.at.order(&b.at).then_with(|| probe_order(&a.probe, &b.probe)));
+    let p: Vec<Option<f64>> = rows.iter().map(ProbeRow::p_stronger).collect();
+    for ((r, h), q) in rows.iter_mut().zip(holm(&p)).zip(benjamini_hochberg(&p)) {
+        (r.p_holm, r.q_bh) = (h, q);
+    }
     rows
 }
 
@@ -1181,6 +1225,8 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
                     "run_broke_probe_robust",
                     "probe_broke_autoattack_robust",
                     "p_probe_stronger",
+                    "p_holm",
+                    "q_bh",
                 ],
             ]
             .concat(),
@@ -1199,7 +1245,9 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
                     .chain([&r.vs_run.0, &r.vs_run.1, &r.beyond_aa])
                     .map(usize::to_string),
             );
-            row.push(r.p_stronger().map_or(String::new(), crate::simulate::figures::num));
+            for p in [r.p_stronger(), r.p_holm, r.q_bh] {
+                row.push(p.map_or(String::new(), crate::simulate::figures::num));
+            }
             csv.push(row);
         }
         csv.render()
@@ -1286,16 +1334,20 @@ fn render_probes(rows: &[ProbeRow], cells: &[GapCell]) -> String {
         t.1 += 1;
     }
     let label = |k: &str| Probe::parse(k).map_or(k.to_string(), |p| p.label());
-    let mut s = String::from(
+    let tested = rows.iter().filter(|r| r.p_holm.is_some()).count();
+    let mut s = format!(
         "\n## PGD variants on the points PGD missed\n\nEach probe is PGD (random start, early exit, cross-entropy) \
          with another budget, scored on the same checkpoints, images and radii as AutoAttack; its random start is \
          the run's only when the gap's radii are all of the run's. \"PGD missed\": robust at this radius under the run's attack, broken by AutoAttack. A probe \
          with more steps at the run's α that breaks them says the run's budget was short; one with the run's steps \
          and a larger α, the step size; one with the run's own steps and α, that a second random start is enough. \
          Split by the AutoAttack member that broke the point where the cell records it; intervals Wilson 95% over \
-         the pooled points (seeds pooled, points treated as independent). p: is the probe stronger than the run's \
-         attack on all the images (one-sided exact McNemar on the points only one of them broke; per row, not \
-         corrected for the number of rows).\n\n",
+         the pooled points (seeds pooled, points treated as independent). Strategy `all`: every strategy's points \
+         pooled (the same images once per strategy and seed, still treated as independent). p: is the probe \
+         stronger than the run's attack on all the images (one-sided exact McNemar on the points only one of them \
+         broke); Holm: p adjusted by Holm's step-down over the family of the table's {tested} rows with a p \
+         (family-wise error; a checkpoint that is both peak and final counts twice, which only makes it \
+         stricter); BH: the Benjamini–Hochberg q over the same family (false discovery rate).\n\n",
     );
     for (k, (secs, pts)) in &time {
         let _ = writeln!(s, "- `{k}` ({}): {secs:.0} s over {pts} checkpoints", label(k));
@@ -1319,10 +1371,13 @@ fn render_probes(rows: &[ProbeRow], cells: &[GapCell]) -> String {
         } else {
             pct_ci(r.caught, r.missed)
         };
-        let p = match r.p_stronger() {
-            Some(p) if p < 0.001 => " (p < 0.001)".to_string(),
-            Some(p) => format!(" (p = {p:.3})"),
-            None => String::new(),
+        let fmt = |p: f64| match p {
+            p if p < 0.001 => "< 0.001".to_string(),
+            p => format!("= {p:.3}"),
+        };
+        let p = match (r.p_stronger(), r.p_holm, r.q_bh) {
+            (Some(p), Some(h), Some(q)) => format!(" (p {}; Holm {}, BH {})", fmt(p), fmt(h), fmt(q)),
+            _ => String::new(),
         };
         let _ = writeln!(
             s,
@@ -1764,7 +1819,7 @@ mod tests {
         let s = summarise(std::slice::from_ref(&a), &spec, 10);
         assert!(
             s.markdown.contains(
-                "| t | final | 2/255 | a | [0] | 7 | PGD-5, α = ε/4 | 4 / 4 / 1 | 3 | 66.7% [20.8, 93.9] | 1 of 2 / 0 of 0 | 2 / 2 (p = 0.688) | 0 |"
+                "| t | final | 2/255 | a | [0] | 7 | PGD-5, α = ε/4 | 4 / 4 / 1 | 3 | 66.7% [20.8, 93.9] | 1 of 2 / 0 of 0 | 2 / 2 (p = 0.688; Holm = 1.000, BH = 0.688) | 0 |"
             ),
             "{}",
             s.markdown
@@ -1781,5 +1836,63 @@ mod tests {
         a.points[0].broken_by.clear();
         let s = summarise(&[a], &spec, 10);
         assert!(s.markdown.contains("| 66.7% [20.8, 93.9] | – |"), "{}", s.markdown);
+    }
+
+    /// Two strategies: a row pooling both (`all`: counts summed, seeds listed once), and the
+    /// Holm and BH adjustments over the 12 rows with a p, by hand. b's probe breaks every point
+    /// at the first radius: b vs run (6, 0) at 1/255, p = 1/64, and (4, 0) at 2/255, p = 1/16;
+    /// `all` (7, 0), p = 1/128, and (6, 2), p = 37/256; a as in the test above (1/2, 11/16);
+    /// each twice (peak and final). Holm: 12/128 = 0.09375 for `all` at 1/255, 10/64 = 0.15625
+    /// for b at 1/255, 8/16 = 0.5 for b at 2/255, 6·37/256 = 0.8671875 for `all` at 2/255, 1 for
+    /// a. BH: 0.046875 (b and `all` at 1/255), (1/16)·12/6 = 0.125 (b, 2/255), (37/256)·12/8 for
+    /// `all` at 2/255, (1/2)·12/10 = 0.6 and 0.6875 for a.
+    #[test]
+    fn probe_rows_pool_strategies_and_adjust_for_the_family() {
+        let mut spec = spec_at_1_255(7);
+        spec.eps.push(2.0 / 255.0);
+        let mut a = seed_cell("a", 0, "0323323", "0111223");
+        a.eps = spec.eps.clone();
+        let levels = |l: &str| ProbeLevels {
+            levels: l.into(),
+            seconds: 1.0,
+        };
+        a.points[0].probes.insert("pgd:5:1/4".into(), levels("0132333"));
+        let mut b = a.clone();
+        (b.strategy, b.seed) = ("b".into(), 1);
+        b.points[0].probes.insert("pgd:5:1/4".into(), levels("0111111"));
+        let cells = [a.clone(), b];
+        let rows = probe_rows(&cells, &spec);
+        assert_eq!(rows.len(), 12, "three strategies (a, b, all) × two labels × two radii");
+        let at = |s: &str, e: f64| {
+            rows.iter()
+                .find(|r| r.at.strategy == s && r.at.eps == e && r.at.which == "final")
+                .unwrap()
+        };
+        let all2 = at(ALL_STRATEGIES, 2.0 / 255.0);
+        assert_eq!((all2.at.seeds.clone(), all2.at.n), (vec![0, 1], 14));
+        assert_eq!((all2.robust, all2.missed, all2.caught), ([8, 4, 2], 6, 5));
+        assert_eq!(all2.vs_run, (6, 2));
+        let expect = [
+            ("a", 1.0, 1.0, 0.6),
+            ("a", 2.0, 1.0, 0.6875),
+            ("b", 1.0, 0.15625, 0.046875),
+            ("b", 2.0, 0.5, 0.125),
+            (ALL_STRATEGIES, 1.0, 0.09375, 0.046875),
+            (ALL_STRATEGIES, 2.0, 6.0 * 37.0 / 256.0, 12.0 * 37.0 / 256.0 / 8.0),
+        ];
+        for (st, e, h, q) in expect {
+            let r = at(st, e / 255.0);
+            let (rh, rq) = (r.p_holm.unwrap(), r.q_bh.unwrap());
+            assert!((rh - h).abs() < 1e-12 && (rq - q).abs() < 1e-12, "{st} {e}: {rh} {rq}");
+        }
+        // Rows without a discordant point are outside the family.
+        let mut c = a.clone();
+        c.points[0].probes.insert("pgd:5:1/4".into(), levels("0323323"));
+        let rows = probe_rows(&[c], &spec);
+        assert!(rows.iter().all(|r| r.p_holm.is_none() && r.q_bh.is_none()), "{rows:?}");
+        // One strategy: no `all` row repeating it.
+        assert!(probe_rows(&[a], &spec).iter().all(|r| r.at.strategy != ALL_STRATEGIES));
+        let s = summarise(&cells, &spec, 10);
+        assert!(s.markdown.contains("the table's 12 rows with a p"), "{}", s.markdown);
     }
 }
