@@ -203,7 +203,9 @@ fn gap_and_interpolate_replay_and_refuse() {
             .unwrap()
     };
     let before_probe: Vec<GapCell> = ["linear_probe", "lora", "full"].map(aa_only).into();
-    let o = gap(&out, &["--eps", "1/255,2/255", "--probe", "pgd:5:2/8"]);
+    // APGD-CE at the run's budget rides along: recorded under its key, with the run's clean
+    // outcome on every image (the same model) and its own row in the summary.
+    let o = gap(&out, &["--eps", "1/255,2/255", "--probe", "pgd:5:2/8,apgd-ce:5"]);
     assert!(o.status.success(), "{}", err(&o));
     for (s, was) in ["linear_probe", "lora", "full"].iter().zip(&before_probe) {
         let mut cell = aa_only(s);
@@ -212,6 +214,11 @@ fn gap_and_interpolate_replay_and_refuse() {
                 .probes
                 .remove("pgd:5:1/4")
                 .expect("the probe, under its canonical key");
+            let apgd = p.probes.remove("apgd-ce:5").expect("the APGD-CE probe");
+            assert_eq!(apgd.levels.len(), p.pgd.len());
+            for (a, r) in apgd.levels.bytes().zip(p.pgd.bytes()) {
+                assert_eq!(a == b'0', r == b'0', "{s} step {}: clean outcomes differ", p.step);
+            }
             assert!(p.probes.is_empty());
             assert_eq!(probe.levels, p.pgd, "{s} step {}: the run's attack, replayed", p.step);
         }
@@ -221,6 +228,10 @@ fn gap_and_interpolate_replay_and_refuse() {
     assert!(gap_md.contains("## PGD variants on the points PGD missed"), "{gap_md}");
     assert!(
         gap_md.contains("| simple | final | 2/255 | lora | [0] | 24 | PGD-5, α = ε/4 |"),
+        "{gap_md}"
+    );
+    assert!(
+        gap_md.contains("| simple | final | 2/255 | lora | [0] | 24 | APGD-CE-5 |"),
         "{gap_md}"
     );
     assert!(out.join("gap/probes.csv").exists());
@@ -236,11 +247,11 @@ fn gap_and_interpolate_replay_and_refuse() {
     assert_eq!(std::fs::read(out.join("gap/simple/lora/seed0.json")).unwrap(), probed);
 
     // Radii added later: a folder scored at 1/255, then asked for 1/255 and 2/255, holds exactly
-    // the cells of the folder scored at both at once (wall times aside) — probes included: asked
-    // for at 1/255, completed at 2/255 with AutoAttack.
+    // the cells of the folder scored at both at once (wall times aside) — probes included, PGD
+    // and APGD-CE: asked for at 1/255, completed at 2/255 with AutoAttack.
     let fresh = out.join("gap-fresh");
     std::fs::rename(out.join("gap"), &fresh).unwrap();
-    let o = gap(&out, &["--eps", "1/255", "--probe", "pgd:5:1/4"]);
+    let o = gap(&out, &["--eps", "1/255", "--probe", "pgd:5:1/4,apgd-ce:5"]);
     assert!(o.status.success(), "{}", err(&o));
     let o = gap(&out, &["--eps", "1/255,2/255"]);
     assert!(o.status.success(), "{}", err(&o));

@@ -117,10 +117,10 @@ pub enum Cmd {
         /// missed.
         #[arg(long)]
         attribute: bool,
-        /// PGD variants to score beside AutoAttack on the selected cells, comma-separated
+        /// Attacks to score beside AutoAttack on the selected cells, comma-separated: PGD variants
         /// pgd:STEPS:ALPHA with ALPHA a fraction of ε (pgd:100:1/4 is PGD-100 with α = ε/4; the
-        /// run's own steps and α give another random start); on finished cells only the probes
-        /// they lack run.
+        /// run's own steps and α give another random start) and APGD-CE at STEPS iterations
+        /// (apgd-ce:15); on finished cells only the probes they lack run.
         #[arg(long = "probe", value_delimiter = ',')]
         probes: Vec<String>,
         /// AutoAttack's APGD and FAB iterations.
