@@ -128,8 +128,7 @@ pub fn sign_test_upper(k: u64, n: u64) -> f64 {
 /// the family-wise error rate at α under any dependence. `None` entries (no test) are left out of
 /// the family and stay `None`; the result is in the input's order.
 pub fn holm(p: &[Option<f64>]) -> Vec<Option<f64>> {
-    let mut order: Vec<usize> = (0..p.len()).filter(|&i| p[i].is_some()).collect();
-    order.sort_by(|&a, &b| p[a].unwrap_or(1.0).total_cmp(&p[b].unwrap_or(1.0)).then(a.cmp(&b)));
+    let order = tested_ascending(p);
     let m = order.len();
     let mut out = vec![None; p.len()];
     let mut running = 0.0f64;
@@ -146,8 +145,7 @@ pub fn holm(p: &[Option<f64>]) -> Vec<Option<f64>> {
 /// discovery rate at α for independent or positively dependent tests. `None` entries are left
 /// out of the family and stay `None`; the result is in the input's order.
 pub fn benjamini_hochberg(p: &[Option<f64>]) -> Vec<Option<f64>> {
-    let mut order: Vec<usize> = (0..p.len()).filter(|&i| p[i].is_some()).collect();
-    order.sort_by(|&a, &b| p[a].unwrap_or(1.0).total_cmp(&p[b].unwrap_or(1.0)).then(a.cmp(&b)));
+    let order = tested_ascending(p);
     let m = order.len();
     let mut out = vec![None; p.len()];
     let mut running = 1.0f64;
@@ -156,6 +154,13 @@ pub fn benjamini_hochberg(p: &[Option<f64>]) -> Vec<Option<f64>> {
         out[i] = Some(running);
     }
     out
+}
+
+/// The positions of `p`'s tested entries, by p ascending (ties by position).
+fn tested_ascending(p: &[Option<f64>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..p.len()).filter(|&i| p[i].is_some()).collect();
+    order.sort_by(|&a, &b| p[a].unwrap_or(1.0).total_cmp(&p[b].unwrap_or(1.0)).then(a.cmp(&b)));
+    order
 }
 
 /// Spearman's rank correlation: the Pearson correlation of the average ranks (ties averaged).
