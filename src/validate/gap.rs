@@ -1758,17 +1758,24 @@ mod tests {
         assert!(full.markdown.contains("× seeds {0, 1} (the same"), "{}", full.markdown);
     }
 
+    /// The cell the member and probe tests count by hand: 1/255 and 2/255, seed 0 of strategy
+    /// `a`, seven images (see the members test), each image's member recorded.
+    fn two_radii_cell() -> (GapSpec, GapCell) {
+        let mut spec = spec_at_1_255(7);
+        spec.eps.push(2.0 / 255.0);
+        let mut a = seed_cell("a", 0, "0323323", "0111223");
+        a.eps = spec.eps.clone();
+        a.points[0].broken_by = "-ctscf-".into();
+        (spec, a)
+    }
+
     /// The members' counts, by hand: two radii, seed 0 recording the members (seed 1 does not
     /// and is left out). Images: 0 misclassified; 1 (APGD-CE), 2 (APGD-T) and 3 (Square) fall at
     /// the first radius, 4 (APGD-CE) and 5 (FAB-T) at the second; 6 survives. PGD left 1, 3, 4 and 6
     /// robust at both radii, 2 and 5 at the first only.
     #[test]
     fn members_are_counted_at_the_radius_where_the_image_fell() {
-        let mut spec = spec_at_1_255(7);
-        spec.eps.push(2.0 / 255.0);
-        let mut a = seed_cell("a", 0, "0323323", "0111223");
-        a.eps = spec.eps.clone();
-        a.points[0].broken_by = "-ctscf-".into();
+        let (spec, mut a) = two_radii_cell();
         let mut b = seed_cell("a", 1, "0323323", "0111223");
         b.eps = spec.eps.clone();
         let rows = member_rows(&[a.clone(), b], &spec);
@@ -1856,11 +1863,7 @@ mod tests {
     /// PGD broke at the second radius) robust.
     #[test]
     fn probes_are_counted_against_the_run_and_autoattack() {
-        let mut spec = spec_at_1_255(7);
-        spec.eps.push(2.0 / 255.0);
-        let mut a = seed_cell("a", 0, "0323323", "0111223");
-        a.eps = spec.eps.clone();
-        a.points[0].broken_by = "-ctscf-".into();
+        let (spec, mut a) = two_radii_cell();
         let levels = ProbeLevels {
             levels: "0132333".into(),
             seconds: 2.0,
@@ -1916,10 +1919,7 @@ mod tests {
     /// `all` at 2/255, (1/2)·12/10 = 0.6 and 0.6875 for a.
     #[test]
     fn probe_rows_pool_strategies_and_adjust_for_the_family() {
-        let mut spec = spec_at_1_255(7);
-        spec.eps.push(2.0 / 255.0);
-        let mut a = seed_cell("a", 0, "0323323", "0111223");
-        a.eps = spec.eps.clone();
+        let (spec, mut a) = two_radii_cell();
         let levels = |l: &str| ProbeLevels {
             levels: l.into(),
             seconds: 1.0,
