@@ -651,7 +651,9 @@ fn score(
         for k in point.probes.keys() {
             probes.push(Probe::canonical(k).ok_or_else(|| Error::Config {
                 path: cell_path.clone(),
-                message: format!("probe `{k}` at step {target} is not a canonical pgd:STEPS:ALPHA key"),
+                message: format!(
+                    "probe `{k}` at step {target} is not a canonical pgd:STEPS:ALPHA or apgd-ce:STEPS key"
+                ),
             })?);
         }
         probes.extend(todo.probes.iter().filter(|q| !point.probes.contains_key(&q.key())));
@@ -1010,21 +1012,21 @@ fn probe_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<ProbeRow> {
             }
         }
     }
-    // A pooled row over one strategy repeats that strategy's row.
-    let single = |all: &ProbeRow, rows: &[ProbeRow]| {
-        let same = |r: &&ProbeRow| {
-            r.at.strategy != ALL_STRATEGIES
-                && (&r.at.dataset, &r.at.which, r.at.eps, &r.probe)
-                    == (&all.at.dataset, &all.at.which, all.at.eps, &all.probe)
-        };
-        rows.iter().filter(same).count() < 2
+    // A pooled row over one strategy repeats that strategy's row: keep it where two or more
+    // strategies share its (dataset, checkpoint, radius, probe).
+    let key = |r: &ProbeRow| {
+        (
+            r.at.dataset.clone(),
+            r.at.which.clone(),
+            r.at.eps.to_bits(),
+            r.probe.clone(),
+        )
     };
-    let keep: Vec<bool> = rows
-        .iter()
-        .map(|r| r.at.strategy != ALL_STRATEGIES || !single(r, &rows))
-        .collect();
-    let mut keep = keep.into_iter();
-    rows.retain(|_| keep.next().unwrap_or(true));
+    let mut strategies: BTreeMap<_, usize> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.at.strategy != ALL_STRATEGIES) {
+        *strategies.entry(key(r)).or_default() += 1;
+    }
+    rows.retain(|r| r.at.strategy != ALL_STRATEGIES || strategies.get(&key(r)).is_some_and(|&n| n >= 2));
     rows.sort_by(|a, b| a.at.order(&b.at).then_with(|| probe_order(&a.probe, &b.probe)));
     let p: Vec<Option<f64>> = rows.iter().map(ProbeRow::p_stronger).collect();
     for ((r, h), q) in rows.iter_mut().zip(holm(&p)).zip(benjamini_hochberg(&p)) {
@@ -1033,7 +1035,8 @@ fn probe_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<ProbeRow> {
     rows
 }
 
-/// Probes by key: fewer steps first, then smaller α (keys in cells parse: `read` checks them).
+/// Probes by key ([`Probe::order`]: PGD before APGD-CE, then fewer steps, then smaller α; keys in
+/// cells parse: `read` checks them).
 fn probe_order(a: &str, b: &str) -> std::cmp::Ordering {
     let key = |k: &str| Probe::parse(k).map_or((true, usize::MAX, f64::INFINITY), |p| p.order());
     let (x, y) = (key(a), key(b));
@@ -1579,7 +1582,7 @@ fn read(dir: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
                     return Err(Error::Config {
                         path: cell_path(dir, &c.dataset, parse_strategy(&c.strategy)?, c.seed),
                         message: format!(
-                            "probe `{key}` at step {} is not a canonical pgd:STEPS:ALPHA key with a level (0 to {}) \
+                            "probe `{key}` at step {} is not a canonical pgd:STEPS:ALPHA or apgd-ce:STEPS key with a level (0 to {}) \
                              per image and AutoAttack's clean outcomes",
                             p.step, top
                         ),
