@@ -225,7 +225,10 @@ fn gap_and_interpolate_replay_and_refuse() {
         assert_eq!(&cell, was, "{s}: AutoAttack's side changed");
     }
     let gap_md = std::fs::read_to_string(out.join("gap/gap.md")).unwrap();
-    assert!(gap_md.contains("## PGD variants on the points PGD missed"), "{gap_md}");
+    assert!(
+        gap_md.contains("## Probes: other attacks on the points PGD missed"),
+        "{gap_md}"
+    );
     assert!(
         gap_md.contains("| simple | final | 2/255 | lora | [0] | 24 | PGD-5, α = ε/4 |"),
         "{gap_md}"
@@ -235,6 +238,13 @@ fn gap_and_interpolate_replay_and_refuse() {
         "{gap_md}"
     );
     assert!(out.join("gap/probes.csv").exists());
+    // The two probes against each other, on the same images, every strategy pooled.
+    assert!(gap_md.contains("### Probe against probe"), "{gap_md}");
+    assert!(
+        gap_md.contains("| simple | final | 2/255 | all | [0] | 72 | 3 | PGD-5, α = ε/4 | APGD-CE-5 |"),
+        "{gap_md}"
+    );
+    assert!(out.join("gap/probe-pairs.csv").exists());
     // Asked again: nothing is computed, nothing changes. A probe that is not one: refused,
     // naming the flag, nothing written.
     let probed = std::fs::read(out.join("gap/simple/lora/seed0.json")).unwrap();
@@ -338,7 +348,7 @@ fn gap_and_interpolate_replay_and_refuse() {
     assert!(!cell_of("full").attributed(), "not asked for");
     let gap_md = std::fs::read_to_string(out.join("gap/gap.md")).unwrap();
     let members_md = gap_md.split("## Which AutoAttack member").nth(1).unwrap();
-    let members_md = members_md.split("## PGD variants").next().unwrap();
+    let members_md = members_md.split("## Probes: other attacks").next().unwrap();
     assert!(!members_md.contains("| final | 2/255 | full | [0]"), "{gap_md}");
     // A recorded outcome that the measurement does not reproduce: refused, the cell untouched.
     let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&full_path).unwrap()).unwrap();

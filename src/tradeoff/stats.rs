@@ -122,6 +122,14 @@ pub fn sign_test_upper(k: u64, n: u64) -> f64 {
         .min(1.0)
 }
 
+/// The two-sided p-value of the exact sign test (McNemar's exact test) on k of n discordant pairs
+/// going one way: twice the smaller tail of Binomial(n, 1/2), at most 1 (P(X ≤ k) = P(X ≥ n − k)
+/// by symmetry). 1 when n = 0.
+pub fn sign_test_two_sided(k: u64, n: u64) -> f64 {
+    let k = k.min(n);
+    (2.0 * sign_test_upper(k, n).min(sign_test_upper(n - k, n))).min(1.0)
+}
+
 /// Holm's step-down adjusted p-values (Holm 1979, Scand. J. Statist. 6:65, the sequentially
 /// rejective Bonferroni test): with the m p-values sorted ascending, the i-th (from 0) becomes
 /// max over j ≤ i of min(1, (m − j)·p₍ⱼ₎). Rejecting where the adjusted value is below α holds
@@ -220,6 +228,18 @@ mod tests {
         // integer arithmetic, Python's math.comb).
         let p = sign_test_upper(600, 1000);
         assert!((p / 1.364_232_078_033_009_2e-10 - 1.0).abs() < 1e-9, "{p}");
+    }
+
+    /// The two-sided test against hand counts: 8 of 10 one way, 2·56/1024; 2 of 10 the same by
+    /// symmetry; 5 of 10 (both tails 638/1024) capped at 1; 3 of 3, 2·1/8; none discordant, 1.
+    #[test]
+    fn sign_test_two_sided_by_hand() {
+        assert!((sign_test_two_sided(8, 10) - 112.0 / 1024.0).abs() < 1e-15);
+        assert!((sign_test_two_sided(2, 10) - 112.0 / 1024.0).abs() < 1e-15);
+        assert_eq!(sign_test_two_sided(5, 10), 1.0);
+        assert!((sign_test_two_sided(3, 3) - 0.25).abs() < 1e-15);
+        assert!((sign_test_two_sided(0, 3) - 0.25).abs() < 1e-15);
+        assert_eq!(sign_test_two_sided(0, 0), 1.0);
     }
 
     /// Holm and Benjamini–Hochberg against hand computation on p = (0.01, 0.04, 0.03, 0.005)

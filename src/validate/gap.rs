@@ -36,14 +36,16 @@
 //! were recorded are measured again with [`GapSelect::attribute`], and must reproduce their
 //! recorded outcome on every image.
 //!
-//! **Probes.** PGD variants ([`Probe`]: `--probe pgd:100:1/4` is PGD-100 with α = ε/4) scored
-//! beside AutoAttack at the same checkpoints, images and radii ([`GapPoint::probes`]) say *why*
+//! **Probes.** PGD variants ([`Probe`]: `--probe pgd:100:1/4` is PGD-100 with α = ε/4) and
+//! APGD-CE alone (`--probe apgd-ce:15`) scored beside AutoAttack at the same checkpoints, images and radii ([`GapPoint::probes`]) say *why*
 //! the run's PGD missed a point AutoAttack broke: more iterations at the run's step size, a
-//! larger step at the run's budget, or — the run's own steps and α from another random start —
-//! chance. The summary counts, per strategy, how many of the points PGD missed each probe
+//! larger step at the run's budget, APGD's algorithm, or — the run's own steps and α from another
+//! random start — chance. The summary counts, per strategy, how many of the points PGD missed each probe
 //! breaks, by the AutoAttack member that broke them ([`ProbeRow`]), and pooled over the
 //! strategies ([`ALL_STRATEGIES`]); each row's McNemar p is adjusted for the table (Holm, and
-//! the Benjamini–Hochberg q: [`crate::tradeoff::stats::holm`]). A probe asked for on a
+//! the Benjamini–Hochberg q: [`crate::tradeoff::stats::holm`]). Probes recorded on the same
+//! points are also set against each other, every strategy pooled ([`PairRow`]: two-sided exact
+//! McNemar, Holm over the pair table; `probe-pairs.csv`). A probe asked for on a
 //! finished cell is measured alone (AutoAttack is not run again); a grown cell completes its
 //! probes at the new radii as it completes AutoAttack.
 
@@ -70,7 +72,7 @@ use crate::error::{Error, Result};
 use crate::plot::write_atomic;
 use crate::tradeoff::Interval;
 use crate::tradeoff::bootstrap::{percentile_interval, resample_indices};
-use crate::tradeoff::stats::{benjamini_hochberg, holm, sign_test_upper, spearman, wilson};
+use crate::tradeoff::stats::{benjamini_hochberg, holm, sign_test_two_sided, sign_test_upper, spearman, wilson};
 
 /// What a gap folder measures (`DIR/gap/spec.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -463,7 +465,8 @@ pub struct GapSelect {
     /// Measure AutoAttack again on the selected cells that do not record which member broke
     /// each image, checking that every image's outcome is the recorded one.
     pub attribute: bool,
-    /// Score these PGD variants on the selected cells that do not record them yet.
+    /// Score these probes (PGD variants, APGD-CE) on the selected cells that do not record them
+    /// yet.
     pub probes: Vec<Probe>,
 }
 
@@ -517,6 +520,9 @@ pub fn gap(
     }
     if let Some(csv) = &summary.probes_csv {
         write_atomic(&dir.join("probes.csv"), csv.as_bytes())?;
+    }
+    if let Some(csv) = &summary.pairs_csv {
+        write_atomic(&dir.join("probe-pairs.csv"), csv.as_bytes())?;
     }
     Ok(cells)
 }
@@ -907,6 +913,51 @@ impl ProbeRow {
     }
 }
 
+/// Per (dataset, checkpoint, radius) and pair of probes, every strategy's points that record both
+/// pooled: which of the two attacks breaks more of the same images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairRow {
+    /// Where the row pools (strategy [`ALL_STRATEGIES`]).
+    pub at: Pooled,
+    /// The strategies pooled.
+    pub strategies: Vec<String>,
+    /// The two probes ([`Probe::key`]), PGD before APGD-CE, then fewer steps, then smaller α.
+    pub probes: (String, String),
+    /// Robust at this radius under each.
+    pub robust: (usize, usize),
+    /// Broken by the first and robust under the second, and the reverse.
+    pub discordant: (usize, usize),
+    /// The points PGD missed ([`ProbeRow::missed`]), and of them those each probe broke.
+    pub missed: (usize, usize, usize),
+    /// [`PairRow::p`] adjusted by Holm's step-down over every pair row with a p.
+    pub p_holm: Option<f64>,
+}
+
+impl PairRow {
+    /// The two-sided p-value of "the two probes break the same share of these images": exact
+    /// McNemar on [`PairRow::discordant`] (None without discordant points).
+    pub fn p(&self) -> Option<f64> {
+        let (k, m) = (self.discordant.0 as u64, (self.discordant.0 + self.discordant.1) as u64);
+        (m > 0).then(|| sign_test_two_sided(k, m))
+    }
+
+    /// Counts `pt`'s images at radius index `k`, the probes' outcomes being `a` and `b`.
+    fn count(&mut self, pt: &GapPoint, (a, b): (&str, &str), k: usize) {
+        for i in 0..pt.autoattack.len() {
+            let (ra, rb) = (robust_at(a, i, k), robust_at(b, i, k));
+            self.robust.0 += usize::from(ra);
+            self.robust.1 += usize::from(rb);
+            self.discordant.0 += usize::from(!ra && rb);
+            self.discordant.1 += usize::from(ra && !rb);
+            if robust_at(&pt.pgd, i, k) && !robust_at(&pt.autoattack, i, k) {
+                self.missed.0 += 1;
+                self.missed.1 += usize::from(!ra);
+                self.missed.2 += usize::from(!rb);
+            }
+        }
+    }
+}
+
 /// The summary: rows, ranking rows, and their Markdown and CSV.
 pub struct GapSummary {
     /// Per strategy.
@@ -917,6 +968,8 @@ pub struct GapSummary {
     pub members: Vec<MemberRow>,
     /// Per strategy and probe, where the cells record probes.
     pub probes: Vec<ProbeRow>,
+    /// Per pair of probes recorded on the same points, strategies pooled.
+    pub pairs: Vec<PairRow>,
     /// `gap.md`.
     pub markdown: String,
     /// `gap.csv`.
@@ -925,6 +978,8 @@ pub struct GapSummary {
     pub members_csv: Option<String>,
     /// `probes.csv`, when some cell records a probe.
     pub probes_csv: Option<String>,
+    /// `probe-pairs.csv`, when some point records two probes.
+    pub pairs_csv: Option<String>,
 }
 
 /// The member rows of the cells of `cells` that record the members, per radius of `spec` that
@@ -1031,6 +1086,57 @@ fn probe_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<ProbeRow> {
     let p: Vec<Option<f64>> = rows.iter().map(ProbeRow::p_stronger).collect();
     for ((r, h), q) in rows.iter_mut().zip(holm(&p)).zip(benjamini_hochberg(&p)) {
         (r.p_holm, r.q_bh) = (h, q);
+    }
+    rows
+}
+
+/// The pair rows of `cells`, per radius of `spec` that each cell covers: per (dataset,
+/// checkpoint, radius) and pair of probes recorded on the same points, every strategy pooled; each
+/// row with a p gets its Holm adjustment over all of them.
+fn pair_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<PairRow> {
+    let mut rows: Vec<PairRow> = Vec::new();
+    for c in cells {
+        for (k, &eps) in spec.eps.iter().enumerate().take(c.eps.len()) {
+            for pt in &c.points {
+                let mut keys: Vec<&String> = pt.probes.keys().collect();
+                keys.sort_by(|a, b| probe_order(a, b));
+                for (i, a) in keys.iter().enumerate() {
+                    for b in &keys[i + 1..] {
+                        for w in &pt.which {
+                            let r = row_mut(
+                                &mut rows,
+                                |r: &PairRow| {
+                                    r.at.holds(c, w, eps, ALL_STRATEGIES) && (&r.probes.0, &r.probes.1) == (*a, *b)
+                                },
+                                || PairRow {
+                                    at: Pooled::new(c, w, eps, ALL_STRATEGIES),
+                                    strategies: Vec::new(),
+                                    probes: ((*a).clone(), (*b).clone()),
+                                    robust: (0, 0),
+                                    discordant: (0, 0),
+                                    missed: (0, 0, 0),
+                                    p_holm: None,
+                                },
+                            );
+                            r.at.add(c, pt);
+                            if !r.strategies.contains(&c.strategy) {
+                                r.strategies.push(c.strategy.clone());
+                            }
+                            r.count(pt, (&pt.probes[*a].levels, &pt.probes[*b].levels), k);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    rows.sort_by(|a, b| {
+        a.at.order(&b.at)
+            .then_with(|| probe_order(&a.probes.0, &b.probes.0))
+            .then_with(|| probe_order(&a.probes.1, &b.probes.1))
+    });
+    let p: Vec<Option<f64>> = rows.iter().map(PairRow::p).collect();
+    for (r, h) in rows.iter_mut().zip(holm(&p)) {
+        r.p_holm = h;
     }
     rows
 }
@@ -1220,6 +1326,7 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
     }
     let members = member_rows(cells, spec);
     let probes = probe_rows(cells, spec);
+    let pairs = pair_rows(cells, spec);
     let mut markdown = render(&rows, &ranks, cells, spec, reps);
     let members_csv = (!members.is_empty()).then(|| {
         markdown.push_str(&render_members(&members));
@@ -1297,6 +1404,48 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
         }
         csv.render()
     });
+    let pairs_csv = (!pairs.is_empty()).then(|| {
+        markdown.push_str(&render_pairs(&pairs));
+        let mut csv = crate::plot::Csv::new(
+            &[
+                &POOLED_CSV[..],
+                &[
+                    "strategies",
+                    "probe_a",
+                    "probe_b",
+                    "a_robust",
+                    "b_robust",
+                    "a_broke_b_robust",
+                    "b_broke_a_robust",
+                    "run_missed",
+                    "a_broke_of_missed",
+                    "b_broke_of_missed",
+                    "p_two_sided",
+                    "p_holm",
+                ],
+            ]
+            .concat(),
+        );
+        for r in &pairs {
+            let mut row = r.at.csv();
+            row.extend([r.strategies.join(" "), r.probes.0.clone(), r.probes.1.clone()]);
+            let counts = [
+                r.robust.0,
+                r.robust.1,
+                r.discordant.0,
+                r.discordant.1,
+                r.missed.0,
+                r.missed.1,
+                r.missed.2,
+            ];
+            row.extend(counts.iter().map(usize::to_string));
+            for p in [r.p(), r.p_holm] {
+                row.push(p.map_or(String::new(), crate::simulate::figures::num));
+            }
+            csv.push(row);
+        }
+        csv.render()
+    });
     let mut csv = crate::plot::Csv::new(&[
         "dataset",
         "checkpoint",
@@ -1334,10 +1483,12 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
         ranks,
         members,
         probes,
+        pairs,
         markdown,
         csv: csv.render(),
         members_csv,
         probes_csv,
+        pairs_csv,
     }
 }
 
@@ -1381,7 +1532,7 @@ fn render_probes(rows: &[ProbeRow], cells: &[GapCell]) -> String {
     let label = |k: &str| Probe::parse(k).map_or(k.to_string(), |p| p.label());
     let tested = rows.iter().filter(|r| r.p_holm.is_some()).count();
     let mut s = format!(
-        "\n## PGD variants on the points PGD missed\n\nEach probe is PGD (random start, early exit, cross-entropy) \
+        "\n## Probes: other attacks on the points PGD missed\n\nEach probe is PGD (random start, early exit, cross-entropy) \
          with another budget, or APGD-CE (AutoAttack's first member alone: adaptive step size, momentum, restarts \
          from the best point) at a given iteration count, scored on the same checkpoints, images and radii as \
          AutoAttack; a PGD probe's random start is the run's only when the gap's radii are all of the run's. \
@@ -1419,12 +1570,8 @@ fn render_probes(rows: &[ProbeRow], cells: &[GapCell]) -> String {
         } else {
             pct_ci(r.caught, r.missed)
         };
-        let fmt = |p: f64| match p {
-            p if p < 0.001 => "< 0.001".to_string(),
-            p => format!("= {p:.3}"),
-        };
         let p = match (r.p_stronger(), r.p_holm, r.q_bh) {
-            (Some(p), Some(h), Some(q)) => format!(" (p {}; Holm {}, BH {})", fmt(p), fmt(h), fmt(q)),
+            (Some(p), Some(h), Some(q)) => format!(" (p {}; Holm {}, BH {})", p_text(p), p_text(h), p_text(q)),
             _ => String::new(),
         };
         let _ = writeln!(
@@ -1442,6 +1589,55 @@ fn render_probes(rows: &[ProbeRow], cells: &[GapCell]) -> String {
         );
     }
     s
+}
+
+/// The probe-against-probe section of `gap.md`.
+fn render_pairs(rows: &[PairRow]) -> String {
+    use std::fmt::Write as _;
+    let label = |k: &str| Probe::parse(k).map_or(k.to_string(), |p| p.label());
+    let tested = rows.iter().filter(|r| r.p_holm.is_some()).count();
+    let mut s = format!(
+        "\n### Probe against probe\n\nTwo probes on the same images: every strategy's points that record both \
+         pooled (seeds and strategies pooled, points treated as independent). p: do the two break the same share \
+         of the images (two-sided exact McNemar on the points only one of them broke); Holm: p adjusted by Holm's \
+         step-down over the family of the table's {tested} rows with a p. \"PGD missed\" as above; intervals \
+         Wilson 95%.\n\n| task | checkpoint | ε | strategy | seeds | n | strategies | A | B | robust: A / B | A \
+         broke, B did not / B broke, A did not (p) | PGD missed | broken by A / by B |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let p = match (r.p(), r.p_holm) {
+            (Some(p), Some(h)) => format!(" (p {}; Holm {})", p_text(p), p_text(h)),
+            _ => String::new(),
+        };
+        let (missed, a, b) = r.missed;
+        let broken = if missed == 0 {
+            "–".into()
+        } else {
+            format!("{} / {}", pct_ci(a, missed), pct_ci(b, missed))
+        };
+        let _ = writeln!(
+            s,
+            "{} {} | {} | {} | {} / {} | {} / {}{p} | {missed} | {broken} |",
+            r.at.markdown(),
+            r.strategies.len(),
+            label(&r.probes.0),
+            label(&r.probes.1),
+            r.robust.0,
+            r.robust.1,
+            r.discordant.0,
+            r.discordant.1,
+        );
+    }
+    s
+}
+
+/// A p-value as the tables print it: `< 0.001`, or `= ` and three decimals.
+fn p_text(p: f64) -> String {
+    match p {
+        p if p < 0.001 => "< 0.001".to_string(),
+        p => format!("= {p:.3}"),
+    }
 }
 
 fn pct_ci(k: usize, n: usize) -> String {
@@ -1965,5 +2161,71 @@ mod tests {
         assert!(probe_rows(&[a], &spec).iter().all(|r| r.at.strategy != ALL_STRATEGIES));
         let s = summarise(&cells, &spec, 10);
         assert!(s.markdown.contains("the table's 12 rows with a p"), "{}", s.markdown);
+    }
+
+    /// Probe against probe, by hand (two radii; robust at the first radius from level 2, at the
+    /// second from level 3). Strategy a (seed 0) and b (seed 1) record PGD-100 and APGD-CE-15,
+    /// b also PGD-15, so that pair pools b alone. First radius: a's PGD-100 breaks 2, 4 and
+    /// APGD-CE-15 1, 2 (one discordant each way); b's PGD-100 breaks none and APGD-CE-15 all six
+    /// → robust (10, 4), discordant (1, 7), p = 2·9/256. The run missed 1, 2, 3 on each: PGD-100
+    /// broke 2 of a's, APGD-CE-15 1, 2 of a's and all of b's → (6, 1, 5). Second radius: a
+    /// discordant 4, 5 / 1, 3, b 0 / 6 → (2, 8), p = 2·56/1024; missed 1, 3, 4 → (6, 1, 5).
+    #[test]
+    fn probe_pairs_are_counted_and_tested_two_sided() {
+        let (spec, mut a) = two_radii_cell();
+        let levels = |l: &str| ProbeLevels {
+            levels: l.into(),
+            seconds: 1.0,
+        };
+        a.points[0].probes.insert("pgd:100:1/4".into(), levels("0313123"));
+        a.points[0].probes.insert("apgd-ce:15".into(), levels("0112333"));
+        let mut b = a.clone();
+        (b.strategy, b.seed) = ("b".into(), 1);
+        b.points[0].probes.insert("pgd:100:1/4".into(), levels("0333333"));
+        b.points[0].probes.insert("apgd-ce:15".into(), levels("0111111"));
+        b.points[0].probes.insert("pgd:15:1/4".into(), levels("0323323"));
+        let rows = pair_rows(&[a, b], &spec);
+        assert_eq!(rows.len(), 12, "three pairs × two labels × two radii");
+        let at = |x: &str, y: &str, e: f64| {
+            rows.iter()
+                .find(|r| r.probes == (x.into(), y.into()) && r.at.eps == e / 255.0 && r.at.which == "final")
+                .unwrap()
+        };
+        let r = at("pgd:100:1/4", "apgd-ce:15", 1.0);
+        assert_eq!(
+            (r.at.seeds.clone(), r.at.n, r.strategies.clone()),
+            (vec![0, 1], 14, vec!["a".into(), "b".into()])
+        );
+        assert_eq!((r.robust, r.discordant, r.missed), ((10, 4), (1, 7), (6, 1, 5)));
+        assert!((r.p().unwrap() - 18.0 / 256.0).abs() < 1e-15);
+        let r = at("pgd:100:1/4", "apgd-ce:15", 2.0);
+        assert_eq!((r.robust, r.discordant, r.missed), ((9, 3), (2, 8), (6, 1, 5)));
+        assert!((r.p().unwrap() - 112.0 / 1024.0).abs() < 1e-15);
+        // PGD-15 sorts first; it pools b alone.
+        let r = at("pgd:15:1/4", "pgd:100:1/4", 1.0);
+        assert_eq!(
+            (r.at.seeds.clone(), r.at.n, r.discordant, r.p()),
+            (vec![1], 7, (0, 0), None)
+        );
+        let close = |x: &str, y: &str, e: f64, p: f64| {
+            let r = at(x, y, e);
+            assert!((r.p().unwrap() - p).abs() < 1e-12, "{x} {y} {e}: {r:?}");
+            r.discordant
+        };
+        assert_eq!(close("pgd:15:1/4", "pgd:100:1/4", 2.0, 0.5), (2, 0));
+        assert_eq!(close("pgd:15:1/4", "apgd-ce:15", 1.0, 2.0 / 64.0), (0, 6));
+        assert_eq!(close("pgd:15:1/4", "apgd-ce:15", 2.0, 2.0 / 16.0), (0, 4));
+        // Holm over the 10 rows with a p (each value twice, peak and final).
+        for (x, y, e, h) in [
+            ("pgd:15:1/4", "apgd-ce:15", 1.0, 0.3125),
+            ("pgd:100:1/4", "apgd-ce:15", 1.0, 0.5625),
+            ("pgd:100:1/4", "apgd-ce:15", 2.0, 0.65625),
+            ("pgd:15:1/4", "apgd-ce:15", 2.0, 0.65625),
+            ("pgd:15:1/4", "pgd:100:1/4", 2.0, 1.0),
+        ] {
+            let got = at(x, y, e).p_holm.unwrap();
+            assert!((got - h).abs() < 1e-12, "{x} {y} {e}: {got}");
+        }
+        assert_eq!(at("pgd:15:1/4", "pgd:100:1/4", 1.0).p_holm, None);
     }
 }
