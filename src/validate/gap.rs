@@ -1330,121 +1330,100 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
     let mut markdown = render(&rows, &ranks, cells, spec, reps);
     let members_csv = (!members.is_empty()).then(|| {
         markdown.push_str(&render_members(&members));
-        let mut csv = crate::plot::Csv::new(
-            &[
-                &POOLED_CSV[..],
-                &[
-                    "pgd_missed_apgd_ce",
-                    "pgd_missed_apgd_t",
-                    "pgd_missed_fab_t",
-                    "pgd_missed_square",
-                    "broken_apgd_ce",
-                    "broken_apgd_t",
-                    "broken_fab_t",
-                    "broken_square",
-                ],
-            ]
-            .concat(),
-        );
-        for r in &members {
-            let mut row = r.at.csv();
-            row.extend(r.pgd_missed.iter().chain(&r.broken).map(usize::to_string));
-            csv.push(row);
-        }
-        csv.render()
+        let columns = [
+            "pgd_missed_apgd_ce",
+            "pgd_missed_apgd_t",
+            "pgd_missed_fab_t",
+            "pgd_missed_square",
+            "broken_apgd_ce",
+            "broken_apgd_t",
+            "broken_fab_t",
+            "broken_square",
+        ];
+        pooled_csv(
+            &columns,
+            members.iter().map(|r| {
+                let counts = r.pgd_missed.iter().chain(&r.broken);
+                (&r.at, counts.map(usize::to_string).collect())
+            }),
+        )
     });
     let probes_csv = (!probes.is_empty()).then(|| {
         markdown.push_str(&render_probes(&probes, cells));
-        let mut csv = crate::plot::Csv::new(
-            &[
-                &POOLED_CSV[..],
-                &[
-                    "probe",
-                    "run_robust",
-                    "probe_robust",
-                    "autoattack_robust",
-                    "run_missed",
-                    "probe_broke_of_missed",
-                    "run_missed_apgd_ce",
-                    "run_missed_apgd_t",
-                    "run_missed_fab_t",
-                    "run_missed_square",
-                    "probe_broke_apgd_ce",
-                    "probe_broke_apgd_t",
-                    "probe_broke_fab_t",
-                    "probe_broke_square",
-                    "probe_broke_run_robust",
-                    "run_broke_probe_robust",
-                    "probe_broke_autoattack_robust",
-                    "p_probe_stronger",
-                    "p_holm",
-                    "q_bh",
-                ],
-            ]
-            .concat(),
-        );
-        for r in &probes {
-            let mut row = r.at.csv();
-            row.push(r.probe.clone());
-            let counts = r
-                .robust
-                .iter()
-                .chain([&r.missed, &r.caught])
-                .chain(&r.missed_by)
-                .chain(&r.caught_by);
-            row.extend(
-                counts
-                    .chain([&r.vs_run.0, &r.vs_run.1, &r.beyond_aa])
-                    .map(usize::to_string),
-            );
-            for p in [r.p_stronger(), r.p_holm, r.q_bh] {
-                row.push(p.map_or(String::new(), crate::simulate::figures::num));
-            }
-            csv.push(row);
-        }
-        csv.render()
+        let columns = [
+            "probe",
+            "run_robust",
+            "probe_robust",
+            "autoattack_robust",
+            "run_missed",
+            "probe_broke_of_missed",
+            "run_missed_apgd_ce",
+            "run_missed_apgd_t",
+            "run_missed_fab_t",
+            "run_missed_square",
+            "probe_broke_apgd_ce",
+            "probe_broke_apgd_t",
+            "probe_broke_fab_t",
+            "probe_broke_square",
+            "probe_broke_run_robust",
+            "run_broke_probe_robust",
+            "probe_broke_autoattack_robust",
+            "p_probe_stronger",
+            "p_holm",
+            "q_bh",
+        ];
+        pooled_csv(
+            &columns,
+            probes.iter().map(|r| {
+                let counts = r
+                    .robust
+                    .iter()
+                    .chain([&r.missed, &r.caught])
+                    .chain(&r.missed_by)
+                    .chain(&r.caught_by)
+                    .chain([&r.vs_run.0, &r.vs_run.1, &r.beyond_aa]);
+                let row = std::iter::once(r.probe.clone())
+                    .chain(counts.map(usize::to_string))
+                    .chain(p_cells([r.p_stronger(), r.p_holm, r.q_bh]));
+                (&r.at, row.collect())
+            }),
+        )
     });
     let pairs_csv = (!pairs.is_empty()).then(|| {
         markdown.push_str(&render_pairs(&pairs));
-        let mut csv = crate::plot::Csv::new(
-            &[
-                &POOLED_CSV[..],
-                &[
-                    "strategies",
-                    "probe_a",
-                    "probe_b",
-                    "a_robust",
-                    "b_robust",
-                    "a_broke_b_robust",
-                    "b_broke_a_robust",
-                    "run_missed",
-                    "a_broke_of_missed",
-                    "b_broke_of_missed",
-                    "p_two_sided",
-                    "p_holm",
-                ],
-            ]
-            .concat(),
-        );
-        for r in &pairs {
-            let mut row = r.at.csv();
-            row.extend([r.strategies.join(" "), r.probes.0.clone(), r.probes.1.clone()]);
-            let counts = [
-                r.robust.0,
-                r.robust.1,
-                r.discordant.0,
-                r.discordant.1,
-                r.missed.0,
-                r.missed.1,
-                r.missed.2,
-            ];
-            row.extend(counts.iter().map(usize::to_string));
-            for p in [r.p(), r.p_holm] {
-                row.push(p.map_or(String::new(), crate::simulate::figures::num));
-            }
-            csv.push(row);
-        }
-        csv.render()
+        let columns = [
+            "strategies",
+            "probe_a",
+            "probe_b",
+            "a_robust",
+            "b_robust",
+            "a_broke_b_robust",
+            "b_broke_a_robust",
+            "run_missed",
+            "a_broke_of_missed",
+            "b_broke_of_missed",
+            "p_two_sided",
+            "p_holm",
+        ];
+        pooled_csv(
+            &columns,
+            pairs.iter().map(|r| {
+                let counts = [
+                    r.robust.0,
+                    r.robust.1,
+                    r.discordant.0,
+                    r.discordant.1,
+                    r.missed.0,
+                    r.missed.1,
+                    r.missed.2,
+                ];
+                let row = [r.strategies.join(" "), r.probes.0.clone(), r.probes.1.clone()]
+                    .into_iter()
+                    .chain(counts.iter().map(usize::to_string))
+                    .chain(p_cells([r.p(), r.p_holm]));
+                (&r.at, row.collect())
+            }),
+        )
     });
     let mut csv = crate::plot::Csv::new(&[
         "dataset",
@@ -1490,6 +1469,23 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
         probes_csv,
         pairs_csv,
     }
+}
+
+/// A CSV of [`POOLED_CSV`]'s columns followed by `columns`, a row per (where, the rest).
+fn pooled_csv<'a>(columns: &[&str], rows: impl Iterator<Item = (&'a Pooled, Vec<String>)>) -> String {
+    let mut csv = crate::plot::Csv::new(&[&POOLED_CSV[..], columns].concat());
+    for (at, rest) in rows {
+        let mut row = at.csv();
+        row.extend(rest);
+        csv.push(row);
+    }
+    csv.render()
+}
+
+/// p-values as CSV cells (empty where there is no test).
+fn p_cells<const N: usize>(p: [Option<f64>; N]) -> impl Iterator<Item = String> {
+    p.into_iter()
+        .map(|p| p.map_or(String::new(), crate::simulate::figures::num))
 }
 
 /// The members section of `gap.md`.
@@ -1968,6 +1964,19 @@ mod tests {
         (spec, a)
     }
 
+    /// `c` as (strategy, seed), its point recording these (probe, levels).
+    fn probed(mut c: GapCell, (strategy, seed): (&str, u64), probes: &[(&str, &str)]) -> GapCell {
+        (c.strategy, c.seed) = (strategy.into(), seed);
+        for (key, levels) in probes {
+            let levels = ProbeLevels {
+                levels: levels.to_string(),
+                seconds: 1.0,
+            };
+            c.points[0].probes.insert(key.to_string(), levels);
+        }
+        c
+    }
+
     /// The members' counts, by hand: two radii, seed 0 recording the members (seed 1 does not
     /// and is left out). Images: 0 misclassified; 1 (APGD-CE), 2 (APGD-T) and 3 (Square) fall at
     /// the first radius, 4 (APGD-CE) and 5 (FAB-T) at the second; 6 survives. PGD left 1, 3, 4 and 6
@@ -2118,15 +2127,9 @@ mod tests {
     /// `all` at 2/255, (1/2)·12/10 = 0.6 and 0.6875 for a.
     #[test]
     fn probe_rows_pool_strategies_and_adjust_for_the_family() {
-        let (spec, mut a) = two_radii_cell();
-        let levels = |l: &str| ProbeLevels {
-            levels: l.into(),
-            seconds: 1.0,
-        };
-        a.points[0].probes.insert("pgd:5:1/4".into(), levels("0132333"));
-        let mut b = a.clone();
-        (b.strategy, b.seed) = ("b".into(), 1);
-        b.points[0].probes.insert("pgd:5:1/4".into(), levels("0111111"));
+        let (spec, a) = two_radii_cell();
+        let a = probed(a, ("a", 0), &[("pgd:5:1/4", "0132333")]);
+        let b = probed(a.clone(), ("b", 1), &[("pgd:5:1/4", "0111111")]);
         let cells = [a.clone(), b];
         let rows = probe_rows(&cells, &spec);
         assert_eq!(rows.len(), 12, "three strategies (a, b, all) × two labels × two radii");
@@ -2153,8 +2156,7 @@ mod tests {
             assert!((rh - h).abs() < 1e-12 && (rq - q).abs() < 1e-12, "{st} {e}: {rh} {rq}");
         }
         // Rows without a discordant point are outside the family.
-        let mut c = a.clone();
-        c.points[0].probes.insert("pgd:5:1/4".into(), levels("0323323"));
+        let c = probed(a.clone(), ("a", 0), &[("pgd:5:1/4", "0323323")]);
         let rows = probe_rows(&[c], &spec);
         assert!(rows.iter().all(|r| r.p_holm.is_none() && r.q_bh.is_none()), "{rows:?}");
         // One strategy: no `all` row repeating it.
@@ -2172,18 +2174,17 @@ mod tests {
     /// discordant 4, 5 / 1, 3, b 0 / 6 → (2, 8), p = 2·56/1024; missed 1, 3, 4 → (6, 1, 5).
     #[test]
     fn probe_pairs_are_counted_and_tested_two_sided() {
-        let (spec, mut a) = two_radii_cell();
-        let levels = |l: &str| ProbeLevels {
-            levels: l.into(),
-            seconds: 1.0,
-        };
-        a.points[0].probes.insert("pgd:100:1/4".into(), levels("0313123"));
-        a.points[0].probes.insert("apgd-ce:15".into(), levels("0112333"));
-        let mut b = a.clone();
-        (b.strategy, b.seed) = ("b".into(), 1);
-        b.points[0].probes.insert("pgd:100:1/4".into(), levels("0333333"));
-        b.points[0].probes.insert("apgd-ce:15".into(), levels("0111111"));
-        b.points[0].probes.insert("pgd:15:1/4".into(), levels("0323323"));
+        let (spec, a) = two_radii_cell();
+        let a = probed(a, ("a", 0), &[("pgd:100:1/4", "0313123"), ("apgd-ce:15", "0112333")]);
+        let b = probed(
+            a.clone(),
+            ("b", 1),
+            &[
+                ("pgd:100:1/4", "0333333"),
+                ("apgd-ce:15", "0111111"),
+                ("pgd:15:1/4", "0323323"),
+            ],
+        );
         let rows = pair_rows(&[a, b], &spec);
         assert_eq!(rows.len(), 12, "three pairs × two labels × two radii");
         let at = |x: &str, y: &str, e: f64| {
