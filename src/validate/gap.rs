@@ -986,38 +986,48 @@ pub struct GapSummary {
 /// they cover.
 fn member_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<MemberRow> {
     let mut rows: Vec<MemberRow> = Vec::new();
-    for c in cells.iter().filter(|c| c.attributed()) {
-        for (k, &eps) in spec.eps.iter().enumerate().take(c.eps.len()) {
-            for pt in &c.points {
-                for w in &pt.which {
-                    let r = row_mut(
-                        &mut rows,
-                        |r: &MemberRow| r.at.holds(c, w, eps, &c.strategy),
-                        || MemberRow {
-                            at: Pooled::new(c, w, eps, &c.strategy),
-                            pgd_missed: [0; 4],
-                            broken: [0; 4],
-                        },
-                    );
-                    r.at.add(c, pt);
-                    for (i, m) in pt.broken_by.bytes().enumerate() {
-                        let Some(m) = MEMBER_CODES.iter().position(|&x| x == m) else {
-                            continue;
-                        };
-                        // Broken at radius index level − 1: at or below k unless robust at k.
-                        if !robust_at(&pt.autoattack, i, k) {
-                            r.broken[m] += 1;
-                            if robust_at(&pt.pgd, i, k) {
-                                r.pgd_missed[m] += 1;
-                            }
-                        }
-                    }
+    for (c, k, eps, pt, w) in labelled_points(cells.iter().filter(|c| c.attributed()), spec) {
+        let r = row_mut(
+            &mut rows,
+            |r: &MemberRow| r.at.holds(c, w, eps, &c.strategy),
+            || MemberRow {
+                at: Pooled::new(c, w, eps, &c.strategy),
+                pgd_missed: [0; 4],
+                broken: [0; 4],
+            },
+        );
+        r.at.add(c, pt);
+        for (i, m) in pt.broken_by.bytes().enumerate() {
+            let Some(m) = MEMBER_CODES.iter().position(|&x| x == m) else {
+                continue;
+            };
+            // Broken at radius index level − 1: at or below k unless robust at k.
+            if !robust_at(&pt.autoattack, i, k) {
+                r.broken[m] += 1;
+                if robust_at(&pt.pgd, i, k) {
+                    r.pgd_missed[m] += 1;
                 }
             }
         }
     }
     rows.sort_by(|a, b| a.at.order(&b.at));
     rows
+}
+
+/// Every (cell, radius index, radius, point, checkpoint label) of `cells`, at the radii of `spec`
+/// that each cell covers: what the member, probe and pair rows pool.
+fn labelled_points<'a>(
+    cells: impl IntoIterator<Item = &'a GapCell>,
+    spec: &'a GapSpec,
+) -> impl Iterator<Item = (&'a GapCell, usize, f64, &'a GapPoint, &'a str)> {
+    cells.into_iter().flat_map(move |c| {
+        let radii = spec.eps.iter().copied().enumerate().take(c.eps.len());
+        radii.flat_map(move |(k, eps)| {
+            c.points
+                .iter()
+                .flat_map(move |pt| pt.which.iter().map(move |w| (c, k, eps, pt, w.as_str())))
+        })
+    })
 }
 
 /// The row of `rows` that `is`, pushed from `new` when there is none.
@@ -1036,34 +1046,28 @@ fn row_mut<R>(rows: &mut Vec<R>, is: impl Fn(&R) -> bool, new: impl FnOnce() -> 
 /// Every row with a p then gets its Holm and Benjamini–Hochberg adjustment over all of them.
 fn probe_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<ProbeRow> {
     let mut rows: Vec<ProbeRow> = Vec::new();
-    for c in cells {
-        for (k, &eps) in spec.eps.iter().enumerate().take(c.eps.len()) {
-            for pt in &c.points {
-                for (key, probe) in &pt.probes {
-                    for w in &pt.which {
-                        for strategy in [c.strategy.as_str(), ALL_STRATEGIES] {
-                            let r = row_mut(
-                                &mut rows,
-                                |r: &ProbeRow| r.at.holds(c, w, eps, strategy) && r.probe == *key,
-                                || ProbeRow {
-                                    at: Pooled::new(c, w, eps, strategy),
-                                    probe: key.clone(),
-                                    robust: [0; 3],
-                                    missed: 0,
-                                    caught: 0,
-                                    missed_by: [0; 4],
-                                    caught_by: [0; 4],
-                                    vs_run: (0, 0),
-                                    beyond_aa: 0,
-                                    p_holm: None,
-                                    q_bh: None,
-                                },
-                            );
-                            r.at.add(c, pt);
-                            r.count(pt, &probe.levels, k);
-                        }
-                    }
-                }
+    for (c, k, eps, pt, w) in labelled_points(cells, spec) {
+        for (key, probe) in &pt.probes {
+            for strategy in [c.strategy.as_str(), ALL_STRATEGIES] {
+                let r = row_mut(
+                    &mut rows,
+                    |r: &ProbeRow| r.at.holds(c, w, eps, strategy) && r.probe == *key,
+                    || ProbeRow {
+                        at: Pooled::new(c, w, eps, strategy),
+                        probe: key.clone(),
+                        robust: [0; 3],
+                        missed: 0,
+                        caught: 0,
+                        missed_by: [0; 4],
+                        caught_by: [0; 4],
+                        vs_run: (0, 0),
+                        beyond_aa: 0,
+                        p_holm: None,
+                        q_bh: None,
+                    },
+                );
+                r.at.add(c, pt);
+                r.count(pt, &probe.levels, k);
             }
         }
     }
@@ -1095,37 +1099,29 @@ fn probe_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<ProbeRow> {
 /// row with a p gets its Holm adjustment over all of them.
 fn pair_rows(cells: &[GapCell], spec: &GapSpec) -> Vec<PairRow> {
     let mut rows: Vec<PairRow> = Vec::new();
-    for c in cells {
-        for (k, &eps) in spec.eps.iter().enumerate().take(c.eps.len()) {
-            for pt in &c.points {
-                let mut keys: Vec<&String> = pt.probes.keys().collect();
-                keys.sort_by(|a, b| probe_order(a, b));
-                for (i, a) in keys.iter().enumerate() {
-                    for b in &keys[i + 1..] {
-                        for w in &pt.which {
-                            let r = row_mut(
-                                &mut rows,
-                                |r: &PairRow| {
-                                    r.at.holds(c, w, eps, ALL_STRATEGIES) && (&r.probes.0, &r.probes.1) == (*a, *b)
-                                },
-                                || PairRow {
-                                    at: Pooled::new(c, w, eps, ALL_STRATEGIES),
-                                    strategies: Vec::new(),
-                                    probes: ((*a).clone(), (*b).clone()),
-                                    robust: (0, 0),
-                                    discordant: (0, 0),
-                                    missed: (0, 0, 0),
-                                    p_holm: None,
-                                },
-                            );
-                            r.at.add(c, pt);
-                            if !r.strategies.contains(&c.strategy) {
-                                r.strategies.push(c.strategy.clone());
-                            }
-                            r.count(pt, (&pt.probes[*a].levels, &pt.probes[*b].levels), k);
-                        }
-                    }
+    for (c, k, eps, pt, w) in labelled_points(cells, spec) {
+        let mut keys: Vec<&String> = pt.probes.keys().collect();
+        keys.sort_by(|a, b| probe_order(a, b));
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                let r = row_mut(
+                    &mut rows,
+                    |r: &PairRow| r.at.holds(c, w, eps, ALL_STRATEGIES) && (&r.probes.0, &r.probes.1) == (*a, *b),
+                    || PairRow {
+                        at: Pooled::new(c, w, eps, ALL_STRATEGIES),
+                        strategies: Vec::new(),
+                        probes: ((*a).clone(), (*b).clone()),
+                        robust: (0, 0),
+                        discordant: (0, 0),
+                        missed: (0, 0, 0),
+                        p_holm: None,
+                    },
+                );
+                r.at.add(c, pt);
+                if !r.strategies.contains(&c.strategy) {
+                    r.strategies.push(c.strategy.clone());
                 }
+                r.count(pt, (&pt.probes[*a].levels, &pt.probes[*b].levels), k);
             }
         }
     }
@@ -1525,7 +1521,6 @@ fn render_probes(rows: &[ProbeRow], cells: &[GapCell]) -> String {
         t.0 += p.seconds;
         t.1 += 1;
     }
-    let label = |k: &str| Probe::parse(k).map_or(k.to_string(), |p| p.label());
     let tested = rows.iter().filter(|r| r.p_holm.is_some()).count();
     let mut s = format!(
         "\n## Probes: other attacks on the points PGD missed\n\nEach probe is PGD (random start, early exit, cross-entropy) \
@@ -1545,7 +1540,7 @@ fn render_probes(rows: &[ProbeRow], cells: &[GapCell]) -> String {
          stricter); BH: the Benjamini–Hochberg q over the same family (false discovery rate).\n\n",
     );
     for (k, (secs, pts)) in &time {
-        let _ = writeln!(s, "- `{k}` ({}): {secs:.0} s over {pts} checkpoints", label(k));
+        let _ = writeln!(s, "- `{k}` ({}): {secs:.0} s over {pts} checkpoints", probe_label(k));
     }
     s.push_str(
         "\n| task | checkpoint | ε | strategy | seeds | n | probe | robust: run / probe / AA | PGD missed | broken by \
@@ -1574,7 +1569,7 @@ fn render_probes(rows: &[ProbeRow], cells: &[GapCell]) -> String {
             s,
             "{} {} | {} / {} / {} | {} | {caught} | {by} | {} / {}{p} | {} |",
             r.at.markdown(),
-            label(&r.probe),
+            probe_label(&r.probe),
             r.robust[0],
             r.robust[1],
             r.robust[2],
@@ -1590,7 +1585,6 @@ fn render_probes(rows: &[ProbeRow], cells: &[GapCell]) -> String {
 /// The probe-against-probe section of `gap.md`.
 fn render_pairs(rows: &[PairRow]) -> String {
     use std::fmt::Write as _;
-    let label = |k: &str| Probe::parse(k).map_or(k.to_string(), |p| p.label());
     let tested = rows.iter().filter(|r| r.p_holm.is_some()).count();
     let mut s = format!(
         "\n### Probe against probe\n\nTwo probes on the same images: every strategy's points that record both \
@@ -1617,8 +1611,8 @@ fn render_pairs(rows: &[PairRow]) -> String {
             "{} {} | {} | {} | {} / {} | {} / {}{p} | {missed} | {broken} |",
             r.at.markdown(),
             r.strategies.len(),
-            label(&r.probes.0),
-            label(&r.probes.1),
+            probe_label(&r.probes.0),
+            probe_label(&r.probes.1),
             r.robust.0,
             r.robust.1,
             r.discordant.0,
@@ -1626,6 +1620,11 @@ fn render_pairs(rows: &[PairRow]) -> String {
         );
     }
     s
+}
+
+/// A probe's label ([`Probe::label`]) from its key, the key itself where it does not parse.
+fn probe_label(key: &str) -> String {
+    Probe::parse(key).map_or(key.to_string(), |p| p.label())
 }
 
 /// A p-value as the tables print it: `< 0.001`, or `= ` and three decimals.
