@@ -255,6 +255,25 @@ fn gap_and_interpolate_replay_and_refuse() {
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("--probe"), "{}", err(&o));
     assert_eq!(std::fs::read(out.join("gap/simple/lora/seed0.json")).unwrap(), probed);
+    // A recorded probe under a key that is not canonical (a cell edited by hand): refused,
+    // naming the cell and the key; the summary is not rewritten.
+    let cell = out.join("gap/simple/lora/seed0.json");
+    let summary = std::fs::read(out.join("gap/gap.md")).unwrap();
+    let edited = String::from_utf8(probed.clone())
+        .unwrap()
+        .replace("\"pgd:5:1/4\"", "\"pgd:5:0.25\"");
+    std::fs::write(&cell, edited).unwrap();
+    let o = gap(&out, &["--eps", "1/255,2/255"]);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("gap/simple/lora/seed0.json")
+            && err(&o).contains("probe `pgd:5:0.25`")
+            && err(&o).contains("not a canonical pgd:STEPS:ALPHA or apgd-ce:STEPS key"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(std::fs::read(out.join("gap/gap.md")).unwrap(), summary);
+    std::fs::write(&cell, &probed).unwrap();
 
     // Radii added later: a folder scored at 1/255, then asked for 1/255 and 2/255, holds exactly
     // the cells of the folder scored at both at once (wall times aside) — probes included, PGD

@@ -655,12 +655,7 @@ fn score(
         // The prior's probes completed to the new radii (when grown), then the missing ones.
         let mut probes = Vec::new();
         for k in point.probes.keys() {
-            probes.push(Probe::canonical(k).ok_or_else(|| Error::Config {
-                path: cell_path.clone(),
-                message: format!(
-                    "probe `{k}` at step {target} is not a canonical pgd:STEPS:ALPHA or apgd-ce:STEPS key"
-                ),
-            })?);
+            probes.push(Probe::canonical(k).ok_or_else(|| bad_probe(cell_path.clone(), k, target, ""))?);
         }
         probes.extend(todo.probes.iter().filter(|q| !point.probes.contains_key(&q.key())));
         for probe in probes {
@@ -1730,6 +1725,15 @@ pub fn load(out: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
     read(&dir)
 }
 
+/// A cell (at `path`) whose probe `key` at `step` is not a canonical probe key (`and` says what
+/// else it must have).
+fn bad_probe(path: PathBuf, key: &str, step: u64, and: &str) -> Error {
+    Error::Config {
+        path,
+        message: format!("probe `{key}` at step {step} is not a canonical pgd:STEPS:ALPHA or apgd-ce:STEPS key{and}"),
+    }
+}
+
 /// The specification and every cell of the gap folder `dir`, sorted by dataset, strategy (in
 /// the study's order) and seed; cells written before radii could grow get the folder's radii.
 fn read(dir: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
@@ -1770,14 +1774,9 @@ fn read(dir: &Path) -> Result<Option<(GapSpec, Vec<GapCell>)>> {
                         .zip(p.autoattack.bytes())
                         .all(|(l, a)| (b'0'..=b'0' + top as u8).contains(&l) && (l == b'0') == (a == b'0'));
                 if !ok {
-                    return Err(Error::Config {
-                        path: cell_path(dir, &c.dataset, parse_strategy(&c.strategy)?, c.seed),
-                        message: format!(
-                            "probe `{key}` at step {} is not a canonical pgd:STEPS:ALPHA or apgd-ce:STEPS key with a level (0 to {}) \
-                             per image and AutoAttack's clean outcomes",
-                            p.step, top
-                        ),
-                    });
+                    let path = cell_path(dir, &c.dataset, parse_strategy(&c.strategy)?, c.seed);
+                    let levels = format!(" with a level (0 to {top}) per image and AutoAttack's clean outcomes");
+                    return Err(bad_probe(path, key, p.step, &levels));
                 }
             }
         }
