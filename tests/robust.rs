@@ -357,6 +357,28 @@ fn trades_with_zero_beta_is_standard_training() {
             assert_eq!(col(row, c).parse::<f64>().unwrap(), 0.0, "{c}: {csv}");
         }
     }
+    // The standard folder grown by a seed the TRADES folder lacks: both are compared on the seed
+    // they share, still paired and still exactly equal, and the Markdown names the seed left out.
+    let grown = base.join("standard-grown.toml");
+    std::fs::write(&grown, config("").replace("seeds = [0]", "seeds = [0, 1]")).unwrap();
+    let o = common::validate_run(&grown, &std_dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std_dir.join("simple/lora/seed1.jsonl").exists());
+    let o = versus(std_dir.to_str().unwrap(), t0.to_str().unwrap());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(t0.join("report/versus-standard.md")).unwrap();
+    assert!(
+        md.contains("paired: both folders hold the same seeds")
+            && md.contains(", on the seeds both folders hold (simple 0, left out: standard's 1);"),
+        "{md}"
+    );
+    let csv = std::fs::read_to_string(t0.join("report/versus-standard.csv")).unwrap();
+    for row in csv.lines().skip(1) {
+        assert_eq!(col(row, "paired"), "true", "{csv}");
+        for c in ["auc_diff", "auc_diff_lo", "auc_diff_hi"] {
+            assert_eq!(col(row, c).parse::<f64>().unwrap(), 0.0, "{c}: {csv}");
+        }
+    }
     // Two robust folders: the file is named by the first folder's training, so the TRADES
     // folder's comparison with standard training stays as it was.
     let before = std::fs::read(t0.join("report/versus-standard.md")).unwrap();

@@ -415,6 +415,24 @@ impl Study {
         })
     }
 
+    /// The same study on the seeds `keep` lists for each task (a task it does not list keeps all
+    /// of its seeds); a strategy left without runs drops out of its task.
+    pub fn on_seeds(&self, keep: &BTreeMap<String, Vec<u64>>) -> Study {
+        let mut study = self.clone();
+        for d in &mut study.datasets {
+            let Some(k) = keep.get(&d.name) else { continue };
+            let pos: Vec<usize> = (0..d.seeds.len()).filter(|&i| k.contains(&d.seeds[i])).collect();
+            d.seeds = pos.iter().map(|&i| d.seeds[i]).collect();
+            for runs in d.runs.values_mut() {
+                *runs = pos.iter().map(|&i| runs[i].take()).collect();
+            }
+            d.runs.retain(|_, runs| runs.iter().any(Option::is_some));
+            let outcomes = d.runs.values().flatten().flatten().all(RunData::has_outcomes);
+            d.resamplable = outcomes || d.seeds.len() >= MIN_SEEDS_WITHOUT_OUTCOMES;
+        }
+        study
+    }
+
     /// The fine-tuning objective its runs share ([`training_kind`]: "standard", "pgd-at",
     /// "trades"); "standard" for a study without runs.
     pub fn training_kind(&self) -> &str {

@@ -10,8 +10,11 @@
 //! the same tasks with the same seeds — the usual case, one experiment fine-tuned two ways —
 //! every replicate draws the **same** seeds and images in both (paired), so the differences
 //! robust − standard (AUC, final clean and robust accuracy) get intervals that leave out what both
-//! folders share; otherwise the folders are drawn independently (unpaired, wider) and the Markdown
-//! says so. ρ is recomputed on each pair of replicates.
+//! folders share. When one folder holds seeds the other lacks (a standard study grown to five
+//! seeds beside robust runs of three), both are compared on the seeds they share, paired, and the
+//! Markdown names the seeds left out; with no seed in common for some task, the folders are drawn
+//! independently (unpaired, wider) and the Markdown says so. ρ is recomputed on each pair of
+//! replicates.
 //!
 //! Writes `ROBUST/report/versus-<kind>.md` and `.csv`, `<kind>` the first folder's training
 //! (`versus-standard` for the usual standard-vs-robust comparison).
@@ -112,6 +115,46 @@ fn paired(a: &Study, b: &Study) -> bool {
     ok(a) && ok(b) && shape(a) == shape(b)
 }
 
+/// Per task of `b`, the seeds both studies hold, when every such task has some and some task
+/// leaves seeds of either study out (None: compare every seed as it is).
+fn shared_seeds(a: &Study, b: &Study) -> Option<BTreeMap<String, Vec<u64>>> {
+    let mut keep = BTreeMap::new();
+    let mut fewer = false;
+    for d in &b.datasets {
+        let s = a.datasets.iter().find(|x| x.name == d.name)?;
+        let both: Vec<u64> = d.seeds.iter().copied().filter(|k| s.seeds.contains(k)).collect();
+        if both.is_empty() {
+            return None;
+        }
+        fewer |= both.len() < d.seeds.len() || both.len() < s.seeds.len();
+        keep.insert(d.name.clone(), both);
+    }
+    fewer.then_some(keep)
+}
+
+/// ", on the seeds both folders hold (task: seeds; left out: …)" for the Markdown.
+fn seeds_left_out(a: &Study, b: &Study, keep: &BTreeMap<String, Vec<u64>>, (la, lb): (&str, &str)) -> String {
+    let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    let out = |st: &Study, task: &str, label: &str| -> Option<String> {
+        let d = st.datasets.iter().find(|x| x.name == task)?;
+        let gone: Vec<u64> = d.seeds.iter().copied().filter(|k| !keep[task].contains(k)).collect();
+        (!gone.is_empty()).then(|| format!("{label}'s {}", list(&gone)))
+    };
+    let parts: Vec<String> = keep
+        .iter()
+        .map(|(task, seeds)| {
+            let gone: Vec<String> = [out(a, task, la), out(b, task, lb)].into_iter().flatten().collect();
+            let gone = if gone.is_empty() {
+                String::new()
+            } else {
+                format!(", left out: {}", gone.join(" and "))
+            };
+            format!("{task} {}{gone}", list(seeds))
+        })
+        .collect();
+    format!(", on the seeds both folders hold ({})", parts.join("; "))
+}
+
 /// The comparison as Markdown, written with its CSV to `robust/report/versus-<kind>.{md,csv}`,
 /// `<kind>` the first folder's training (`standard`, `pgd-at`, `trades`): a PGD-AT folder set
 /// against a TRADES folder leaves the TRADES folder's comparison with standard training in place.
@@ -151,6 +194,17 @@ fn capitalise(s: &str) -> String {
 /// and CSV, nothing written (also a section of the standard folder's `findings.md` when
 /// `validate verdict --with` names the robust folder).
 pub fn versus_studies(a: &Study, b: &Study, standard: &Path, robust: &Path, reps: usize) -> Result<(String, String)> {
+    let (la, lb) = labels(a, b);
+    // Both folders on the seeds they share, when they share some for every task but not all.
+    let (shared_a, shared_b);
+    let (a, b, seeds_note) = match shared_seeds(a, b) {
+        Some(keep) => {
+            let note = seeds_left_out(a, b, &keep, (&la, &lb));
+            (shared_a, shared_b) = (a.on_seeds(&keep), b.on_seeds(&keep));
+            (&shared_a, &shared_b, note)
+        }
+        None => (a, b, String::new()),
+    };
     let refuse = |what: String| Error::Config {
         path: robust.to_path_buf(),
         message: format!("cannot be set against {}: {what}", standard.display()),
@@ -206,12 +260,11 @@ pub fn versus_studies(a: &Study, b: &Study, standard: &Path, robust: &Path, reps
     let signed = |(v, c): (f64, Option<Interval>)| {
         c.map_or(format!("{v:+.3}"), |c| format!("{v:+.3} [{:+.3}, {:+.3}]", c.lo, c.hi))
     };
-    let (la, lb) = labels(a, b);
     let mut md = format!(
         "# {} vs {lb} fine-tuning\n\n{la}: {} ({}). {lb}: {} ({}). Robust accuracy under: {}. AUC: step rule; AUC \
          and final accuracies are means over seeds. Intervals: 95% percentile bootstrap over seeds and evaluation \
-         images ({reps} replicates), {}; Δ = {lb} − {la}, a difference counts when its interval excludes 0. ρ: \
-         Spearman between the two AUC rankings of the strategies both ran.\n",
+         images ({reps} replicates), {}{seeds_note}; Δ = {lb} − {la}, a difference counts when its interval \
+         excludes 0. ρ: Spearman between the two AUC rankings of the strategies both ran.\n",
         capitalise(&la),
         standard.display(),
         a.training,
