@@ -190,6 +190,8 @@ fn smoke_sweep_as_a_job_array_equals_one_process_and_resumes_a_cancelled_cell() 
         std::fs::read_to_string(out.join(format!("slurm/logs/cells-{}_2.out", job_id(&second, "cells").unwrap())))
             .unwrap();
     assert!(log.contains("cell 2 (simple/lora/seed0) complete"), "{log}");
+    // No terminal in a Slurm job: each evaluation the resumed run made is a line of its log.
+    assert!(log.contains("simple/lora/seed0: step 12/12, clean "), "{log}");
     common::assert_same_sweep(&whole, &out);
     assert!(ok(validate(&["status", o], None), "status").contains("cells: 4 done"));
 

@@ -587,3 +587,38 @@ fn gpu_run_script_dry_run_on_cpu() {
     assert_eq!(first, again, "a finished run is kept as it was, timing included");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Without a terminal (a log file, a Slurm job's output) no progress bar can be drawn, so every
+/// evaluation prints one line: the run, the step, clean and robust accuracy as recorded; with
+/// `--quiet` too (it hides bars; the Slurm scripts pass it).
+#[test]
+fn runs_log_one_line_per_evaluation_without_a_terminal() {
+    let (dir, cfg) = with_config("loglines", "log.toml", RESUME_CFG);
+    let out = dir.join("out");
+    let o = Command::new(bin())
+        .args(["run", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = String::from_utf8(o.stderr).unwrap();
+    let r = records::read(&out.join("simple/lora/seed3.jsonl")).unwrap();
+    assert!(r.evals.len() >= 4);
+    let lines: Vec<&str> = e
+        .lines()
+        .filter(|l| l.starts_with("simple/lora/seed3: step "))
+        .collect();
+    assert_eq!(lines.len(), r.evals.len(), "{e}");
+    for (line, ev) in lines.iter().zip(&r.evals) {
+        let want = format!(
+            "simple/lora/seed3: step {}/32, clean {:.3}, robust {:.3} (",
+            ev.step, ev.clean_acc, ev.robust[0].acc
+        );
+        assert!(line.starts_with(&want), "{line} vs {want}");
+    }
+    let quiet = dir.join("quiet");
+    let o = common::validate_run(&cfg, &quiet);
+    assert!(o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(e.matches("simple/lora/seed3: step ").count(), r.evals.len(), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -39,7 +39,8 @@ pub enum Cmd {
     Run {
         #[command(flatten)]
         cfg: ConfigArgs,
-        /// No progress bars.
+        /// No progress bars (without a terminal, in a log or a Slurm job, each evaluation prints
+        /// one line either way).
         #[arg(long)]
         quiet: bool,
         /// cpu, cuda or cuda:N (default: CUDA if built with it and present, else CPU).

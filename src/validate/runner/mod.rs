@@ -266,8 +266,12 @@ pub fn run_one(
     let mut recs = RunRecords { header, evals };
     let mut trainer = Trainer::new(&model, &data.train, seed, run.config.batch_size)?.with_training(run.training);
     let last = *run.eval_steps.last().expect("validated non-empty");
-    let pb = bar(last, &format!("{}/{}/seed{seed}", data.spec.name, strategy.id()), quiet);
+    let label = format!("{}/{}/seed{seed}", data.spec.name, strategy.id());
+    let pb = bar(last, &label, quiet);
     pb.set_position(step);
+    // Where no bar can be drawn (a log file, a Slurm job), one line per evaluation instead,
+    // `--quiet` or not (as the upstream line).
+    let log_lines = !console_is_terminal();
     let mut watch = Stopwatch::new(clock);
     let mut losses: Vec<f64> = Vec::new();
     loop {
@@ -278,6 +282,15 @@ pub fn run_one(
             let loss = (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
             let rec = record(&recs.header, step, &ev, loss, clock)?;
             pb.set_message(format!("acc {:.2} rob {:.2}", rec.clean_acc, rec.robust_acc()));
+            if log_lines {
+                let robust: Vec<String> = rec.robust.iter().map(|r| format!("{:.3}", r.acc)).collect();
+                eprintln!(
+                    "{label}: step {step}/{last}, clean {:.3}, robust {} ({:.0} s)",
+                    rec.clean_acc,
+                    robust.join(" / "),
+                    pb.elapsed().as_secs_f64()
+                );
+            }
             losses.clear();
             recs.evals.push(rec);
             if run.config.keep_checkpoints.is_some() {
@@ -286,7 +299,7 @@ pub fn run_one(
             records::write(&jsonl, &recs)?;
             if step > 0 {
                 save_checkpoint(&model, &opt, step, clock, &ckpt, &ctx.device)?;
-                crash_point(&format!("{}/{}/seed{seed}", data.spec.name, strategy.id()), &jsonl);
+                crash_point(&label, &jsonl);
             }
         }
         if step >= last {
