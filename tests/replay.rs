@@ -142,6 +142,12 @@ fn gap_and_interpolate_replay_and_refuse() {
     assert!(o.status.success(), "{}", err(&o));
     let md = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(md.contains("Does the ranking survive?"), "{md}");
+    // No terminal: every replayed checkpoint is a line of the log (--quiet hides only bars).
+    assert!(
+        err(&o).contains("simple/lora/seed0: step 30 replayed and measured ("),
+        "{}",
+        err(&o)
+    );
     let mut stronger = 0;
     for s in ["linear_probe", "lora", "full"] {
         let path = out.join("gap/simple").join(s).join("seed0.json");
