@@ -336,13 +336,7 @@ pub(crate) fn replay(
         }
         pb.set_message(format!("at step {target}"));
         at(&model, target)?;
-        // Without a terminal (a log), one line per replayed step, as `validate run` prints.
-        if !runner::console_is_terminal() {
-            eprintln!(
-                "{label}: step {target} replayed and measured ({:.0} s)",
-                pb.elapsed().as_secs_f64()
-            );
-        }
+        runner::progress_line(&pb, &label, || format!("step {target} replayed and measured"));
     }
     pb.finish_and_clear();
     Ok(())

@@ -43,6 +43,14 @@ pub(crate) fn console_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// Where no bar can be drawn (stderr not a terminal: a log, a Slurm job), one line of progress
+/// instead, `--quiet` or not (as the upstream line): `label: what (seconds since pb started)`.
+pub(crate) fn progress_line(pb: &ProgressBar, label: &str, what: impl FnOnce() -> String) {
+    if !console_is_terminal() {
+        eprintln!("{label}: {} ({:.0} s)", what(), pb.elapsed().as_secs_f64());
+    }
+}
+
 /// A progress bar (hidden when quiet).
 pub(crate) fn bar(len: u64, label: &str, quiet: bool) -> ProgressBar {
     if quiet {
@@ -269,9 +277,6 @@ pub fn run_one(
     let label = format!("{}/{}/seed{seed}", data.spec.name, strategy.id());
     let pb = bar(last, &label, quiet);
     pb.set_position(step);
-    // Where no bar can be drawn (a log file, a Slurm job), one line per evaluation instead,
-    // `--quiet` or not (as the upstream line).
-    let log_lines = !console_is_terminal();
     let mut watch = Stopwatch::new(clock);
     let mut losses: Vec<f64> = Vec::new();
     loop {
@@ -282,15 +287,14 @@ pub fn run_one(
             let loss = (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
             let rec = record(&recs.header, step, &ev, loss, clock)?;
             pb.set_message(format!("acc {:.2} rob {:.2}", rec.clean_acc, rec.robust_acc()));
-            if log_lines {
+            progress_line(&pb, &label, || {
                 let robust: Vec<String> = rec.robust.iter().map(|r| format!("{:.3}", r.acc)).collect();
-                eprintln!(
-                    "{label}: step {step}/{last}, clean {:.3}, robust {} ({:.0} s)",
+                format!(
+                    "step {step}/{last}, clean {:.3}, robust {}",
                     rec.clean_acc,
-                    robust.join(" / "),
-                    pb.elapsed().as_secs_f64()
-                );
-            }
+                    robust.join(" / ")
+                )
+            });
             losses.clear();
             recs.evals.push(rec);
             if run.config.keep_checkpoints.is_some() {
