@@ -944,3 +944,65 @@ fn committed_findings_regenerate_from_their_records() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The README's examples that read committed files (`validate choose` over a results folder,
+/// `validate inspect` of a shipped fixture) print today what the README shows: each `$ validate …`
+/// line of a `text` block is run from the project root and its output (stdout, then stderr)
+/// compared with the lines under it, up to the next `$ ` line or the block's end. Grown records
+/// (another seed) without the README regenerated fail here, naming the command.
+#[test]
+fn readme_examples_on_committed_files_print_what_the_readme_shows() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut examples: Vec<(String, String)> = Vec::new();
+    let mut in_text = false;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_text = line == "```text";
+            continue;
+        }
+        if !in_text {
+            continue;
+        }
+        if let Some(cmd) = line.strip_prefix("$ ") {
+            examples.push((cmd.to_string(), String::new()));
+        } else if let Some((_, out)) = examples.last_mut() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let committed = |cmd: &str| {
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        matches!(words.get(1), Some(&"choose") | Some(&"inspect"))
+            && words[0] == "validate"
+            && words
+                .iter()
+                .any(|w| w.starts_with("validation/results/") || w.starts_with("tests/fixtures/"))
+    };
+    let mut checked = Vec::new();
+    for (cmd, shown) in examples.iter().filter(|(c, _)| committed(c)) {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
+            .args(cmd.split_whitespace().skip(1))
+            .current_dir(root)
+            .output()
+            .unwrap();
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            printed.trim_end(),
+            shown.trim_end(),
+            "README.md's `$ {cmd}` is not what it prints today: paste its output"
+        );
+        checked.push(cmd.split_whitespace().nth(1).unwrap().to_string());
+    }
+    // Both kinds are found: a README edit that hides them from this test fails it.
+    for kind in ["choose", "inspect"] {
+        assert!(
+            checked.iter().any(|c| c == kind),
+            "no README example of `validate {kind}` checked"
+        );
+    }
+}
