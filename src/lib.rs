@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod io;
 pub mod plot;
 pub mod seeds;
 pub mod simulate;

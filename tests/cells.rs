@@ -108,7 +108,7 @@ fn cells_run_in_any_order_reproduce_the_whole_run() {
     // The cell's own lock: a second run of a running cell is refused (exit 2) naming it, and a
     // whole run is refused beside running cells.
     let rec = out.join("simple/lora/seed0.jsonl");
-    let held = robustft::validate::lock::RunLock::acquire_cell(&rec).unwrap();
+    let held = robustft::io::lock::RunLock::acquire_cell(&rec).unwrap();
     let o = cell(&out, 2);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -134,7 +134,7 @@ fn cells_run_in_any_order_reproduce_the_whole_run() {
         s.contains("nothing submitted: the cells not complete (2) are running now") && !s.contains("would run"),
         "{s}"
     );
-    let shared = robustft::validate::lock::RunLock::acquire_shared(&out).unwrap();
+    let shared = robustft::io::lock::RunLock::acquire_shared(&out).unwrap();
     let o = validate(&["run", "--preset", "smoke", "--quiet", "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o).1);
     assert!(text(&o).1.contains("cell runs"), "{}", text(&o).1);

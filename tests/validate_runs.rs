@@ -241,7 +241,7 @@ fn resume_after_crash_gives_identical_records() {
 fn held_run_folder_and_foreign_records_are_refused() {
     let (dir, cfg) = with_config("lock", "resume.toml", RESUME_CFG);
     let out = dir.join("out");
-    let lock = robustft::validate::lock::RunLock::acquire(&out).unwrap();
+    let lock = robustft::io::lock::RunLock::acquire(&out).unwrap();
     let o = run_now(&cfg, &out);
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8(o.stderr).unwrap();

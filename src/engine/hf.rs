@@ -364,7 +364,7 @@ pub fn write_config(dir: &Path, cfg: &VitConfig, labels: &[String]) -> Result<()
     });
     for (name, v) in [("config.json", config), ("preprocessor_config.json", processor)] {
         let text = serde_json::to_string_pretty(&v).expect("serialises");
-        crate::plot::write_atomic(&dir.join(name), text.as_bytes())?;
+        crate::io::write_atomic(&dir.join(name), text.as_bytes())?;
     }
     Ok(())
 }

@@ -384,7 +384,7 @@ pub fn save_atomic(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()>
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let tmp = crate::plot::temp_path(path);
+    let tmp = crate::io::temp_path(path);
     candle_core::safetensors::save(tensors, &tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

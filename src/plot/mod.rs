@@ -13,6 +13,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::io::{Csv, temp_path, write_atomic};
 
 mod draw;
 
@@ -208,64 +209,6 @@ pub struct Heatmap {
 pub trait Figure {
     /// Draws the figure onto `area`.
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> std::result::Result<(), String>;
-}
-
-/// A table of numbers written as CSV next to a figure.
-#[derive(Debug, Clone, Default)]
-pub struct Csv {
-    /// Column names.
-    pub header: Vec<String>,
-    /// Rows, already formatted.
-    pub rows: Vec<Vec<String>>,
-}
-
-impl Csv {
-    /// An empty table with these columns.
-    pub fn new(header: &[&str]) -> Self {
-        Self {
-            header: header.iter().map(|s| s.to_string()).collect(),
-            rows: Vec::new(),
-        }
-    }
-    /// Appends one row (numbers formatted with full precision by the caller).
-    pub fn push(&mut self, row: Vec<String>) {
-        debug_assert_eq!(row.len(), self.header.len(), "CSV row width");
-        self.rows.push(row);
-    }
-    /// The CSV text.
-    pub fn render(&self) -> String {
-        let mut s = self.header.join(",");
-        s.push('\n');
-        for r in &self.rows {
-            s.push_str(&r.join(","));
-            s.push('\n');
-        }
-        s
-    }
-}
-
-/// Writes `bytes` to `path` atomically: a temp file in the same folder, then rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_path(path);
-    fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-/// `dir/.name.tmp-HOST-PID-N.ext`, unique to this process and call, so two writers never share
-/// a temporary file, even processes of two cluster nodes writing into one shared folder (their
-/// pids may be equal); keeps the extension (the PNG encoder picks its format from it).
-pub(crate) fn temp_path(path: &Path) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let host = HOST.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().chars().filter(char::is_ascii_alphanumeric).collect())
-            .unwrap_or_default()
-    });
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
-    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("tmp");
-    path.with_file_name(format!(".{name}.tmp-{host}-{}-{n}.{ext}", std::process::id()))
 }
 
 /// Writes `stem.png`, `stem.svg` and `stem.csv` into `dir` (created if needed), each atomically.

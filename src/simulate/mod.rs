@@ -16,7 +16,8 @@ use serde::Serialize;
 pub use config::{SimConfig, ValidConfig};
 
 use crate::error::{Error, Result, check};
-use crate::plot::{Figure, write_atomic, write_figure};
+use crate::io::write_atomic;
+use crate::plot::{Figure, write_figure};
 use crate::theory::{
     FeatureModel, LinearClassifier, ScoreSummary, Strategy, accuracy, eta_min, predict_strategies, tsipras_upper_bound,
     z_score,
@@ -83,7 +84,7 @@ pub(crate) fn progress(len: u64, msg: &'static str) -> ProgressBar {
 pub fn run(cfg: &ValidConfig, out: &Path) -> Result<Summary> {
     let start = Instant::now();
     let mut files = Vec::new();
-    let mut emit = |stem: &str, fig: &dyn FigureRef, csv: &crate::plot::Csv| -> Result<()> {
+    let mut emit = |stem: &str, fig: &dyn FigureRef, csv: &crate::io::Csv| -> Result<()> {
         files.extend(fig.write(out, stem, csv)?);
         Ok(())
     };
@@ -151,11 +152,11 @@ pub fn run(cfg: &ValidConfig, out: &Path) -> Result<Summary> {
 
 /// Object-safe wrapper so figures of different types share one writer.
 trait FigureRef {
-    fn write(&self, dir: &Path, stem: &str, csv: &crate::plot::Csv) -> Result<Vec<PathBuf>>;
+    fn write(&self, dir: &Path, stem: &str, csv: &crate::io::Csv) -> Result<Vec<PathBuf>>;
 }
 
 impl<F: Figure> FigureRef for F {
-    fn write(&self, dir: &Path, stem: &str, csv: &crate::plot::Csv) -> Result<Vec<PathBuf>> {
+    fn write(&self, dir: &Path, stem: &str, csv: &crate::io::Csv) -> Result<Vec<PathBuf>> {
         write_figure(dir, stem, self, csv)
     }
 }

@@ -30,8 +30,8 @@ use super::interpolate::HeadStart;
 use super::report::eps_label;
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
-use crate::plot::Csv;
-use crate::simulate::figures::num;
+use crate::io::Csv;
+use crate::io::num;
 use crate::tradeoff::Interval;
 use crate::tradeoff::bootstrap::{percentile_interval, resample_indices};
 
@@ -493,7 +493,8 @@ impl AtTarget {
             "clean",
             "point",
             "seeds_reached",
-        ]);
+        ])
+        .always_quoted(&["source"]);
         let opt = |v: Option<f64>| v.map_or(String::new(), num);
         for c in &self.cells {
             let g = c.gain.as_ref();
@@ -501,7 +502,7 @@ impl AtTarget {
                 c.dataset.clone(),
                 num(c.eps),
                 c.strategy.id().into(),
-                format!("\"{}\"", self.sources[c.source].label),
+                self.sources[c.source].label.clone(),
                 num(self.targets[&c.dataset]),
                 self.seeds[&c.dataset].len().to_string(),
                 opt(c.robust),

@@ -21,9 +21,10 @@ use super::report::{AucCell, Summary, summarise};
 use crate::engine::data::synthetic::SyntheticSpec;
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
-use crate::plot::{Axis, Csv, LineChart, Series, Style, color, write_atomic, write_figure};
+use crate::io::num;
+use crate::io::{Csv, write_atomic};
+use crate::plot::{Axis, LineChart, Series, Style, color, write_figure};
 use crate::simulate::dynamics::{DynamicsConfig, ValidDynamics, predicted_auc};
-use crate::simulate::figures::num;
 use crate::theory::predict_strategies;
 use crate::tradeoff::spearman;
 

@@ -69,7 +69,7 @@ use crate::engine::attack::{ApgdConfig, ApgdLoss, AutoAttackConfig, PgdConfig, S
 use crate::engine::eval::{Attack, robust_levels_from};
 use crate::engine::peft::{Strategy, parse_strategy};
 use crate::error::{Error, Result};
-use crate::plot::write_atomic;
+use crate::io::write_atomic;
 use crate::tradeoff::Interval;
 use crate::tradeoff::bootstrap::{percentile_interval, resample_indices};
 use crate::tradeoff::stats::{benjamini_hochberg, holm, sign_test_two_sided, sign_test_upper, spearman, wilson};
@@ -800,7 +800,7 @@ impl Pooled {
         vec![
             self.dataset.clone(),
             self.which.clone(),
-            crate::simulate::figures::num(self.eps),
+            crate::io::num(self.eps),
             self.strategy.clone(),
             self.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(" "),
             self.n.to_string(),
@@ -1416,7 +1416,7 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
             }),
         )
     });
-    let mut csv = crate::plot::Csv::new(&[
+    let mut csv = crate::io::Csv::new(&[
         "dataset",
         "checkpoint",
         "eps",
@@ -1435,7 +1435,7 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
         csv.push(vec![
             r.dataset.clone(),
             r.which.clone(),
-            crate::simulate::figures::num(r.eps),
+            crate::io::num(r.eps),
             r.strategy.clone(),
             r.n.to_string(),
             r.clean.to_string(),
@@ -1443,9 +1443,9 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
             r.autoattack.to_string(),
             r.only_pgd_missed.to_string(),
             r.only_aa_missed.to_string(),
-            crate::simulate::figures::num(r.gap),
-            r.gap_ci.map_or(String::new(), |c| crate::simulate::figures::num(c.lo)),
-            r.gap_ci.map_or(String::new(), |c| crate::simulate::figures::num(c.hi)),
+            crate::io::num(r.gap),
+            r.gap_ci.map_or(String::new(), |c| crate::io::num(c.lo)),
+            r.gap_ci.map_or(String::new(), |c| crate::io::num(c.hi)),
         ]);
     }
     GapSummary {
@@ -1464,7 +1464,7 @@ pub fn summarise(cells: &[GapCell], spec: &GapSpec, reps: usize) -> GapSummary {
 
 /// A CSV of [`POOLED_CSV`]'s columns followed by `columns`, a row per (where, the rest).
 fn pooled_csv<'a>(columns: &[&str], rows: impl Iterator<Item = (&'a Pooled, Vec<String>)>) -> String {
-    let mut csv = crate::plot::Csv::new(&[&POOLED_CSV[..], columns].concat());
+    let mut csv = crate::io::Csv::new(&[&POOLED_CSV[..], columns].concat());
     for (at, rest) in rows {
         let mut row = at.csv();
         row.extend(rest);
@@ -1475,8 +1475,7 @@ fn pooled_csv<'a>(columns: &[&str], rows: impl Iterator<Item = (&'a Pooled, Vec<
 
 /// p-values as CSV cells (empty where there is no test).
 fn p_cells<const N: usize>(p: [Option<f64>; N]) -> impl Iterator<Item = String> {
-    p.into_iter()
-        .map(|p| p.map_or(String::new(), crate::simulate::figures::num))
+    p.into_iter().map(|p| p.map_or(String::new(), crate::io::num))
 }
 
 /// The members section of `gap.md`.

@@ -54,8 +54,9 @@ use super::runner::{self, DatasetRuns};
 
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
-use crate::plot::{Axis, Csv, LineChart, Series, Style, color, write_atomic, write_figure};
-use crate::simulate::figures::num;
+use crate::io::num;
+use crate::io::{Csv, write_atomic};
+use crate::plot::{Axis, LineChart, Series, Style, color, write_figure};
 use crate::tradeoff::bootstrap::{percentile_interval, resample_indices};
 use crate::tradeoff::{AucRule, Interval, Point, auc};
 

@@ -12,7 +12,6 @@ pub mod estimate;
 pub mod eval;
 pub mod gap;
 pub mod interpolate;
-pub mod lock;
 pub mod plan;
 pub mod records;
 pub(crate) mod replay;

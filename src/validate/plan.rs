@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::config::ValidRun;
-use super::lock::{LOCK_FILE, cell_lock_path, is_held};
 use super::records;
 use super::runner::run_paths;
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
+use crate::io::lock::{LOCK_FILE, cell_lock_path, is_held};
 
 /// The plan file inside a run folder.
 pub const PLAN_FILE: &str = "plan.json";
@@ -231,7 +231,7 @@ pub fn plan(run: &ValidRun, out: &Path) -> Result<Plan> {
 pub fn write_plan(plan: &Plan, out: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let path = out.join(PLAN_FILE);
-    crate::plot::write_atomic(
+    crate::io::write_atomic(
         &path,
         serde_json::to_string_pretty(plan).expect("serialises").as_bytes(),
     )?;

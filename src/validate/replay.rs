@@ -27,7 +27,7 @@ use crate::engine::eval::clean_correct;
 use crate::engine::peft::Strategy;
 use crate::engine::train::AdamW;
 use crate::error::{Error, Result};
-use crate::plot::write_atomic;
+use crate::io::write_atomic;
 
 /// The items of `have` (the run's seeds, datasets or strategies, shown by `show`) a command
 /// covers: those `asked`, in the run's order, each checked to be one of the run's (`flag` and

@@ -29,7 +29,7 @@ use crate::engine::eval::clean_counts;
 use crate::engine::peft::Strategy;
 use crate::engine::train::AdamW;
 use crate::error::{Error, Result};
-use crate::plot::write_atomic;
+use crate::io::write_atomic;
 use crate::tradeoff::wilson;
 
 /// The default candidate learning rates (half-decades around AdamW's usual range).
@@ -262,11 +262,11 @@ fn choose(run: &ValidRun, spec: &TuneSpec, done: &[TuneCell], datasets: &[TuneSp
 }
 
 /// Runs (or resumes) the sweep into `out/tune/` and returns the Markdown summary. Holds `out`'s
-/// [lock](super::lock::RunLock), as a run does (both write the upstream cache).
+/// [lock](crate::io::lock::RunLock), as a run does (both write the upstream cache).
 pub fn tune(run: &ValidRun, out: &Path, spec: &TuneSpec, device: &Device, quiet: bool) -> Result<String> {
     spec.validate().map_err(Error::refused)?;
     super::check_inputs(run)?;
-    let _lock = super::lock::RunLock::acquire(out)?;
+    let _lock = crate::io::lock::RunLock::acquire(out)?;
     let dir = out.join("tune");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let log = dir.join("cells.jsonl");

@@ -279,7 +279,7 @@ pub fn upstream(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Res
     let report = pretrain_or_measure(run, &pc, &data, &path, device, quiet)?;
     let info = upstream_info(run, &pc, &data, &report, &path)?;
     announce(run, &info, quiet);
-    crate::plot::write_atomic(
+    crate::io::write_atomic(
         &path.with_extension("json"),
         serde_json::to_string_pretty(&info).expect("serialises").as_bytes(),
     )?;
@@ -438,7 +438,7 @@ pub fn tasks(run: &ValidRun, out: &Path, pairs: bool, device: &Device, quiet: bo
         }
     }
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    crate::plot::write_atomic(&out.join("tasks.md"), md.as_bytes())?;
+    crate::io::write_atomic(&out.join("tasks.md"), md.as_bytes())?;
     Ok(md)
 }
 

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::{SweepPoint, ValidDynamics, full_lp_bottom, ranking, rows};
-use crate::plot::Csv;
-use crate::simulate::figures::num;
+use crate::io::Csv;
+use crate::io::num;
 use crate::theory::Strategy;
 use crate::theory::dynamics::Trajectory;
 

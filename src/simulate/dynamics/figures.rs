@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use plotters::prelude::SeriesLabelPosition;
 
 use super::{SweepPoint, ValidDynamics, rows};
-use crate::plot::{Axis, Csv, LineChart, Series, Style, color};
-use crate::simulate::figures::num;
+use crate::io::Csv;
+use crate::io::num;
+use crate::plot::{Axis, LineChart, Series, Style, color};
 use crate::theory::Strategy;
 use crate::theory::dynamics::Trajectory;
 use crate::tradeoff::{AucRule, Point, frontier};

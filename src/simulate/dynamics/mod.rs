@@ -20,7 +20,8 @@ use std::time::Instant;
 
 use super::progress;
 use crate::error::Result;
-use crate::plot::{write_atomic, write_figure};
+use crate::io::write_atomic;
+use crate::plot::write_figure;
 use crate::simulate::config::at_least;
 use crate::theory::Strategy;
 use crate::theory::dynamics::Trajectory;

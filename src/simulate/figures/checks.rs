@@ -7,9 +7,9 @@ use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
-use super::num;
 use crate::error::Result;
-use crate::plot::{Axis, Csv, LineChart, PALETTE, Series, Style, color};
+use crate::io::{Csv, num};
+use crate::plot::{Axis, LineChart, PALETTE, Series, Style, color};
 use crate::simulate::config::{ValidConfig, linspace};
 use crate::theory::{FeatureModel, LinearClassifier, tsipras_upper_bound};
 

@@ -5,7 +5,8 @@ use plotters::prelude::SeriesLabelPosition;
 
 use super::config::{ValidConfig, linspace, logspace};
 use crate::error::Result;
-use crate::plot::{Axis, Csv, Heatmap, LineChart, PALETTE, Series, Style, color};
+use crate::io::{Csv, num};
+use crate::plot::{Axis, Heatmap, LineChart, PALETTE, Series, Style, color};
 use crate::theory::{
     Regime, ScoreSummary, Strategy, accuracy, predict_strategies, robust_at_matched_accuracy, tsipras_upper_bound,
     z_score,
@@ -15,11 +16,6 @@ use crate::tradeoff::{AucRule, Point, auc, frontier};
 mod checks;
 
 pub use checks::{McRow, montecarlo_check, montecarlo_rows, random_classifier, theorem_2_1};
-
-/// Full-precision formatting for CSV cells (shortest round-trip representation).
-pub fn num(x: f64) -> String {
-    format!("{x}")
-}
 
 /// One grid point of the η_min sweep.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -150,5 +150,5 @@ pub fn write(path: &Path, rec: &RunRecords) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    crate::plot::write_atomic(path, render(rec).as_bytes())
+    crate::io::write_atomic(path, render(rec).as_bytes())
 }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use super::analysis::{Curves, Images, RunData, Study, View, column, mean_curve, mean_of};
 use crate::engine::peft::Strategy;
 use crate::error::Result;
-use crate::plot::write_atomic;
+use crate::io::write_atomic;
 use crate::tradeoff::bootstrap::percentile_interval;
 use crate::tradeoff::{AucRule, Interval};
 use figures::figures;

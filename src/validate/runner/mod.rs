@@ -344,7 +344,7 @@ fn write_eval_ids(out: &Path, dataset: &str, seed: u64, eval_ids: &[usize]) -> R
         return Ok(());
     }
     std::fs::create_dir_all(path.parent().expect("has parent")).map_err(|e| Error::io(&path, e))?;
-    crate::plot::write_atomic(&path, serde_json::to_string(eval_ids).expect("serialises").as_bytes())
+    crate::io::write_atomic(&path, serde_json::to_string(eval_ids).expect("serialises").as_bytes())
 }
 
 /// The data of `run`'s dataset `i` for `seed`, and its notes (said on stderr when `say`).
@@ -370,11 +370,11 @@ pub(crate) fn prepared(run: &ValidRun, i: usize, seed: u64, say: bool) -> Result
 }
 
 /// Runs every (dataset, strategy, seed) of `run` into `out` and returns the JSONL paths. Holds
-/// `out`'s [lock](super::lock::RunLock) throughout: a second run into the same folder is refused.
+/// `out`'s [lock](crate::io::lock::RunLock) throughout: a second run into the same folder is refused.
 /// Writes the sweep's [plan](super::plan) first, so `validate status` follows it.
 pub fn run_all(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Result<Vec<PathBuf>> {
     super::check_inputs(run)?;
-    let _lock = super::lock::RunLock::acquire(out)?;
+    let _lock = crate::io::lock::RunLock::acquire(out)?;
     preflight(run, out).map_err(Error::refused)?;
     super::plan::write_plan(&super::plan::plan(run, out)?, out)?;
     let up = upstream(run, out, device, quiet)?;
@@ -408,8 +408,8 @@ pub fn run_all(run: &ValidRun, out: &Path, device: &Device, quiet: bool) -> Resu
 /// `validate run` writes for it. Holds `out`'s lock shared and the cell's lock exclusively.
 /// Returns the cell as planned before it ran.
 pub fn run_cell(run: &ValidRun, out: &Path, index: usize, device: &Device, quiet: bool) -> Result<super::plan::Cell> {
-    use super::lock::RunLock;
     use super::plan::Work;
+    use crate::io::lock::RunLock;
     super::check_inputs(run)?;
     let plan = super::plan::plan(run, out).map_err(Error::refused)?;
     let cell = plan.cell(index).map_err(Error::refused)?.clone();

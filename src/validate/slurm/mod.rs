@@ -261,7 +261,7 @@ pub fn submit(run: &ValidRun, source: &ConfigSource, out: &Path, opts: &SlurmOpt
     let mut written = Vec::new();
     for (part, text) in [("upstream", &s.upstream), ("cells", &s.cells), ("report", &s.report)] {
         let p = dir.join(format!("{part}.sbatch"));
-        crate::plot::write_atomic(&p, text.as_bytes())?;
+        crate::io::write_atomic(&p, text.as_bytes())?;
         written.push(p);
     }
     let mut done: Vec<(String, String, Vec<String>)> = Vec::new();

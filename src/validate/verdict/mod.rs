@@ -64,8 +64,8 @@ use std::path::Path;
 use super::analysis::{Curves, DatasetData, Study, View, column, mean_of};
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
-use crate::plot::{Csv, write_atomic};
-use crate::simulate::figures::num;
+use crate::io::num;
+use crate::io::{Csv, write_atomic};
 use crate::tradeoff::bootstrap::percentile_interval;
 use crate::tradeoff::{AucRule, Interval};
 
@@ -220,13 +220,14 @@ pub fn verdict_with(dir: &Path, with: &[std::path::PathBuf], min_clean: Option<f
     if let Some(t) = &at_target {
         write_atomic(&out.join("best_at_target.csv"), t.csv().as_bytes())?;
     }
-    let mut csv = Csv::new(&["finding", "claim", "measured", "test", "verdict"]);
+    let mut csv =
+        Csv::new(&["finding", "claim", "measured", "test", "verdict"]).always_quoted(&["claim", "measured", "test"]);
     for r in &rows {
         csv.push(vec![
             r.id.clone(),
-            quote(&r.claim),
-            quote(&r.measured),
-            quote(&r.test),
+            r.claim.clone(),
+            r.measured.clone(),
+            r.test.clone(),
             r.verdict.text().into(),
         ]);
     }
@@ -242,19 +243,20 @@ pub fn verdict_with(dir: &Path, with: &[std::path::PathBuf], min_clean: Option<f
         "hi",
         "verdict",
         "note",
-    ]);
+    ])
+    .always_quoted(&["dataset", "statistic", "note"]);
     for c in &cells {
         cc.push(vec![
             c.finding.clone(),
-            quote(&c.dataset),
+            c.dataset.clone(),
             c.strategy.map_or(String::new(), |s| s.id().into()),
             c.eps.map_or(String::new(), num),
-            quote(&c.statistic),
+            c.statistic.clone(),
             num(c.estimate),
             c.ci.map_or(String::new(), |i| num(i.lo)),
             c.ci.map_or(String::new(), |i| num(i.hi)),
             c.verdict.text().into(),
-            quote(&c.note),
+            c.note.clone(),
         ]);
     }
     write_atomic(&out.join("findings_cells.csv"), cc.render().as_bytes())?;
@@ -331,10 +333,6 @@ pub(super) fn count(v: &[Verdict], x: Verdict) -> usize {
 }
 
 pub(super) use crate::tradeoff::stats::median;
-
-pub(super) fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "'"))
-}
 
 #[cfg(test)]
 mod tests {
