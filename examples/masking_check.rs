@@ -12,7 +12,7 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use robustft::engine::attack::{correct, per_point_ce, project, uniform_noise};
 use robustft::engine::peft::parse_strategy;
 use robustft::engine::{Vit, VitSpec};
-use robustft::validate::records;
+use robustft::validate::sweep::records;
 
 /// Per-point CW margin loss: max_{j≠y} z_j − z_y (positive once misclassified).
 fn margin_loss(logits: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
@@ -81,7 +81,7 @@ fn main() -> robustft::Result<()> {
         v.set(&state[&format!("param.{k}")])?;
     }
     let i = run.config.datasets.iter().position(|d| d.name == ds).expect("dataset");
-    let data = robustft::validate::data::prepare(
+    let data = robustft::validate::sweep::data::prepare(
         &run.config.datasets[i],
         &run.ood[i],
         run.model.image_size,
@@ -89,7 +89,7 @@ fn main() -> robustft::Result<()> {
         seed,
         "",
     )?;
-    let ids = robustft::validate::runner::eval_ids(&run, &data, seed);
+    let ids = robustft::validate::sweep::runner::eval_ids(&run, &data, seed);
     let frozen = model.frozen();
     let (mut margins, mut ok_all, mut rob) = (Vec::new(), Vec::new(), vec![(0usize, 0usize); run.eps().len()]);
     for (b, chunk) in ids.chunks(250).enumerate() {

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod io;
 pub mod plot;
+pub mod progress;
 pub mod seeds;
 pub mod simulate;
 pub mod theory;

@@ -527,7 +527,7 @@ fn two_classes_ensemble_uses_the_margin() {
 /// and the temporary folder is gone afterwards.
 #[test]
 fn bench_autoattack_row() {
-    use robustft::validate::attack_bench::{render, run};
+    use robustft::validate::checkpoints::attack_bench::{render, run};
     let cfg = robustft::engine::VitConfig::tiny();
     let quiet = |_: &str| {};
     let tmp = std::env::temp_dir().join(format!("robustft-autoattack-bench-{}", std::process::id()));

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 mod common;
 
-use robustft::validate::plan::{Plan, Work};
+use robustft::validate::sweep::plan::{Plan, Work};
 
 use common::validate;
 
@@ -55,7 +55,7 @@ fn cells_run_in_any_order_reproduce_the_whole_run() {
     let o = validate(&["plan", "--preset", "smoke", "--json", "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o).1);
     let plan: Plan = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(plan, robustft::validate::plan::read_plan(&out).unwrap());
+    assert_eq!(plan, robustft::validate::sweep::plan::read_plan(&out).unwrap());
     // Upstream, then dataset → seed → strategy, as a whole run walks them.
     let labels: Vec<String> = plan.cells.iter().map(|c| c.work.label()).collect();
     assert_eq!(

@@ -306,7 +306,7 @@ fn domains_run_end_to_end() {
     let run = || common::validate_run(&cfg, &out);
     let o = run();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let r = robustft::validate::records::read(&out.join("dn/bitfit/seed0.jsonl")).unwrap();
+    let r = robustft::validate::sweep::records::read(&out.join("dn/bitfit/seed0.jsonl")).unwrap();
     assert_eq!(r.evals.len(), 2);
     for e in &r.evals {
         assert_eq!(e.n_eval, 8);
@@ -428,7 +428,7 @@ fn run_checks_every_data_file_before_writing() {
     for w in want {
         assert_eq!(e.matches(&format!("note: {w}")).count(), 1, "{e}");
     }
-    let r = robustft::validate::records::read(&out.join("fm/bitfit/seed0.jsonl")).unwrap();
+    let r = robustft::validate::sweep::records::read(&out.join("fm/bitfit/seed0.jsonl")).unwrap();
     assert_eq!(r.header.capped, want);
     // A file dataset without theory_d: its class count (10).
     assert_eq!(r.header.theory_d, Some(10.0));

@@ -11,9 +11,16 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use robustft::engine::peft::Strategy;
 use robustft::tradeoff::wilson;
-use robustft::validate::records::{self, EvalRecord, Header, RobustAt, RunRecords, SCHEMA_VERSION, Separability};
-use robustft::validate::verdict::{Verdict, verdict};
-use robustft::validate::{RunConfig, ValidRun, data, runner, tune, upstream};
+use robustft::validate::RunConfig;
+use robustft::validate::ValidRun;
+use robustft::validate::study::verdict::{Verdict, verdict};
+use robustft::validate::sweep::data;
+use robustft::validate::sweep::records::{
+    self, EvalRecord, Header, RobustAt, RunRecords, SCHEMA_VERSION, Separability,
+};
+use robustft::validate::sweep::runner;
+use robustft::validate::sweep::tune;
+use robustft::validate::sweep::upstream;
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("robustft-evidence-{}-{name}", std::process::id()));
@@ -368,7 +375,7 @@ fn counted(n: usize, clean: usize, robust: usize) -> Vec<u8> {
 /// or above it is picked.
 #[test]
 fn best_robustness_at_the_clean_target() {
-    use robustft::validate::verdict::verdict_with;
+    use robustft::validate::study::verdict::verdict_with;
     let root = scratch("at-target");
     let (standard, robust) = (root.join("standard"), root.join("pgd"));
     let n = 200;
@@ -597,7 +604,7 @@ fn one_seed_without_outcomes_decides_nothing() {
     );
     assert!(f.rows.iter().all(|r| r.verdict == Verdict::Undecided));
     assert!(f.markdown.contains("no intervals"), "{}", f.markdown);
-    let r = robustft::validate::report::write_report(&dir).unwrap();
+    let r = robustft::validate::study::report::write_report(&dir).unwrap();
     assert!(r.cells.values().all(|c| c.ci.lo.is_nan()));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -637,7 +644,7 @@ fn a_tie_in_auc_is_reported_as_a_tie() {
         &rising,
         &mut StdRng::seed_from_u64(9),
     );
-    let rep = robustft::validate::report::write_report(&dir).unwrap();
+    let rep = robustft::validate::study::report::write_report(&dir).unwrap();
     assert!(
         rep.summary.contains("simple: best AUC tied: LoRA = BitFit"),
         "{}",
@@ -679,9 +686,9 @@ fn unstable_training_is_flagged() {
     run(Strategy::Lora, [20, 60, 95, 80, 70], None);
     run(Strategy::Bitfit, [20, 60, 80, 90, 92], Some([1.0, 0.8, 2.0, 3.0]));
     run(Strategy::Ia3, [20, 60, 80, 79, 78], Some([1.0, 0.8, 0.9, 0.95]));
-    let study = robustft::validate::analysis::Study::load(&dir).unwrap();
+    let study = robustft::validate::study::analysis::Study::load(&dir).unwrap();
     let d = &study.datasets[0];
-    let get = |s: Strategy| robustft::validate::report::stability(d.runs[&s][0].as_ref().unwrap());
+    let get = |s: Strategy| robustft::validate::study::report::stability(d.runs[&s][0].as_ref().unwrap());
     let full = get(Strategy::Full);
     assert_eq!(
         (full.best_step, full.lost, full.gained, full.p_drop),
@@ -703,7 +710,7 @@ fn unstable_training_is_flagged() {
     assert_eq!((ia3.lost, ia3.gained, ia3.p_drop), (2, 0, Some(1.0)));
     assert!(ia3.flag().is_none());
     // The report's summary, convergence.csv and the findings name the flagged runs only.
-    let rep = robustft::validate::report::write_report(&dir).unwrap();
+    let rep = robustft::validate::study::report::write_report(&dir).unwrap();
     let line = rep
         .summary
         .lines()
@@ -764,7 +771,7 @@ fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
         evals: Vec::new(),
     };
     records::write(&dir.join("simple/lora/seed1.jsonl"), &header_only).unwrap();
-    let r = robustft::validate::report::write_report(&dir).unwrap();
+    let r = robustft::validate::study::report::write_report(&dir).unwrap();
     assert!(
         r.summary.contains("Unfinished runs left out: simple/lora/seed1"),
         "{}",
@@ -773,7 +780,7 @@ fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
     // Only unfinished runs: an error saying so.
     let only = scratch("mixed-only");
     records::write(&only.join("simple/lora/seed1.jsonl"), &header_only).unwrap();
-    let e = robustft::validate::report::write_report(&only)
+    let e = robustft::validate::study::report::write_report(&only)
         .err()
         .unwrap()
         .to_string();
@@ -785,7 +792,7 @@ fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
     grown.header.config_hash = "grown".into();
     grown.header.strategy = "bitfit".into();
     records::write(&dir.join("simple/bitfit/seed0.jsonl"), &grown).unwrap();
-    let r = robustft::validate::report::write_report(&dir).unwrap();
+    let r = robustft::validate::study::report::write_report(&dir).unwrap();
     assert!(
         r.summary.contains("bitfit") || r.summary.contains("BitFit"),
         "{}",
@@ -805,7 +812,7 @@ fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
     assert_ne!(theirs, ours);
     assert_eq!(ours, records::experiment_hash(&grown.header.config, None));
     for e in [
-        robustft::validate::report::write_report(&dir)
+        robustft::validate::study::report::write_report(&dir)
             .err()
             .unwrap()
             .to_string(),
@@ -842,7 +849,7 @@ fn image_folder_source_with_a_class_subset() {
     }
     // Classes in sorted folder order: ant 0, bee 1, cat 2; keep cat then ant.
     let l = data::load_source(
-        robustft::validate::spec::DataKind::ImageFolder,
+        robustft::validate::sweep::spec::DataKind::ImageFolder,
         None,
         Some(&dir),
         Some(&[2, 0]),
@@ -860,7 +867,7 @@ fn image_folder_source_with_a_class_subset() {
     assert_eq!(l.train.labels.iter().filter(|x| **x == 1).count(), 3);
     std::fs::create_dir_all(dir.join("test").join("dog")).unwrap();
     let e = data::load_source(
-        robustft::validate::spec::DataKind::ImageFolder,
+        robustft::validate::sweep::spec::DataKind::ImageFolder,
         None,
         Some(&dir),
         None,

@@ -257,7 +257,7 @@ fn run_config_fine_tunes_an_hf_folder() {
     let o = common::validate_run(&good, &dir.join("out"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for s in ["lora", "bitfit"] {
-        let r = robustft::validate::records::read(&dir.join("out/simple").join(s).join("seed0.jsonl")).unwrap();
+        let r = robustft::validate::sweep::records::read(&dir.join("out/simple").join(s).join("seed0.jsonl")).unwrap();
         assert_eq!(r.evals.iter().map(|e| e.step).collect::<Vec<_>>(), [0, 3, 6]);
     }
     let bad = dir.join("bad.toml");
@@ -291,7 +291,7 @@ fn run_config_fine_tunes_an_hf_folder() {
         ),
         "{e}"
     );
-    let r = robustft::validate::records::read(&dir.join("out4/simple/lora/seed0.jsonl")).unwrap();
+    let r = robustft::validate::sweep::records::read(&dir.join("out4/simple/lora/seed0.jsonl")).unwrap();
     assert_eq!(r.header.new_head, Some(true));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -371,7 +371,7 @@ fn reused_head_is_the_checkpoints() {
         e.contains("head: simple starts from the checkpoint's head (head = \"reuse\")"),
         "{e}"
     );
-    let r = robustft::validate::records::read(&dir.join("out/simple/linear_probe/seed0.jsonl")).unwrap();
+    let r = robustft::validate::sweep::records::read(&dir.join("out/simple/linear_probe/seed0.jsonl")).unwrap();
     assert_eq!(r.header.new_head, Some(false));
     // The pretrained head (held-out accuracy 0.89 after 120 steps) classifies the simple task at
     // step 0, before any update; a fresh head would sit near chance (0.1, 10 classes).
@@ -614,7 +614,7 @@ fn paper_config_runs_end_to_end_at_toy_size() {
         for st in ["full", "linear_probe", "lora", "adapter", "compacter", "bitfit", "ia3"] {
             for seed in 0..3 {
                 let path = root.join(format!("out/{ds}/{st}/seed{seed}.jsonl"));
-                let r = robustft::validate::records::read(&path).unwrap();
+                let r = robustft::validate::sweep::records::read(&path).unwrap();
                 assert_eq!(r.header.new_head, Some(true));
                 assert_eq!(r.evals.iter().map(|e| e.step).collect::<Vec<_>>(), [50, 100]);
                 for ev in &r.evals {

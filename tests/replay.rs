@@ -11,9 +11,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use robustft::validate::gap::{GapCell, counts};
-use robustft::validate::interpolate::InterpCell;
-use robustft::validate::records;
+use robustft::validate::checkpoints::gap::{GapCell, counts};
+use robustft::validate::checkpoints::interpolate::InterpCell;
+use robustft::validate::sweep::records;
 
 use common::validate;
 
@@ -580,7 +580,7 @@ fn gap_and_interpolate_replay_and_refuse() {
     // step and the path's best point (α in (0, 1) or the final step) at 2/255, recomputed here.
     let o = validate(&["verdict", dir, "--reps", "100", "--min-clean", "0.5"]);
     assert!(o.status.success(), "{}", err(&o));
-    let t = robustft::validate::at_target::at_target(std::slice::from_ref(&out), Some(0.5), 100)
+    let t = robustft::validate::study::at_target::at_target(std::slice::from_ref(&out), Some(0.5), 100)
         .unwrap()
         .unwrap();
     let labels: Vec<&str> = t.sources.iter().map(|x| x.label.as_str()).collect();

@@ -286,7 +286,8 @@ fn trades_with_zero_beta_is_standard_training() {
         assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
         let mut per = Vec::new();
         for s in ["linear_probe", "lora"] {
-            let recs = robustft::validate::records::read(&out.join("simple").join(s).join("seed0.jsonl")).unwrap();
+            let recs =
+                robustft::validate::sweep::records::read(&out.join("simple").join(s).join("seed0.jsonl")).unwrap();
             if *name == "pgdat" {
                 assert_eq!(recs.header.config["training"], "pgd-at", "{s}");
                 assert_eq!(recs.header.config["train_attack"]["steps"], 2, "{s}");

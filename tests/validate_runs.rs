@@ -8,7 +8,7 @@ use std::time::Duration;
 mod common;
 
 use robustft::tradeoff::{AucRule, Point, auc};
-use robustft::validate::records;
+use robustft::validate::sweep::records;
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_validate")

@@ -386,6 +386,20 @@ pub fn new_layout_key(key: &str) -> String {
     format!("vit.layers.{n}.{tail}")
 }
 
+impl VitConfig {
+    /// A preset name, the path of a TOML file with a custom size (keys as in this struct), or an
+    /// HF model folder (its `config.json` and `preprocessor_config.json`, this module).
+    pub fn from_arg(arg: &str) -> Result<Self> {
+        if std::path::Path::new(arg).is_dir() {
+            return Ok(read_folder(std::path::Path::new(arg))?.config);
+        }
+        if arg.ends_with(".toml") {
+            return crate::error::load_toml::<VitConfig>(std::path::Path::new(arg));
+        }
+        Self::preset(arg)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

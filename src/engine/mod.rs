@@ -16,6 +16,7 @@ pub mod pretrain;
 pub mod robust;
 pub mod train;
 pub mod vit;
+pub mod weights;
 
 pub use model::{Vit, VitSpec};
 pub use peft::{PeftConfig, Strategy};

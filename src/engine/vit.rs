@@ -217,18 +217,6 @@ impl VitConfig {
         }
     }
 
-    /// A preset name, the path of a TOML file with a custom size (keys as in this struct), or an
-    /// HF model folder (its `config.json` and `preprocessor_config.json`, [`super::hf`]).
-    pub fn from_arg(arg: &str) -> Result<Self> {
-        if std::path::Path::new(arg).is_dir() {
-            return Ok(super::hf::read_folder(std::path::Path::new(arg))?.config);
-        }
-        if arg.ends_with(".toml") {
-            return crate::error::load_toml::<VitConfig>(std::path::Path::new(arg));
-        }
-        Self::preset(arg)
-    }
-
     /// Checks divisibility and positivity once; errors name the field.
     pub fn validate(self) -> Result<Self> {
         for (name, v) in [

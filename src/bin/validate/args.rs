@@ -79,7 +79,7 @@ pub enum Cmd {
         #[command(flatten)]
         cfg: ConfigArgs,
         /// Candidate peak learning rates, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = robustft::validate::tune::DEFAULT_LRS)]
+        #[arg(long, value_delimiter = ',', default_values_t = robustft::validate::sweep::tune::DEFAULT_LRS)]
         lrs: Vec<f64>,
         /// Validation images carved from each dataset's training images.
         #[arg(long, default_value_t = 2000)]
@@ -197,7 +197,7 @@ pub enum Cmd {
         #[arg(long)]
         min_clean: Option<f64>,
         /// Bootstrap replicates.
-        #[arg(long, default_value_t = robustft::validate::report::REPS)]
+        #[arg(long, default_value_t = robustft::validate::study::report::REPS)]
         reps: usize,
     },
     /// Theory's predicted ranking next to the measured AUC ranking, per dataset.
@@ -293,7 +293,7 @@ pub enum Cmd {
     Bench(BenchArgs),
 }
 
-/// `validate slurm`'s resources and limits (see `robustft::validate::slurm::SlurmOptions`).
+/// `validate slurm`'s resources and limits (see `robustft::validate::sweep::slurm::SlurmOptions`).
 #[derive(clap::Args, Debug)]
 pub struct SlurmArgs {
     /// Partition (sbatch --partition).
@@ -322,9 +322,9 @@ pub struct SlurmArgs {
     pub dry_run: bool,
 }
 
-impl From<SlurmArgs> for robustft::validate::slurm::SlurmOptions {
+impl From<SlurmArgs> for robustft::validate::sweep::slurm::SlurmOptions {
     fn from(a: SlurmArgs) -> Self {
-        robustft::validate::slurm::SlurmOptions {
+        robustft::validate::sweep::slurm::SlurmOptions {
             partition: a.partition,
             time: a.time,
             gpus_per_task: a.gpus_per_task,

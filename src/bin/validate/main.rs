@@ -65,13 +65,13 @@ fn load_config(args: ConfigArgs) -> robustft::Result<(robustft::validate::ValidR
 fn run(args: ConfigArgs, quiet: bool, device: &Device) -> Outcome {
     let (cfg, out) = load_config(args).input()?;
     let start = std::time::Instant::now();
-    robustft::validate::runner::run_all(&cfg, &out, device, quiet).running()?;
-    let report = robustft::validate::report::write_report(&out).running()?;
+    robustft::validate::sweep::runner::run_all(&cfg, &out, device, quiet).running()?;
+    let report = robustft::validate::study::report::write_report(&out).running()?;
     print!("{}", report.summary);
-    let f = robustft::validate::verdict::verdict(&out, robustft::validate::report::REPS).running()?;
+    let f = robustft::validate::study::verdict::verdict(&out, robustft::validate::study::report::REPS).running()?;
     Ok(format!(
         "{}run {} finished in {:.0} s; report in {}\n",
-        robustft::validate::verdict::table(&f.rows),
+        robustft::validate::study::verdict::table(&f.rows),
         cfg.config.name,
         start.elapsed().as_secs_f64(),
         out.join("report").display()
@@ -82,7 +82,7 @@ fn run(args: ConfigArgs, quiet: bool, device: &Device) -> Outcome {
 fn run_cell(args: ConfigArgs, n: usize, quiet: bool, device: &Device) -> Outcome {
     let (cfg, out) = load_config(args).input()?;
     let start = std::time::Instant::now();
-    let cell = robustft::validate::runner::run_cell(&cfg, &out, n, device, quiet).running()?;
+    let cell = robustft::validate::sweep::runner::run_cell(&cfg, &out, n, device, quiet).running()?;
     Ok(format!(
         "cell {n} ({}) complete in {:.1} s{}\n",
         cell.work.label(),
@@ -94,8 +94,8 @@ fn run_cell(args: ConfigArgs, n: usize, quiet: bool, device: &Device) -> Outcome
 /// `validate plan`.
 fn plan(args: ConfigArgs, json: bool) -> Outcome {
     let (cfg, out) = load_config(args).input()?;
-    let plan = robustft::validate::plan::plan(&cfg, &out).input()?;
-    let path = robustft::validate::plan::write_plan(&plan, &out).running()?;
+    let plan = robustft::validate::sweep::plan::plan(&cfg, &out).input()?;
+    let path = robustft::validate::sweep::plan::write_plan(&plan, &out).running()?;
     Ok(if json {
         format!("{}\n", serde_json::to_string_pretty(&plan).expect("serialises"))
     } else {
@@ -104,8 +104,8 @@ fn plan(args: ConfigArgs, json: bool) -> Outcome {
 }
 
 /// `validate slurm`.
-fn slurm(args: ConfigArgs, opts: &robustft::validate::slurm::SlurmOptions) -> Outcome {
-    use robustft::validate::slurm::ConfigSource;
+fn slurm(args: ConfigArgs, opts: &robustft::validate::sweep::slurm::SlurmOptions) -> Outcome {
+    use robustft::validate::sweep::slurm::ConfigSource;
     let (file, preset) = (args.config.clone(), args.preset.clone());
     let (cfg, out) = load_config(args).input()?;
     // load_config has refused a call naming neither.
@@ -116,7 +116,7 @@ fn slurm(args: ConfigArgs, opts: &robustft::validate::slurm::SlurmOptions) -> Ou
         (None, p) => ConfigSource::Preset(p.expect("--config or --preset")),
     };
     let bin = std::env::current_exe().map_err(|e| Failure::Run(format!("cannot tell this binary's path: {e}")))?;
-    let done = robustft::validate::slurm::submit(&cfg, &source, &out, opts, &bin).running()?;
+    let done = robustft::validate::sweep::slurm::submit(&cfg, &source, &out, opts, &bin).running()?;
     Ok(done.summary(&std::path::absolute(&out).unwrap_or(out)))
 }
 
@@ -158,7 +158,7 @@ fn main() -> ExitCode {
             cell: Some(n),
         }) => pick(&device).and_then(|d| run_cell(cfg, n, quiet, &d)),
         Some(Cmd::Plan { cfg, json }) => plan(cfg, json),
-        Some(Cmd::Status { dir }) => robustft::validate::plan::status_table(&dir).input(),
+        Some(Cmd::Status { dir }) => robustft::validate::sweep::plan::status_table(&dir).input(),
         Some(Cmd::Slurm { cfg, slurm: s }) => slurm(cfg, &s.into()),
         Some(Cmd::Tune {
             cfg,
@@ -201,7 +201,7 @@ fn main() -> ExitCode {
             device,
         }) => pick(&device).and_then(|d| interpolate_cmd(cfg, alphas, &head_start, &seeds, quiet, &d)),
         Some(Cmd::Tasks { cfg, pairs, quiet }) => load_config(cfg).input().and_then(|(cfg, out)| {
-            robustft::validate::upstream::tasks(&cfg, &out, pairs, &Device::Cpu, quiet).running()
+            robustft::validate::sweep::tasks::tasks(&cfg, &out, pairs, &Device::Cpu, quiet).running()
         }),
         Some(Cmd::Verdict {
             dir,
@@ -209,14 +209,14 @@ fn main() -> ExitCode {
             min_clean,
             reps,
         }) => verdict(&dir, &with, min_clean, reps),
-        Some(Cmd::Report { dir }) => robustft::validate::report::write_report(&dir)
+        Some(Cmd::Report { dir }) => robustft::validate::study::report::write_report(&dir)
             .input()
             .map(|r| r.summary),
         Some(Cmd::Versus { standard, robust, reps }) => {
             if reps < 100 {
                 Err(Failure::Input(format!("invalid `--reps`: must be >= 100 (got {reps})")))
             } else {
-                robustft::validate::versus::versus(&standard, &robust, reps).input()
+                robustft::validate::study::versus::versus(&standard, &robust, reps).input()
             }
         }
         Some(Cmd::Choose {
@@ -229,7 +229,7 @@ fn main() -> ExitCode {
             quiet,
             device,
         }) => choose_cmd(&dirs, min_clean, eps, ood, dataset, export.as_deref(), quiet, &device),
-        Some(Cmd::Compare { dir }) => robustft::validate::compare::compare(&dir).input(),
+        Some(Cmd::Compare { dir }) => robustft::validate::study::compare::compare(&dir).input(),
         Some(Cmd::Inspect {
             model,
             strategy,
@@ -253,8 +253,8 @@ fn main() -> ExitCode {
 /// `validate tune`.
 fn tune(cfg: ConfigArgs, lrs: Vec<f64>, val_images: usize, seed: u64, quiet: bool) -> Outcome {
     let (cfg, out) = load_config(cfg).input()?;
-    let spec = robustft::validate::tune::TuneSpec { lrs, val_images, seed };
-    robustft::validate::tune::tune(&cfg, &out, &spec, &Device::Cpu, quiet).running()
+    let spec = robustft::validate::sweep::tune::TuneSpec { lrs, val_images, seed };
+    robustft::validate::sweep::tune::tune(&cfg, &out, &spec, &Device::Cpu, quiet).running()
 }
 
 /// An error about `attack.eps` or `attack.eps[i]` (i < `n`) as one about `--eps`.
@@ -274,7 +274,7 @@ fn gap_cmd(
     quiet: bool,
     device: &Device,
 ) -> Outcome {
-    use robustft::validate::spec::{EpsSpec, EpsValue};
+    use robustft::validate::sweep::spec::{EpsSpec, EpsValue};
     let strategies = strategies
         .iter()
         .map(|s| robustft::engine::peft::parse_strategy(s).map_err(|e| e.rename_field("strategy", "--strategies")))
@@ -282,10 +282,10 @@ fn gap_cmd(
         .input()?;
     let probes = probes
         .iter()
-        .map(|p| robustft::validate::gap::Probe::parse(p))
+        .map(|p| robustft::validate::checkpoints::gap::Probe::parse(p))
         .collect::<robustft::Result<Vec<_>>>()
         .input()?;
-    let select = robustft::validate::gap::GapSelect {
+    let select = robustft::validate::checkpoints::gap::GapSelect {
         datasets,
         seeds,
         strategies,
@@ -302,15 +302,15 @@ fn gap_cmd(
             .map_err(|e| eps_flag(e, n_eps))
             .input()?
     };
-    let spec = robustft::validate::gap::GapSpec {
+    let spec = robustft::validate::checkpoints::gap::GapSpec {
         eps,
         n,
         steps,
         targets,
         queries,
     };
-    robustft::validate::gap::gap(&cfg, &out, &spec, &select, device, quiet).running()?;
-    let dir = robustft::validate::gap::gap_dir(&out);
+    robustft::validate::checkpoints::gap::gap(&cfg, &out, &spec, &select, device, quiet).running()?;
+    let dir = robustft::validate::checkpoints::gap::gap_dir(&out);
     let md = std::fs::read_to_string(dir.join("gap.md")).unwrap_or_default();
     Ok(format!("{md}\nwrote {}\n", dir.join("gap.md").display()))
 }
@@ -324,7 +324,7 @@ fn interpolate_cmd(
     quiet: bool,
     device: &Device,
 ) -> Outcome {
-    use robustft::validate::interpolate::{HeadStart, InterpSpec, interp_dir, interpolate};
+    use robustft::validate::checkpoints::interpolate::{HeadStart, InterpSpec, interp_dir, interpolate};
     let head_start = HeadStart::parse(head_start).input()?;
     let (cfg, out) = load_config(cfg).input()?;
     let spec = InterpSpec::new(alphas).input()?.with_head_start(head_start);
@@ -346,10 +346,10 @@ fn choose_cmd(
     quiet: bool,
     device: &Option<String>,
 ) -> Outcome {
-    use robustft::validate::choose::{ChooseSpec, choose, export as export_model, render};
+    use robustft::validate::checkpoints::choose::{ChooseSpec, choose, export as export_model, render};
     let eps = eps
         .map(|e| {
-            robustft::validate::spec::EpsValue::Text(e)
+            robustft::validate::sweep::spec::EpsValue::Text(e)
                 .value("--eps")
                 .map_err(|e| e.rename_field("--eps", "--eps"))
         })
@@ -395,7 +395,7 @@ fn verdict(dir: &std::path::Path, with: &[PathBuf], min_clean: Option<f64>, reps
     if reps < 100 {
         return Err(Failure::Input(format!("invalid `--reps`: must be >= 100 (got {reps})")));
     }
-    let f = robustft::validate::verdict::verdict_with(dir, with, min_clean, reps).input()?;
+    let f = robustft::validate::study::verdict::verdict_with(dir, with, min_clean, reps).input()?;
     let targets = f.at_target.as_ref().map_or_else(String::new, |t| {
         let each: Vec<String> = t.targets.iter().map(|(d, c)| format!("{d} ≥ {c:.3}")).collect();
         let cols: Vec<&str> = t.sources.iter().map(|s| s.label.as_str()).collect();
@@ -407,7 +407,7 @@ fn verdict(dir: &std::path::Path, with: &[PathBuf], min_clean: Option<f64>, reps
     });
     Ok(format!(
         "{}{targets}wrote {}\n",
-        robustft::validate::verdict::table(&f.rows),
+        robustft::validate::study::verdict::table(&f.rows),
         dir.join("report").join("findings.md").display()
     ))
 }
@@ -549,10 +549,10 @@ fn bench_cmd(args: BenchArgs, device: &Device) -> Outcome {
             let peer = args
                 .peer
                 .is_some()
-                .then(|| std::path::Path::new(robustft::validate::attack_bench::PEER_SCRIPT));
-            robustft::validate::attack_bench::run(
+                .then(|| std::path::Path::new(robustft::validate::checkpoints::attack_bench::PEER_SCRIPT));
+            robustft::validate::checkpoints::attack_bench::run(
                 &cfg,
-                robustft::validate::attack_bench::PRETRAIN_STEPS,
+                robustft::validate::checkpoints::attack_bench::PRETRAIN_STEPS,
                 n,
                 &args.autoattack_eps,
                 peer,
@@ -564,7 +564,7 @@ fn bench_cmd(args: BenchArgs, device: &Device) -> Outcome {
         .input()?;
     let est = run
         .as_ref()
-        .map(|r| robustft::validate::estimate::estimate(r, &rows, device.is_cpu()));
+        .map(|r| robustft::validate::sweep::estimate::estimate(r, &rows, device.is_cpu()));
     let mut text = String::new();
     if args.json {
         for r in &rows {
@@ -588,11 +588,11 @@ fn bench_cmd(args: BenchArgs, device: &Device) -> Outcome {
             text += &bench::render_peer(&rows, p);
         }
         if let Some(a) = &aa {
-            text += &robustft::validate::attack_bench::render(a);
+            text += &robustft::validate::checkpoints::attack_bench::render(a);
         }
         if let (Some(r), Some(e)) = (&run, &est) {
             let where_ = format!("{device:?}").to_lowercase();
-            text += &robustft::validate::estimate::render(r, e, &where_);
+            text += &robustft::validate::sweep::estimate::render(r, e, &where_);
         }
     }
     Ok(text)
@@ -601,8 +601,8 @@ fn bench_cmd(args: BenchArgs, device: &Device) -> Outcome {
 /// `validate eval`: one checkpoint scored on n test images under an attack at each radius.
 fn eval_cmd(a: EvalArgs, device: &Device) -> Outcome {
     let quiet = a.quiet;
-    use robustft::validate::config::{AttackKind, AttackSpec};
-    use robustft::validate::spec::{DataKind, EpsSpec, EpsValue};
+    use robustft::validate::sweep::config::{AttackKind, AttackSpec};
+    use robustft::validate::sweep::spec::{DataKind, EpsSpec, EpsValue};
     let model_arg = a.model.clone().unwrap_or_else(|| {
         if a.checkpoint.is_dir() {
             a.checkpoint.display().to_string()
@@ -658,7 +658,7 @@ fn eval_cmd(a: EvalArgs, device: &Device) -> Outcome {
         DataKind::Synthetic => (path, None),
         _ => (None, path.map(std::path::Path::new)),
     };
-    let loaded = robustft::validate::data::load_source(
+    let loaded = robustft::validate::sweep::data::load_source(
         data_kind,
         task,
         dir,
@@ -669,7 +669,7 @@ fn eval_cmd(a: EvalArgs, device: &Device) -> Outcome {
         "--",
     )
     .input()?;
-    let eval = robustft::validate::eval::EvalSpec {
+    let eval = robustft::validate::checkpoints::eval::EvalSpec {
         checkpoint: a.checkpoint.clone(),
         backbone: a.backbone.clone(),
         model: cfg,
@@ -693,7 +693,7 @@ fn eval_cmd(a: EvalArgs, device: &Device) -> Outcome {
         ))
         .input();
     }
-    let model = robustft::validate::eval::load_model(&eval, loaded.test.classes, device).input()?;
+    let model = robustft::validate::checkpoints::eval::load_model(&eval, loaded.test.classes, device).input()?;
     if let Some(p) = &a.save_images {
         if p.exists() {
             return Err(robustft::Error::invalid(
@@ -703,17 +703,17 @@ fn eval_cmd(a: EvalArgs, device: &Device) -> Outcome {
             ))
             .input();
         }
-        robustft::validate::eval::save_images(&loaded.test, a.n, a.seed, p).running()?;
+        robustft::validate::checkpoints::eval::save_images(&loaded.test, a.n, a.seed, p).running()?;
     }
     let say = |m: &str| {
         if !quiet {
             eprintln!("{m}");
         }
     };
-    let report = robustft::validate::eval::evaluate(&eval, &model, &loaded.test, &say).running()?;
+    let report = robustft::validate::checkpoints::eval::evaluate(&eval, &model, &loaded.test, &say).running()?;
     Ok(if a.json {
         serde_json::to_string(&report).expect("serialisable") + "\n"
     } else {
-        robustft::validate::eval::render(&report)
+        robustft::validate::checkpoints::eval::render(&report)
     })
 }

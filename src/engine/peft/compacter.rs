@@ -12,9 +12,9 @@
 use candle_core::{Result as CResult, Tensor};
 
 use super::{Method, PeftConfig, SiteAt, SiteModule};
-use crate::engine::modules::Weights;
 use crate::engine::ops::{gelu, linear};
 use crate::engine::vit::{Init, LayerKeys, ParamSpec, Role, VitConfig};
+use crate::engine::weights::Weights;
 use crate::error::Result;
 
 /// Compacter.

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use candle_core::{Result as CResult, Tensor};
 
 use super::{Method, PeftConfig, ProjectionHooks};
-use crate::engine::modules::Weights;
 use crate::engine::vit::{Init, LayerKeys, ParamSpec, Role, VitConfig};
+use crate::engine::weights::Weights;
 use crate::error::Result;
 
 /// (IA)³.

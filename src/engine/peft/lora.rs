@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use candle_core::{Result as CResult, Tensor};
 
 use super::{Delta, Method, PeftConfig, ProjectionHooks};
-use crate::engine::modules::Weights;
 use crate::engine::ops::linear;
 use crate::engine::vit::{Init, LayerKeys, ParamSpec, Role, VitConfig};
+use crate::engine::weights::Weights;
 use crate::error::Result;
 
 /// LoRA.

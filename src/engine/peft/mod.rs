@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use candle_core::{Result as CResult, Tensor};
 use serde::Deserialize;
 
-use super::modules::Weights;
 use super::vit::{LayerKeys, ParamSpec, Role, VitConfig, backbone_spec, head_spec};
+use super::weights::Weights;
 use crate::error::{Error, Result};
 pub use crate::theory::Strategy;
 
