@@ -13,7 +13,15 @@ pub fn fail(msg: impl std::fmt::Display) -> ExitCode {
 /// Parses the command line. `--help`/`--version` print and exit 0; a parse error prints clap's
 /// message (up to its usage block, folded onto one line) and exits 2.
 pub fn parse<T: clap::Parser>() -> Result<T, ExitCode> {
-    match T::try_parse() {
+    parse_with::<T>(|c| c)
+}
+
+/// [`parse`] with the command edited first (a help template, say).
+pub fn parse_with<T: clap::Parser>(edit: impl FnOnce(clap::Command) -> clap::Command) -> Result<T, ExitCode> {
+    let parsed = edit(T::command())
+        .try_get_matches()
+        .and_then(|m| T::from_arg_matches(&m));
+    match parsed {
         Ok(c) => Ok(c),
         Err(e) if !e.use_stderr() => {
             let _ = e.print();
@@ -103,5 +111,84 @@ pub fn finish(outcome: Outcome) -> ExitCode {
         }
         Err(Failure::Input(m)) => fail(m),
         Err(Failure::Run(m)) => fail_run(m),
+    }
+}
+
+/// A strategy on the command line (`--strategy`, `--strategies`): its id, or one of its
+/// aliases with `-` for `_` (`linear-probe`, `lp`, …; give `ignore_case = true` on the argument).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrategyArg(pub crate::engine::Strategy);
+
+/// Every strategy as a command-line value, in the registry's order.
+static STRATEGY_ARGS: std::sync::LazyLock<Vec<StrategyArg>> =
+    std::sync::LazyLock::new(|| crate::engine::Strategy::ALL.iter().map(|&s| StrategyArg(s)).collect());
+
+/// The spellings each strategy is accepted under (in the registry's order): its aliases as
+/// written and with `_` as `-`, and its id with `_` as `-` (the id itself is the value's name).
+/// Made once per process (clap takes `'static` names).
+static SPELLINGS: std::sync::LazyLock<Vec<Vec<&'static str>>> = std::sync::LazyLock::new(|| {
+    crate::engine::Strategy::ALL
+        .iter()
+        .map(|s| {
+            let mut v: Vec<&'static str> = Vec::new();
+            for a in std::iter::once(s.id()).chain(s.aliases().iter().copied()) {
+                for t in [a.to_string(), a.replace('_', "-")] {
+                    if t != s.id() && !v.contains(&t.as_str()) {
+                        v.push(Box::leak(t.into_boxed_str()));
+                    }
+                }
+            }
+            v
+        })
+        .collect()
+});
+
+impl clap::ValueEnum for StrategyArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &STRATEGY_ARGS
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let i = crate::engine::Strategy::ALL.iter().position(|s| *s == self.0)?;
+        Some(clap::builder::PossibleValue::new(self.0.id()).aliases(SPELLINGS[i].iter().copied()))
+    }
+}
+
+/// `--strategy` where `all` is allowed too (`validate bench`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrategyChoice {
+    /// Every strategy.
+    All,
+    /// One.
+    One(crate::engine::Strategy),
+}
+
+impl StrategyChoice {
+    /// The strategies chosen, in the registry's order.
+    pub fn strategies(self) -> Vec<crate::engine::Strategy> {
+        match self {
+            StrategyChoice::All => crate::engine::Strategy::ALL.to_vec(),
+            StrategyChoice::One(s) => vec![s],
+        }
+    }
+}
+
+/// `all`, then every strategy.
+static STRATEGY_CHOICES: std::sync::LazyLock<Vec<StrategyChoice>> = std::sync::LazyLock::new(|| {
+    std::iter::once(StrategyChoice::All)
+        .chain(crate::engine::Strategy::ALL.iter().map(|&s| StrategyChoice::One(s)))
+        .collect()
+});
+
+impl clap::ValueEnum for StrategyChoice {
+    fn value_variants<'a>() -> &'a [Self] {
+        &STRATEGY_CHOICES
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        match self {
+            StrategyChoice::All => Some(clap::builder::PossibleValue::new("all")),
+            StrategyChoice::One(s) => StrategyArg(*s).to_possible_value(),
+        }
     }
 }

@@ -173,6 +173,16 @@ impl Strategy {
         }
     }
 
+    /// Other names accepted for it (a configuration's strategy list, `--strategy`), besides
+    /// [`Strategy::id`]; case is ignored and `-` reads as `_`.
+    pub fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Strategy::LinearProbe => &["lp", "linear", "linear_probing"],
+            Strategy::Ia3 => &["(ia)3", "ia³"],
+            Strategy::Full | Strategy::Lora | Strategy::Adapter | Strategy::Compacter | Strategy::Bitfit => &[],
+        }
+    }
+
     /// Trainable backbone parameters on ViT-B/16 (head excluded); see [`VIT_B16_TRAINABLE`].
     pub fn vit_b16_params(self) -> u64 {
         VIT_B16_TRAINABLE

@@ -1,10 +1,14 @@
-//! `validate`'s command line: the subcommands and their flags.
+//! `validate`'s command line: one grammar for every command. A command that makes a sweep takes
+//! its configuration (`--config FILE` or `--preset NAME`, and `--out DIR`); a command that reads a
+//! finished folder takes it as `DIR` (the configuration comes from the folder's records);
+//! `--quiet` and `--device` are global. Strategies, attacks and head starts are value lists.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use robustft::cli::StrategyArg;
 
-use super::Dtype;
+pub use crate::options::{BenchArgs, ChooseArgs, EvalArgs, GapArgs, InterpolateArgs, PretrainArgs, SlurmArgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -17,10 +21,25 @@ use super::Dtype;
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Option<Cmd>,
+    #[command(flatten)]
+    pub global: Global,
 }
 
-/// Which configuration and where its run folder is (shared by run, tune and tasks).
-#[derive(clap::Args, Debug)]
+/// Flags every command takes.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Global {
+    /// No progress bars (without a terminal, in a log or a Slurm job, long loops print one line
+    /// per step either way).
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    /// cpu, cuda or cuda:N (default: CUDA if built with it and present, else CPU; `validate` with
+    /// no command: CPU). Commands that compute nothing ignore it.
+    #[arg(long, global = true, value_name = "DEVICE")]
+    pub device: Option<String>,
+}
+
+/// Which configuration and where its run folder is (the commands that make a sweep).
+#[derive(clap::Args, Debug, Clone)]
 pub struct ConfigArgs {
     /// Run configuration (TOML).
     #[arg(long, value_name = "FILE", conflicts_with = "preset")]
@@ -33,19 +52,26 @@ pub struct ConfigArgs {
     pub out: Option<PathBuf>,
 }
 
+/// The stage each command belongs to, in `validate --help` (see `main::help_template`).
+pub const STAGES: [(&str, &[&str]); 4] = [
+    (
+        "Sweep (makes records)",
+        &["run", "plan", "status", "slurm", "tune", "tasks"],
+    ),
+    ("Study (reads records)", &["report", "verdict", "compare", "versus"]),
+    (
+        "Checkpoints (replays weights)",
+        &["eval", "gap", "interpolate", "choose"],
+    ),
+    ("Tools", &["inspect", "pretrain", "bench"]),
+];
+
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Run (or resume) a tracked fine-tuning experiment, then write its report.
     Run {
         #[command(flatten)]
         cfg: ConfigArgs,
-        /// No progress bars (without a terminal, in a log or a Slurm job, each evaluation prints
-        /// one line either way).
-        #[arg(long)]
-        quiet: bool,
-        /// cpu, cuda or cuda:N (default: CUDA if built with it and present, else CPU).
-        #[arg(long)]
-        device: Option<String>,
         /// Run only this cell of the sweep's plan (0 = upstream; see `validate plan`), as one
         /// task of a job array does; no report.
         #[arg(long, value_name = "N")]
@@ -87,86 +113,6 @@ pub enum Cmd {
         /// Seed of the split, head and batch order.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// No progress bars.
-        #[arg(long)]
-        quiet: bool,
-    },
-    /// PGD vs AutoAttack at each finished run's peak-robustness and final checkpoints (replayed
-    /// from the records, checked image by image); writes DIR/gap/ (gap.md, gap.csv, per run).
-    Gap {
-        #[command(flatten)]
-        cfg: ConfigArgs,
-        /// Radii (each one of the run's), comma-separated (default: the run's smallest). A folder's radii
-        /// followed by larger ones complete its cells instead of redoing them.
-        #[arg(long, value_delimiter = ',')]
-        eps: Vec<String>,
-        /// Images per checkpoint: the first N of each run's evaluation images.
-        #[arg(long, default_value_t = 1000)]
-        n: usize,
-        /// Only these seeds (default: all the run's), comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        seeds: Vec<u64>,
-        /// Only these datasets (default: all the run's), comma-separated names.
-        #[arg(long, value_delimiter = ',')]
-        datasets: Vec<String>,
-        /// Only these strategies (default: all the run's), comma-separated ids (full, lora, …).
-        #[arg(long, value_delimiter = ',')]
-        strategies: Vec<String>,
-        /// Measure AutoAttack again on the selected cells that do not record which member broke
-        /// each image (cells from before members were recorded), checking every image's outcome
-        /// against the recorded one; the summary then says which member broke the points PGD
-        /// missed.
-        #[arg(long)]
-        attribute: bool,
-        /// Attacks to score beside AutoAttack on the selected cells, comma-separated: PGD variants
-        /// pgd:STEPS:ALPHA with ALPHA a fraction of ε (pgd:100:1/4 is PGD-100 with α = ε/4; the
-        /// run's own steps and α give another random start) and APGD-CE at STEPS iterations
-        /// (apgd-ce:15); on finished cells only the probes they lack run.
-        #[arg(long = "probe", value_delimiter = ',')]
-        probes: Vec<String>,
-        /// AutoAttack's APGD and FAB iterations.
-        #[arg(long, default_value_t = 100)]
-        steps: usize,
-        /// AutoAttack's target classes (APGD-T, FAB-T).
-        #[arg(long, default_value_t = 9)]
-        targets: usize,
-        /// AutoAttack's Square queries.
-        #[arg(long, default_value_t = 5000)]
-        queries: usize,
-        /// No progress bars.
-        #[arg(long)]
-        quiet: bool,
-        /// cpu, cuda or cuda:N (default: CUDA if built with it and present, else CPU).
-        #[arg(long)]
-        device: Option<String>,
-    },
-    /// Weight-space interpolation (WiSE-FT) between each finished run's starting and fine-tuned
-    /// parameters, evaluated as the run was; writes DIR/interpolate/ (table, figures, per run).
-    Interpolate {
-        #[command(flatten)]
-        cfg: ConfigArgs,
-        /// Interpolation weights in [0, 1], comma-separated (0 and 1 are always added: they are
-        /// checked against the run's step-0 and final records).
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
-        )]
-        alphas: Vec<f64>,
-        /// Where the head's path starts: its initialisation (init; results in DIR/interpolate/)
-        /// or the linear-probing run's final head of the same task and seed (linear-probe;
-        /// DIR/interpolate-lp-head/).
-        #[arg(long, default_value = "init")]
-        head_start: String,
-        /// Only these seeds (default: all the run's), comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        seeds: Vec<u64>,
-        /// No progress bars.
-        #[arg(long)]
-        quiet: bool,
-        /// cpu, cuda or cuda:N (default: CUDA if built with it and present, else CPU).
-        #[arg(long)]
-        device: Option<String>,
     },
     /// Separability of each configured task in the pretrained features (and of every class pair).
     Tasks {
@@ -175,9 +121,6 @@ pub enum Cmd {
         /// Also measure every pair of each dataset's classes as a two-class task.
         #[arg(long)]
         pairs: bool,
-        /// No progress bars.
-        #[arg(long)]
-        quiet: bool,
     },
     /// Write DIR/report/ from the records in DIR.
     Report {
@@ -217,246 +160,33 @@ pub enum Cmd {
         #[arg(long, default_value_t = 1000)]
         reps: usize,
     },
+    /// Score a checkpoint: clean and robust accuracy per radius under an attack (AutoAttack by default).
+    Eval(EvalArgs),
+    /// PGD vs AutoAttack at each finished run's peak-robustness and final checkpoints of DIR
+    /// (replayed from the records, checked image by image); writes DIR/gap/ (gap.md, gap.csv, per run).
+    Gap(GapArgs),
+    /// Weight-space interpolation (WiSE-FT) between each finished run's starting and fine-tuned
+    /// parameters in DIR, evaluated as the run was; writes DIR/interpolate/ (table, figures, per run).
+    Interpolate(InterpolateArgs),
     /// The checkpoint to ship: over the runs, steps and interpolation weights of the folders, the
     /// Pareto-optimal candidates reaching a clean-accuracy target, ranked by robust accuracy
     /// with CIs and ties marked; --export writes the first as an HF-layout safetensors file.
-    Choose {
-        /// Run folders (standard and robust fine-tuning may be mixed; interpolation results are
-        /// read where present).
-        #[arg(required = true)]
-        dirs: Vec<PathBuf>,
-        /// Minimum clean accuracy, in [0, 1].
-        #[arg(long)]
-        min_clean: f64,
-        /// The radius robust accuracy is read at (one of the runs'; default the smallest).
-        #[arg(long)]
-        eps: Option<String>,
-        /// Also require Pareto-optimality in OOD accuracy.
-        #[arg(long)]
-        ood: bool,
-        /// Only this task (required with --export when the folders hold several).
-        #[arg(long)]
-        dataset: Option<String>,
-        /// Write the first candidate to this file (HF layout; LoRA and (IA)³ merged).
-        #[arg(long, value_name = "FILE")]
-        export: Option<PathBuf>,
-        /// No progress bars.
-        #[arg(long)]
-        quiet: bool,
-        /// cpu, cuda or cuda:N (for --export).
-        #[arg(long)]
-        device: Option<String>,
-    },
+    Choose(ChooseArgs),
     /// Trainable parameter counts of a model under a strategy, as one JSON object.
     Inspect {
-        /// tiny, small, base, or a TOML file with a custom size.
+        /// tiny, small, base, a TOML file with a custom size, or an HF model folder.
         #[arg(long, default_value = "base")]
         model: String,
-        /// full, linear_probe, lora, adapter, compacter, bitfit or ia3.
-        #[arg(long)]
-        strategy: String,
+        /// The strategy.
+        #[arg(long, value_enum, ignore_case = true)]
+        strategy: StrategyArg,
         /// Classes of the head.
         #[arg(long, default_value_t = 1000)]
         num_classes: usize,
     },
     /// Pretrain a backbone on the synthetic upstream task and save it (HF layout).
-    Pretrain {
-        /// tiny, small, base, or a TOML file with a custom size.
-        #[arg(long, default_value = "tiny")]
-        model: String,
-        /// synthetic-upstream (or synthetic-simple / synthetic-complex).
-        #[arg(long, default_value = "synthetic-upstream")]
-        task: String,
-        /// Optimiser steps.
-        #[arg(long, default_value_t = 300)]
-        steps: usize,
-        /// Batch size.
-        #[arg(long, default_value_t = 128)]
-        batch_size: usize,
-        /// Peak learning rate.
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f64,
-        /// Seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Output checkpoint (.safetensors).
-        #[arg(long)]
-        out: PathBuf,
-        /// cpu, cuda or cuda:N.
-        #[arg(long)]
-        device: Option<String>,
-    },
-    /// Score a checkpoint: clean and robust accuracy per radius under an attack (AutoAttack by default).
-    Eval(EvalArgs),
+    Pretrain(PretrainArgs),
     /// Time train steps, eval batches and PGD-15 per strategy; with --config, also the expected
     /// time of each cell of that configuration on this machine.
     Bench(BenchArgs),
-}
-
-/// `validate slurm`'s resources and limits (see `robustft::validate::sweep::slurm::SlurmOptions`).
-#[derive(clap::Args, Debug)]
-pub struct SlurmArgs {
-    /// Partition (sbatch --partition).
-    #[arg(long)]
-    pub partition: Option<String>,
-    /// Time limit per job, in Slurm's format (e.g. 30, 4:00:00, 1-12:00:00).
-    #[arg(long)]
-    pub time: Option<String>,
-    /// GPUs per task (1 for ViT-B on a GPU cluster).
-    #[arg(long)]
-    pub gpus_per_task: Option<u32>,
-    /// CPUs per task.
-    #[arg(long)]
-    pub cpus_per_task: Option<u32>,
-    /// Memory per job (e.g. 16G).
-    #[arg(long)]
-    pub mem: Option<String>,
-    /// At most this many array tasks at once (%K).
-    #[arg(long, value_name = "K")]
-    pub array_max: Option<usize>,
-    /// Account to charge (sbatch --account).
-    #[arg(long)]
-    pub account: Option<String>,
-    /// Write the plan and scripts and print the sbatch commands; submit nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-impl From<SlurmArgs> for robustft::validate::sweep::slurm::SlurmOptions {
-    fn from(a: SlurmArgs) -> Self {
-        robustft::validate::sweep::slurm::SlurmOptions {
-            partition: a.partition,
-            time: a.time,
-            gpus_per_task: a.gpus_per_task,
-            cpus_per_task: a.cpus_per_task,
-            mem: a.mem,
-            array_max: a.array_max,
-            account: a.account,
-            dry_run: a.dry_run,
-        }
-    }
-}
-
-/// `validate bench`'s options.
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {
-    /// tiny, small, base, an HF model folder or a TOML file with a custom size (default tiny;
-    /// with --config, the configuration's model).
-    #[arg(long)]
-    pub model: Option<String>,
-    /// A strategy or `all` (with --config: all of the configuration's).
-    #[arg(long, default_value = "all")]
-    pub strategy: String,
-    /// Batch size (default 128; with --config, the configuration's).
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Timed repetitions (median).
-    #[arg(long, default_value_t = 5)]
-    pub reps: usize,
-    /// Element type of model and data.
-    #[arg(long, value_enum, default_value_t = Dtype::F32)]
-    pub dtype: Dtype,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// cpu, cuda or cuda:N.
-    #[arg(long)]
-    pub device: Option<String>,
-    /// Also run the PyTorch peer (default validation/peer/vit_bench.py; validation/gpu/peer_bench.py
-    /// on a GPU) in the same run and print the ratios.
-    #[arg(long, value_name = "SCRIPT", num_args = 0..=1, default_missing_value = "validation/peer/vit_bench.py")]
-    pub peer: Option<PathBuf>,
-    /// A run configuration: time its model at its batch size and print the expected time of each
-    /// of its cells on this machine (training steps, evaluations, radii, OOD).
-    #[arg(long, conflicts_with = "model")]
-    pub config: Option<PathBuf>,
-    /// Also time AutoAttack's standard version on N images of a model pretrained 300 steps on
-    /// synthetic-upstream; with --peer, torchattacks' on the same weights and images too
-    /// (validation/peer/attack_peer.py). Minutes per side: 1000 images take ≈ 20 min each on 2 cores.
-    #[arg(long, value_name = "N")]
-    pub autoattack: Option<usize>,
-    /// The radius of --autoattack.
-    #[arg(long, value_name = "EPS", default_value = "0.5/255")]
-    pub autoattack_eps: String,
-}
-
-/// The attacks `validate eval` runs.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EvalAttack {
-    /// PGD (α = ε/4, early exit), 15 steps unless --steps.
-    Pgd,
-    /// APGD with cross-entropy.
-    ApgdCe,
-    /// APGD with the DLR loss.
-    ApgdDlr,
-    /// APGD-T: targeted DLR over the top --targets classes.
-    ApgdT,
-    /// FAB-T: targeted minimal-perturbation attack over the top --targets classes.
-    FabT,
-    /// The Square Attack (--queries, default 5000).
-    Square,
-    /// AutoAttack's ensemble: APGD-CE → APGD-T → FAB-T → Square.
-    Autoattack,
-}
-
-/// `validate eval`'s options.
-#[derive(clap::Args, Debug)]
-pub struct EvalArgs {
-    /// A full model (validate pretrain's output, an HF model folder) or a run checkpoint
-    /// (then --backbone).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// The upstream backbone a run checkpoint's parameters were trained from.
-    #[arg(long)]
-    pub backbone: Option<PathBuf>,
-    /// tiny, small, base, a TOML file, or an HF folder (default: the checkpoint when it is an
-    /// HF folder, else tiny).
-    #[arg(long)]
-    pub model: Option<String>,
-    /// The strategy the checkpoint was trained with.
-    #[arg(long, default_value = "full")]
-    pub strategy: String,
-    /// KIND or KIND:PATH — synthetic:TASK, fashion-mnist (Debian's folder) or fashion-mnist:DIR,
-    /// cifar10:DIR, cifar100:DIR, image-folder:DIR.
-    #[arg(long)]
-    pub data: String,
-    /// Keep these classes (labels remapped in this order), e.g. 0,2,4.
-    #[arg(long, value_delimiter = ',')]
-    pub classes: Option<Vec<u32>>,
-    /// Test images (a seeded draw).
-    #[arg(long, default_value_t = 1000)]
-    pub n: usize,
-    /// The attack.
-    #[arg(long, value_enum, default_value_t = EvalAttack::Autoattack)]
-    pub attack: EvalAttack,
-    /// ℓ∞ radii in [0, 1] (numbers or fractions), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "8/255")]
-    pub eps: Vec<String>,
-    /// Iterations (PGD: 15, APGD, FAB-T and AutoAttack's members: 100; per target for APGD-T and
-    /// FAB-T).
-    #[arg(long)]
-    pub steps: Option<usize>,
-    /// Square's query budget (square, autoattack): 5000.
-    #[arg(long)]
-    pub queries: Option<usize>,
-    /// APGD-T and FAB-T target classes (default 9, fewer with fewer classes).
-    #[arg(long)]
-    pub targets: Option<usize>,
-    /// Seed of the image draw and the attacks.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Print the report as JSON (RobustBench-like).
-    #[arg(long)]
-    pub json: bool,
-    /// Also write the evaluated images and labels, in order, to this safetensors file
-    /// (`pixels`, n × C × H × W in 0…1, and `labels`): for a peer to attack the same points.
-    /// An existing file is refused.
-    #[arg(long)]
-    pub save_images: Option<PathBuf>,
-    /// No progress lines on stderr.
-    #[arg(long)]
-    pub quiet: bool,
-    /// cpu, cuda or cuda:N.
-    #[arg(long)]
-    pub device: Option<String>,
 }

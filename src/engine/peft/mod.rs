@@ -191,16 +191,12 @@ impl PeftConfig {
 /// Parses a strategy name (`full`, `linear_probe`/`lp`, `lora`, `adapter`, `compacter`,
 /// `bitfit`, `ia3`).
 pub fn parse_strategy(s: &str) -> Result<Strategy> {
-    let norm = s.trim().to_ascii_lowercase().replace('-', "_");
+    let norm = |t: &str| t.trim().to_ascii_lowercase().replace('-', "_");
+    let want = norm(s);
     Strategy::ALL
         .iter()
         .copied()
-        .find(|st| st.id() == norm)
-        .or(match norm.as_str() {
-            "lp" | "linear" | "linear_probing" => Some(Strategy::LinearProbe),
-            "(ia)3" | "ia³" => Some(Strategy::Ia3),
-            _ => None,
-        })
+        .find(|st| st.id() == want || st.aliases().iter().any(|a| norm(a) == want))
         .ok_or_else(|| {
             Error::invalid(
                 "strategy",

@@ -72,13 +72,14 @@ pub fn default_alphas() -> Vec<f64> {
 }
 
 /// Where the head's path starts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum HeadStart {
     /// Its initialisation (the fresh head), like every other trainable tensor.
     #[default]
     Init,
     /// The linear-probing run's final head (same task and seed).
+    #[value(alias = "linear_probe", alias = "lp")]
     LinearProbe,
 }
 

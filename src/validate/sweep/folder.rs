@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::Strategy;
 use crate::error::{Error, Result};
+use crate::validate::sweep::config::{RunConfig, ValidRun};
 use crate::validate::sweep::records;
 
 /// Paths of one run's files.
@@ -41,4 +42,51 @@ pub fn check_experiment(jsonl: &Path, header: &records::Header, ours: &str) -> R
              choose another output folder"
         ),
     })
+}
+
+/// The configuration a finished or growing run folder was written with, read from its records
+/// (what `gap` and `interpolate` work from): the one experiment every record shares
+/// ([`records::check_one_experiment`]), with the seeds and strategies of every record's
+/// configuration and each strategy's own learning rate. Errors name the folder or the record.
+pub fn recorded_run(dir: &Path) -> Result<ValidRun> {
+    let runs = records::read_folder(dir)?;
+    records::check_one_experiment(runs.iter().map(|r| &r.header))?;
+    let mut config = runs[0].header.config.clone();
+    let (mut seeds, mut strategies) = (Vec::new(), Vec::new());
+    for r in &runs {
+        let c = &r.header.config;
+        let list = |key: &str| {
+            c.get(key)
+                .and_then(serde_json::Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        for v in list("seeds") {
+            if !seeds.contains(&v) {
+                seeds.push(v);
+            }
+        }
+        for v in list("strategies") {
+            if !strategies.contains(&v) {
+                strategies.push(v);
+            }
+        }
+        if let (Some(lr), Some(own)) = (
+            config
+                .pointer_mut("/optimizer/lr")
+                .and_then(serde_json::Value::as_object_mut),
+            c.pointer(&format!("/optimizer/lr/{}", r.header.strategy)),
+        ) {
+            lr.insert(r.header.strategy.clone(), own.clone());
+        }
+    }
+    seeds.sort_by_key(|v| v.as_u64());
+    config["seeds"] = serde_json::Value::Array(seeds);
+    config["strategies"] = serde_json::Value::Array(strategies);
+    let file = dir.join("<records>");
+    let config: RunConfig = serde_json::from_value(config).map_err(|e| Error::Config {
+        path: file,
+        message: format!("the configuration recorded in {} does not parse: {e}", dir.display()),
+    })?;
+    config.validate()
 }

@@ -66,14 +66,16 @@ pub struct PretrainSpec {
     pub dataset: Option<SourceSpec>,
 }
 
-/// The attack of the periodic evaluation (`attack.kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The attack of the periodic evaluation (`attack.kind`) and of `validate eval --attack` (one
+/// list for both; on the command line APGD-CE is `apgd-ce`, also `apgd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum AttackKind {
-    /// PGD (Madry et al. 2018) with step size `alpha`.
+    /// PGD (Madry et al. 2018) with step size `alpha` (α = ε/4 and 15 steps unless set).
     Pgd,
     /// APGD-CE (Croce & Hein 2020), step size adapted by the attack (also `apgd-ce`).
     #[serde(alias = "apgd-ce")]
+    #[value(name = "apgd-ce", alias = "apgd")]
     Apgd,
     /// APGD with the DLR loss, untargeted.
     ApgdDlr,
