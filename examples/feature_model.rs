@@ -31,7 +31,7 @@ fn main() -> robustft::Result<()> {
     println!("η_min(k = 768, d = 768) = {:.5}", eta_min(768.0, 768.0, 0.99)?);
 
     // The predicted ranking at d = 100: fewer updated parameters, more robust at matched accuracy.
-    for p in predict_strategies(100.0, 0.99, 0.02)? {
+    for p in predict_strategies(&robustft::engine::Strategy::ALL, 100.0, 0.99, 0.02)? {
         println!(
             "{:<16} k = {:>10.3}  robust at matched accuracy {:.4}",
             p.strategy.name(),

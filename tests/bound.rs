@@ -1,7 +1,8 @@
 //! The fine-tuning bound η_min = Φ⁻¹(A)/√(k+d) and robustness at matched accuracy.
 
 use proptest::prelude::*;
-use robustft::theory::{Regime, Strategy, eta_min, phi, predict_strategies, robust_at_matched_accuracy, z_score};
+use robustft::engine::Strategy;
+use robustft::theory::{Regime, eta_min, phi, predict_strategies, robust_at_matched_accuracy, z_score};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
@@ -66,7 +67,7 @@ fn paper_values() {
 #[test]
 fn ranking_per_d() {
     for d in [10.0, 100.0, 1e4] {
-        let ranked = predict_strategies(d, 0.99, 0.01).unwrap();
+        let ranked = predict_strategies(&Strategy::ALL, d, 0.99, 0.01).unwrap();
         assert_eq!(ranked.len(), 7);
         assert_eq!(ranked[0].strategy, Strategy::LinearProbe);
         assert_eq!(ranked[6].strategy, Strategy::Full);

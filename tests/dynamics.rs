@@ -5,8 +5,8 @@
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use robustft::engine::Strategy;
 use robustft::simulate::dynamics::{DynamicsConfig, predicted_auc};
-use robustft::theory::Strategy;
 use robustft::theory::dynamics::net::trainable_count;
 use robustft::theory::dynamics::{Backbone, ModuleSizes, Net, Task, TrainSpec, example_gradient, train};
 use robustft::theory::quadrature::GaussHermite;
@@ -27,7 +27,7 @@ fn small() -> (Task, Backbone) {
 }
 
 /// Population loss at θ by quadrature.
-fn loss(task: &Task, net: &Net, gh: &GaussHermite, theta: &[f64]) -> f64 {
+fn loss(task: &Task, net: &Net<Strategy>, gh: &GaussHermite, theta: &[f64]) -> f64 {
     let e = net.effective(theta).unwrap();
     task.population(gh, &e.w, e.beta).unwrap().loss
 }

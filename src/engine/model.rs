@@ -301,7 +301,8 @@ impl Vit {
 
     /// Where weight-space interpolation starts for this (fine-tuned) model, given the trainable
     /// tensors before fine-tuning (`initial`, from [`Vit::trainable_snapshot`] at step 0): every
-    /// trainable tensor from its initial value, except LoRA's A matrices, which stay at their
+    /// trainable tensor from its initial value, except those the strategy keeps
+    /// ([`peft::Method::keeps_fine_tuned_on_path`]): LoRA's A matrices, which stay at their
     /// fine-tuned value — B starts from 0, so the update along the path is α·(α_lora/r)·B·A, exactly
     /// the interpolation of the merged weights W₀ + α·ΔW (and the function at α = 0 is the
     /// initial one, B being 0). (IA)³'s vectors start from 1, the head from its initialisation.
@@ -309,7 +310,7 @@ impl Vit {
         self.vars
             .iter()
             .map(|(k, v)| {
-                let t = if self.spec.strategy == Strategy::Lora && k.ends_with(".lora_A") {
+                let t = if peft::method(self.spec.strategy).keeps_fine_tuned_on_path(k) {
                     v.as_tensor().detach()
                 } else {
                     initial

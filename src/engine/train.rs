@@ -57,22 +57,16 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// The paper's preset for a strategy: lr 2e-5 and no warm-up for full fine-tuning, lr 5e-3
-    /// with 800 warm-up steps for the others; batch 128.
+    /// The paper's preset for a strategy (its file's [`crate::engine::peft::Definition::paper_optimiser`]:
+    /// lr 2e-5 and no warm-up for full fine-tuning, lr 5e-3 with 800 warm-up steps for the
+    /// others); batch 128.
     pub fn paper(strategy: Strategy, total_steps: usize) -> Self {
-        match strategy {
-            Strategy::Full => Self {
-                lr: 2e-5,
-                warmup_steps: 0,
-                total_steps,
-                ..Self::default()
-            },
-            _ => Self {
-                lr: 5e-3,
-                warmup_steps: 800,
-                total_steps,
-                ..Self::default()
-            },
+        let p = strategy.def().paper_optimiser();
+        Self {
+            lr: p.lr,
+            warmup_steps: p.warmup_steps,
+            total_steps,
+            ..Self::default()
         }
     }
 

@@ -15,12 +15,12 @@ use serde::Serialize;
 
 pub use config::{SimConfig, ValidConfig};
 
+use crate::engine::Strategy;
 use crate::error::{Error, Result, check};
 use crate::io::write_atomic;
 use crate::plot::{Figure, write_figure};
 use crate::theory::{
-    FeatureModel, LinearClassifier, ScoreSummary, Strategy, accuracy, eta_min, predict_strategies, tsipras_upper_bound,
-    z_score,
+    FeatureModel, LinearClassifier, ScoreSummary, accuracy, eta_min, predict_strategies, tsipras_upper_bound, z_score,
 };
 
 /// η_min for one d of `bound.d_lines`: with k = 0 (linear probing) and k = d (full fine-tuning,
@@ -127,7 +127,7 @@ pub fn run(cfg: &ValidConfig, out: &Path) -> Result<Summary> {
             linear_probe: eta_min(0.0, d, b.target_acc)?,
             full: eta_min(d, d, b.target_acc)?,
         });
-        let ranked = predict_strategies(d, cfg.strategies.clean_acc, cfg.strategies.eps)?;
+        let ranked = predict_strategies(&Strategy::ALL, d, cfg.strategies.clean_acc, cfg.strategies.eps)?;
         rankings.push((d, ranked.iter().map(|p| (p.strategy, p.robust_acc)).collect()));
     }
     Ok(Summary {

@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::normal::{phi, phi_inv};
+use super::strategy::StrategyModel;
 use crate::error::{Error, Result, check};
 
 /// The paper's default accuracy target for the bound (99%; z = Φ⁻¹(0.99) = 2.3263…, rounded to
@@ -115,114 +116,11 @@ pub fn robust_at_matched_accuracy(clean_acc: f64, m: f64, eps: f64) -> Result<f6
     Ok(phi(z - eps * m.sqrt()))
 }
 
-/// The seven fine-tuning strategies of Li et al. 2025.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    /// Full fine-tuning: every backbone parameter.
-    Full,
-    /// Linear probing: the classification head only.
-    LinearProbe,
-    /// LoRA (Hu et al. 2022).
-    Lora,
-    /// Houlsby bottleneck adapters (Houlsby et al. 2019).
-    Adapter,
-    /// Compacter (Karimi Mahabadi et al. 2021).
-    Compacter,
-    /// BitFit: biases only (Ben Zaken et al. 2022).
-    Bitfit,
-    /// (IA)³ scaling vectors (Liu et al. 2022).
-    Ia3,
-}
-
-impl Strategy {
-    /// All seven, in the paper's order.
-    pub const ALL: [Strategy; 7] = [
-        Strategy::Full,
-        Strategy::LinearProbe,
-        Strategy::Lora,
-        Strategy::Adapter,
-        Strategy::Compacter,
-        Strategy::Bitfit,
-        Strategy::Ia3,
-    ];
-
-    /// Display name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::Full => "Full",
-            Strategy::LinearProbe => "Linear Probing",
-            Strategy::Lora => "LoRA",
-            Strategy::Adapter => "Adapter",
-            Strategy::Compacter => "Compacter",
-            Strategy::Bitfit => "BitFit",
-            Strategy::Ia3 => "(IA)³",
-        }
-    }
-
-    /// Short ASCII identifier (file names, CSV columns): the serde name.
-    pub fn id(self) -> &'static str {
-        match self {
-            Strategy::Full => "full",
-            Strategy::LinearProbe => "linear_probe",
-            Strategy::Lora => "lora",
-            Strategy::Adapter => "adapter",
-            Strategy::Compacter => "compacter",
-            Strategy::Bitfit => "bitfit",
-            Strategy::Ia3 => "ia3",
-        }
-    }
-
-    /// Other names accepted for it (a configuration's strategy list, `--strategy`), besides
-    /// [`Strategy::id`]; case is ignored and `-` reads as `_`.
-    pub fn aliases(self) -> &'static [&'static str] {
-        match self {
-            Strategy::LinearProbe => &["lp", "linear", "linear_probing"],
-            Strategy::Ia3 => &["(ia)3", "ia³"],
-            Strategy::Full | Strategy::Lora | Strategy::Adapter | Strategy::Compacter | Strategy::Bitfit => &[],
-        }
-    }
-
-    /// Trainable backbone parameters on ViT-B/16 (head excluded); see [`VIT_B16_TRAINABLE`].
-    pub fn vit_b16_params(self) -> u64 {
-        VIT_B16_TRAINABLE
-            .iter()
-            .find(|(s, _)| *s == self)
-            .map(|(_, n)| *n)
-            .expect("every strategy is in the table")
-    }
-
-    /// Fraction of the full backbone this strategy trains: params / params_full.
-    pub fn param_fraction(self) -> f64 {
-        self.vit_b16_params() as f64 / Strategy::Full.vit_b16_params() as f64
-    }
-
-    /// The strategy's k on a task whose pretrained classifier uses d features:
-    /// k = d · params/params_full (full fine-tuning: k = d; linear probing: k = 0).
-    pub fn k_for(self, d: f64) -> f64 {
-        d * self.param_fraction()
-    }
-}
-
-/// Trainable backbone parameters per strategy on ViT-B/16 (ImageNet-21k, HF layout, no pooler,
-/// head excluded), as reported by Li et al. 2025 (arXiv:2503.14836, the strategy table of §4)
-/// for AdapterHub `adapters` defaults: LoRA r = 8 on q, k, v, intermediate and output dense;
-/// Houlsby adapters with reduction factor 8; (IA)³ on k, v and the FFN; BitFit all biases.
-pub const VIT_B16_TRAINABLE: [(Strategy, u64); 7] = [
-    (Strategy::Full, 85_798_656),
-    (Strategy::LinearProbe, 0),
-    (Strategy::Lora, 1_179_648),
-    (Strategy::Adapter, 3_559_680),
-    (Strategy::Compacter, 57_088),
-    (Strategy::Bitfit, 102_912),
-    (Strategy::Ia3, 64_512),
-];
-
 /// One strategy's prediction at one task complexity d.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct StrategyPrediction {
+pub struct StrategyPrediction<S> {
     /// The strategy.
-    pub strategy: Strategy,
+    pub strategy: S,
     /// Its k = d·params/params_full.
     pub k: f64,
     /// Features used, m = k + d (disjoint regime).
@@ -233,13 +131,18 @@ pub struct StrategyPrediction {
     pub robust_acc: f64,
 }
 
-/// Predictions for all seven strategies at task complexity `d`, clean accuracy `clean_acc` and
-/// attack size `eps`, sorted from most to least robust (ties keep the paper's order).
-/// In the disjoint regime this is the order of increasing parameter count: the bound predicts
-/// that fewer updated parameters force stronger, more robust features.
-pub fn predict_strategies(d: f64, clean_acc: f64, eps: f64) -> Result<Vec<StrategyPrediction>> {
-    let mut out = Vec::with_capacity(7);
-    for s in Strategy::ALL {
+/// Predictions for `strategies` (the seven: `crate::engine::Strategy::ALL`) at task complexity
+/// `d`, clean accuracy `clean_acc` and attack size `eps`, sorted from most to least robust (ties
+/// keep the given order). In the disjoint regime this is the order of increasing parameter
+/// count: the bound predicts that fewer updated parameters force stronger, more robust features.
+pub fn predict_strategies<S: StrategyModel>(
+    strategies: &[S],
+    d: f64,
+    clean_acc: f64,
+    eps: f64,
+) -> Result<Vec<StrategyPrediction<S>>> {
+    let mut out = Vec::with_capacity(strategies.len());
+    for &s in strategies {
         let k = s.k_for(d);
         let m = Regime::Disjoint.features_used(k, d)?;
         out.push(StrategyPrediction {
@@ -257,6 +160,8 @@ pub fn predict_strategies(d: f64, clean_acc: f64, eps: f64) -> Result<Vec<Strate
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The registry's strategies (the theory is written for any `StrategyModel`).
+    use crate::engine::Strategy;
 
     #[test]
     fn eta_min_times_sqrt_m_is_z() {
@@ -314,14 +219,14 @@ mod tests {
     /// the order of increasing parameter count.
     #[test]
     fn predicted_ranking_follows_parameter_count() {
-        let ranked: Vec<_> = predict_strategies(1000.0, 0.99, 0.05)
+        let ranked: Vec<_> = predict_strategies(&Strategy::ALL, 1000.0, 0.99, 0.05)
             .unwrap()
             .iter()
             .map(|p| p.strategy)
             .collect();
         use Strategy::*;
         assert_eq!(ranked, vec![LinearProbe, Compacter, Ia3, Bitfit, Lora, Adapter, Full]);
-        let full = predict_strategies(1000.0, 0.99, 0.05).unwrap()[6];
+        let full = predict_strategies(&Strategy::ALL, 1000.0, 0.99, 0.05).unwrap()[6];
         assert!((full.robust_acc - phi(z_score(0.99).unwrap() - 0.05 * 2000f64.sqrt())).abs() < 1e-15);
     }
 }

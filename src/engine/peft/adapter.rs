@@ -4,6 +4,11 @@
 //! zero (N(0, 1e-4²)), so the adapted model starts at the pretrained function up to ~1e-4.
 //! 3,559,680 parameters on ViT-B/16: 24 × ((768·96 + 96) + (96·768 + 768)).
 
+use std::borrow::Cow;
+
+use super::{Definition, ExportForm};
+use crate::theory::dynamics::net::{Layer, ModuleSizes, Parameterisation};
+use crate::theory::dynamics::net::{bottleneck_backbone, bottleneck_grads};
 use candle_core::{Result as CResult, Tensor};
 
 use super::{Method, PeftConfig, SiteAt, SiteModule};
@@ -94,4 +99,45 @@ impl SiteModule for Bottleneck {
 /// h + up(GELU(down(h))).
 pub fn forward(h: &Tensor, dw: &Tensor, db: &Tensor, uw: &Tensor, ub: &Tensor) -> CResult<Tensor> {
     h + linear(&gelu(&linear(h, dw, Some(db))?)?, uw, Some(ub))?
+}
+
+impl Definition for Adapter {
+    fn name(&self) -> &'static str {
+        "Adapter"
+    }
+    fn id(&self) -> &'static str {
+        "adapter"
+    }
+    fn vit_b16_params(&self) -> u64 {
+        3_559_680
+    }
+    fn export_form(&self) -> ExportForm {
+        ExportForm::Modules
+    }
+    fn exact_start(&self) -> bool {
+        false
+    }
+}
+
+/// M W₀, M b₀ with M = I + U Dᵀ; U = 0 at start, D ~ N(0, 1/h): 2·h·r.
+impl Parameterisation for Adapter {
+    fn block_len(&self, h: usize, _n: usize, shape: &ModuleSizes) -> usize {
+        2 * h * shape.adapter_rank
+    }
+    fn init(&self, layer: &Layer, gauss: &mut dyn FnMut(f64, usize) -> Vec<f64>, theta: &mut Vec<f64>) {
+        let (h, r) = (layer.hidden(), layer.shape.adapter_rank);
+        theta.extend(std::iter::repeat_n(0.0, h * r));
+        theta.extend(gauss((1.0 / h as f64).sqrt(), h * r));
+    }
+    fn backbone<'a>(&self, layer: &Layer<'a>, blk: &[f64]) -> (Cow<'a, [f64]>, Cow<'a, [f64]>) {
+        let (h, r) = (layer.hidden(), layer.shape.adapter_rank);
+        let (w, b) = bottleneck_backbone(layer, &blk[..h * r], &blk[h * r..], r);
+        (w.into(), b.into())
+    }
+    fn backward(&self, layer: &Layer, blk: &[f64], u: &[f64], gw: &[f64], gbeta: f64, g: &mut Vec<f64>) {
+        let (h, r) = (layer.hidden(), layer.shape.adapter_rank);
+        let (g_up, g_down) = bottleneck_grads(layer, (&blk[..h * r], &blk[h * r..], r), u, gw, gbeta);
+        g.extend(g_up);
+        g.extend(g_down);
+    }
 }

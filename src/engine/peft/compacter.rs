@@ -9,6 +9,11 @@
 //! the factor sizes, as `adapters`), except the up projection's t ~ N(0, 1e-4²): the adapter
 //! starts near the identity map, like the Houlsby one.
 
+use std::borrow::Cow;
+
+use super::{Definition, ExportForm};
+use crate::theory::dynamics::net::{Layer, ModuleSizes, Parameterisation};
+use crate::theory::dynamics::net::{bottleneck_backbone, bottleneck_grads, compacter_backward, compacter_mats};
 use candle_core::{Result as CResult, Tensor};
 
 use super::{Method, PeftConfig, SiteAt, SiteModule};
@@ -123,6 +128,51 @@ pub fn forward(h: &Tensor, rule: &Tensor, down: [&Tensor; 3], up: [&Tensor; 3]) 
     let wu = phm_weight(rule, up[0], up[1])?.t()?;
     let z = gelu(&linear(h, &wd, Some(down[2]))?)?;
     h + linear(&z, &wu, Some(up[2]))?
+}
+
+impl Definition for Compacter {
+    fn name(&self) -> &'static str {
+        "Compacter"
+    }
+    fn id(&self) -> &'static str {
+        "compacter"
+    }
+    fn vit_b16_params(&self) -> u64 {
+        57_088
+    }
+    fn export_form(&self) -> ExportForm {
+        ExportForm::Modules
+    }
+    fn exact_start(&self) -> bool {
+        false
+    }
+}
+
+/// The adapter with U, D = Σᵢ Aᵢ ⊗ (sᵢ tᵢᵀ): Aᵢ ~ N(0, 1/N) shared, sᵢ ~ N(0, 1), the up
+/// projection's t = 0 and the down projection's t ~ N(0, 1/h): N³ + 2(h + r).
+impl Parameterisation for Compacter {
+    fn block_len(&self, h: usize, _n: usize, shape: &ModuleSizes) -> usize {
+        shape.compacter_n.pow(3) + 2 * (h + shape.compacter_rank)
+    }
+    fn init(&self, layer: &Layer, gauss: &mut dyn FnMut(f64, usize) -> Vec<f64>, theta: &mut Vec<f64>) {
+        let (h, nn, r) = (layer.hidden(), layer.shape.compacter_n, layer.shape.compacter_rank);
+        theta.extend(gauss((1.0 / nn as f64).sqrt(), nn * nn * nn));
+        theta.extend(gauss(1.0, h)); // up s
+        theta.extend(std::iter::repeat_n(0.0, r)); // up t = 0
+        theta.extend(gauss(1.0, h)); // down s
+        theta.extend(gauss((1.0 / h as f64).sqrt(), r)); // down t
+    }
+    fn backbone<'a>(&self, layer: &Layer<'a>, blk: &[f64]) -> (Cow<'a, [f64]>, Cow<'a, [f64]>) {
+        let (up, down) = compacter_mats(layer, blk);
+        let (w, b) = bottleneck_backbone(layer, &up, &down, layer.shape.compacter_rank);
+        (w.into(), b.into())
+    }
+    fn backward(&self, layer: &Layer, blk: &[f64], u: &[f64], gw: &[f64], gbeta: f64, g: &mut Vec<f64>) {
+        let (up, down) = compacter_mats(layer, blk);
+        let r = layer.shape.compacter_rank;
+        let (g_up, g_down) = bottleneck_grads(layer, (&up, &down, r), u, gw, gbeta);
+        g.extend(compacter_backward(layer, blk, &g_up, &g_down));
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,11 @@
 //! multiplies the wrapped linear layer's output, so it folds exactly into W and b.
 //! 64,512 parameters on ViT-B/16: 12 × (768 + 768 + 3072 + 768).
 
+use std::borrow::Cow;
+
+use super::{Definition, ExportForm};
+use crate::theory::dynamics::net::dot;
+use crate::theory::dynamics::net::{Layer, ModuleSizes, Parameterisation};
 use std::collections::HashMap;
 
 use candle_core::{Result as CResult, Tensor};
@@ -76,4 +81,45 @@ impl Method for Ia3 {
 /// Folds the scale into a linear layer: diag(ℓ)·W and ℓ ⊙ b.
 pub fn merge(w: &Tensor, b: &Tensor, scale: &Tensor) -> CResult<(Tensor, Tensor)> {
     Ok((w.broadcast_mul(&scale.unsqueeze(1)?)?, (b * scale)?))
+}
+
+impl Definition for Ia3 {
+    fn name(&self) -> &'static str {
+        "(IA)³"
+    }
+    fn id(&self) -> &'static str {
+        "ia3"
+    }
+    fn aliases(&self) -> &'static [&'static str] {
+        &["(ia)3", "ia³"]
+    }
+    fn vit_b16_params(&self) -> u64 {
+        64_512
+    }
+    fn export_form(&self) -> ExportForm {
+        ExportForm::Merged
+    }
+}
+
+/// diag(ℓ)·W₀ and ℓ ⊙ b₀, ℓ = 1 at start: h.
+impl Parameterisation for Ia3 {
+    fn block_len(&self, h: usize, _n: usize, _shape: &ModuleSizes) -> usize {
+        h
+    }
+    fn init(&self, layer: &Layer, _gauss: &mut dyn FnMut(f64, usize) -> Vec<f64>, theta: &mut Vec<f64>) {
+        theta.extend(std::iter::repeat_n(1.0, layer.hidden()));
+    }
+    fn backbone<'a>(&self, layer: &Layer<'a>, blk: &[f64]) -> (Cow<'a, [f64]>, Cow<'a, [f64]>) {
+        let (h, n, w0, b0) = (layer.hidden(), layer.inputs(), layer.w0(), layer.b0());
+        (
+            (0..h * n).map(|k| blk[k / n] * w0[k]).collect::<Vec<_>>().into(),
+            (0..h).map(|i| blk[i] * b0[i]).collect::<Vec<_>>().into(),
+        )
+    }
+    fn backward(&self, layer: &Layer, _blk: &[f64], u: &[f64], gw: &[f64], gbeta: f64, g: &mut Vec<f64>) {
+        let (h, n, w0, b0) = (layer.hidden(), layer.inputs(), layer.w0(), layer.b0());
+        for i in 0..h {
+            g.push(u[i] * (dot(&w0[i * n..(i + 1) * n], gw) + b0[i] * gbeta));
+        }
+    }
 }

@@ -4,6 +4,11 @@
 //! uniform with a = √5, as peft/adapters), B = 0, so the model starts exactly at the pretrained
 //! function. 1,179,648 parameters on ViT-B/16: 12 × (3·8·(768+768) + 2·8·(768+3072)).
 
+use std::borrow::Cow;
+
+use super::{Definition, ExportForm};
+use crate::theory::dynamics::net::dot;
+use crate::theory::dynamics::net::{Layer, ModuleSizes, Parameterisation};
 use std::collections::HashMap;
 
 use candle_core::{Result as CResult, Tensor};
@@ -39,6 +44,12 @@ fn scale(p: &PeftConfig) -> f64 {
 }
 
 impl Method for Lora {
+    /// The A matrices: B starts from 0, so with A at its fine-tuned value the path's update is
+    /// α·(α_lora/r)·B·A, exactly the interpolation of the merged weights W₀ + α·ΔW.
+    fn keeps_fine_tuned_on_path(&self, key: &str) -> bool {
+        key.ends_with(".lora_A")
+    }
+
     /// `{proj}.lora_A` [r, in] and `{proj}.lora_B` [out, r] for every target of every layer.
     fn added(&self, cfg: &VitConfig, p: &PeftConfig) -> Vec<ParamSpec> {
         let mut out = Vec::new();
@@ -116,4 +127,58 @@ pub fn delta(x: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> CResult<Tensor> 
 /// Folds the update into the weight: W + (α/r)·B A.
 pub fn merge(w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> CResult<Tensor> {
     w + (b.matmul(a)? * scale)?
+}
+
+impl Definition for Lora {
+    fn name(&self) -> &'static str {
+        "LoRA"
+    }
+    fn id(&self) -> &'static str {
+        "lora"
+    }
+    fn vit_b16_params(&self) -> u64 {
+        1_179_648
+    }
+    fn export_form(&self) -> ExportForm {
+        ExportForm::Merged
+    }
+}
+
+/// W₀ + B A, b₀; A ∈ R^{r×n} ~ N(0, 1/n), B ∈ R^{h×r} = 0 at start: r·(n + h).
+impl Parameterisation for Lora {
+    fn block_len(&self, h: usize, n: usize, shape: &ModuleSizes) -> usize {
+        shape.lora_rank * (n + h)
+    }
+    fn init(&self, layer: &Layer, gauss: &mut dyn FnMut(f64, usize) -> Vec<f64>, theta: &mut Vec<f64>) {
+        let (h, n, r) = (layer.hidden(), layer.inputs(), layer.shape.lora_rank);
+        theta.extend(gauss((1.0 / n as f64).sqrt(), r * n));
+        theta.extend(std::iter::repeat_n(0.0, h * r));
+    }
+    fn backbone<'a>(&self, layer: &Layer<'a>, blk: &[f64]) -> (Cow<'a, [f64]>, Cow<'a, [f64]>) {
+        let (h, n, r) = (layer.hidden(), layer.inputs(), layer.shape.lora_rank);
+        let (a, bm) = blk.split_at(r * n);
+        let mut w = layer.w0().to_vec();
+        for i in 0..h {
+            for k in 0..r {
+                let f = bm[i * r + k];
+                if f != 0.0 {
+                    let row = &a[k * n..(k + 1) * n];
+                    w[i * n..(i + 1) * n].iter_mut().zip(row).for_each(|(x, y)| *x += f * y);
+                }
+            }
+        }
+        (w.into(), layer.b0().into())
+    }
+    fn backward(&self, layer: &Layer, blk: &[f64], u: &[f64], gw: &[f64], _gbeta: f64, g: &mut Vec<f64>) {
+        let (h, n, r) = (layer.hidden(), layer.inputs(), layer.shape.lora_rank);
+        let (a, bm) = blk.split_at(r * n);
+        let a_gw: Vec<f64> = (0..r).map(|k| dot(&a[k * n..(k + 1) * n], gw)).collect();
+        let bt_u: Vec<f64> = (0..r).map(|k| (0..h).map(|i| bm[i * r + k] * u[i]).sum()).collect();
+        for &bk in &bt_u {
+            g.extend(gw.iter().map(|x| bk * x));
+        }
+        for &ui in u {
+            g.extend(a_gw.iter().map(|x| ui * x));
+        }
+    }
 }

@@ -1,11 +1,16 @@
-//! The seven fine-tuning strategies of Li et al. 2025 (arXiv:2503.14836), with the placements of
-//! the paper's code (AdapterHub `adapters` defaults). Each strategy (one file each) says which
-//! backbone tensors it unfreezes, which tensors it adds, what they do in the forward pass and how
-//! they merge (the [`Method`] trait); the head is trainable in all.
+//! The strategy registry: the seven fine-tuning strategies of Li et al. 2025 (arXiv:2503.14836),
+//! with the placements of the paper's code (AdapterHub `adapters` defaults). Each strategy's file
+//! holds every fact about it ([`Definition`]): its names, its ViT-B/16 trainable count, the
+//! paper's optimiser preset, how it exports, whether it starts exactly at the pretrained function
+//! and whether it leaves the backbone frozen; what it does to a ViT ([`Method`]: the backbone
+//! tensors it unfreezes, the tensors it adds, their part in the forward pass, how they merge;
+//! the head is trainable in all); and its parameterisation of the theory's two-layer linear
+//! network ([`Parameterisation`]). [`registry!`] below lists them, one line each: adding a
+//! strategy is one file implementing the three traits and one line there.
 //!
-//! Required trainable backbone counts on ViT-B/16 (asserted exactly in tests; the same table as
-//! [`crate::theory::VIT_B16_TRAINABLE`]): Full 85,798,656; Linear probing 0; LoRA 1,179,648;
-//! (IA)³ 64,512; Adapter 3,559,680; Compacter 57,088; BitFit 102,912.
+//! Required trainable backbone counts on ViT-B/16 (asserted exactly in tests against the model
+//! each strategy builds): Full 85,798,656; Linear probing 0; LoRA 1,179,648; (IA)³ 64,512;
+//! Adapter 3,559,680; Compacter 57,088; BitFit 102,912.
 
 pub mod adapter;
 pub mod bitfit;
@@ -18,19 +23,163 @@ pub mod lora;
 use std::collections::HashMap;
 
 use candle_core::{Result as CResult, Tensor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::vit::{LayerKeys, ParamSpec, Role, VitConfig, backbone_spec, head_spec};
 use super::weights::Weights;
 use crate::error::{Error, Result};
-pub use crate::theory::Strategy;
+use crate::theory::StrategyModel;
+pub use crate::theory::dynamics::net::Parameterisation;
+
+/// The registry: every strategy's variant and the unit type in its file that defines it, in the
+/// paper's order (the order of [`Strategy::ALL`], of every table and figure). Generates the
+/// [`Strategy`] enum (serde names: the snake-case variant names, which each file's
+/// [`Definition::id`] repeats — a test checks it), [`Strategy::ALL`] and [`Strategy::def`].
+macro_rules! registry {
+    ($($(#[$doc:meta])* $variant:ident => $def:expr,)+) => {
+        /// The fine-tuning strategies (see [`registry!`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Strategy {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl Strategy {
+            /// Every strategy, in the registry's (the paper's) order.
+            pub const ALL: [Strategy; [$(Strategy::$variant),+].len()] = [$(Strategy::$variant),+];
+
+            /// Everything the strategy's file says about it.
+            pub fn def(self) -> &'static dyn Definition {
+                match self {
+                    $(Strategy::$variant => &$def,)+
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    /// Full fine-tuning: every backbone parameter.
+    Full => full::Full,
+    /// Linear probing: the classification head only.
+    LinearProbe => linear_probe::LinearProbe,
+    /// LoRA (Hu et al. 2022).
+    Lora => lora::Lora,
+    /// Houlsby bottleneck adapters (Houlsby et al. 2019).
+    Adapter => adapter::Adapter,
+    /// Compacter (Karimi Mahabadi et al. 2021).
+    Compacter => compacter::Compacter,
+    /// BitFit: biases only (Ben Zaken et al. 2022).
+    Bitfit => bitfit::Bitfit,
+    /// (IA)³ scaling vectors (Liu et al. 2022).
+    Ia3 => ia3::Ia3,
+}
+
+/// Every fact about one strategy, implemented in its file.
+pub trait Definition: Method + Parameterisation {
+    /// Display name.
+    fn name(&self) -> &'static str;
+    /// Short ASCII identifier (file names, CSV columns, configurations): the serde name.
+    fn id(&self) -> &'static str;
+    /// Other names accepted for it (a configuration's strategy list, `--strategy`), besides the
+    /// id; case is ignored and `-` reads as `_`.
+    fn aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Trainable backbone parameters on ViT-B/16 (ImageNet-21k, HF layout, no pooler, head
+    /// excluded), as Li et al. 2025 report them (arXiv:2503.14836, the strategy table of §4) for
+    /// AdapterHub `adapters` defaults.
+    fn vit_b16_params(&self) -> u64;
+    /// The paper's optimiser preset (`optimizer = "paper"`): lr 5e-3 with 800 warm-up steps
+    /// unless the strategy says otherwise.
+    fn paper_optimiser(&self) -> PaperOptimiser {
+        PaperOptimiser {
+            lr: 5e-3,
+            warmup_steps: 800,
+        }
+    }
+    /// What an exported checkpoint of it is (`validate choose --export`).
+    fn export_form(&self) -> ExportForm;
+    /// Whether its trainable tensors start at the pretrained function exactly (besides the head),
+    /// so that weight-space interpolation from the linear-probe head starts at the linear-probing
+    /// run's final model.
+    fn exact_start(&self) -> bool {
+        true
+    }
+    /// Whether it leaves every backbone tensor as pretrained and adds none (the backbone's
+    /// features can then be computed once and cached).
+    fn frozen_backbone(&self) -> bool {
+        false
+    }
+}
+
+/// A learning rate and its linear warm-up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PaperOptimiser {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warm-up steps.
+    pub warmup_steps: usize,
+}
+
+/// What an exported checkpoint of a strategy is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportForm {
+    /// Every tensor is a plain ViT's (no added modules).
+    Plain,
+    /// The added tensors fold into the backbone weights ([`Method::merge`]): a plain ViT.
+    Merged,
+    /// The added modules stay: the model needs the strategy's modules to load.
+    Modules,
+}
+
+impl Strategy {
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        self.def().name()
+    }
+    /// Short ASCII identifier (file names, CSV columns): the serde name.
+    pub fn id(self) -> &'static str {
+        self.def().id()
+    }
+    /// Other accepted names ([`Definition::aliases`]).
+    pub fn aliases(self) -> &'static [&'static str] {
+        self.def().aliases()
+    }
+    /// Trainable backbone parameters on ViT-B/16 ([`Definition::vit_b16_params`]).
+    pub fn vit_b16_params(self) -> u64 {
+        self.def().vit_b16_params()
+    }
+    /// Fraction of the full backbone this strategy trains ([`StrategyModel::param_fraction`]).
+    pub fn param_fraction(self) -> f64 {
+        StrategyModel::param_fraction(self)
+    }
+    /// k = d · params/params_full ([`StrategyModel::k_for`]).
+    pub fn k_for(self, d: f64) -> f64 {
+        StrategyModel::k_for(self, d)
+    }
+}
+
+impl StrategyModel for Strategy {
+    fn name(self) -> &'static str {
+        self.def().name()
+    }
+    fn id(self) -> &'static str {
+        self.def().id()
+    }
+    fn vit_b16_params(self) -> u64 {
+        self.def().vit_b16_params()
+    }
+    fn dynamics(self) -> &'static dyn Parameterisation {
+        self.def()
+    }
+}
 
 /// What a strategy does to a ViT: which backbone tensors it trains, which tensors it adds (shapes
 /// and initialisation), what those tensors contribute to the forward pass and how they fold into
 /// the backbone. Each strategy's file implements it; [`method`] maps a [`Strategy`] to its
 /// implementation. Every hook has a default that does nothing, so a strategy implements only what
-/// it uses. Adding a strategy: one file implementing `Method`, one arm in [`method`] (and its
-/// variant in [`Strategy`]).
+/// it uses.
 pub trait Method: Sync {
     /// Marks the backbone tensors the strategy trains (the head always trains).
     fn unfreeze(&self, _specs: &mut [ParamSpec]) {}
@@ -57,19 +206,17 @@ pub trait Method: Sync {
     fn merge(&self, _tensors: &mut HashMap<String, Tensor>, _layers: &[LayerKeys], _p: &PeftConfig) -> Result<bool> {
         Ok(false)
     }
+
+    /// Whether weight-space interpolation keeps the trainable tensor `key` at its fine-tuned value
+    /// (instead of starting it from its initial one), for the path to interpolate the function.
+    fn keeps_fine_tuned_on_path(&self, _key: &str) -> bool {
+        false
+    }
 }
 
-/// The implementation of each strategy: the one place a strategy's variant meets its code.
+/// What `strategy` does to a ViT ([`Strategy::def`] as its [`Method`]).
 pub fn method(strategy: Strategy) -> &'static dyn Method {
-    match strategy {
-        Strategy::Full => &full::Full,
-        Strategy::LinearProbe => &linear_probe::LinearProbe,
-        Strategy::Lora => &lora::Lora,
-        Strategy::Adapter => &adapter::Adapter,
-        Strategy::Compacter => &compacter::Compacter,
-        Strategy::Bitfit => &bitfit::Bitfit,
-        Strategy::Ia3 => &ia3::Ia3,
-    }
+    strategy.def()
 }
 
 /// Where in a pre-norm block a strategy may place a module: after the attention output
@@ -260,15 +407,46 @@ pub fn counts(specs: &[ParamSpec]) -> Counts {
 mod tests {
     use super::*;
 
-    /// The paper's counts on ViT-B/16, one per strategy, exactly.
+    /// Trainable backbone parameters per strategy on ViT-B/16 as Li et al. 2025 report them
+    /// (arXiv:2503.14836, the strategy table of §4), written out here independently of the
+    /// strategies' files.
+    const PAPER: [(Strategy, u64); 7] = [
+        (Strategy::Full, 85_798_656),
+        (Strategy::LinearProbe, 0),
+        (Strategy::Lora, 1_179_648),
+        (Strategy::Adapter, 3_559_680),
+        (Strategy::Compacter, 57_088),
+        (Strategy::Bitfit, 102_912),
+        (Strategy::Ia3, 64_512),
+    ];
+
+    /// The paper's counts on ViT-B/16, one per strategy, exactly: as each file states them and
+    /// as the model each strategy builds counts them.
     #[test]
     fn base_counts_match_the_paper() {
         let cfg = VitConfig::base();
         let peft = PeftConfig::default();
-        for (s, want) in crate::theory::VIT_B16_TRAINABLE {
+        assert_eq!(PAPER.map(|(s, _)| s), Strategy::ALL);
+        for (s, want) in PAPER {
+            assert_eq!(s.vit_b16_params(), want, "{}", s.name());
             let c = counts(&model_spec(&cfg, &peft, s, 10).unwrap());
             assert_eq!(c.trainable_backbone as u64, want, "{}", s.name());
             assert_eq!(c.trainable_head, 768 * 10 + 10);
+        }
+        assert_eq!(Strategy::Full.vit_b16_params(), crate::theory::VIT_B16_BACKBONE);
+    }
+
+    /// Each file's id is the registry's serde name, and no id or alias names two strategies.
+    #[test]
+    fn ids_are_serde_names_and_names_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for s in Strategy::ALL {
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.id()));
+            assert_eq!(serde_json::from_str::<Strategy>(&format!("\"{}\"", s.id())).unwrap(), s);
+            for name in std::iter::once(s.id()).chain(s.aliases().iter().copied()) {
+                assert!(seen.insert(name.replace('-', "_")), "{name} names two strategies");
+                assert_eq!(parse_strategy(name).unwrap(), s, "{name}");
+            }
         }
     }
 

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::{SweepPoint, ValidDynamics, full_lp_bottom, ranking, rows};
+use crate::engine::Strategy;
 use crate::io::Csv;
 use crate::io::num;
-use crate::theory::Strategy;
-use crate::theory::dynamics::Trajectory;
+use crate::simulate::dynamics::Trajectory;
 
 /// Best strategy at the simplest and at the most complex d of one (p, overlap, lr) setting.
 #[derive(Debug, Clone, Copy, Default)]

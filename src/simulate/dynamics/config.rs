@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::engine::Strategy;
 use crate::error::{Error, Result, check};
 use crate::simulate::config::{at_least, non_empty, parse_toml};
-use crate::theory::dynamics::{Backbone, ModuleSizes, Net, Task, TrainSpec, Trajectory, train};
-use crate::theory::{Strategy, phi_inv};
+use crate::simulate::dynamics::Trajectory;
+use crate::theory::dynamics::{Backbone, ModuleSizes, Net, Task, TrainSpec, train};
+use crate::theory::phi_inv;
 
 /// The embedded default configuration (the text of `simulations/dynamics.toml`).
 pub const DYNAMICS_TOML: &str = include_str!("../../../simulations/dynamics.toml");

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use plotters::prelude::SeriesLabelPosition;
 
 use super::{SweepPoint, ValidDynamics, rows};
+use crate::engine::Strategy;
 use crate::io::Csv;
 use crate::io::num;
 use crate::plot::{Axis, LineChart, Series, Style, color};
-use crate::theory::Strategy;
-use crate::theory::dynamics::Trajectory;
+use crate::simulate::dynamics::Trajectory;
 use crate::tradeoff::{AucRule, Point, frontier};
 
 pub(super) fn curves_figure(cfg: &ValidDynamics, trajs: &[Trajectory]) -> (LineChart, Csv) {

@@ -19,16 +19,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::progress;
+use crate::engine::Strategy;
 use crate::error::Result;
 use crate::io::write_atomic;
 use crate::plot::write_figure;
 use crate::simulate::config::at_least;
-use crate::theory::Strategy;
-use crate::theory::dynamics::Trajectory;
 use crate::tradeoff::AucRule;
 use answer::sweep_answer;
 pub use config::{DYNAMICS_TOML, DynamicsConfig, NetworkCfg, SweepCfg, SweepPoint, TaskCfg, TrainCfg, ValidDynamics};
 use figures::{auc_vs_d_figure, curves_figure, frontiers_figure};
+
+/// A trajectory of one of the registry's strategies.
+pub type Trajectory = crate::theory::dynamics::Trajectory<Strategy>;
 
 /// Predicted step-rule AUC (first ε of `[task]`) per strategy for a task of complexity `d`, the
 /// other parameters from `cfg`: the theory column of `validate compare`.

@@ -4,12 +4,12 @@
 use plotters::prelude::SeriesLabelPosition;
 
 use super::config::{ValidConfig, linspace, logspace};
+use crate::engine::Strategy;
 use crate::error::Result;
 use crate::io::{Csv, num};
 use crate::plot::{Axis, Heatmap, LineChart, PALETTE, Series, Style, color};
 use crate::theory::{
-    Regime, ScoreSummary, Strategy, accuracy, predict_strategies, robust_at_matched_accuracy, tsipras_upper_bound,
-    z_score,
+    Regime, ScoreSummary, accuracy, predict_strategies, robust_at_matched_accuracy, tsipras_upper_bound, z_score,
 };
 use crate::tradeoff::{AucRule, Point, auc, frontier};
 
@@ -128,10 +128,12 @@ pub fn bound_vs_k(cfg: &ValidConfig) -> Result<(LineChart, Csv)> {
             pts.push((k.max(K_EDGE), e));
             csv.push(vec![format!("strategy:{}", s.id()), num(d), num(k), num(e)]);
         }
-        let label = match s {
-            Strategy::LinearProbe => format!("{} (k = 0, at left edge)", s.name()),
-            Strategy::Full => format!("{} (k = d)", s.name()),
-            _ => s.name().to_string(),
+        let label = if s.param_fraction() == 0.0 {
+            format!("{} (k = 0, at left edge)", s.name())
+        } else if s.param_fraction() == 1.0 {
+            format!("{} (k = d)", s.name())
+        } else {
+            s.name().to_string()
         };
         series.push(Series::new(Some(label), pts, color(si), Style::Highlight));
     }
@@ -295,7 +297,7 @@ pub fn strategy_prediction(cfg: &ValidConfig) -> Result<(LineChart, Csv)> {
     let mut csv = Csv::new(&["strategy", "params", "d", "k", "m", "eta_min", "robust_acc"]);
     let mut per: Vec<Vec<(f64, f64)>> = vec![Vec::new(); Strategy::ALL.len()];
     for &d in &ds {
-        for p in predict_strategies(d, s.clean_acc, s.eps)? {
+        for p in predict_strategies(&Strategy::ALL, d, s.clean_acc, s.eps)? {
             let i = Strategy::ALL
                 .iter()
                 .position(|x| *x == p.strategy)

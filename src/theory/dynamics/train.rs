@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use super::net::Net;
 use super::{Task, sampled_gradient};
 use crate::error::{Error, Result, check};
-use crate::theory::Strategy;
+use crate::theory::StrategyModel;
 use crate::theory::quadrature::GaussHermite;
 use crate::tradeoff::{AucRule, Peak, Point, auc};
 
@@ -79,9 +79,9 @@ pub struct TrajPoint {
 
 /// A strategy's trajectory.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Trajectory {
+pub struct Trajectory<S> {
     /// Strategy trained.
-    pub strategy: Strategy,
+    pub strategy: S,
     /// Trainable parameters.
     pub trainable: usize,
     /// Evaluations in step order.
@@ -92,7 +92,7 @@ pub struct Trajectory {
     pub final_beta: f64,
 }
 
-impl Trajectory {
+impl<S> Trajectory<S> {
     /// (clean, robust at ε index `ei`) pairs.
     pub fn pairs(&self, ei: usize) -> Vec<(f64, f64)> {
         self.points.iter().map(|p| (p.clean, p.robust[ei])).collect()
@@ -123,7 +123,7 @@ impl Trajectory {
 
 /// Trains `net` from θ₀ on `task` and evaluates at `spec.eval_steps`. A non-finite loss stops
 /// with an error naming the strategy, the step and the step size.
-pub fn train(task: &Task, net: &Net, theta0: &[f64], spec: &TrainSpec) -> Result<Trajectory> {
+pub fn train<S: StrategyModel>(task: &Task, net: &Net<S>, theta0: &[f64], spec: &TrainSpec) -> Result<Trajectory<S>> {
     spec.check()?;
     let gh = GaussHermite::new(spec.nodes)?;
     let gh2 = GaussHermite::new(2 * spec.nodes)?;

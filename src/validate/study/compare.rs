@@ -145,7 +145,7 @@ fn rank_dataset(
     d: f64,
     dyn_cfg: &ValidDynamics,
 ) -> Result<DatasetRanking> {
-    let pred = predict_strategies(d, 0.99, THEORY_EPS)?;
+    let pred = predict_strategies(&Strategy::ALL, d, 0.99, THEORY_EPS)?;
     let key = |s: Strategy| (ds.to_string(), s);
     let strategies: Vec<Strategy> = Strategy::ALL
         .iter()

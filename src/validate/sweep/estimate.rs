@@ -23,7 +23,6 @@
 //! it does not, so the whole-batch ones are.
 
 use crate::engine::bench::BenchRow;
-use crate::engine::peft::Strategy;
 use crate::validate::sweep::config::{Ood, ValidRun};
 
 /// The expected seconds of one fine-tuning cell.
@@ -74,7 +73,7 @@ pub fn estimate(run: &ValidRun, rows: &[BenchRow], cpu: bool) -> Vec<CellEstimat
             } else {
                 (r.train_step_s, r.eval_batch_s / b, r.pgd15_s / b)
             };
-            let train_s = if *s == Strategy::LinearProbe {
+            let train_s = if s.def().frozen_backbone() {
                 d.train_images as f64 * forward
             } else {
                 steps * step * run.config.batch_size as f64 / b

@@ -1,35 +1,33 @@
 //! Compacter's parameterised hypercomplex multiplication: the sums of Kronecker products that
 //! build its two h × r matrices from θ's block, and their gradients.
 
-use super::Net;
+use super::Layer;
 
-impl Net<'_> {
-    /// Compacter's two h × r matrices from θ's block.
-    pub(super) fn compacter_mats(&self, blk: &[f64]) -> (Vec<f64>, Vec<f64>) {
-        let (h, nn, r) = (self.backbone.hidden, self.shape.compacter_n, self.shape.compacter_rank);
-        let (a, rest) = blk.split_at(nn * nn * nn);
-        let (us, rest) = rest.split_at(h);
-        let (ut, rest) = rest.split_at(r);
-        let (ds, dt) = rest.split_at(h);
-        (kron_sum(a, us, ut, nn, h, r), kron_sum(a, ds, dt, nn, h, r))
-    }
+/// Compacter's two h × r matrices (up, down) from θ's block.
+pub fn compacter_mats(layer: &Layer, blk: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let (h, nn, r) = (layer.hidden(), layer.shape.compacter_n, layer.shape.compacter_rank);
+    let (a, rest) = blk.split_at(nn * nn * nn);
+    let (us, rest) = rest.split_at(h);
+    let (ut, rest) = rest.split_at(r);
+    let (ds, dt) = rest.split_at(h);
+    (kron_sum(a, us, ut, nn, h, r), kron_sum(a, ds, dt, nn, h, r))
+}
 
-    /// ∂L/∂(Compacter block) from the gradients of its two h × r matrices (up, down).
-    pub(super) fn compacter_backward(&self, blk: &[f64], g_up: &[f64], g_down: &[f64]) -> Vec<f64> {
-        let (h, nn, r) = (self.backbone.hidden, self.shape.compacter_n, self.shape.compacter_rank);
-        let (a, rest) = blk.split_at(nn * nn * nn);
-        let (us, rest) = rest.split_at(h);
-        let (ut, rest) = rest.split_at(r);
-        let (ds, dt) = rest.split_at(h);
-        let (ga1, gus, gut) = kron_sum_backward(a, us, ut, g_up, nn, h, r);
-        let (ga2, gds, gdt) = kron_sum_backward(a, ds, dt, g_down, nn, h, r);
-        let mut g: Vec<f64> = ga1.iter().zip(&ga2).map(|(x, y)| x + y).collect();
-        g.extend(gus);
-        g.extend(gut);
-        g.extend(gds);
-        g.extend(gdt);
-        g
-    }
+/// ∂L/∂(Compacter block) from the gradients of its two h × r matrices (up, down).
+pub fn compacter_backward(layer: &Layer, blk: &[f64], g_up: &[f64], g_down: &[f64]) -> Vec<f64> {
+    let (h, nn, r) = (layer.hidden(), layer.shape.compacter_n, layer.shape.compacter_rank);
+    let (a, rest) = blk.split_at(nn * nn * nn);
+    let (us, rest) = rest.split_at(h);
+    let (ut, rest) = rest.split_at(r);
+    let (ds, dt) = rest.split_at(h);
+    let (ga1, gus, gut) = kron_sum_backward(a, us, ut, g_up, nn, h, r);
+    let (ga2, gds, gdt) = kron_sum_backward(a, ds, dt, g_down, nn, h, r);
+    let mut g: Vec<f64> = ga1.iter().zip(&ga2).map(|(x, y)| x + y).collect();
+    g.extend(gus);
+    g.extend(gut);
+    g.extend(gds);
+    g.extend(gdt);
+    g
 }
 
 /// Σᵢ Aᵢ ⊗ (sᵢ tᵢᵀ) as an h × r row-major matrix; `a` holds N matrices N × N, `s` N vectors of

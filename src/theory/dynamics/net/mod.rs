@@ -24,7 +24,12 @@
 //! linear probing through their parameterisation, i.e. through the path gradient descent takes.
 //!
 //! Parameters live in one flat vector θ = [u, c, strategy block]; [`Net::effective`] maps θ to
-//! (w, β) and [`Net::backward`] maps ∂L/∂(w, β) back to ∂L/∂θ.
+//! (w, β) and [`Net::backward`] maps ∂L/∂(w, β) back to ∂L/∂θ. What each strategy does to its
+//! block — its length, its start, the backbone it gives and the gradient back — is its
+//! [`Parameterisation`], written in the strategy's own file of the registry
+//! (`crate::engine::peft`); the shared pieces (the bottleneck [`bottleneck_backbone`] /
+//! [`bottleneck_grads`], Compacter's Kronecker sums [`compacter_mats`] / [`compacter_backward`])
+//! are here. The theory knows a strategy only through [`StrategyModel`].
 
 use std::borrow::Cow;
 
@@ -35,10 +40,56 @@ use rand_distr::StandardNormal;
 
 use crate::error::{Error, Result};
 use crate::seeds::{Stream, derive, splitmix64};
-use crate::theory::Strategy;
+use crate::theory::StrategyModel;
 
 mod kron;
 mod maps;
+
+pub use kron::{compacter_backward, compacter_mats};
+pub use maps::{bottleneck_backbone, bottleneck_grads, dot};
+
+/// One strategy as a parameterisation of the backbone update (the table in the module doc): the
+/// block of θ it trains after the head, where the block starts, the backbone (W, b) it gives, and
+/// ∂L/∂block from ∂L/∂W = u gwᵀ and ∂L/∂b = u·gβ.
+pub trait Parameterisation: Sync {
+    /// Length of the block (the trainable count less the head's h + 1).
+    fn block_len(&self, hidden: usize, inputs: usize, shape: &ModuleSizes) -> usize;
+    /// Appends the block's start to `theta`; `gauss(std, k)` draws k module factors N(0, std²)
+    /// from the strategy's own stream, in the order they are asked for.
+    fn init(&self, layer: &Layer, gauss: &mut dyn FnMut(f64, usize) -> Vec<f64>, theta: &mut Vec<f64>);
+    /// The backbone (W row-major h × n, b) the block gives, borrowed where it is W₀ or b₀.
+    fn backbone<'a>(&self, layer: &Layer<'a>, blk: &[f64]) -> (Cow<'a, [f64]>, Cow<'a, [f64]>);
+    /// Appends ∂L/∂block to `g`, given the head `u`, ∂L/∂w = `gw` and ∂L/∂β = `gbeta`.
+    fn backward(&self, layer: &Layer, blk: &[f64], u: &[f64], gw: &[f64], gbeta: f64, g: &mut Vec<f64>);
+}
+
+/// What a strategy's parameterisation sees: the pretrained backbone and the module sizes.
+#[derive(Debug, Clone, Copy)]
+pub struct Layer<'a> {
+    /// The pretrained backbone (W₀, b₀).
+    pub backbone: &'a Backbone,
+    /// The PEFT module sizes.
+    pub shape: ModuleSizes,
+}
+
+impl<'a> Layer<'a> {
+    /// Width h of z.
+    pub fn hidden(&self) -> usize {
+        self.backbone.hidden
+    }
+    /// Input width n = 1 + D.
+    pub fn inputs(&self) -> usize {
+        self.backbone.inputs
+    }
+    /// W₀ (row-major h × n).
+    pub fn w0(&self) -> &'a [f64] {
+        &self.backbone.w
+    }
+    /// b₀.
+    pub fn b0(&self) -> &'a [f64] {
+        &self.backbone.b
+    }
+}
 
 /// The pretrained backbone (W₀, b₀), h × (1 + D).
 #[derive(Debug, Clone, PartialEq)]
@@ -143,25 +194,17 @@ pub struct ModuleSizes {
     pub head_init: f64,
 }
 
-/// Trainable parameter count of `strategy` by its formula (the table in the module doc).
-pub fn trainable_count(strategy: Strategy, hidden: usize, inputs: usize, shape: &ModuleSizes) -> usize {
-    let (h, n) = (hidden, inputs);
-    let head = h + 1;
-    head + match strategy {
-        Strategy::Full => h * n + h,
-        Strategy::LinearProbe => 0,
-        Strategy::Bitfit | Strategy::Ia3 => h,
-        Strategy::Lora => shape.lora_rank * (n + h),
-        Strategy::Adapter => 2 * h * shape.adapter_rank,
-        Strategy::Compacter => shape.compacter_n.pow(3) + 2 * (h + shape.compacter_rank),
-    }
+/// Trainable parameter count of `strategy` by its formula (the table in the module doc): the head's
+/// h + 1 and the strategy's block.
+pub fn trainable_count<S: StrategyModel>(strategy: S, hidden: usize, inputs: usize, shape: &ModuleSizes) -> usize {
+    hidden + 1 + strategy.dynamics().block_len(hidden, inputs, shape)
 }
 
 /// One strategy on one backbone.
 #[derive(Debug, Clone)]
-pub struct Net<'a> {
+pub struct Net<'a, S> {
     backbone: &'a Backbone,
-    strategy: Strategy,
+    strategy: S,
     shape: ModuleSizes,
     len: usize,
 }
@@ -180,9 +223,9 @@ pub struct Effective<'a> {
     pub backbone_b: Cow<'a, [f64]>,
 }
 
-impl<'a> Net<'a> {
+impl<'a, S: StrategyModel> Net<'a, S> {
     /// Validates the shape against the backbone (ranks ≥ 1, N divides h and the Compacter bottleneck).
-    pub fn new(backbone: &'a Backbone, strategy: Strategy, shape: ModuleSizes) -> Result<Self> {
+    pub fn new(backbone: &'a Backbone, strategy: S, shape: ModuleSizes) -> Result<Self> {
         let h = backbone.hidden;
         for (name, r) in [
             ("lora_rank", shape.lora_rank),
@@ -221,8 +264,15 @@ impl<'a> Net<'a> {
     }
 
     /// The strategy.
-    pub fn strategy(&self) -> Strategy {
+    pub fn strategy(&self) -> S {
         self.strategy
+    }
+    /// What the strategy's parameterisation sees.
+    pub fn layer(&self) -> Layer<'a> {
+        Layer {
+            backbone: self.backbone,
+            shape: self.shape,
+        }
     }
     /// Trainable parameters (the length of θ).
     pub fn trainable(&self) -> usize {
@@ -239,7 +289,7 @@ impl<'a> Net<'a> {
     /// t'ᵢ ~ N(0, 1/h) (Compacter down projection). So every strategy starts at the same effective
     /// classifier: W₀ with the random head.
     pub fn init(&self, seed: u64) -> Vec<f64> {
-        let (h, n) = (self.backbone.hidden, self.backbone.inputs);
+        let h = self.backbone.hidden;
         // Streams of their own (the backbone draws from `seed` itself: sharing it would align the
         // head with W₀'s first column); the module factors apart from the head so that the head
         // is the same for every strategy.
@@ -251,33 +301,7 @@ impl<'a> Net<'a> {
             .map(|_| self.shape.head_init * head_rng.sample::<f64, _>(StandardNormal))
             .collect();
         theta.push(0.0);
-        match self.strategy {
-            Strategy::Full => {
-                theta.extend_from_slice(&self.backbone.w);
-                theta.extend_from_slice(&self.backbone.b);
-            }
-            Strategy::LinearProbe => {}
-            Strategy::Bitfit => theta.extend_from_slice(&self.backbone.b),
-            Strategy::Ia3 => theta.extend(std::iter::repeat_n(1.0, h)),
-            Strategy::Lora => {
-                let r = self.shape.lora_rank;
-                theta.extend(gauss((1.0 / n as f64).sqrt(), r * n));
-                theta.extend(std::iter::repeat_n(0.0, h * r));
-            }
-            Strategy::Adapter => {
-                let r = self.shape.adapter_rank;
-                theta.extend(std::iter::repeat_n(0.0, h * r));
-                theta.extend(gauss((1.0 / h as f64).sqrt(), h * r));
-            }
-            Strategy::Compacter => {
-                let (nn, r) = (self.shape.compacter_n, self.shape.compacter_rank);
-                theta.extend(gauss((1.0 / nn as f64).sqrt(), nn * nn * nn));
-                theta.extend(gauss(1.0, h)); // up s
-                theta.extend(std::iter::repeat_n(0.0, r)); // up t = 0
-                theta.extend(gauss(1.0, h)); // down s
-                theta.extend(gauss((1.0 / h as f64).sqrt(), r)); // down t
-            }
-        }
+        self.strategy.dynamics().init(&self.layer(), &mut gauss, &mut theta);
         debug_assert_eq!(theta.len(), self.len);
         theta
     }

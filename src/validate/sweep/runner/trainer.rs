@@ -10,7 +10,6 @@ use rand::seq::SliceRandom;
 use crate::engine::Vit;
 use crate::engine::data::Dataset;
 use crate::engine::eval::dataset_features;
-use crate::engine::peft::Strategy;
 use crate::engine::robust::{Training, adversarial_batch, start_noise, trades_loss};
 use crate::engine::train::{AdamW, head_step, train_step_chunks, train_step_data_parallel, train_step_loss};
 use crate::error::Result;
@@ -66,7 +65,7 @@ impl<'a> Trainer<'a> {
     /// Batches of `batch_size` from `data`, in the order fixed by `seed`.
     pub(crate) fn new(model: &'a Vit, data: &'a Dataset, seed: u64, batch_size: usize) -> Result<Self> {
         let device = model.device();
-        let features = if model.strategy() == Strategy::LinearProbe {
+        let features = if model.strategy().def().frozen_backbone() {
             Some(dataset_features(model, data, device)?)
         } else {
             None
