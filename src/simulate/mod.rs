@@ -15,7 +15,7 @@ use serde::Serialize;
 
 pub use config::{SimConfig, ValidConfig};
 
-use crate::engine::Strategy;
+use crate::engine::peft::Strategy;
 use crate::error::{Error, Result, check};
 use crate::io::write_atomic;
 use crate::plot::{Figure, write_figure};

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::{SweepPoint, ValidDynamics, full_lp_bottom, ranking, rows};
-use crate::engine::Strategy;
+use crate::engine::peft::Strategy;
 use crate::io::Csv;
 use crate::io::num;
 use crate::simulate::dynamics::Trajectory;

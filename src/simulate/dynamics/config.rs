@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::engine::Strategy;
+use crate::engine::peft::Strategy;
 use crate::error::{Error, Result, check};
 use crate::simulate::config::{at_least, non_empty, parse_toml};
 use crate::simulate::dynamics::Trajectory;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use plotters::prelude::SeriesLabelPosition;
 
 use super::{SweepPoint, ValidDynamics, rows};
-use crate::engine::Strategy;
+use crate::engine::peft::Strategy;
 use crate::io::Csv;
 use crate::io::num;
 use crate::plot::{Axis, LineChart, Series, Style, color};

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::progress;
-use crate::engine::Strategy;
+use crate::engine::peft::Strategy;
 use crate::error::Result;
 use crate::io::write_atomic;
 use crate::plot::write_figure;

@@ -4,7 +4,7 @@
 use plotters::prelude::SeriesLabelPosition;
 
 use super::config::{ValidConfig, linspace, logspace};
-use crate::engine::Strategy;
+use crate::engine::peft::Strategy;
 use crate::error::Result;
 use crate::io::{Csv, num};
 use crate::plot::{Axis, Heatmap, LineChart, PALETTE, Series, Style, color};
