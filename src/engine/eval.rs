@@ -254,6 +254,44 @@ pub fn robust_levels_from(
     device: &Device,
     prior: Option<(&[u8], usize)>,
 ) -> Result<Levels> {
+    check_levels_input(ids, attacks, prior)?;
+    // Attack a frozen view: input gradients only, no parameter gradients.
+    let nested = Nested {
+        model: &model.frozen(),
+        attacks,
+        seed,
+        device,
+    };
+    let mut levels = Vec::with_capacity(ids.len());
+    let mut broken_by = Vec::with_capacity(ids.len());
+    for (bi, chunk) in ids.chunks(batch.max(1)).enumerate() {
+        let start = bi * batch.max(1);
+        // Positions (within the chunk) still robust after the attacks so far.
+        let (lv, alive, done) = match prior {
+            Some((p, done)) => {
+                let lv = p[start..start + chunk.len()].to_vec();
+                let alive: Vec<usize> = (0..chunk.len()).filter(|&i| lv[i] as usize == done + 1).collect();
+                if alive.is_empty() || done == attacks.len() {
+                    levels.extend(lv);
+                    broken_by.extend(std::iter::repeat_n(None, chunk.len()));
+                    continue;
+                }
+                (lv, alive, done)
+            }
+            None => (vec![0u8; chunk.len()], Vec::new(), 0),
+        };
+        let (x, y) = data.batch(chunk, device)?;
+        let x = x.to_dtype(nested.model.dtype())?;
+        let (lv, by) = nested.batch(&x, &y, bi, (lv, alive, done))?;
+        levels.extend(lv);
+        broken_by.extend(by);
+    }
+    Ok(Levels { levels, broken_by })
+}
+
+/// The checks of [`robust_levels_from`]: `prior` levels that fit `ids` and the first radii of
+/// `attacks`, and `attacks` in increasing ε.
+fn check_levels_input(ids: &[usize], attacks: &[Attack], prior: Option<(&[u8], usize)>) -> Result<()> {
     if let Some((levels, done)) = prior
         && (done == 0
             || done > attacks.len()
@@ -277,39 +315,40 @@ pub fn robust_levels_from(
             format!("{:?}", attacks.iter().map(Attack::eps).collect::<Vec<_>>()),
         ));
     }
-    // Attack a frozen view: input gradients only, no parameter gradients.
-    let model = &model.frozen();
-    let mut levels = Vec::with_capacity(ids.len());
-    let mut broken_by = Vec::with_capacity(ids.len());
-    for (bi, chunk) in ids.chunks(batch.max(1)).enumerate() {
-        let start = bi * batch.max(1);
-        // Positions (within the chunk) still robust after the attacks so far.
-        let (mut lv, mut alive, done) = match prior {
-            Some((p, done)) => {
-                let lv = p[start..start + chunk.len()].to_vec();
-                let alive: Vec<usize> = (0..chunk.len()).filter(|&i| lv[i] as usize == done + 1).collect();
-                if alive.is_empty() || done == attacks.len() {
-                    levels.extend(lv);
-                    broken_by.extend(std::iter::repeat_n(None, chunk.len()));
-                    continue;
-                }
-                (lv, alive, done)
-            }
-            None => (vec![0u8; chunk.len()], Vec::new(), 0),
-        };
-        let (x, y) = data.batch(chunk, device)?;
-        let x = x.to_dtype(model.dtype())?;
-        let mut by = vec![None; chunk.len()];
-        for (k, attack) in attacks.iter().enumerate().skip(done) {
+    Ok(())
+}
+
+/// A nested multi-ε evaluation ([`robust_levels`]) of a frozen model, batch by batch.
+struct Nested<'a> {
+    model: &'a Vit,
+    /// By increasing ε.
+    attacks: &'a [Attack],
+    seed: u64,
+    device: &'a Device,
+}
+
+impl Nested<'_> {
+    /// The levels and the members that broke each image of batch `bi` (`x`, `y`), from `state`:
+    /// its levels so far, the positions still robust, and how many attacks already ran on it.
+    fn batch(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        bi: usize,
+        (mut lv, mut alive, done): (Vec<u8>, Vec<usize>, usize),
+    ) -> Result<(Vec<u8>, Vec<Option<u8>>)> {
+        let (model, device, seed) = (self.model, self.device, self.seed);
+        let mut by = vec![None; lv.len()];
+        for (k, attack) in self.attacks.iter().enumerate().skip(done) {
             let out = if k == 0 {
-                let (out, b) = attack.run_attributed(model, &x, &y, attack_seed(seed, bi, 0), device)?;
+                let (out, b) = attack.run_attributed(model, x, y, attack_seed(seed, bi, 0), device)?;
                 for (i, ok) in out.clean_correct.iter().enumerate() {
                     if *ok {
                         lv[i] = 1;
                     }
                 }
                 by = b;
-                alive = (0..chunk.len()).collect();
+                alive = (0..lv.len()).collect();
                 out
             } else {
                 if alive.is_empty() {
@@ -333,16 +372,14 @@ pub fn robust_levels_from(
                 lv[i] = k as u8 + 2;
             }
         }
-        if attacks.is_empty() {
-            let ok = super::attack::correct(&forward_data_parallel(model, &x, super::batch_parts(device))?, &y)?;
+        if self.attacks.is_empty() {
+            let ok = super::attack::correct(&forward_data_parallel(model, x, super::batch_parts(device))?, y)?;
             for (i, ok) in ok.iter().enumerate() {
                 lv[i] = u8::from(*ok);
             }
         }
-        levels.extend(lv);
-        broken_by.extend(by);
+        Ok((lv, by))
     }
-    Ok(Levels { levels, broken_by })
 }
 
 /// Clean and robust counts under `attack`; batch b uses seed `seed + b` for its random start.

@@ -82,6 +82,24 @@ fn signs(rng: &mut StdRng, n: usize) -> Vec<f32> {
     (0..n).map(|_| if rng.random_bool(0.5) { 1.0 } else { -1.0 }).collect()
 }
 
+/// The perturbation of one iteration, `[c, h, w]` flattened: a square of side
+/// max(round(√(p·h·w)), 1) at a random corner (row, then column), ±2ε per channel (one sign per
+/// channel, drawn after the corner), 0 elsewhere.
+fn square_delta(rng: &mut StdRng, p: f64, (c, h, w): (usize, usize, usize), eps: f64) -> Vec<f32> {
+    let s = ((p * (h * w) as f64).sqrt().round() as usize).clamp(1, h.min(w));
+    let corner = |rng: &mut StdRng, side: usize| if side > s { rng.random_range(0..side - s) } else { 0 };
+    let (vh, vw) = (corner(rng, h), corner(rng, w));
+    let sign = signs(rng, c);
+    let mut delta = vec![0f32; c * h * w];
+    for (ch, sg) in sign.iter().enumerate() {
+        for r in vh..vh + s {
+            let row = ch * h * w + r * w;
+            delta[row + vw..row + vw + s].fill(2.0 * eps as f32 * sg);
+        }
+    }
+    delta
+}
+
 /// Runs the Square Attack on the clean-correct points of `x`; `seed` fixes every random draw.
 pub fn square<M: Classifier + ?Sized>(
     model: &M,
@@ -123,18 +141,10 @@ pub fn square<M: Classifier + ?Sized>(
         if live.is_empty() {
             break;
         }
-        let s = ((p_at(cfg.p_init, it) * (h * w) as f64).sqrt().round() as usize).clamp(1, h.min(w));
-        let corner = |rng: &mut StdRng, side: usize| if side > s { rng.random_range(0..side - s) } else { 0 };
-        let (vh, vw) = (corner(&mut rng, h), corner(&mut rng, w));
-        let sign = signs(&mut rng, c);
-        let mut delta = vec![0f32; c * h * w];
-        for (ch, sg) in sign.iter().enumerate() {
-            for r in vh..vh + s {
-                let row = ch * h * w + r * w;
-                delta[row + vw..row + vw + s].fill(2.0 * eps as f32 * sg);
-            }
-        }
-        let delta = to_t(delta, &[1, c, h, w])?;
+        let delta = to_t(
+            square_delta(&mut rng, p_at(cfg.p_init, it), (c, h, w), eps),
+            &[1, c, h, w],
+        )?;
         let lidx = index_tensor(&live, &dev)?;
         let (x_cur, b_cur) = (xs.index_select(&lidx, 0)?, best.index_select(&lidx, 0)?);
         let lo = (&x_cur - eps)?;

@@ -16,7 +16,9 @@ use std::process::Command;
 use candle_core::Device;
 
 use crate::engine::VitConfig;
+use crate::engine::data::Dataset;
 use crate::engine::data::synthetic::SyntheticSpec;
+use crate::engine::eval::Attack;
 use crate::engine::peft::Strategy;
 use crate::engine::pretrain::{PretrainConfig, pretrain};
 use crate::error::{Error, Result};
@@ -85,19 +87,7 @@ pub fn run(
     if n == 0 {
         return Err(Error::invalid("--autoattack", "at least 1 image", 0));
     }
-    let spec = AttackSpec {
-        kind: AttackKind::Autoattack,
-        eps: EpsSpec::Many(vec![EpsValue::Text(eps.to_string())]),
-        alpha: None,
-        steps: None,
-        stop: None,
-        targets: None,
-        queries: None,
-    };
-    let attacks = spec.attacks().map_err(|e| {
-        e.rename_field("attack.eps[0]", "--autoattack-eps")
-            .rename_field("attack.eps", "--autoattack-eps")
-    })?;
+    let attacks = autoattack(eps)?;
     if let Some(p) = peer
         && !p.is_file()
     {
@@ -120,17 +110,7 @@ pub fn run(
         &model_path,
         |_, _| {},
     )?;
-    let data = crate::validate::sweep::data::load_source(
-        DataKind::Synthetic,
-        Some("synthetic-upstream"),
-        None,
-        None,
-        Some(1),
-        Some(n.max(1000)),
-        cfg.image_size,
-        "--",
-    )?
-    .test;
+    let data = bench_images(cfg, n)?;
     let eval = EvalSpec {
         checkpoint: model_path.clone(),
         backbone: None,
@@ -170,6 +150,39 @@ pub fn run(
         robustft,
         torchattacks,
     })
+}
+
+/// AutoAttack's standard version at `eps` (as the CLI takes it); errors name `--autoattack-eps`.
+fn autoattack(eps: &str) -> Result<Vec<Attack>> {
+    let spec = AttackSpec {
+        kind: AttackKind::Autoattack,
+        eps: EpsSpec::Many(vec![EpsValue::Text(eps.to_string())]),
+        alpha: None,
+        steps: None,
+        stop: None,
+        targets: None,
+        queries: None,
+    };
+    spec.attacks().map_err(|e| {
+        e.rename_field("attack.eps[0]", "--autoattack-eps")
+            .rename_field("attack.eps", "--autoattack-eps")
+    })
+}
+
+/// The attacked images: the test split of `synthetic-upstream` (`n` images, at least 1000; one
+/// training image, which the bench does not use).
+fn bench_images(cfg: &VitConfig, n: usize) -> Result<Dataset> {
+    Ok(crate::validate::sweep::data::load_source(
+        DataKind::Synthetic,
+        Some("synthetic-upstream"),
+        None,
+        None,
+        Some(1),
+        Some(n.max(1000)),
+        cfg.image_size,
+        "--",
+    )?
+    .test)
 }
 
 fn run_peer(script: &Path, cfg: &VitConfig, weights: &Path, images: &Path, eps: &str) -> Result<Side> {

@@ -177,12 +177,7 @@ pub fn evaluate(spec: &EvalSpec, model: &Vit, data: &Dataset, progress: &dyn Fn(
     let frozen = model.frozen();
     let device = model.device().clone();
     let n = ids.len();
-    let mut correct_ids: Vec<usize> = Vec::new();
-    for chunk in ids.chunks(128) {
-        let (x, y) = data.batch(chunk, &device)?;
-        let ok = crate::engine::attack::correct(&frozen.forward(&x)?, &y)?;
-        correct_ids.extend(chunk.iter().zip(ok).filter(|(_, o)| *o).map(|(i, _)| *i));
-    }
+    let correct_ids = clean_correct(&frozen, data, &ids, &device)?;
     let clean = correct_ids.len();
     let mut alive = correct_ids;
     let mut rows = Vec::new();
@@ -195,31 +190,8 @@ pub fn evaluate(spec: &EvalSpec, model: &Vit, data: &Dataset, progress: &dyn Fn(
             alive.len()
         ));
         let t = Instant::now();
-        let mut broken: Vec<(String, usize)> = match attack {
-            Attack::AutoAttack(_) => MEMBERS.iter().map(|m| (m.to_string(), 0)).collect(),
-            a => vec![(a.name().to_string(), 0)],
-        };
-        let mut next = Vec::new();
-        for (bi, chunk) in alive.chunks(128).enumerate() {
-            let (x, y) = data.batch(chunk, &device)?;
-            let seed = spec.seed ^ ((k as u64) << 32) ^ bi as u64;
-            let robust = match attack {
-                Attack::AutoAttack(c) => {
-                    let out = autoattack_split(&frozen, &x, &y, c, seed, crate::engine::batch_parts(&device))?;
-                    for (b, m) in broken.iter_mut().zip(out.broken) {
-                        b.1 += m;
-                    }
-                    out.outcome.robust
-                }
-                a => {
-                    let out = a.run(&frozen, &x, &y, seed, &device)?;
-                    broken[0].1 += out.robust.iter().filter(|r| !**r).count();
-                    out.robust
-                }
-            };
-            next.extend(chunk.iter().zip(robust).filter(|(_, r)| *r).map(|(i, _)| *i));
-        }
-        alive = next;
+        let broken;
+        (alive, broken) = attack_points(&frozen, data, attack, (k, spec.seed), &alive, &device)?;
         let r = alive.len();
         let ci = wilson(r as u64, n as u64)?;
         rows.push(RobustRow {
@@ -258,6 +230,57 @@ pub fn evaluate(spec: &EvalSpec, model: &Vit, data: &Dataset, progress: &dyn Fn(
             ),
         ]),
     })
+}
+
+/// The images of `ids` that `model` classifies correctly, in order (batches of 128).
+fn clean_correct(model: &Vit, data: &Dataset, ids: &[usize], device: &Device) -> Result<Vec<usize>> {
+    let mut correct_ids: Vec<usize> = Vec::new();
+    for chunk in ids.chunks(128) {
+        let (x, y) = data.batch(chunk, device)?;
+        let ok = crate::engine::attack::correct(&model.forward(&x)?, &y)?;
+        correct_ids.extend(chunk.iter().zip(ok).filter(|(_, o)| *o).map(|(i, _)| *i));
+    }
+    Ok(correct_ids)
+}
+
+/// Points each attack (each member of an ensemble) broke, in order.
+type Broken = Vec<(String, usize)>;
+
+/// Attack `k` of the list (`attack`; seeded from `seed`) on the images `alive` (batches of 128):
+/// those still robust after it, in order, and the points it broke (per member for AutoAttack).
+fn attack_points(
+    model: &Vit,
+    data: &Dataset,
+    attack: &Attack,
+    (k, seed): (usize, u64),
+    alive: &[usize],
+    device: &Device,
+) -> Result<(Vec<usize>, Broken)> {
+    let mut broken: Broken = match attack {
+        Attack::AutoAttack(_) => MEMBERS.iter().map(|m| (m.to_string(), 0)).collect(),
+        a => vec![(a.name().to_string(), 0)],
+    };
+    let mut next = Vec::new();
+    for (bi, chunk) in alive.chunks(128).enumerate() {
+        let (x, y) = data.batch(chunk, device)?;
+        let seed = seed ^ ((k as u64) << 32) ^ bi as u64;
+        let robust = match attack {
+            Attack::AutoAttack(c) => {
+                let out = autoattack_split(model, &x, &y, c, seed, crate::engine::batch_parts(device))?;
+                for (b, m) in broken.iter_mut().zip(out.broken) {
+                    b.1 += m;
+                }
+                out.outcome.robust
+            }
+            a => {
+                let out = a.run(model, &x, &y, seed, device)?;
+                broken[0].1 += out.robust.iter().filter(|r| !**r).count();
+                out.robust
+            }
+        };
+        next.extend(chunk.iter().zip(robust).filter(|(_, r)| *r).map(|(i, _)| *i));
+    }
+    Ok((next, broken))
 }
 
 /// The text table `validate eval` prints.

@@ -30,7 +30,7 @@ use crate::tradeoff::bootstrap::percentile_interval;
 use crate::tradeoff::stats::spearman;
 use crate::tradeoff::{AucRule, Interval};
 use crate::validate::study::analysis::{Images, Study, mean_of};
-use crate::validate::study::report::eps_label;
+use crate::validate::study::report::{ci_cells, eps_label, with_ci};
 
 /// Bootstrap seed of the comparison: both folders' replicates when paired, the second folder's
 /// `SEED ^ 1` when not.
@@ -43,17 +43,20 @@ struct Aucs {
     reps: Vec<Stats>,
 }
 
+/// (task, radius index, strategy): what the tables have one row of.
+type Key = (String, usize, Strategy);
+
 /// (task, radius index, strategy) → [AUC, final clean, final robust].
-type Stats = BTreeMap<(String, usize, Strategy), [f64; 3]>;
+type Stats = BTreeMap<Key, [f64; 3]>;
 
 impl Aucs {
     /// Statistic `j` (0 AUC, 1 final clean, 2 final robust) of `k`, per replicate.
-    fn column(&self, k: &(String, usize, Strategy), j: usize) -> Vec<f64> {
+    fn column(&self, k: &Key, j: usize) -> Vec<f64> {
         self.reps.iter().map(|r| r[k][j]).collect()
     }
 }
 
-fn aucs(study: &Study, keys: &[(String, usize, Strategy)], reps: usize, seed: u64) -> Aucs {
+fn aucs(study: &Study, keys: &[Key], reps: usize, seed: u64) -> Aucs {
     let di = |name: &str| study.datasets.iter().position(|d| d.name == name).expect("checked");
     let stat = |v: &crate::validate::study::analysis::View| -> Vec<f64> {
         keys.iter()
@@ -205,6 +208,65 @@ pub fn versus_studies(a: &Study, b: &Study, standard: &Path, robust: &Path, reps
         }
         None => (a, b, String::new()),
     };
+    let keys = compared_keys(a, b, standard, robust)?;
+    let pair = paired(a, b);
+    let cmp = Comparison {
+        sa: aucs(a, &keys, reps, SEED),
+        sb: aucs(b, &keys, reps, if pair { SEED } else { SEED ^ 1 }),
+        la,
+        lb,
+        pair,
+    };
+    let mut md = cmp.intro(a, b, (standard, robust), reps, &seeds_note);
+    let mut csv = Csv::new(&COLUMNS);
+    let mut groups: BTreeMap<(String, usize), Vec<Strategy>> = BTreeMap::new();
+    for (d, e, s) in &keys {
+        groups.entry((d.clone(), *e)).or_default().push(*s);
+    }
+    for ((d, e), strategies) in &groups {
+        let eps = b.datasets.iter().find(|x| &x.name == d).expect("present").eps[*e];
+        let (la, lb) = (&cmp.la, &cmp.lb);
+        md += &format!(
+            "\n## {d}, ε = {}\n\n| strategy | AUC, {la} | AUC, {lb} | Δ AUC | final clean, {la} → {lb} (Δ) | final robust, {la} → {lb} (Δ) |\n|---|---|---|---|---|---|\n",
+            eps_label(eps)
+        );
+        for s in strategies {
+            md += &cmp.row(&(d.clone(), *e, *s), eps, &mut csv);
+        }
+        md += &cmp.ranking(d, *e, strategies);
+    }
+    Ok((md, csv.render()))
+}
+
+/// The columns of `versus-<kind>.csv`.
+const COLUMNS: [&str; 21] = [
+    "dataset",
+    "eps",
+    "strategy",
+    "auc_standard",
+    "auc_standard_lo",
+    "auc_standard_hi",
+    "auc_robust",
+    "auc_robust_lo",
+    "auc_robust_hi",
+    "auc_diff",
+    "auc_diff_lo",
+    "auc_diff_hi",
+    "final_clean_standard",
+    "final_clean_robust",
+    "final_clean_diff_lo",
+    "final_clean_diff_hi",
+    "final_robust_standard",
+    "final_robust_robust",
+    "final_robust_diff_lo",
+    "final_robust_diff_hi",
+    "paired",
+];
+
+/// The (task, radius index, strategy) both folders are compared on: every one of `b`'s, after
+/// checking that `a` has the task with the same radii and evaluation images, and the strategy;
+/// errors name `robust` and what differs.
+fn compared_keys(a: &Study, b: &Study, standard: &Path, robust: &Path) -> Result<Vec<Key>> {
     let refuse = |what: String| Error::Config {
         path: robust.to_path_buf(),
         message: format!("cannot be set against {}: {what}", standard.display()),
@@ -241,103 +303,102 @@ pub fn versus_studies(a: &Study, b: &Study, standard: &Path, robust: &Path, reps
             }
         }
     }
-    let pair = paired(a, b);
-    let sa = aucs(a, &keys, reps, SEED);
-    let sb = aucs(b, &keys, reps, if pair { SEED } else { SEED ^ 1 });
-    let ci = |m: &Aucs, k: &(String, usize, Strategy)| percentile_interval(&m.column(k, 0));
-    // Robust − standard of statistic j, with its interval over the pairs of replicates.
-    let diff = |k: &(String, usize, Strategy), j: usize| {
-        let d: Vec<f64> = sb
+    Ok(keys)
+}
+
+/// `+0.012 [-0.003, +0.027]`: a difference with its interval, signs shown.
+fn signed((v, c): (f64, Option<Interval>)) -> String {
+    c.map_or(format!("{v:+.3}"), |c| format!("{v:+.3} [{:+.3}, {:+.3}]", c.lo, c.hi))
+}
+
+/// The two folders' statistics side by side, with their names in the text.
+struct Comparison {
+    /// The first (standard) folder's.
+    sa: Aucs,
+    /// The second (robust) folder's.
+    sb: Aucs,
+    /// The first folder's name in the text ([`labels`]).
+    la: String,
+    /// The second's.
+    lb: String,
+    /// Whether their replicates are paired ([`paired`]).
+    pair: bool,
+}
+
+impl Comparison {
+    /// The Markdown's title and first paragraph: the folders, the attack, how intervals are drawn.
+    fn intro(&self, a: &Study, b: &Study, (standard, robust): (&Path, &Path), reps: usize, seeds_note: &str) -> String {
+        let (la, lb) = (&self.la, &self.lb);
+        format!(
+            "# {} vs {lb} fine-tuning\n\n{la}: {} ({}). {lb}: {} ({}). Robust accuracy under: {}. AUC: step rule; AUC \
+             and final accuracies are means over seeds. Intervals: 95% percentile bootstrap over seeds and evaluation \
+             images ({reps} replicates), {}{seeds_note}; Δ = {lb} − {la}, a difference counts when its interval \
+             excludes 0. ρ: Spearman between the two AUC rankings of the strategies both ran.\n",
+            capitalise(la),
+            standard.display(),
+            a.training,
+            robust.display(),
+            b.training,
+            b.attack,
+            if self.pair {
+                "paired: both folders hold the same seeds and images and every replicate draws the same ones in both"
+            } else {
+                "unpaired: the folders hold different seeds or images, so each is drawn independently (wider Δ intervals)"
+            }
+        )
+    }
+
+    /// The AUC's interval in `m`.
+    fn ci(m: &Aucs, k: &Key) -> Option<Interval> {
+        percentile_interval(&m.column(k, 0))
+    }
+
+    /// Robust − standard of statistic `j`, with its interval over the pairs of replicates.
+    fn diff(&self, k: &Key, j: usize) -> (f64, Option<Interval>) {
+        let d: Vec<f64> = self
+            .sb
             .column(k, j)
             .iter()
-            .zip(sa.column(k, j))
+            .zip(self.sa.column(k, j))
             .map(|(y, x)| y - x)
             .collect();
-        (sb.point[k][j] - sa.point[k][j], percentile_interval(&d))
-    };
-    let fmt =
-        |v: f64, c: Option<Interval>| c.map_or(format!("{v:.3}"), |c| format!("{v:.3} [{:.3}, {:.3}]", c.lo, c.hi));
-    let signed = |(v, c): (f64, Option<Interval>)| {
-        c.map_or(format!("{v:+.3}"), |c| format!("{v:+.3} [{:+.3}, {:+.3}]", c.lo, c.hi))
-    };
-    let mut md = format!(
-        "# {} vs {lb} fine-tuning\n\n{la}: {} ({}). {lb}: {} ({}). Robust accuracy under: {}. AUC: step rule; AUC \
-         and final accuracies are means over seeds. Intervals: 95% percentile bootstrap over seeds and evaluation \
-         images ({reps} replicates), {}{seeds_note}; Δ = {lb} − {la}, a difference counts when its interval \
-         excludes 0. ρ: Spearman between the two AUC rankings of the strategies both ran.\n",
-        capitalise(&la),
-        standard.display(),
-        a.training,
-        robust.display(),
-        b.training,
-        b.attack,
-        if pair {
-            "paired: both folders hold the same seeds and images and every replicate draws the same ones in both"
-        } else {
-            "unpaired: the folders hold different seeds or images, so each is drawn independently (wider Δ intervals)"
-        }
-    );
-    let mut csv = Csv::new(&[
-        "dataset",
-        "eps",
-        "strategy",
-        "auc_standard",
-        "auc_standard_lo",
-        "auc_standard_hi",
-        "auc_robust",
-        "auc_robust_lo",
-        "auc_robust_hi",
-        "auc_diff",
-        "auc_diff_lo",
-        "auc_diff_hi",
-        "final_clean_standard",
-        "final_clean_robust",
-        "final_clean_diff_lo",
-        "final_clean_diff_hi",
-        "final_robust_standard",
-        "final_robust_robust",
-        "final_robust_diff_lo",
-        "final_robust_diff_hi",
-        "paired",
-    ]);
-    let mut groups: BTreeMap<(String, usize), Vec<Strategy>> = BTreeMap::new();
-    for (d, e, s) in &keys {
-        groups.entry((d.clone(), *e)).or_default().push(*s);
+        (self.sb.point[k][j] - self.sa.point[k][j], percentile_interval(&d))
     }
-    for ((d, e), strategies) in &groups {
-        let eps = b.datasets.iter().find(|x| &x.name == d).expect("present").eps[*e];
-        md += &format!(
-            "\n## {d}, ε = {}\n\n| strategy | AUC, {la} | AUC, {lb} | Δ AUC | final clean, {la} → {lb} (Δ) | final robust, {la} → {lb} (Δ) |\n|---|---|---|---|---|---|\n",
-            eps_label(eps)
+
+    /// The Markdown row of `k` (at radius `eps`); its CSV row goes to `csv`.
+    fn row(&self, k: &Key, eps: f64, csv: &mut Csv) -> String {
+        let (sa, sb) = (&self.sa, &self.sb);
+        let ([auc_a, ca, ra], [auc_b, cb, rb]) = (sa.point[k], sb.point[k]);
+        let (dauc, dc, dr) = (self.diff(k, 0), self.diff(k, 1), self.diff(k, 2));
+        let md = format!(
+            "| {} | {} | {} | {} | {ca:.3} → {cb:.3} ({}) | {ra:.3} → {rb:.3} ({}) |\n",
+            k.2.name(),
+            with_ci(auc_a, Self::ci(sa, k)),
+            with_ci(auc_b, Self::ci(sb, k)),
+            signed(dauc),
+            signed(dc),
+            signed(dr)
         );
-        for s in strategies {
-            let k = (d.clone(), *e, *s);
-            let ([auc_a, ca, ra], [auc_b, cb, rb]) = (sa.point[&k], sb.point[&k]);
-            let (dauc, dc, dr) = (diff(&k, 0), diff(&k, 1), diff(&k, 2));
-            md += &format!(
-                "| {} | {} | {} | {} | {ca:.3} → {cb:.3} ({}) | {ra:.3} → {rb:.3} ({}) |\n",
-                s.name(),
-                fmt(auc_a, ci(&sa, &k)),
-                fmt(auc_b, ci(&sb, &k)),
-                signed(dauc),
-                signed(dc),
-                signed(dr)
-            );
-            let lohi = |c: Option<Interval>| c.map_or([String::new(), String::new()], |c| [num(c.lo), num(c.hi)]);
-            let mut row = vec![d.clone(), num(eps), s.id().into(), num(auc_a)];
-            row.extend(lohi(ci(&sa, &k)));
-            row.push(num(auc_b));
-            row.extend(lohi(ci(&sb, &k)));
-            row.push(num(dauc.0));
-            row.extend(lohi(dauc.1));
-            row.extend([num(ca), num(cb)]);
-            row.extend(lohi(dc.1));
-            row.extend([num(ra), num(rb)]);
-            row.extend(lohi(dr.1));
-            row.push(pair.to_string());
-            csv.push(row);
-        }
-        let rank = |m: &Stats| -> Vec<f64> { strategies.iter().map(|s| m[&(d.clone(), *e, *s)][0]).collect() };
+        let mut row = vec![k.0.clone(), num(eps), k.2.id().into(), num(auc_a)];
+        row.extend(ci_cells(Self::ci(sa, k)));
+        row.push(num(auc_b));
+        row.extend(ci_cells(Self::ci(sb, k)));
+        row.push(num(dauc.0));
+        row.extend(ci_cells(dauc.1));
+        row.extend([num(ca), num(cb)]);
+        row.extend(ci_cells(dc.1));
+        row.extend([num(ra), num(rb)]);
+        row.extend(ci_cells(dr.1));
+        row.push(self.pair.to_string());
+        csv.push(row);
+        md
+    }
+
+    /// The line under a (task `d`, radius `e`) table: each folder's best strategies by AUC and
+    /// Spearman ρ between the two rankings of `strategies`, with its interval.
+    fn ranking(&self, d: &str, e: usize, strategies: &[Strategy]) -> String {
+        let (sa, sb) = (&self.sa, &self.sb);
+        let rank = |m: &Stats| -> Vec<f64> { strategies.iter().map(|s| m[&(d.to_string(), e, *s)][0]).collect() };
         // Every strategy at the highest AUC (ties named together).
         let best = |m: &Stats| {
             let v = rank(m);
@@ -357,13 +418,17 @@ pub fn versus_studies(a: &Study, b: &Study, standard: &Path, robust: &Path, reps
             .zip(&sb.reps)
             .filter_map(|(x, y)| spearman(&rank(x), &rank(y)).ok())
             .collect();
-        md += &format!(
-            "\nBest AUC: {} ({la}), {} ({lb}). Spearman ρ between the rankings ({} strategies): {}.\n",
+        format!(
+            "\nBest AUC: {} ({}), {} ({}). Spearman ρ between the rankings ({} strategies): {}.\n",
             best(&sa.point),
+            self.la,
             best(&sb.point),
+            self.lb,
             strategies.len(),
-            rho.map_or("– (a constant side)".into(), |r| fmt(r, percentile_interval(&boot)))
-        );
+            rho.map_or("– (a constant side)".into(), |r| with_ci(
+                r,
+                percentile_interval(&boot)
+            ))
+        )
     }
-    Ok((md, csv.render()))
 }

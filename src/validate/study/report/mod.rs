@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::peft::Strategy;
 use crate::error::Result;
-use crate::io::write_atomic;
+use crate::io::{num, write_atomic};
 use crate::tradeoff::bootstrap::percentile_interval;
 use crate::tradeoff::{AucRule, Interval};
 use crate::validate::study::analysis::{Curves, Images, RunData, Study, View, column, mean_curve, mean_of};
@@ -66,6 +66,20 @@ pub fn eps_label(e: f64) -> String {
     } else {
         format!("{e}")
     }
+}
+
+/// An estimate with its 95% interval as the tables print it, `0.123 [0.100, 0.150]` (`0.123`
+/// without one).
+pub fn with_ci(v: f64, ci: Option<Interval>) -> String {
+    match ci {
+        Some(c) => format!("{v:.3} [{:.3}, {:.3}]", c.lo, c.hi),
+        None => format!("{v:.3}"),
+    }
+}
+
+/// An interval as two CSV cells, its bounds at full precision (both empty without one).
+pub fn ci_cells(ci: Option<Interval>) -> [String; 2] {
+    ci.map_or([String::new(), String::new()], |c| [num(c.lo), num(c.hi)])
 }
 
 /// Clean accuracy still rising at the end of a run: the rise from the last evaluation at or

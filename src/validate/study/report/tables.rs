@@ -11,7 +11,7 @@ use crate::io::num;
 use crate::io::{Csv, write_atomic};
 use crate::tradeoff::bootstrap::pearson;
 use crate::tradeoff::{AucRule, Interval, above_average, spearman};
-use crate::validate::study::analysis::{DatasetData, View, mean_of};
+use crate::validate::study::analysis::{Curves, DatasetData, RunData, View, mean_of};
 use crate::validate::study::report::{AucCell, Layout, PerStrategy, convergence, eps_label, stability};
 
 /// The tables, filled dataset by dataset.
@@ -109,70 +109,86 @@ impl Tables {
                     d.any_run().n.to_string(),
                 ]);
                 self.cells.insert((d.name.clone(), e, *s), cell);
-                let rob = &per[s].0[lay.curve(1 + e)];
-                // The shared definition (tradeoff::peak) with a half-point margin; descriptive
-                // only: the verdict (findings.md) tests the rise and the fall with intervals.
-                let peak = crate::tradeoff::peak(rob, crate::tradeoff::peak::NEGLIGIBLE);
-                let last = rob.len() - 1;
-                self.peaks.push(vec![
-                    d.name.clone(),
-                    num(d.eps[e]),
-                    s.id().into(),
-                    d.steps[peak.index].to_string(),
-                    num(peak.value),
-                    d.steps[last].to_string(),
-                    num(peak.last),
-                    num(peak.drop),
-                    peak.rises_then_falls.to_string(),
-                ]);
+                self.add_peak(d, e, *s, &per[s].0[lay.curve(1 + e)]);
             }
         }
         for s in &strategies {
             for r in d.runs[s].iter().flatten() {
-                let (c, st) = (convergence(r), stability(r));
-                let run = r.label();
-                if !c.converged {
-                    self.flags.push(run.clone());
-                }
-                if let Some(why) = st.flag() {
-                    self.unstable.push(format!("{run} ({why})"));
-                }
-                let opt = |x: Option<f64>| x.map_or(String::new(), num);
-                self.conv.push(vec![
-                    d.name.clone(),
-                    s.id().into(),
-                    r.header.seed.to_string(),
-                    c.from_step.to_string(),
-                    num(c.from_clean),
-                    num(c.final_clean),
-                    num(c.half_width),
-                    c.converged.to_string(),
-                    opt(st.first_loss),
-                    opt(st.final_loss),
-                    st.diverged.to_string(),
-                    st.best_step.to_string(),
-                    num(st.best_clean),
-                    st.lost.to_string(),
-                    st.gained.to_string(),
-                    st.p_drop.map_or(String::new(), |p| format!("{p:e}")),
-                    st.regressed.to_string(),
-                ]);
+                self.add_run(&d.name, *s, r);
             }
-            let pairs: Vec<(f64, f64)> = point[&(di, *s)]
-                .iter()
-                .filter_map(|c| c.ood.as_ref().map(|o| c.clean.iter().copied().zip(o.iter().copied())))
-                .flatten()
-                .collect();
-            if pairs.len() >= 3 {
-                let (x, y): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
-                self.ood.push(vec![
-                    d.name.clone(),
-                    s.id().into(),
-                    pearson(&x, &y).map_or(String::new(), num),
-                    spearman(&x, &y).map_or(String::new(), num),
-                    pairs.len().to_string(),
-                ]);
-            }
+            self.add_ood(&d.name, *s, &point[&(di, *s)]);
+        }
+    }
+
+    /// The `peaks.csv` row of (`d`, radius `e`, `s`) from its seed-mean robust curve `rob`.
+    fn add_peak(&mut self, d: &DatasetData, e: usize, s: Strategy, rob: &[f64]) {
+        // The shared definition (tradeoff::peak) with a half-point margin; descriptive
+        // only: the verdict (findings.md) tests the rise and the fall with intervals.
+        let peak = crate::tradeoff::peak(rob, crate::tradeoff::peak::NEGLIGIBLE);
+        let last = rob.len() - 1;
+        self.peaks.push(vec![
+            d.name.clone(),
+            num(d.eps[e]),
+            s.id().into(),
+            d.steps[peak.index].to_string(),
+            num(peak.value),
+            d.steps[last].to_string(),
+            num(peak.last),
+            num(peak.drop),
+            peak.rises_then_falls.to_string(),
+        ]);
+    }
+
+    /// The `convergence.csv` row of run `r` (of `dataset`, `s`), and its flags when it failed the
+    /// convergence or the stability check.
+    fn add_run(&mut self, dataset: &str, s: Strategy, r: &RunData) {
+        let (c, st) = (convergence(r), stability(r));
+        let run = r.label();
+        if !c.converged {
+            self.flags.push(run.clone());
+        }
+        if let Some(why) = st.flag() {
+            self.unstable.push(format!("{run} ({why})"));
+        }
+        let opt = |x: Option<f64>| x.map_or(String::new(), num);
+        self.conv.push(vec![
+            dataset.to_string(),
+            s.id().into(),
+            r.header.seed.to_string(),
+            c.from_step.to_string(),
+            num(c.from_clean),
+            num(c.final_clean),
+            num(c.half_width),
+            c.converged.to_string(),
+            opt(st.first_loss),
+            opt(st.final_loss),
+            st.diverged.to_string(),
+            st.best_step.to_string(),
+            num(st.best_clean),
+            st.lost.to_string(),
+            st.gained.to_string(),
+            st.p_drop.map_or(String::new(), |p| format!("{p:e}")),
+            st.regressed.to_string(),
+        ]);
+    }
+
+    /// The `ood_correlation.csv` row of (`dataset`, `s`) from its seeds' curves `cs`: OOD against
+    /// clean accuracy over every step of every seed, when there are at least 3 such points.
+    fn add_ood(&mut self, dataset: &str, s: Strategy, cs: &[Curves]) {
+        let pairs: Vec<(f64, f64)> = cs
+            .iter()
+            .filter_map(|c| c.ood.as_ref().map(|o| c.clean.iter().copied().zip(o.iter().copied())))
+            .flatten()
+            .collect();
+        if pairs.len() >= 3 {
+            let (x, y): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+            self.ood.push(vec![
+                dataset.to_string(),
+                s.id().into(),
+                pearson(&x, &y).map_or(String::new(), num),
+                spearman(&x, &y).map_or(String::new(), num),
+                pairs.len().to_string(),
+            ]);
         }
     }
 

@@ -66,58 +66,12 @@ pub(super) fn context(study: &Study) -> String {
     s
 }
 
+/// The whole of `findings.md`: its sample and flagged runs, the backbone and tasks
+/// ([`context`]), then the verdicts `rows`, the rankings `rank_rows` and the `cells`.
 pub(super) fn render(rows: &[Finding], cells: &[Cell], rank_rows: &str, study: &Study, reps: usize) -> String {
     let mut s = String::from("# Findings of Li et al. 2025, tested\n\n");
-    let seeds: Vec<String> = study
-        .datasets
-        .iter()
-        .map(|d| {
-            let note = if d.resamplable && d.seeds.len() == 1 {
-                " (one seed: intervals cover evaluation-image sampling only, not training randomness)"
-            } else if d.resamplable {
-                ""
-            } else {
-                " (no intervals: records without per-image outcomes and fewer than 3 seeds, so every verdict is undecided)"
-            };
-            format!("{}: {} seeds × {} images{note}", d.name, d.seeds.len(), d.any_run().n)
-        })
-        .collect();
-    let _ = writeln!(
-        s,
-        "Sample: {}. Intervals: 95% percentile bootstrap over seeds and evaluation images ({reps} replicates). \
-         Tests and thresholds: `src/validate/verdict/mod.rs` (module docs) and README.\n",
-        seeds.join("; ")
-    );
-    let runs = || study.datasets.iter().flat_map(|d| d.runs.values().flatten().flatten());
-    let flagged: Vec<String> = runs()
-        .filter(|r| !crate::validate::study::report::convergence(r).converged)
-        .map(|r| r.label())
-        .collect();
-    if !flagged.is_empty() {
-        let _ = writeln!(
-            s,
-            "Not converged (clean accuracy still rising by more than its 95% half-width over the last 20% of steps; \
-             kept in every statistic, flagged here): {}.\n",
-            flagged.join(", ")
-        );
-    }
-    let unstable: Vec<String> = runs()
-        .filter_map(|r| {
-            Some(format!(
-                "{} ({})",
-                r.label(),
-                crate::validate::study::report::stability(r).flag()?
-            ))
-        })
-        .collect();
-    if !unstable.is_empty() {
-        let _ = writeln!(
-            s,
-            "Unstable training ({}; kept in every statistic, flagged here): {}.\n",
-            crate::validate::study::report::stability_rule(),
-            unstable.join(", ")
-        );
-    }
+    s.push_str(&sample(study, reps));
+    s.push_str(&flagged(study));
     s.push_str(&context(study));
     s.push_str("\n## Verdicts\n\n| # | paper's claim | measured | test | verdict |\n|---|---|---|---|---|\n");
     for r in rows {
@@ -146,6 +100,66 @@ pub(super) fn render(rows: &[Finding], cells: &[Cell], rank_rows: &str, study: &
             fmt_ci(c.estimate, c.ci),
             c.verdict.text(),
             c.note
+        );
+    }
+    s
+}
+
+/// The sample (seeds and images per task, with what the intervals can cover) and the intervals.
+fn sample(study: &Study, reps: usize) -> String {
+    let seeds: Vec<String> = study
+        .datasets
+        .iter()
+        .map(|d| {
+            let note = if d.resamplable && d.seeds.len() == 1 {
+                " (one seed: intervals cover evaluation-image sampling only, not training randomness)"
+            } else if d.resamplable {
+                ""
+            } else {
+                " (no intervals: records without per-image outcomes and fewer than 3 seeds, so every verdict is undecided)"
+            };
+            format!("{}: {} seeds × {} images{note}", d.name, d.seeds.len(), d.any_run().n)
+        })
+        .collect();
+    format!(
+        "Sample: {}. Intervals: 95% percentile bootstrap over seeds and evaluation images ({reps} replicates). \
+         Tests and thresholds: `src/validate/verdict/mod.rs` (module docs) and README.\n\n",
+        seeds.join("; ")
+    )
+}
+
+/// The runs that did not converge and those that trained unstably, one paragraph each (nothing
+/// when there are none).
+fn flagged(study: &Study) -> String {
+    let mut s = String::new();
+    let runs = || study.datasets.iter().flat_map(|d| d.runs.values().flatten().flatten());
+    let flagged: Vec<String> = runs()
+        .filter(|r| !crate::validate::study::report::convergence(r).converged)
+        .map(|r| r.label())
+        .collect();
+    if !flagged.is_empty() {
+        let _ = writeln!(
+            s,
+            "Not converged (clean accuracy still rising by more than its 95% half-width over the last 20% of steps; \
+             kept in every statistic, flagged here): {}.\n",
+            flagged.join(", ")
+        );
+    }
+    let unstable: Vec<String> = runs()
+        .filter_map(|r| {
+            Some(format!(
+                "{} ({})",
+                r.label(),
+                crate::validate::study::report::stability(r).flag()?
+            ))
+        })
+        .collect();
+    if !unstable.is_empty() {
+        let _ = writeln!(
+            s,
+            "Unstable training ({}; kept in every statistic, flagged here): {}.\n",
+            crate::validate::study::report::stability_rule(),
+            unstable.join(", ")
         );
     }
     s

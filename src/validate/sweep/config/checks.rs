@@ -282,18 +282,33 @@ impl RunConfig {
     }
 }
 
+/// The budget of a configured attack, checked against its kind: iterations, Square queries
+/// (0 where there is no Square) and targets.
+struct Budget {
+    steps: usize,
+    queries: usize,
+    targets: usize,
+}
+
 impl AttackSpec {
     /// One attack per radius (increasing), as configured; errors name the `attack.*` key.
     pub fn attacks(&self) -> Result<Vec<Attack>> {
-        let a = self;
-        let eps = a.eps.values()?;
-        if a.alpha.is_some() && eps.len() > 1 {
+        let eps = self.eps.values()?;
+        if self.alpha.is_some() && eps.len() > 1 {
             return Err(Error::invalid(
                 "attack.alpha",
                 "give alpha only with a single eps (with several, alpha = eps/4 for each)",
-                a.alpha.unwrap_or_default(),
+                self.alpha.unwrap_or_default(),
             ));
         }
+        let budget = self.budget()?;
+        eps.iter().map(|&e| self.attack_at(e, &budget)).collect()
+    }
+
+    /// The steps, queries and targets, each checked against the kind in that order; the defaults
+    /// are the engine's.
+    fn budget(&self) -> Result<Budget> {
+        let a = self;
         let steps = match (a.kind, a.steps) {
             (_, Some(0)) => return Err(Error::invalid("attack.steps", "must be >= 1", 0)),
             (AttackKind::Pgd, None) => {
@@ -325,6 +340,20 @@ impl AttackSpec {
             }
             t => t.unwrap_or(ApgdConfig::default().targets),
         };
+        Ok(Budget {
+            steps,
+            queries,
+            targets,
+        })
+    }
+
+    /// The attack at radius `e` with `budget` (PGD's α: as configured, else `e`/4).
+    fn attack_at(&self, e: f64, budget: &Budget) -> Result<Attack> {
+        let Budget {
+            steps,
+            queries,
+            targets,
+        } = *budget;
         let apgd = |eps, loss| {
             Attack::Apgd(ApgdConfig {
                 eps,
@@ -333,41 +362,39 @@ impl AttackSpec {
                 targets,
             })
         };
-        eps.iter()
-            .map(|&e| match a.kind {
-                AttackKind::Pgd => {
-                    let alpha = a.alpha.unwrap_or(e / 4.0);
-                    check::non_negative("attack.alpha", alpha)?;
-                    Ok(Attack::Pgd(PgdConfig {
-                        eps: e,
-                        alpha,
-                        steps,
-                        random_start: true,
-                        stop: a.stop.unwrap_or_default(),
-                    }))
-                }
-                AttackKind::Apgd => Ok(apgd(e, ApgdLoss::Ce)),
-                AttackKind::ApgdDlr => Ok(apgd(e, ApgdLoss::Dlr)),
-                AttackKind::ApgdT => Ok(apgd(e, ApgdLoss::DlrTargeted)),
-                AttackKind::FabT => Ok(Attack::Fab(FabConfig {
+        match self.kind {
+            AttackKind::Pgd => {
+                let alpha = self.alpha.unwrap_or(e / 4.0);
+                check::non_negative("attack.alpha", alpha)?;
+                Ok(Attack::Pgd(PgdConfig {
                     eps: e,
+                    alpha,
                     steps,
-                    targets,
-                    ..FabConfig::default()
-                })),
-                AttackKind::Square => Ok(Attack::Square(SquareConfig {
-                    eps: e,
-                    queries,
-                    ..SquareConfig::default()
-                })),
-                AttackKind::Autoattack => Ok(Attack::AutoAttack(AutoAttackConfig {
-                    eps: e,
-                    steps,
-                    targets,
-                    square_queries: queries,
-                })),
-            })
-            .collect()
+                    random_start: true,
+                    stop: self.stop.unwrap_or_default(),
+                }))
+            }
+            AttackKind::Apgd => Ok(apgd(e, ApgdLoss::Ce)),
+            AttackKind::ApgdDlr => Ok(apgd(e, ApgdLoss::Dlr)),
+            AttackKind::ApgdT => Ok(apgd(e, ApgdLoss::DlrTargeted)),
+            AttackKind::FabT => Ok(Attack::Fab(FabConfig {
+                eps: e,
+                steps,
+                targets,
+                ..FabConfig::default()
+            })),
+            AttackKind::Square => Ok(Attack::Square(SquareConfig {
+                eps: e,
+                queries,
+                ..SquareConfig::default()
+            })),
+            AttackKind::Autoattack => Ok(Attack::AutoAttack(AutoAttackConfig {
+                eps: e,
+                steps,
+                targets,
+                square_queries: queries,
+            })),
+        }
     }
 }
 

@@ -56,6 +56,72 @@ fn a_schedule_ending_before_max_steps_is_said() {
     assert_eq!((c.eval_steps.last(), c.short_schedule()), (Some(&12000), None));
 }
 
+/// Edits of the smoke preset that make a bad configuration — (text, replacement, what the
+/// error must name) — each refused by the parser or by the checks.
+const BAD_VALUES: &[(&str, &str, &str)] = &[
+    ("eps = [\"1/255\", \"4/255\"]", "eps = -0.1", "attack.eps"),
+    (
+        "eps = [\"1/255\", \"4/255\"]",
+        "eps = [\"1/255\", \"1:255\"]",
+        "attack.eps[1]",
+    ),
+    ("eps = [\"1/255\", \"4/255\"]", "eps = [0.1, 0.1]", "twice"),
+    ("steps = 5", "steps = 5\nalpha = 0.001", "attack.alpha"),
+    ("steps = 5", "steps = 0", "attack.steps"),
+    ("head = \"new\"", "head = \"old\"", "head"),
+    (
+        "ood = \"shifted\"",
+        "ood = \"shifted\"\nclasses = [3, 10]",
+        "datasets[0].classes",
+    ),
+    ("ood = \"shifted\"", "ood = \"shifted\"\nclasses = [3, 3]", "twice"),
+    (
+        "ood = \"shifted\"",
+        "ood = \"shifted\"\n[[datasets]]\nname = \"simple\"\nkind = \"synthetic\"\ntask = \"synthetic-simple\"\ntrain_images = 8",
+        "datasets[1].name",
+    ),
+    ("name = \"simple\"", "name = \"..\"", "datasets[0].name"),
+    (
+        "optimizer = \"paper\"",
+        "optimizer = { lr = { lora = 1e-3, bitfit = 1e-3 } }",
+        "optimizer.lr.linear_probe",
+    ),
+    (
+        "optimizer = \"paper\"",
+        "optimizer = { lr = { lora = 1e-3, bitfit = 1e-3, linear_probe = -1.0 } }",
+        "optimizer.lr.linear_probe",
+    ),
+    (
+        "optimizer = \"paper\"",
+        "optimizer = { lr = { lora = 1e-3, bitfit = 1e-3, linear_probe = 1.0, lp = 1.0 } }",
+        "optimizer.lr.lp",
+    ),
+    (
+        "optimizer = \"paper\"",
+        "optimizer = { lr = { lora = 1e-3, bitfit = 1e-3, linear_probe = 1.0 }, warmup_steps = 12 }",
+        "optimizer.warmup_steps",
+    ),
+    (
+        "lr = 1e-3",
+        "lr = 1e-3\ndataset = { kind = \"fashion-mnist\", classes = [11] }",
+        "pretrain.dataset.classes",
+    ),
+    (
+        "lr = 1e-3",
+        "lr = 1e-3\ndataset = { kind = \"mnist\" }",
+        "pretrain.dataset.kind",
+    ),
+    ("ood = \"shifted\"", "ood = \"corruption:fog:3\"", "datasets[0].ood"),
+    ("kind = \"synthetic\"", "kind = \"imagenet\"", "datasets[0].kind"),
+    (
+        "strategies = [\"linear_probe\"",
+        "strategies = [\"prefix\"",
+        "strategies",
+    ),
+    ("schedule = [0, 4, 8, 12]", "schedule = [40]", "schedule"),
+    ("schedule = [0, 4, 8, 12]", "schedule = [0]", "schedule"),
+];
+
 #[test]
 fn errors_name_key_and_file() {
     let text = PRESETS[1].1;
@@ -75,69 +141,7 @@ fn errors_name_key_and_file() {
         e.contains("x.toml") && e.contains(&format!("line {line}, column")) && !e.contains('\n'),
         "{e}"
     );
-    for (from, to, key) in [
-        ("eps = [\"1/255\", \"4/255\"]", "eps = -0.1", "attack.eps"),
-        (
-            "eps = [\"1/255\", \"4/255\"]",
-            "eps = [\"1/255\", \"1:255\"]",
-            "attack.eps[1]",
-        ),
-        ("eps = [\"1/255\", \"4/255\"]", "eps = [0.1, 0.1]", "twice"),
-        ("steps = 5", "steps = 5\nalpha = 0.001", "attack.alpha"),
-        ("steps = 5", "steps = 0", "attack.steps"),
-        ("head = \"new\"", "head = \"old\"", "head"),
-        (
-            "ood = \"shifted\"",
-            "ood = \"shifted\"\nclasses = [3, 10]",
-            "datasets[0].classes",
-        ),
-        ("ood = \"shifted\"", "ood = \"shifted\"\nclasses = [3, 3]", "twice"),
-        (
-            "ood = \"shifted\"",
-            "ood = \"shifted\"\n[[datasets]]\nname = \"simple\"\nkind = \"synthetic\"\ntask = \"synthetic-simple\"\ntrain_images = 8",
-            "datasets[1].name",
-        ),
-        ("name = \"simple\"", "name = \"..\"", "datasets[0].name"),
-        (
-            "optimizer = \"paper\"",
-            "optimizer = { lr = { lora = 1e-3, bitfit = 1e-3 } }",
-            "optimizer.lr.linear_probe",
-        ),
-        (
-            "optimizer = \"paper\"",
-            "optimizer = { lr = { lora = 1e-3, bitfit = 1e-3, linear_probe = -1.0 } }",
-            "optimizer.lr.linear_probe",
-        ),
-        (
-            "optimizer = \"paper\"",
-            "optimizer = { lr = { lora = 1e-3, bitfit = 1e-3, linear_probe = 1.0, lp = 1.0 } }",
-            "optimizer.lr.lp",
-        ),
-        (
-            "optimizer = \"paper\"",
-            "optimizer = { lr = { lora = 1e-3, bitfit = 1e-3, linear_probe = 1.0 }, warmup_steps = 12 }",
-            "optimizer.warmup_steps",
-        ),
-        (
-            "lr = 1e-3",
-            "lr = 1e-3\ndataset = { kind = \"fashion-mnist\", classes = [11] }",
-            "pretrain.dataset.classes",
-        ),
-        (
-            "lr = 1e-3",
-            "lr = 1e-3\ndataset = { kind = \"mnist\" }",
-            "pretrain.dataset.kind",
-        ),
-        ("ood = \"shifted\"", "ood = \"corruption:fog:3\"", "datasets[0].ood"),
-        ("kind = \"synthetic\"", "kind = \"imagenet\"", "datasets[0].kind"),
-        (
-            "strategies = [\"linear_probe\"",
-            "strategies = [\"prefix\"",
-            "strategies",
-        ),
-        ("schedule = [0, 4, 8, 12]", "schedule = [40]", "schedule"),
-        ("schedule = [0, 4, 8, 12]", "schedule = [0]", "schedule"),
-    ] {
+    for &(from, to, key) in BAD_VALUES {
         let t = text.replacen(from, to, 1);
         assert_ne!(t, text, "{from}");
         // Refused by the parser (typed values) or by the checks: either way the key is named.

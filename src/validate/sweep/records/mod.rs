@@ -8,17 +8,24 @@
 //! separability, the learning rate and the evaluation images. Schema 1 files (one radius, counts
 //! only) are still read: their robust accuracy becomes a one-radius list and their outcomes are
 //! empty.
-
-use std::collections::BTreeMap;
+//!
+//! Here the record types; reading and writing files in `jsonl`, the outcome digits in `outcomes`,
+//! configuration and experiment hashes in `experiment` (all re-exported).
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use crate::tradeoff::Interval;
 
+mod experiment;
 mod jsonl;
+mod outcomes;
 
+pub use experiment::{
+    SWEEP_KEYS, build_commit, check_one_experiment, config_hash, experiment_hash, fnv_hex, git_commit,
+    run_experiment_hash,
+};
 pub use jsonl::{parse, read, read_folder, render, write};
+pub use outcomes::{decode_digits, encode_bools, encode_levels};
 
 /// Version of the record schema written by this build.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -227,128 +234,14 @@ pub struct RunRecords {
     pub evals: Vec<EvalRecord>,
 }
 
-/// FNV-1a 64-bit hash as 16 hex digits.
-pub fn fnv_hex(bytes: &[u8]) -> String {
-    format!("{:016x}", crate::seeds::fnv1a(bytes))
-}
-
-/// The hash of a configuration: FNV-1a of its canonical (key-sorted) JSON.
-pub fn config_hash(config: &serde_json::Value) -> String {
-    fnv_hex(serde_json::to_string(config).expect("JSON value serialises").as_bytes())
-}
-
-/// The configuration keys a sweep may grow along: a folder's runs belong to one experiment when
-/// their configurations agree on everything else, so seeds or strategies can be added to a
-/// finished sweep (each run's own seed and strategy are in its header).
-pub const SWEEP_KEYS: [&str; 2] = ["seeds", "strategies"];
-
-/// The hash of the experiment a configuration describes, as far as a run of `strategy` is
-/// concerned: [`config_hash`] of the configuration without its [`SWEEP_KEYS`] and with a
-/// per-strategy learning-rate table (`optimizer.lr`) reduced to `strategy`'s entry (the other
-/// entries do not touch that run); with `None`, without the table (what every run shares).
-/// Records are checked against this (a resume, `plan`, `status`, the report's
-/// one-configuration-per-folder rule, [`check_one_experiment`]), so growing the seed or strategy
-/// list — with the new strategies' learning rates — keeps the runs already recorded, while a
-/// changed rate of a recorded strategy does not.
-pub fn experiment_hash(config: &serde_json::Value, strategy: Option<&str>) -> String {
-    let mut c = config.clone();
-    if let Some(o) = c.as_object_mut() {
-        for k in SWEEP_KEYS {
-            o.remove(k);
-        }
-    }
-    if let Some(t) = c.pointer_mut("/optimizer").and_then(serde_json::Value::as_object_mut)
-        && let Some(lr) = t.get_mut("lr").and_then(serde_json::Value::as_object_mut)
-    {
-        lr.retain(|k, _| Some(k.as_str()) == strategy);
-    }
-    config_hash(&c)
-}
-
-/// The experiment hash of the run a header describes ([`experiment_hash`] for its strategy).
-pub fn run_experiment_hash(header: &Header) -> String {
-    experiment_hash(&header.config, Some(&header.strategy))
-}
-
-/// Checks that the runs of `headers` belong to one experiment: they agree on everything but the
-/// seed and strategy lists and the other strategies' learning rates ([`experiment_hash`]). The
-/// error lists each configuration and its runs ([`Header::label`]).
-pub fn check_one_experiment<'a>(headers: impl IntoIterator<Item = &'a Header>) -> Result<()> {
-    let mut shared: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut own: BTreeMap<&str, BTreeMap<String, Vec<String>>> = BTreeMap::new();
-    for h in headers {
-        let name = h.label();
-        shared
-            .entry(experiment_hash(&h.config, None))
-            .or_default()
-            .push(name.clone());
-        own.entry(h.strategy.as_str())
-            .or_default()
-            .entry(run_experiment_hash(h))
-            .or_default()
-            .push(name);
-    }
-    let groups = std::iter::once(&shared).chain(own.values()).find(|g| g.len() > 1);
-    let Some(groups) = groups else { return Ok(()) };
-    let list: Vec<String> = groups
-        .iter()
-        .map(|(h, rs)| format!("config {h}: {}", rs.join(", ")))
-        .collect();
-    Err(Error::invalid(
-        "records",
-        "one configuration per run folder (give each configuration its own --out)",
-        format!("{} configurations: {}", groups.len(), list.join("; ")),
-    ))
-}
-
-/// The commit this binary was built from (embedded by `build.rs`), if it was built from a git
-/// checkout.
-pub fn build_commit() -> Option<String> {
-    let c = env!("ROBUSTFT_BUILD_COMMIT");
-    (c.len() == 40).then(|| c.to_string())
-}
-
-/// The git commit of the working directory, if it is a checkout (not necessarily the build's).
-pub fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .filter(|s| s.len() == 40)
-}
-
-/// Per-image outcome levels as one digit each ([`EvalRecord::outcomes`]).
-pub fn encode_levels(levels: &[u8]) -> String {
-    levels.iter().map(|&l| char::from(b'0' + l.min(9))).collect()
-}
-
-/// Per-image booleans as `0`/`1`.
-pub fn encode_bools(v: &[bool]) -> String {
-    v.iter().map(|&b| if b { '1' } else { '0' }).collect()
-}
-
-/// The digits of an outcome string; `what` names it in errors.
-pub fn decode_digits(s: &str, what: &str) -> Result<Vec<u8>> {
-    s.bytes()
-        .enumerate()
-        .map(|(i, b)| {
-            b.is_ascii_digit()
-                .then(|| b - b'0')
-                .ok_or_else(|| Error::invalid(what, format!("digits only (position {i})"), char::from(b)))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::*;
 
-    fn sample() -> RunRecords {
+    /// One run of two scheduled steps with its first evaluation (shared by the submodules' tests).
+    pub(super) fn sample() -> RunRecords {
         let header = Header {
             kind: "header".into(),
             schema_version: SCHEMA_VERSION,
@@ -429,16 +322,6 @@ mod tests {
     }
 
     #[test]
-    fn outcome_strings_round_trip() {
-        let levels = [0u8, 1, 2, 5, 3];
-        assert_eq!(encode_levels(&levels), "01253");
-        assert_eq!(decode_digits("01253", "o").unwrap(), levels);
-        assert_eq!(encode_bools(&[true, false, true]), "101");
-        let e = decode_digits("01x", "outcomes").unwrap_err().to_string();
-        assert!(e.contains("outcomes") && e.contains("position 2"), "{e}");
-    }
-
-    #[test]
     fn round_trip() {
         let r = sample();
         assert_eq!(parse(&render(&r), Path::new("x.jsonl")).unwrap(), r);
@@ -477,73 +360,5 @@ mod tests {
         assert!(e.contains("schema version"), "{e}");
         let e = parse("not json\n", Path::new("r.jsonl")).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("not JSON"), "{e}");
-    }
-
-    /// A run's identity ignores the seed and strategy lists and the other strategies' rates,
-    /// not its own rate or anything else; one folder may hold runs whose configurations differ
-    /// only there.
-    #[test]
-    fn experiment_hash_ignores_only_the_sweep_and_the_other_strategies_rates() {
-        let cfg = |seeds: &str, strategies: &str, lr: &str, steps: u64| {
-            let v: serde_json::Value = serde_json::from_str(&format!(
-                r#"{{"seeds": {seeds}, "strategies": {strategies}, "max_steps": {steps},
-                    "optimizer": {{"lr": {lr}, "warmup_steps": 5}}}}"#
-            ))
-            .unwrap();
-            v
-        };
-        let first = cfg("[0]", r#"["lora"]"#, r#"{"lora": 0.01}"#, 100);
-        let grown = cfg(
-            "[0, 1]",
-            r#"["lora", "bitfit"]"#,
-            r#"{"lora": 0.01, "bitfit": 0.03}"#,
-            100,
-        );
-        let h = |c: &serde_json::Value, s: &str| experiment_hash(c, Some(s));
-        assert_eq!(h(&first, "lora"), h(&grown, "lora"));
-        assert_eq!(experiment_hash(&first, None), experiment_hash(&grown, None));
-        // Its own rate, the warm-up, the schedule: another experiment.
-        let rate = cfg("[0]", r#"["lora"]"#, r#"{"lora": 0.02}"#, 100);
-        assert_ne!(h(&first, "lora"), h(&rate, "lora"));
-        assert_eq!(experiment_hash(&first, None), experiment_hash(&rate, None));
-        let steps = cfg("[0]", r#"["lora"]"#, r#"{"lora": 0.01}"#, 200);
-        assert_ne!(h(&first, "lora"), h(&steps, "lora"));
-        let mut warm = first.clone();
-        warm["optimizer"]["warmup_steps"] = serde_json::json!(6);
-        assert_ne!(experiment_hash(&first, None), experiment_hash(&warm, None));
-        // The preset (no table) is shared by every strategy.
-        let paper = serde_json::json!({"seeds": [0], "optimizer": "paper"});
-        assert_eq!(h(&paper, "lora"), h(&paper, "full"));
-
-        let header = |config: serde_json::Value, strategy: &str, seed: u64| Header {
-            config,
-            strategy: strategy.into(),
-            seed,
-            ..sample().header
-        };
-        let runs = [
-            header(first.clone(), "lora", 0),
-            header(grown.clone(), "bitfit", 1),
-            header(grown.clone(), "lora", 2),
-        ];
-        check_one_experiment(&runs).unwrap();
-        // LoRA at another rate beside the others: refused, naming both LoRA configurations.
-        let mixed = [runs[0].clone(), runs[1].clone(), header(rate.clone(), "lora", 2)];
-        let e = check_one_experiment(&mixed).unwrap_err().to_string();
-        assert!(
-            e.contains("2 configurations")
-                && e.contains(&format!("config {}: simple/lora/seed0", h(&first, "lora")))
-                && e.contains(&format!("config {}: simple/lora/seed2", h(&rate, "lora")))
-                && !e.contains("simple/bitfit/seed1"),
-            "{e}"
-        );
-        // Another schedule for one run: the shared part differs.
-        let e = check_one_experiment(&[runs[0].clone(), header(steps, "bitfit", 1)])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("2 configurations") && e.contains("simple/lora/seed0") && e.contains("simple/bitfit/seed1"),
-            "{e}"
-        );
     }
 }

@@ -18,11 +18,13 @@
 //! path) and writes it as one HF-layout safetensors file with its head: LoRA and (IA)³ merged
 //! into the backbone weights, Adapter and Compacter with their adapter tensors (they cannot be
 //! merged; said in the output).
+//!
+//! Here the candidates' type and the choice; reading the folders into candidates in
+//! `candidates`, the export in `export`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use candle_core::Device;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -30,13 +32,14 @@ use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
 use crate::tradeoff::bootstrap::{percentile_interval, resample_indices};
 use crate::tradeoff::stats::wilson;
-use crate::validate::checkpoints::interpolate::{HeadStart, lp_head, path_start};
-use crate::validate::checkpoints::replay::{RunView, replay};
-use crate::validate::study::analysis::{describe_training, training_kind};
+use crate::validate::checkpoints::interpolate::HeadStart;
 use crate::validate::study::report::eps_label;
-use crate::validate::sweep::config::{RunConfig, ValidRun};
-use crate::validate::sweep::records::{self, RunRecords};
-use crate::validate::sweep::runner::{self, DatasetRuns};
+
+mod candidates;
+mod export;
+
+pub(crate) use candidates::candidates;
+pub use export::export;
 
 /// One candidate model.
 #[derive(Debug, Clone)]
@@ -115,89 +118,6 @@ pub struct ChooseSpec {
     pub dataset: Option<String>,
 }
 
-/// Every candidate of the folders, and the runs' radii (the same in every folder, checked).
-pub(crate) fn candidates(dirs: &[PathBuf]) -> Result<(Vec<Candidate>, Vec<f64>)> {
-    let mut out = Vec::new();
-    let mut radii: Option<Vec<f64>> = None;
-    for dir in dirs {
-        let runs = records::read_folder(dir)?;
-        if runs.is_empty() {
-            return Err(Error::invalid(
-                dir.display().to_string(),
-                "a run folder with records",
-                "none",
-            ));
-        }
-        let training = describe_training(&runs[0].header.config);
-        let kind = training_kind(&runs[0].header.config).to_string();
-        // Per (task, seed): without an `eval_seed` each seed draws its own images.
-        let eval_sets: BTreeMap<(String, u64), Option<String>> = runs
-            .iter()
-            .map(|r| ((r.header.dataset.clone(), r.header.seed), r.header.eval_set.clone()))
-            .collect();
-        for r in &runs {
-            match &radii {
-                None => radii = Some(r.header.eps.clone()),
-                Some(e) if *e != r.header.eps => {
-                    return Err(Error::invalid(
-                        dir.display().to_string(),
-                        format!("runs measured at the same radii as the others ({e:?})"),
-                        format!("{:?}", r.header.eps),
-                    ));
-                }
-                _ => {}
-            }
-            let Ok(strategy) = crate::engine::peft::parse_strategy(&r.header.strategy) else {
-                continue;
-            };
-            for e in &r.evals {
-                out.push(Candidate {
-                    folder: dir.clone(),
-                    training: training.clone(),
-                    kind: kind.clone(),
-                    eval_set: r.header.eval_set.clone(),
-                    dataset: r.header.dataset.clone(),
-                    strategy,
-                    seed: r.header.seed,
-                    step: e.step,
-                    alpha: None,
-                    head_start: HeadStart::Init,
-                    outcomes: e.outcomes.clone(),
-                    ood_outcomes: e.ood_outcomes.clone(),
-                });
-            }
-        }
-        for head_start in [HeadStart::Init, HeadStart::LinearProbe] {
-            let Some((_, cells)) = crate::validate::checkpoints::interpolate::load(dir, head_start)? else {
-                continue;
-            };
-            for c in cells {
-                let Ok(strategy) = crate::engine::peft::parse_strategy(&c.strategy) else {
-                    continue;
-                };
-                let step = c.trajectory.last().and_then(|t| t.step).unwrap_or(0);
-                for p in c.path.iter().filter(|p| p.alpha.is_some_and(|a| a > 0.0 && a < 1.0)) {
-                    out.push(Candidate {
-                        folder: dir.clone(),
-                        training: training.clone(),
-                        kind: kind.clone(),
-                        eval_set: eval_sets.get(&(c.dataset.clone(), c.seed)).cloned().flatten(),
-                        dataset: c.dataset.clone(),
-                        strategy,
-                        seed: c.seed,
-                        step,
-                        alpha: p.alpha,
-                        head_start,
-                        outcomes: p.outcomes.clone(),
-                        ood_outcomes: p.ood_outcomes.clone(),
-                    });
-                }
-            }
-        }
-    }
-    Ok((out, radii.unwrap_or_default()))
-}
-
 /// A best robust accuracy and the number of images it is measured on.
 pub type Best = (f64, usize);
 
@@ -239,22 +159,7 @@ pub fn choose(dirs: &[PathBuf], spec: &ChooseSpec) -> Result<Vec<Choice>> {
         return Err(Error::invalid("--min-clean", "an accuracy in [0, 1]", spec.min_clean));
     }
     let (all, radii) = candidates(dirs)?;
-    let k = match spec.eps {
-        None => 0,
-        Some(e) => radii
-            .iter()
-            .position(|r| (r - e).abs() <= 1e-12 * r.abs().max(1.0))
-            .ok_or_else(|| {
-                Error::invalid(
-                    "--eps",
-                    format!(
-                        "one of the runs' radii ({})",
-                        radii.iter().map(|r| eps_label(*r)).collect::<Vec<_>>().join(", ")
-                    ),
-                    eps_label(e),
-                )
-            })?,
-    };
+    let k = radius_index(spec.eps, &radii)?;
     let mut tasks: Vec<String> = all.iter().map(|c| c.dataset.clone()).collect();
     tasks.sort();
     tasks.dedup();
@@ -269,66 +174,104 @@ pub fn choose(dirs: &[PathBuf], spec: &ChooseSpec) -> Result<Vec<Choice>> {
         let pool: Vec<&Candidate> = all.iter().filter(|c| c.dataset == task).collect();
         let meets: Vec<&Candidate> = pool.iter().copied().filter(|c| c.clean() >= spec.min_clean).collect();
         if meets.is_empty() {
-            let best = pool
-                .iter()
-                .max_by(|a, b| a.clean().total_cmp(&b.clean()))
-                .expect("a task has candidates");
-            return Err(Error::invalid(
-                "--min-clean",
-                format!(
-                    "a clean accuracy some candidate of {task} reaches: the best is {:.3} ({} seed {}, {})",
-                    best.clean(),
-                    best.strategy.id(),
-                    best.seed,
-                    best.point()
-                ),
-                spec.min_clean,
-            ));
+            return Err(unreachable_target(&pool, &task, spec.min_clean));
         }
-        let key = |c: &Candidate| {
-            let mut v = vec![c.clean(), c.robust(k)];
-            if spec.ood {
-                v.push(c.ood().unwrap_or(f64::NEG_INFINITY));
-            }
-            v
-        };
-        let dominated = |c: &Candidate| {
-            let kc = key(c);
-            meets.iter().any(|o| {
-                let ko = key(o);
-                ko.iter().zip(&kc).all(|(a, b)| a >= b) && ko.iter().zip(&kc).any(|(a, b)| a > b)
-            })
-        };
-        let mut front: Vec<&Candidate> = meets.iter().copied().filter(|c| !dominated(c)).collect();
-        front.sort_by(|a, b| {
-            b.robust(k)
-                .total_cmp(&a.robust(k))
-                .then(b.clean().total_cmp(&a.clean()))
-        });
-        let ranked = tied_with_best(&front, k);
-        let mut best_per_strategy = BTreeMap::new();
-        for c in &meets {
-            let s = Strategy::ALL
-                .iter()
-                .position(|s| *s == c.strategy)
-                .unwrap_or(usize::MAX);
-            let source = SOURCES[source_index(c)];
-            let slot = best_per_strategy
-                .entry((s, c.training.clone(), source))
-                .or_insert((f64::NEG_INFINITY, c.outcomes.len()));
-            if c.robust(k) > slot.0 {
-                *slot = (c.robust(k), c.outcomes.len());
-            }
-        }
+        let front = pareto_front(&meets, k, spec.ood);
         choices.push(Choice {
+            ranked: tied_with_best(&front, k),
+            best_per_strategy: best_per_strategy(&meets, k),
             dataset: task,
             eps: radii[k],
             k,
-            ranked,
-            best_per_strategy,
         });
     }
     Ok(choices)
+}
+
+/// The index of `--eps` among the runs' `radii` (0, the smallest, when not given).
+fn radius_index(eps: Option<f64>, radii: &[f64]) -> Result<usize> {
+    match eps {
+        None => Ok(0),
+        Some(e) => radii
+            .iter()
+            .position(|r| (r - e).abs() <= 1e-12 * r.abs().max(1.0))
+            .ok_or_else(|| {
+                Error::invalid(
+                    "--eps",
+                    format!(
+                        "one of the runs' radii ({})",
+                        radii.iter().map(|r| eps_label(*r)).collect::<Vec<_>>().join(", ")
+                    ),
+                    eps_label(e),
+                )
+            }),
+    }
+}
+
+/// The error when no candidate of `task` (`pool`) reaches `min_clean`: it names the best clean
+/// accuracy there is.
+fn unreachable_target(pool: &[&Candidate], task: &str, min_clean: f64) -> Error {
+    let best = pool
+        .iter()
+        .max_by(|a, b| a.clean().total_cmp(&b.clean()))
+        .expect("a task has candidates");
+    Error::invalid(
+        "--min-clean",
+        format!(
+            "a clean accuracy some candidate of {task} reaches: the best is {:.3} ({} seed {}, {})",
+            best.clean(),
+            best.strategy.id(),
+            best.seed,
+            best.point()
+        ),
+        min_clean,
+    )
+}
+
+/// The candidates of `meets` no other one dominates in (clean, robust at radius `k`[, OOD when
+/// `ood`]), by decreasing robust accuracy, then clean accuracy.
+fn pareto_front<'a>(meets: &[&'a Candidate], k: usize, ood: bool) -> Vec<&'a Candidate> {
+    let key = |c: &Candidate| {
+        let mut v = vec![c.clean(), c.robust(k)];
+        if ood {
+            v.push(c.ood().unwrap_or(f64::NEG_INFINITY));
+        }
+        v
+    };
+    let dominated = |c: &Candidate| {
+        let kc = key(c);
+        meets.iter().any(|o| {
+            let ko = key(o);
+            ko.iter().zip(&kc).all(|(a, b)| a >= b) && ko.iter().zip(&kc).any(|(a, b)| a > b)
+        })
+    };
+    let mut front: Vec<&Candidate> = meets.iter().copied().filter(|c| !dominated(c)).collect();
+    front.sort_by(|a, b| {
+        b.robust(k)
+            .total_cmp(&a.robust(k))
+            .then(b.clean().total_cmp(&a.clean()))
+    });
+    front
+}
+
+/// Per (strategy, folder training, source), the best robust accuracy at radius `k` among the
+/// candidates meeting the target, and the number of images it is measured on.
+fn best_per_strategy(meets: &[&Candidate], k: usize) -> BTreeMap<(usize, String, &'static str), Best> {
+    let mut best = BTreeMap::new();
+    for c in meets {
+        let s = Strategy::ALL
+            .iter()
+            .position(|s| *s == c.strategy)
+            .unwrap_or(usize::MAX);
+        let source = SOURCES[source_index(c)];
+        let slot = best
+            .entry((s, c.training.clone(), source))
+            .or_insert((f64::NEG_INFINITY, c.outcomes.len()));
+        if c.robust(k) > slot.0 {
+            *slot = (c.robust(k), c.outcomes.len());
+        }
+    }
+    best
 }
 
 /// The front with, for each candidate, whether the paired bootstrap interval (1000 replicates
@@ -362,11 +305,7 @@ fn tied_with_best(front: &[&Candidate], k: usize) -> Vec<(Candidate, bool)> {
 pub fn render(choices: &[Choice], spec: &ChooseSpec) -> Result<String> {
     let mut s = String::new();
     for ch in choices {
-        let pct = |c: &Candidate, v: f64| -> Result<String> {
-            let n = c.outcomes.len() as u64;
-            let w = wilson((v * n as f64).round() as u64, n)?;
-            Ok(format!("{:.1}% [{:.1}, {:.1}]", 100.0 * v, 100.0 * w.lo, 100.0 * w.hi))
-        };
+        let pct = |c: &Candidate, v: f64| with_wilson(v, c.outcomes.len() as u64);
         s += &format!(
             "## {}: clean ≥ {:.3}, robust at ε = {}{}\n\n| rank | strategy | training | seed | checkpoint | clean | robust | OOD | tied with the best |\n|---|---|---|---|---|---|---|---|---|\n",
             ch.dataset,
@@ -409,10 +348,7 @@ pub fn render(choices: &[Choice], spec: &ChooseSpec) -> Result<String> {
                 .iter()
                 .map(|v| match v {
                     None => Ok("–".to_string()),
-                    Some((r, n)) => {
-                        let w = wilson((r * *n as f64).round() as u64, *n as u64)?;
-                        Ok(format!("{:.1}% [{:.1}, {:.1}]", 100.0 * r, 100.0 * w.lo, 100.0 * w.hi))
-                    }
+                    Some((r, n)) => with_wilson(*r, *n as u64),
                 })
                 .collect::<Result<Vec<String>>>()?;
             s += &format!("| {name} | {training} | {} |\n", cells.join(" | "));
@@ -422,82 +358,11 @@ pub fn render(choices: &[Choice], spec: &ChooseSpec) -> Result<String> {
     Ok(s)
 }
 
-/// Rebuilds the first candidate of `choice` and writes it to `file` (HF layout, with its head;
-/// LoRA and (IA)³ merged). Returns what was written, in words.
-pub fn export(choice: &Choice, file: &Path, device: &Device, quiet: bool) -> Result<String> {
-    let (c, _) = choice
-        .ranked
-        .first()
-        .ok_or_else(|| Error::invalid("--export", "a candidate to export", "none"))?;
-    if file.exists() {
-        return Err(Error::invalid(
-            "--export",
-            "a file that does not exist yet (nothing is overwritten)",
-            file.display(),
-        ));
-    }
-    let records_path = crate::validate::sweep::folder::run_paths(&c.folder, &c.dataset, c.strategy, c.seed).0;
-    let recs: RunRecords = records::read(&records_path)?;
-    let config: RunConfig = serde_json::from_value(recs.header.config.clone()).map_err(|e| Error::Config {
-        path: records_path.clone(),
-        message: format!("its recorded configuration does not parse: {e}"),
-    })?;
-    let run: ValidRun = config.validate()?;
-    let i = run
-        .config
-        .datasets
-        .iter()
-        .position(|d| d.name == c.dataset)
-        .expect("the record's own dataset");
-    let up = crate::validate::sweep::upstream::upstream(&run, &c.folder, device, quiet)?;
-    let data = runner::prepared(&run, i, c.seed, false)?;
-    let ctx = DatasetRuns {
-        data: &data,
-        upstream: &up,
-        separability: None,
-        device: device.clone(),
-    };
-    let view = RunView::read(&run, &ctx, c.strategy, c.seed, &c.folder)?;
-    let steps: Vec<u64> = if c.alpha.is_some() {
-        vec![0, c.step]
-    } else {
-        vec![c.step]
-    };
-    let head = match (c.alpha, c.head_start) {
-        (Some(_), HeadStart::LinearProbe) => Some(lp_head(&run, &ctx, c.seed, &c.folder, quiet)?),
-        _ => None,
-    };
-    let mut initial = None;
-    let mut written = String::new();
-    replay(&run, &ctx, &view, c.strategy, c.seed, &steps, quiet, |model, step| {
-        if c.alpha.is_some() && step == 0 {
-            initial = Some(model.trainable_snapshot()?);
-            return Ok(());
-        }
-        let model = match (c.alpha, &initial) {
-            (Some(a), Some(init)) => model.interpolated(&path_start(model, init, head.as_ref())?, a)?,
-            _ => model.frozen(),
-        };
-        let merged = model.merge()?;
-        let mergeable = matches!(c.strategy, Strategy::Lora | Strategy::Ia3);
-        merged.save(file)?;
-        written = format!(
-            "wrote {} ({} seed {}, {}; {})\n",
-            file.display(),
-            c.strategy.id(),
-            c.seed,
-            c.point(),
-            if mergeable {
-                "merged into the backbone weights: a plain ViT"
-            } else if matches!(c.strategy, Strategy::Adapter | Strategy::Compacter) {
-                "unmerged: the adapter tensors are in the file, the model needs the strategy's modules"
-            } else {
-                "every tensor"
-            }
-        );
-        Ok(())
-    })?;
-    Ok(written)
+/// An accuracy `v` on `n` images as a percentage with its Wilson 95% interval (`v·n` rounded
+/// to the images it counts).
+fn with_wilson(v: f64, n: u64) -> Result<String> {
+    let w = wilson((v * n as f64).round() as u64, n)?;
+    Ok(format!("{:.1}% [{:.1}, {:.1}]", 100.0 * v, 100.0 * w.lo, 100.0 * w.hi))
 }
 
 #[cfg(test)]
