@@ -6,7 +6,7 @@ use std::path::Path;
 
 use candle_core::Device;
 
-use crate::engine::peft::Strategy;
+use crate::engine::peft::ExportForm;
 use crate::error::{Error, Result};
 use crate::validate::checkpoints::choose::Choice;
 use crate::validate::checkpoints::interpolate::{HeadStart, lp_head, path_start};
@@ -72,7 +72,6 @@ pub fn export(choice: &Choice, file: &Path, device: &Device, quiet: bool) -> Res
             _ => model.frozen(),
         };
         let merged = model.merge()?;
-        let mergeable = matches!(c.strategy, Strategy::Lora | Strategy::Ia3);
         merged.save(file)?;
         written = format!(
             "wrote {} ({} seed {}, {}; {})\n",
@@ -80,12 +79,11 @@ pub fn export(choice: &Choice, file: &Path, device: &Device, quiet: bool) -> Res
             c.strategy.id(),
             c.seed,
             c.point(),
-            if mergeable {
-                "merged into the backbone weights: a plain ViT"
-            } else if matches!(c.strategy, Strategy::Adapter | Strategy::Compacter) {
-                "unmerged: the adapter tensors are in the file, the model needs the strategy's modules"
-            } else {
-                "every tensor"
+            match c.strategy.def().export_form() {
+                ExportForm::Merged => "merged into the backbone weights: a plain ViT",
+                ExportForm::Modules =>
+                    "unmerged: the adapter tensors are in the file, the model needs the strategy's modules",
+                ExportForm::Plain => "every tensor",
             }
         );
         Ok(())

@@ -78,9 +78,10 @@ pub(crate) fn path_start(
 }
 
 /// Strategies whose trainable tensors start at the pretrained function exactly (besides the
-/// head), so that α = 0 with the linear-probe head is the linear-probing run's final model.
+/// head), so that α = 0 with the linear-probe head is the linear-probing run's final model (the
+/// registry's [`crate::engine::peft::Definition::exact_start`]).
 fn exact_start(s: Strategy) -> bool {
-    !matches!(s, Strategy::Adapter | Strategy::Compacter)
+    s.def().exact_start()
 }
 
 /// Replays one run, then evaluates the path.
@@ -97,10 +98,12 @@ pub(super) fn interpolate_run(
 ) -> Result<InterpCell> {
     let view = RunView::read(run, ctx, strategy, seed, out)?;
     let last = view.recs.evals.last().expect("finished").step;
-    let alphas: Vec<f64> = match (head, strategy) {
-        // Linear probing from its own final head: a constant path.
-        (Some(_), Strategy::LinearProbe) => vec![0.0, 1.0],
-        _ => spec.alphas.clone(),
+    // A strategy that trains nothing but the head (linear probing), from its own final head: a
+    // constant path.
+    let alphas: Vec<f64> = if head.is_some() && strategy.def().frozen_backbone() {
+        vec![0.0, 1.0]
+    } else {
+        spec.alphas.clone()
     };
     let on_path = OnPath {
         run,
