@@ -12,14 +12,6 @@
 //! each strategy builds): Full 85,798,656; Linear probing 0; LoRA 1,179,648; (IA)³ 64,512;
 //! Adapter 3,559,680; Compacter 57,088; BitFit 102,912.
 
-pub mod adapter;
-pub mod bitfit;
-pub mod compacter;
-pub mod full;
-pub mod ia3;
-pub mod linear_probe;
-pub mod lora;
-
 use std::collections::HashMap;
 
 use candle_core::{Result as CResult, Tensor};
@@ -33,10 +25,12 @@ pub use crate::theory::dynamics::net::Parameterisation;
 
 /// The registry: every strategy's variant and the unit type in its file that defines it, in the
 /// paper's order (the order of [`Strategy::ALL`], of every table and figure). Generates the
-/// [`Strategy`] enum (serde names: the snake-case variant names, which each file's
+/// file's module declaration, the [`Strategy`] enum (serde names: the snake-case variant names, which each file's
 /// [`Definition::id`] repeats — a test checks it), [`Strategy::ALL`] and [`Strategy::def`].
 macro_rules! registry {
-    ($($(#[$doc:meta])* $variant:ident => $def:expr,)+) => {
+    ($($(#[$doc:meta])* $variant:ident => $module:ident :: $def:ident,)+) => {
+        $(pub mod $module;)+
+
         /// The fine-tuning strategies (see [`registry!`]).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
@@ -51,7 +45,7 @@ macro_rules! registry {
             /// Everything the strategy's file says about it.
             pub fn def(self) -> &'static dyn Definition {
                 match self {
-                    $(Strategy::$variant => &$def,)+
+                    $(Strategy::$variant => &$module::$def,)+
                 }
             }
         }
