@@ -23,8 +23,9 @@ pub use error::{Error, Result};
 /// The library leaves the allocator to its users. Our binaries, examples and tests use mimalloc
 /// (`#[global_allocator] static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;`): candle
 /// allocates a fresh buffer for every op, and the system allocator maps and unmaps large ones
-/// each time (about 30% of a CPU training step went to page faults and TLB flushes; see README's
-/// performance section). This one serves the library's own unit tests.
+/// each time (about 30% of a CPU training step went to page faults and TLB flushes; see the
+/// guide's performance chapter, docs/src/performance.md). This one serves the library's own
+/// unit tests.
 #[cfg(test)]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -12,7 +12,7 @@ use robustft::simulate::{self, SimConfig, bench};
 use robustft::theory::DEFAULT_TARGET_ACC;
 
 /// mimalloc: candle allocates a buffer per op, and the system allocator's map/unmap of large
-/// ones cost about 30% of a CPU training step (README, performance). The library leaves the
+/// ones cost about 30% of a CPU training step (docs/src/performance.md). The library leaves the
 /// choice to its users; this binary makes it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -60,7 +60,7 @@ pub fn data_parallel<T: Send, E: Send>(
 pub const CPU_BATCH_PARTS: usize = 2;
 
 /// Makes candle's own CPU thread pool single-threaded unless the user chose otherwise: on these
-/// model sizes its second thread buys nothing (README, performance), while splitting the batch
+/// model sizes its second thread buys nothing (docs/src/performance.md), while splitting the batch
 /// across threads does. Call at the start of `main`, before any thread exists.
 pub fn prefer_batch_parallelism() {
     for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {

@@ -1,7 +1,7 @@
 //! The measured side as data: every run's per-image outcomes, accuracy curves under resampling
 //! weights, and the two-level bootstrap behind every interval the reports print.
 //!
-//! **Bootstrap** (documented in README, "Measurement with power"): a replicate draws the seeds of
+//! **Bootstrap** (documented in the guide, docs/src/reading-results.md): a replicate draws the seeds of
 //! a dataset with replacement (the same draw for every strategy, so strategies stay paired by
 //! seed) and the evaluation images with replacement (one draw per evaluation set, shared by every
 //! run that evaluated those images, so strategies, steps and radii stay paired by image). Each
