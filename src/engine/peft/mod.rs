@@ -38,6 +38,16 @@ macro_rules! registry {
             $($(#[$doc])* $variant,)+
         }
 
+        /// ```
+        /// use robustft::engine::Strategy;
+        /// use robustft::engine::peft::{Definition, ExportForm, parse_strategy};
+        /// let lora = Strategy::Lora.def();
+        /// assert_eq!((lora.name(), lora.vit_b16_params()), ("LoRA", 1_179_648));
+        /// assert_eq!(lora.export_form(), ExportForm::Merged);
+        /// assert_eq!(parse_strategy("linear-probe")?, Strategy::LinearProbe);
+        /// assert_eq!(Strategy::ALL.len(), 7);
+        /// # Ok::<(), robustft::Error>(())
+        /// ```
         impl Strategy {
             /// Every strategy, in the registry's (the paper's) order.
             pub const ALL: [Strategy; [$(Strategy::$variant),+].len()] = [$(Strategy::$variant),+];
@@ -368,6 +378,16 @@ pub fn model_spec(
 }
 
 /// Trainable parameter counts of a model.
+///
+/// ```
+/// use robustft::engine::peft::{PeftConfig, counts, model_spec};
+/// use robustft::engine::{Strategy, VitConfig};
+/// let base = VitConfig::base();
+/// let c = counts(&model_spec(&base, &PeftConfig::default(), Strategy::Bitfit, 10)?);
+/// // BitFit on ViT-B/16: every bias, 102,912 (Li et al. 2025), and the 10-class head.
+/// assert_eq!((c.trainable_backbone, c.trainable_head), (102_912, 768 * 10 + 10));
+/// # Ok::<(), robustft::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
     /// Trainable backbone parameters, including the ones a strategy adds (the paper's count).

@@ -48,6 +48,15 @@ pub fn check_experiment(jsonl: &Path, header: &records::Header, ours: &str) -> R
 /// (what `gap` and `interpolate` work from): the one experiment every record shares
 /// ([`records::check_one_experiment`]), with the seeds and strategies of every record's
 /// configuration and each strategy's own learning rate. Errors name the folder or the record.
+///
+/// ```
+/// // paper-cpu's records: seeds 0–2 were written with `seeds = [0, 1, 2]`, 3 and 4 later.
+/// let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/results/paper-cpu");
+/// let run = robustft::validate::sweep::folder::recorded_run(&dir)?;
+/// assert_eq!(run.config.seeds, [0, 1, 2, 3, 4]);
+/// assert_eq!(run.strategies.len(), 7);
+/// # Ok::<(), robustft::Error>(())
+/// ```
 pub fn recorded_run(dir: &Path) -> Result<ValidRun> {
     let runs = records::read_folder(dir)?;
     records::check_one_experiment(runs.iter().map(|r| &r.header))?;

@@ -80,6 +80,13 @@ pub enum EpsValue {
 
 impl EpsValue {
     /// The value; `field` names it in errors. Must lie in [0, 1] (pixel units).
+    ///
+    /// ```
+    /// use robustft::validate::sweep::spec::EpsValue;
+    /// assert_eq!(EpsValue::Text("8/255".into()).value("eps")?, 8.0 / 255.0);
+    /// assert!(EpsValue::Num(-0.1).value("eps").unwrap_err().to_string().contains("eps"));
+    /// # Ok::<(), robustft::Error>(())
+    /// ```
     pub fn value(&self, field: &str) -> Result<f64> {
         let v = match self {
             EpsValue::Num(v) => *v,

@@ -333,6 +333,13 @@ impl RunConfig {
     }
 
     /// An embedded preset by name.
+    ///
+    /// ```
+    /// let run = robustft::validate::RunConfig::preset("paper-cpu")?;
+    /// assert_eq!((run.strategies.len(), run.config.seeds.len(), run.eps().len()), (7, 5, 4));
+    /// assert!(robustft::validate::RunConfig::preset("paper-gpu").is_err());
+    /// # Ok::<(), robustft::Error>(())
+    /// ```
     pub fn preset(name: &str) -> Result<ValidRun> {
         let (_, text) = PRESETS
             .iter()

@@ -30,6 +30,15 @@ pub const SWEEP_KEYS: [&str; 2] = ["seeds", "strategies"];
 /// one-configuration-per-folder rule, [`check_one_experiment`]), so growing the seed or strategy
 /// list — with the new strategies' learning rates — keeps the runs already recorded, while a
 /// changed rate of a recorded strategy does not.
+///
+/// ```
+/// use robustft::validate::sweep::records::experiment_hash;
+/// let a = serde_json::json!({"seeds": [0], "optimizer": {"lr": {"lora": 0.01, "full": 0.003}}, "max_steps": 10});
+/// let grown = serde_json::json!({"seeds": [0, 1], "optimizer": {"lr": {"lora": 0.01, "ia3": 0.3}}, "max_steps": 10});
+/// assert_eq!(experiment_hash(&a, Some("lora")), experiment_hash(&grown, Some("lora")));
+/// let longer = serde_json::json!({"seeds": [0], "optimizer": {"lr": {"lora": 0.01}}, "max_steps": 20});
+/// assert_ne!(experiment_hash(&a, Some("lora")), experiment_hash(&longer, Some("lora")));
+/// ```
 pub fn experiment_hash(config: &serde_json::Value, strategy: Option<&str>) -> String {
     let mut c = config.clone();
     if let Some(o) = c.as_object_mut() {
