@@ -6,11 +6,11 @@
 //! of the run's radii, on the clean-correct images.
 //!
 //! `cargo run --release --example masking_check -- DIR DATASET STRATEGY SEED`
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use robustft::engine::attack::{correct, per_point_ce, project, uniform_noise};
-use robustft::engine::peft::parse_strategy;
+use robustft::engine::peft::{Strategy, parse_strategy};
 use robustft::engine::{Vit, VitSpec};
 use robustft::validate::sweep::records;
 
@@ -58,28 +58,8 @@ fn main() -> robustft::Result<()> {
         parse_strategy(&a[3])?,
         a[4].parse::<u64>().expect("seed"),
     );
-    let rec = records::read(&dir.join(&ds).join(strategy.id()).join(format!("seed{seed}.jsonl")))?;
-    let cfg: robustft::validate::RunConfig = serde_json::from_value(rec.header.config.clone()).expect("config");
-    let run = cfg.validate()?;
+    let (run, model) = load_final(&dir, &ds, strategy, seed)?;
     let dev = Device::Cpu;
-    let up = dir
-        .join("upstream")
-        .join(&rec.header.upstream.as_ref().expect("upstream").checkpoint);
-    let classes = rec.header.class_map.as_ref().map_or(10, Vec::len);
-    let model = Vit::load_backbone(
-        &up,
-        &VitSpec::new(&run.model, strategy, classes, DType::F32, &dev, seed),
-    )?;
-    let state = candle_core::safetensors::load(
-        dir.join("ckpt")
-            .join(&ds)
-            .join(strategy.id())
-            .join(format!("seed{seed}.safetensors")),
-        &dev,
-    )?;
-    for (k, v) in model.trainable() {
-        v.set(&state[&format!("param.{k}")])?;
-    }
     let i = run.config.datasets.iter().position(|d| d.name == ds).expect("dataset");
     let data = robustft::validate::sweep::data::prepare(
         &run.config.datasets[i],
@@ -90,25 +70,7 @@ fn main() -> robustft::Result<()> {
         "",
     )?;
     let ids = robustft::validate::sweep::runner::eval_ids(&run, &data, seed);
-    let frozen = model.frozen();
-    let (mut margins, mut ok_all, mut rob) = (Vec::new(), Vec::new(), vec![(0usize, 0usize); run.eps().len()]);
-    for (b, chunk) in ids.chunks(250).enumerate() {
-        let (x, y) = data.test.batch(chunk, &dev)?;
-        let logits = frozen.forward(&x)?;
-        let m: Vec<f32> = (margin_loss(&logits, &y)? * -1.0)?.to_vec1()?;
-        margins.extend(m);
-        let ok = correct(&logits, &y)?;
-        let idx: Vec<u32> = (0..chunk.len() as u32).filter(|&j| ok[j as usize]).collect();
-        let t = Tensor::new(idx.as_slice(), &dev)?;
-        let (xc, yc) = (x.index_select(&t, 0)?, y.index_select(&t, 0)?);
-        for (e, eps) in run.eps().iter().enumerate() {
-            let ce = pgd(&frozen, &xc, &yc, *eps, false, 7 + b as u64)?;
-            let cw = pgd(&frozen, &xc, &yc, *eps, true, 7 + b as u64)?;
-            rob[e].0 += ce.iter().filter(|r| **r).count();
-            rob[e].1 += cw.iter().filter(|r| **r).count();
-        }
-        ok_all.extend(ok);
-    }
+    let (margins, ok_all, rob) = measure(&model, &run, &data, &ids, &dev)?;
     let n = ids.len() as f64;
     let correct_margins: Vec<f32> = margins
         .iter()
@@ -137,4 +99,71 @@ fn main() -> robustft::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The run's configuration and the final model of (`ds`, `strategy`, `seed`) in the run folder
+/// `dir`: the run's upstream backbone with the resume checkpoint's trainable tensors.
+fn load_final(
+    dir: &Path,
+    ds: &str,
+    strategy: Strategy,
+    seed: u64,
+) -> robustft::Result<(robustft::validate::ValidRun, Vit)> {
+    let rec = records::read(&dir.join(ds).join(strategy.id()).join(format!("seed{seed}.jsonl")))?;
+    let cfg: robustft::validate::RunConfig = serde_json::from_value(rec.header.config.clone()).expect("config");
+    let run = cfg.validate()?;
+    let dev = Device::Cpu;
+    let up = dir
+        .join("upstream")
+        .join(&rec.header.upstream.as_ref().expect("upstream").checkpoint);
+    let classes = rec.header.class_map.as_ref().map_or(10, Vec::len);
+    let model = Vit::load_backbone(
+        &up,
+        &VitSpec::new(&run.model, strategy, classes, DType::F32, &dev, seed),
+    )?;
+    let state = candle_core::safetensors::load(
+        dir.join("ckpt")
+            .join(ds)
+            .join(strategy.id())
+            .join(format!("seed{seed}.safetensors")),
+        &dev,
+    )?;
+    for (k, v) in model.trainable() {
+        v.set(&state[&format!("param.{k}")])?;
+    }
+    Ok((run, model))
+}
+
+/// Per evaluation image its logit margin and whether it is clean-correct; per radius the
+/// clean-correct images still robust under PGD-15 on cross-entropy and on the CW margin.
+type Measured = (Vec<f32>, Vec<bool>, Vec<(usize, usize)>);
+
+/// [`Measured`] on the images `ids` of `data`'s test split, in batches of 250.
+fn measure(
+    model: &Vit,
+    run: &robustft::validate::ValidRun,
+    data: &robustft::validate::sweep::data::TaskData,
+    ids: &[usize],
+    dev: &Device,
+) -> robustft::Result<Measured> {
+    let frozen = model.frozen();
+    let (mut margins, mut ok_all, mut rob) = (Vec::new(), Vec::new(), vec![(0usize, 0usize); run.eps().len()]);
+    for (b, chunk) in ids.chunks(250).enumerate() {
+        let (x, y) = data.test.batch(chunk, dev)?;
+        let logits = frozen.forward(&x)?;
+        let m: Vec<f32> = (margin_loss(&logits, &y)? * -1.0)?.to_vec1()?;
+        margins.extend(m);
+        let ok = correct(&logits, &y)?;
+        let idx: Vec<u32> = (0..chunk.len() as u32).filter(|&j| ok[j as usize]).collect();
+        let t = Tensor::new(idx.as_slice(), dev)?;
+        let (xc, yc) = (x.index_select(&t, 0)?, y.index_select(&t, 0)?);
+        for (e, eps) in run.eps().iter().enumerate() {
+            let ce = pgd(&frozen, &xc, &yc, *eps, false, 7 + b as u64)?;
+            let cw = pgd(&frozen, &xc, &yc, *eps, true, 7 + b as u64)?;
+            rob[e].0 += ce.iter().filter(|r| **r).count();
+            rob[e].1 += cw.iter().filter(|r| **r).count();
+        }
+        ok_all.extend(ok);
+    }
+    Ok((margins, ok_all, rob))
 }

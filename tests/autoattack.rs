@@ -411,33 +411,7 @@ fn validate_eval_reports_and_refuses() {
         "--json",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!((v["n"].as_u64(), v["threat_model"].as_str()), (Some(64), Some("Linf")));
-    assert_eq!(v["attack"], "autoattack");
-    assert_eq!(
-        v["members"],
-        serde_json::json!(["apgd-ce", "apgd-t", "fab-t", "square"])
-    );
-    let clean = (v["clean"].as_f64().unwrap() * 64.0).round() as u64;
-    assert!(clean > 20, "a pretrained model classifies its own task: {v}");
-    let mut before = clean;
-    for row in v["robust"].as_array().unwrap() {
-        let broken: u64 = row["broken"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b[1].as_u64().unwrap())
-            .sum();
-        let robust = row["robust"].as_u64().unwrap();
-        assert_eq!(before - broken, robust, "{row}");
-        let (lo, hi) = (row["ci"][0].as_f64().unwrap(), row["ci"][1].as_f64().unwrap());
-        assert!(
-            lo <= row["acc"].as_f64().unwrap() && row["acc"].as_f64().unwrap() <= hi,
-            "{row}"
-        );
-        before = robust;
-    }
-    assert!(v["versions"]["robustft"].is_string());
+    eval_report_adds_up(&serde_json::from_slice(&o.stdout).unwrap());
     for (args, want) in [
         (vec!["--data", "synthetic:synthetic-upstream", "--eps", "2"], "--eps"),
         (vec!["--data", "synthetic:synthetic-upstream", "--eps=-1/255"], "--eps"),
@@ -465,6 +439,38 @@ fn validate_eval_reports_and_refuses() {
         assert!(e.contains(want) && e.lines().count() <= 3, "{args:?}: {e}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The JSON of `validate eval` on 64 images: the RobustBench-like fields, and per radius clean −
+/// broken = robust (radii nested, each robust count the next one's start), accuracy inside its
+/// interval.
+fn eval_report_adds_up(v: &serde_json::Value) {
+    assert_eq!((v["n"].as_u64(), v["threat_model"].as_str()), (Some(64), Some("Linf")));
+    assert_eq!(v["attack"], "autoattack");
+    assert_eq!(
+        v["members"],
+        serde_json::json!(["apgd-ce", "apgd-t", "fab-t", "square"])
+    );
+    let clean = (v["clean"].as_f64().unwrap() * 64.0).round() as u64;
+    assert!(clean > 20, "a pretrained model classifies its own task: {v}");
+    let mut before = clean;
+    for row in v["robust"].as_array().unwrap() {
+        let broken: u64 = row["broken"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b[1].as_u64().unwrap())
+            .sum();
+        let robust = row["robust"].as_u64().unwrap();
+        assert_eq!(before - broken, robust, "{row}");
+        let (lo, hi) = (row["ci"][0].as_f64().unwrap(), row["ci"][1].as_f64().unwrap());
+        assert!(
+            lo <= row["acc"].as_f64().unwrap() && row["acc"].as_f64().unwrap() <= hi,
+            "{row}"
+        );
+        before = robust;
+    }
+    assert!(v["versions"]["robustft"].is_string());
 }
 
 /// On a 2-class model the targeted DLR is undefined (it reads the 4th logit): the ensemble runs

@@ -39,63 +39,11 @@ fn cell(out: &Path, n: usize) -> Output {
 #[test]
 fn cells_run_in_any_order_reproduce_the_whole_run() {
     let whole = scratch("whole");
-    let o = validate(&["run", "--preset", "smoke", "--quiet", "--out", whole.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", text(&o).1);
-    // A whole run writes its plan too, every cell complete at the end as status reads it.
-    let o = validate(&["status", whole.to_str().unwrap()]);
-    assert!(
-        text(&o)
-            .0
-            .contains("cells: 4 done, 0 running, 0 stopped, 0 missing of 4"),
-        "{}",
-        text(&o).0
-    );
+    whole_run_writes_its_plan(&whole);
 
     let out = scratch("split");
-    let o = validate(&["plan", "--preset", "smoke", "--json", "--out", out.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", text(&o).1);
-    let plan: Plan = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(plan, robustft::validate::sweep::plan::read_plan(&out).unwrap());
-    // Upstream, then dataset → seed → strategy, as a whole run walks them.
-    let labels: Vec<String> = plan.cells.iter().map(|c| c.work.label()).collect();
-    assert_eq!(
-        labels,
-        [
-            "upstream",
-            "simple/linear_probe/seed0",
-            "simple/lora/seed0",
-            "simple/bitfit/seed0"
-        ]
-    );
-    assert!(plan.cells.iter().all(|c| !c.complete));
-    assert_eq!(plan.last_step, 12);
-    match &plan.cells[2].work {
-        Work::FineTune { record, .. } => assert_eq!(record, Path::new("simple/lora/seed0.jsonl")),
-        w => panic!("{w:?}"),
-    }
-    match &plan.cells[0].work {
-        Work::Upstream { checkpoint, configured } => {
-            assert!(checkpoint.starts_with("upstream") && !configured, "{checkpoint:?}")
-        }
-        w => panic!("{w:?}"),
-    }
-
-    // Out of range: the error names the plan's size; a fine-tuning cell before the upstream
-    // one: refused, naming cell 0; both exit 2 and write no record.
-    let (_, e) = text(&cell(&out, 4));
-    assert!(e.contains("0 (upstream) to 3 (4 cells"), "{e}");
-    let o = cell(&out, 2);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).1.contains("--cell 0"), "{}", text(&o).1);
-    assert!(!out.join("simple/lora/seed0.jsonl").exists());
-
-    // Status before anything ran: the upstream and three cells missing.
-    let (s, _) = text(&validate(&["status", out.to_str().unwrap()]));
-    assert!(
-        s.contains("upstream: missing") && s.contains("cells: 0 done, 0 running, 0 stopped, 4 missing of 4"),
-        "{s}"
-    );
-    assert!(s.contains("not done: cells 0,1,2,3"), "{s}");
+    plan_lists_the_cells_in_run_order(&out);
+    cells_out_of_range_or_before_the_upstream_are_refused(&out);
 
     for n in [0, 3, 1] {
         let o = cell(&out, n);
@@ -105,40 +53,8 @@ fn cells_run_in_any_order_reproduce_the_whole_run() {
     assert!(s.contains("| simple | lora | 0 | 0 | 0 | 1 |"), "{s}");
     assert!(s.contains("cells: 3 done, 0 running, 0 stopped, 1 missing of 4"), "{s}");
 
-    // The cell's own lock: a second run of a running cell is refused (exit 2) naming it, and a
-    // whole run is refused beside running cells.
     let rec = out.join("simple/lora/seed0.jsonl");
-    let held = robustft::io::lock::RunLock::acquire_cell(&rec).unwrap();
-    let o = cell(&out, 2);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        text(&o).1.contains("in use") && text(&o).1.contains("seed0.jsonl"),
-        "{}",
-        text(&o).1
-    );
-    let (s, _) = text(&validate(&["status", out.to_str().unwrap()]));
-    assert!(s.contains("| simple | lora | 0 | 1 | 0 | 0 |"), "{s}");
-    // A running cell is not submitted again: here nothing is left to submit.
-    let o = validate(&[
-        "slurm",
-        "--preset",
-        "smoke",
-        "--out",
-        out.to_str().unwrap(),
-        "--dry-run",
-    ]);
-    let (s, e) = text(&o);
-    assert!(o.status.success(), "{e}");
-    assert!(e.contains("cells 2 are running now"), "{e}");
-    assert!(
-        s.contains("nothing submitted: the cells not complete (2) are running now") && !s.contains("would run"),
-        "{s}"
-    );
-    let shared = robustft::io::lock::RunLock::acquire_shared(&out).unwrap();
-    let o = validate(&["run", "--preset", "smoke", "--quiet", "--out", out.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o).1);
-    assert!(text(&o).1.contains("cell runs"), "{}", text(&o).1);
-    drop((held, shared));
+    a_running_cell_is_refused_and_not_submitted(&out, &rec);
 
     let o = cell(&out, 2);
     assert!(o.status.success(), "{}", text(&o).1);
@@ -165,6 +81,107 @@ fn cells_run_in_any_order_reproduce_the_whole_run() {
     common::assert_same_sweep(&whole, &out);
     let _ = std::fs::remove_dir_all(&whole);
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The whole run into `whole`, as one process.
+fn whole_run_writes_its_plan(whole: &Path) {
+    let o = validate(&["run", "--preset", "smoke", "--quiet", "--out", whole.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    // A whole run writes its plan too, every cell complete at the end as status reads it.
+    let o = validate(&["status", whole.to_str().unwrap()]);
+    assert!(
+        text(&o)
+            .0
+            .contains("cells: 4 done, 0 running, 0 stopped, 0 missing of 4"),
+        "{}",
+        text(&o).0
+    );
+}
+
+/// `validate plan --json` before anything ran.
+fn plan_lists_the_cells_in_run_order(out: &Path) {
+    let o = validate(&["plan", "--preset", "smoke", "--json", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let plan: Plan = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(plan, robustft::validate::sweep::plan::read_plan(out).unwrap());
+    // Upstream, then dataset → seed → strategy, as a whole run walks them.
+    let labels: Vec<String> = plan.cells.iter().map(|c| c.work.label()).collect();
+    assert_eq!(
+        labels,
+        [
+            "upstream",
+            "simple/linear_probe/seed0",
+            "simple/lora/seed0",
+            "simple/bitfit/seed0"
+        ]
+    );
+    assert!(plan.cells.iter().all(|c| !c.complete));
+    assert_eq!(plan.last_step, 12);
+    match &plan.cells[2].work {
+        Work::FineTune { record, .. } => assert_eq!(record, Path::new("simple/lora/seed0.jsonl")),
+        w => panic!("{w:?}"),
+    }
+    match &plan.cells[0].work {
+        Work::Upstream { checkpoint, configured } => {
+            assert!(checkpoint.starts_with("upstream") && !configured, "{checkpoint:?}")
+        }
+        w => panic!("{w:?}"),
+    }
+}
+
+/// Out of range: the error names the plan's size; a fine-tuning cell before the upstream
+/// one: refused, naming cell 0; both exit 2 and write no record.
+fn cells_out_of_range_or_before_the_upstream_are_refused(out: &Path) {
+    let (_, e) = text(&cell(out, 4));
+    assert!(e.contains("0 (upstream) to 3 (4 cells"), "{e}");
+    let o = cell(out, 2);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("--cell 0"), "{}", text(&o).1);
+    assert!(!out.join("simple/lora/seed0.jsonl").exists());
+
+    // Status before anything ran: the upstream and three cells missing.
+    let (s, _) = text(&validate(&["status", out.to_str().unwrap()]));
+    assert!(
+        s.contains("upstream: missing") && s.contains("cells: 0 done, 0 running, 0 stopped, 4 missing of 4"),
+        "{s}"
+    );
+    assert!(s.contains("not done: cells 0,1,2,3"), "{s}");
+}
+
+/// The cell's own lock: a second run of a running cell is refused (exit 2) naming it, and a
+/// whole run is refused beside running cells.
+fn a_running_cell_is_refused_and_not_submitted(out: &Path, rec: &Path) {
+    let held = robustft::io::lock::RunLock::acquire_cell(rec).unwrap();
+    let o = cell(out, 2);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).1.contains("in use") && text(&o).1.contains("seed0.jsonl"),
+        "{}",
+        text(&o).1
+    );
+    let (s, _) = text(&validate(&["status", out.to_str().unwrap()]));
+    assert!(s.contains("| simple | lora | 0 | 1 | 0 | 0 |"), "{s}");
+    // A running cell is not submitted again: here nothing is left to submit.
+    let o = validate(&[
+        "slurm",
+        "--preset",
+        "smoke",
+        "--out",
+        out.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    let (s, e) = text(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("cells 2 are running now"), "{e}");
+    assert!(
+        s.contains("nothing submitted: the cells not complete (2) are running now") && !s.contains("would run"),
+        "{s}"
+    );
+    let shared = robustft::io::lock::RunLock::acquire_shared(out).unwrap();
+    let o = validate(&["run", "--preset", "smoke", "--quiet", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o).1);
+    assert!(text(&o).1.contains("cell runs"), "{}", text(&o).1);
+    drop((held, shared));
 }
 
 #[test]
@@ -209,12 +226,19 @@ fn slurm_checks_everything_before_writing_and_dry_run_writes_the_scripts() {
     assert_eq!(o.status.code(), Some(2));
     assert!(!out.exists());
 
+    dry_run_writes_the_scripts(&out, &o_str);
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&empty);
+}
+
+/// `validate slurm --dry-run` with options: what it would submit, and the scripts it writes.
+fn dry_run_writes_the_scripts(out: &Path, o_str: &str) {
     let o = validate(&[
         "slurm",
         "--preset",
         "smoke",
         "--out",
-        &o_str,
+        o_str,
         "--dry-run",
         "--gpus-per-task",
         "1",
@@ -247,6 +271,4 @@ fn slurm_checks_everything_before_writing_and_dry_run_writes_the_scripts() {
         assert!(report.contains(&format!("' {cmd} '{o_str}'")), "{report}");
     }
     assert!(out.join("slurm/logs").is_dir() && out.join("plan.json").is_file());
-    let _ = std::fs::remove_dir_all(&out);
-    let _ = std::fs::remove_dir_all(&empty);
 }

@@ -49,6 +49,17 @@ fn training_learns_the_synthetic_task() {
     assert!(acc > 0.5, "held-out accuracy {acc}");
 }
 
+/// PGD-15, α = ε/4, random start, stopping as `stop` says.
+fn pgd15(eps: f64, stop: StopRule) -> Attack {
+    Attack::Pgd(PgdConfig {
+        eps,
+        alpha: eps / 4.0,
+        steps: 15,
+        random_start: true,
+        stop,
+    })
+}
+
 /// On a trained model, with the same seed: robust ≤ clean, APGD ≤ PGD (early exit) ≤ PGD
 /// (last iterate), and a larger ε is never easier.
 #[test]
@@ -57,15 +68,7 @@ fn attack_strength_order_on_a_trained_model() {
     let ids: Vec<usize> = (0..128).collect();
     let dev = Device::Cpu;
     let eps = 2.0 / 255.0;
-    let pgd = |stop| {
-        Attack::Pgd(PgdConfig {
-            eps,
-            alpha: eps / 4.0,
-            steps: 15,
-            random_start: true,
-            stop,
-        })
-    };
+    let pgd = |stop| pgd15(eps, stop);
     let early = robust_counts(&model, &test, &ids, 128, &pgd(StopRule::EarlyExit), 3, &dev).unwrap();
     let last = robust_counts(&model, &test, &ids, 128, &pgd(StopRule::LastIterate), 3, &dev).unwrap();
     let ap = robust_counts(
@@ -98,20 +101,50 @@ fn attack_strength_order_on_a_trained_model() {
     });
     let stronger = robust_counts(&model, &test, &ids, 128, &big, 3, &dev).unwrap();
     assert!(stronger.robust <= early.robust);
-    // Both radii in one nested pass: the first radius is exactly the single-radius evaluation
-    // (same seed, every point), the larger one attacks only its survivors, so robust accuracy
-    // cannot increase with ε.
-    let levels = robust_levels(&model, &test, &ids, 128, &[pgd(StopRule::EarlyExit), big], 3, &dev).unwrap();
+    radii_in_one_pass_are_nested(&model, &test, &ids, pgd(StopRule::EarlyExit), big, &early);
+    radii_added_later_give_the_levels_of_one_pass(&model, &test, &ids, eps);
+    // Not vacuous: the attack changes something at the larger budget.
+    assert!(
+        stronger.robust < stronger.clean,
+        "robust {} clean {}",
+        stronger.robust,
+        stronger.clean
+    );
+}
+
+/// Both radii in one nested pass: the first radius is exactly the single-radius evaluation
+/// (same seed, every point), the larger one attacks only its survivors, so robust accuracy
+/// cannot increase with ε.
+fn radii_in_one_pass_are_nested(
+    model: &Vit,
+    test: &robustft::engine::data::Dataset,
+    ids: &[usize],
+    small: Attack,
+    big: Attack,
+    early: &robustft::engine::eval::EvalCounts,
+) {
+    let dev = Device::Cpu;
+    let levels = robust_levels(model, test, ids, 128, &[small, big], 3, &dev).unwrap();
     let at_least = |k: u8| levels.iter().filter(|l| **l >= k).count();
     assert_eq!(at_least(1), early.clean);
     assert_eq!(at_least(2), early.robust);
     assert!(at_least(3) <= at_least(2));
     assert!(at_least(3) < early.clean, "the larger radius breaks something");
-    let e = robust_levels(&model, &test, &ids, 128, &[big, pgd(StopRule::EarlyExit)], 3, &dev).unwrap_err();
+    let e = robust_levels(model, test, ids, 128, &[big, small], 3, &dev).unwrap_err();
     assert!(e.to_string().contains("increasing"), "{e}");
-    // Adding radii later (`validate gap` growing its radii) gives exactly the levels of one pass
-    // over all of them, batch by batch (batches of 48: the last one partial), from one or two
-    // radii already done; the prior must be the levels of those radii.
+}
+
+/// Adding radii later (`validate gap` growing its radii) gives exactly the levels of one pass
+/// over all of them, batch by batch (batches of 48: the last one partial), from one or two
+/// radii already done; the prior must be the levels of those radii.
+fn radii_added_later_give_the_levels_of_one_pass(
+    model: &Vit,
+    test: &robustft::engine::data::Dataset,
+    ids: &[usize],
+    eps: f64,
+) {
+    let dev = Device::Cpu;
+    let pgd = |stop| pgd15(eps, stop);
     let at = |e: f64| {
         Attack::Pgd(PgdConfig {
             eps: e,
@@ -121,10 +154,10 @@ fn attack_strength_order_on_a_trained_model() {
         })
     };
     let three = [pgd(StopRule::EarlyExit), at(1.5 * eps), at(2.0 * eps)];
-    let all = robust_levels(&model, &test, &ids, 48, &three, 3, &dev).unwrap();
+    let all = robust_levels(model, test, ids, 48, &three, 3, &dev).unwrap();
     assert!((1..=4).all(|l| all.contains(&l)), "every level occurs: {all:?}");
     // A single attack attributes every image it broke to itself (member 0), and nothing else.
-    let once = robust_levels_from(&model, &test, &ids, 48, &three, 3, &dev, None).unwrap();
+    let once = robust_levels_from(model, test, ids, 48, &three, 3, &dev, None).unwrap();
     assert_eq!(once.levels, all);
     for (l, b) in all.iter().zip(&once.broken_by) {
         assert_eq!(
@@ -134,8 +167,8 @@ fn attack_strength_order_on_a_trained_model() {
         );
     }
     for done in [1, 2] {
-        let prior = robust_levels(&model, &test, &ids, 48, &three[..done], 3, &dev).unwrap();
-        let grown = robust_levels_from(&model, &test, &ids, 48, &three, 3, &dev, Some((&prior, done))).unwrap();
+        let prior = robust_levels(model, test, ids, 48, &three[..done], 3, &dev).unwrap();
+        let grown = robust_levels_from(model, test, ids, 48, &three, 3, &dev, Some((&prior, done))).unwrap();
         assert_eq!(grown.levels, all, "from {done} radii");
         // Attributed here: exactly the images that fell at a new radius.
         for ((l, b), b1) in all.iter().zip(&grown.broken_by).zip(&once.broken_by) {
@@ -143,15 +176,8 @@ fn attack_strength_order_on_a_trained_model() {
             assert_eq!(*b, if new { *b1 } else { None }, "level {l} from {done} radii");
         }
     }
-    let e = robust_levels_from(&model, &test, &ids, 48, &three, 3, &dev, Some((&all, 1))).unwrap_err();
+    let e = robust_levels_from(model, test, ids, 48, &three, 3, &dev, Some((&all, 1))).unwrap_err();
     assert!(e.to_string().contains("prior levels"), "{e}");
-    // Not vacuous: the attack changes something at the larger budget.
-    assert!(
-        stronger.robust < stronger.clean,
-        "robust {} clean {}",
-        stronger.robust,
-        stronger.clean
-    );
 }
 
 /// The same on the `tiny` preset (slow on 2 cores: run with --ignored).

@@ -368,6 +368,11 @@ fn counted(n: usize, clean: usize, robust: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Levels of 200 images per step, from (clean, robust) counts (see [`counted`]).
+fn curve(pts: &[(usize, usize)]) -> Vec<Vec<u8>> {
+    pts.iter().map(|&(c, r)| counted(200, c, r)).collect()
+}
+
 /// The findings' section "best achievable robustness at the clean target" on hand-made folders
 /// with known counts (200 images): a standard folder (Full and LoRA, seeds 0 and 1) and a PGD-AT
 /// one (Full, seeds 0 and 1). The default target is the best seed-mean final clean accuracy
@@ -375,18 +380,23 @@ fn counted(n: usize, clean: usize, robust: usize) -> Vec<u8> {
 /// or above it is picked.
 #[test]
 fn best_robustness_at_the_clean_target() {
-    use robustft::validate::study::verdict::verdict_with;
     let root = scratch("at-target");
     let (standard, robust) = (root.join("standard"), root.join("pgd"));
-    let n = 200;
-    let curve = |pts: &[(usize, usize)]| pts.iter().map(|&(c, r)| counted(n, c, r)).collect::<Vec<_>>();
+    plant_standard_and_pgd_at(&standard, &robust);
+    the_default_target_picks_the_most_robust_step(&standard, &robust);
+    an_explicit_target_and_other_images(&root, &standard, &robust);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Standard Full and LoRA in `standard`, PGD-AT Full in `robust`, seeds 0 and 1.
+fn plant_standard_and_pgd_at(standard: &Path, robust: &Path) {
     let base = [(40, 20), (180, 150), (190, 120), (195, 100)];
     for (seed, last) in [(0, (196, 90)), (1, (194, 80))] {
         let mut full = base.to_vec();
         full.push(last);
-        Planted::new("t", Strategy::Full, seed).write(&standard, &curve(&full));
+        Planted::new("t", Strategy::Full, seed).write(standard, &curve(&full));
         let lora = [(40, 20), (150, 100), (180, 90), (185, 80), (190, 60)];
-        Planted::new("t", Strategy::Lora, seed).write(&standard, &curve(&lora));
+        Planted::new("t", Strategy::Lora, seed).write(standard, &curve(&lora));
         let at = [
             (40, 20),
             (170, 150),
@@ -398,9 +408,14 @@ fn best_robustness_at_the_clean_target() {
             config: serde_json::json!({ "training": "pgd-at" }),
             ..Planted::new("t", Strategy::Full, seed)
         };
-        run.write(&robust, &curve(&at));
+        run.write(robust, &curve(&at));
     }
-    let f = verdict_with(&standard, std::slice::from_ref(&robust), None, 400).unwrap();
+}
+
+/// The default target (0.965); per seed the most robust step at or above it.
+fn the_default_target_picks_the_most_robust_step(standard: &Path, robust: &Path) {
+    use robustft::validate::study::verdict::verdict_with;
+    let f = verdict_with(standard, &[robust.to_path_buf()], None, 400).unwrap();
     let t = f.at_target.as_ref().expect("outcomes recorded");
     assert!((t.targets["t"] - 0.965).abs() < 1e-12, "{:?}", t.targets);
     assert_eq!(t.seeds["t"], vec![0, 1]);
@@ -445,9 +460,14 @@ fn best_robustness_at_the_clean_target() {
     );
     let csv = std::fs::read_to_string(standard.join("report/best_at_target.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 3, "{csv}");
+}
+
+/// An explicit target; a target out of range, a folder evaluated on other images: refused.
+fn an_explicit_target_and_other_images(root: &Path, standard: &Path, robust: &Path) {
+    use robustft::validate::study::verdict::verdict_with;
     // An explicit target: at 0.98 seed 1 of standard Full never qualifies (its best clean
     // accuracy is 0.975; seed 0's 0.98), so the cell is "not reached" with their mean.
-    let f = verdict_with(&standard, std::slice::from_ref(&robust), Some(0.98), 400).unwrap();
+    let f = verdict_with(standard, &[robust.to_path_buf()], Some(0.98), 400).unwrap();
     let t = f.at_target.unwrap();
     let full = t
         .cells
@@ -460,12 +480,12 @@ fn best_robustness_at_the_clean_target() {
     );
     // The seed mean of the bests (0.9775) lies below 0.98 here, but it need not: the table says
     // how many seeds reach the target rather than leave a mean above it next to "not reached".
-    let md = t.markdown(&[standard.clone(), robust.clone()]);
+    let md = t.markdown(&[standard.to_path_buf(), robust.to_path_buf()]);
     assert!(
         md.contains("| t | 1/255 | Full | reached by 1 of 2 seeds only (best clean 0.978) |"),
         "{md}"
     );
-    let e = verdict_with(&standard, &[], Some(1.5), 400)
+    let e = verdict_with(standard, &[], Some(1.5), 400)
         .err()
         .expect("refused")
         .to_string();
@@ -477,12 +497,11 @@ fn best_robustness_at_the_clean_target() {
         ..Planted::new("t", Strategy::Full, 0)
     };
     run.write(&other, &curve(&[(1, 0), (1, 0), (1, 0), (1, 0), (1, 0)]));
-    let e = verdict_with(&standard, &[other], None, 400)
+    let e = verdict_with(standard, &[other], None, 400)
         .err()
         .expect("refused")
         .to_string();
     assert!(e.contains("task t, seed 0, was evaluated on other images"), "{e}");
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// Planted answers: on "simple" robustness rises to step 20 and falls (every strategy), AUC grows
@@ -492,37 +511,7 @@ fn best_robustness_at_the_clean_target() {
 #[test]
 fn verdicts_on_planted_records() {
     let dir = scratch("verdict");
-    let mut rng = StdRng::seed_from_u64(2025);
-    let mut by_params = Strategy::ALL.to_vec();
-    by_params.sort_by_key(|s| s.vit_b16_params());
-    for seed in 0..3 {
-        for (rank, &s) in by_params.iter().enumerate() {
-            let f = 0.4 + 0.1 * rank as f64;
-            let rob: Vec<f64> = [0.05, 0.3, 0.6, 0.3, 0.15].iter().map(|r| r * f).collect();
-            planted(
-                &dir,
-                "simple",
-                0.9,
-                s,
-                seed,
-                400,
-                &[0.2, 0.8, 0.85, 0.9, 0.92],
-                &rob,
-                &mut rng,
-            );
-            planted(
-                &dir,
-                "complex",
-                0.4,
-                s,
-                seed,
-                100,
-                &[0.2, 0.8, 0.8, 0.8, 0.8],
-                &[0.1, 0.5, 0.5, 0.5, 0.5],
-                &mut rng,
-            );
-        }
-    }
+    plant_rise_then_fall_and_flat(&dir);
     let f = verdict(&dir, 400).unwrap();
     let cells = |finding: &str, ds: &str| {
         f.cells
@@ -577,6 +566,42 @@ fn verdicts_on_planted_records() {
         f.markdown
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// On "simple" every strategy's robustness rises to step 20 and falls, scaled by its rank in
+/// parameter count; on "complex" every curve is flat (seeds 0 to 2).
+fn plant_rise_then_fall_and_flat(dir: &Path) {
+    let mut rng = StdRng::seed_from_u64(2025);
+    let mut by_params = Strategy::ALL.to_vec();
+    by_params.sort_by_key(|s| s.vit_b16_params());
+    for seed in 0..3 {
+        for (rank, &s) in by_params.iter().enumerate() {
+            let f = 0.4 + 0.1 * rank as f64;
+            let rob: Vec<f64> = [0.05, 0.3, 0.6, 0.3, 0.15].iter().map(|r| r * f).collect();
+            planted(
+                dir,
+                "simple",
+                0.9,
+                s,
+                seed,
+                400,
+                &[0.2, 0.8, 0.85, 0.9, 0.92],
+                &rob,
+                &mut rng,
+            );
+            planted(
+                dir,
+                "complex",
+                0.4,
+                s,
+                seed,
+                100,
+                &[0.2, 0.8, 0.8, 0.8, 0.8],
+                &[0.1, 0.5, 0.5, 0.5, 0.5],
+                &mut rng,
+            );
+        }
+    }
 }
 
 /// Schema 1 records with one seed (the earlier cpu-default recording) have nothing to resample:
@@ -798,7 +823,14 @@ fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
         "{}",
         r.summary
     );
-    // Another configuration in the same folder (here: another schedule end).
+    another_configuration_in_the_folder_is_refused(&dir, &lora, &grown);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&only);
+}
+
+/// Another configuration in the same folder (here: another schedule end): `report` and `verdict`
+/// refuse it, naming both configurations; `grown` (a grown sweep) is the same experiment.
+fn another_configuration_in_the_folder_is_refused(dir: &Path, lora: &RunRecords, grown: &RunRecords) {
     let mut other = lora.clone();
     other.header.config["max_steps"] = serde_json::json!(12345);
     other.header.config_hash = "another".into();
@@ -812,11 +844,11 @@ fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
     assert_ne!(theirs, ours);
     assert_eq!(ours, records::experiment_hash(&grown.header.config, None));
     for e in [
-        robustft::validate::study::report::write_report(&dir)
+        robustft::validate::study::report::write_report(dir)
             .err()
             .unwrap()
             .to_string(),
-        verdict(&dir, 100).err().unwrap().to_string(),
+        verdict(dir, 100).err().unwrap().to_string(),
     ] {
         assert!(
             e.contains("2 configurations")
@@ -826,8 +858,6 @@ fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
             "{e}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&only);
 }
 
 /// An image-folder source (`train/` and `test/` with one folder per class) read through the

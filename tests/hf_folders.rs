@@ -138,10 +138,12 @@ fn processor_arithmetic_is_folded_exactly() {
     }
 }
 
-#[test]
-fn folders_the_engine_cannot_honour_are_refused_naming_file_and_key() {
-    type Edit = Box<dyn FnOnce(&mut serde_json::Value, &mut serde_json::Value)>;
-    let cases: Vec<(&str, Edit, &str, &str)> = vec![
+/// An edit of a fixture folder's `config.json` and `preprocessor_config.json`.
+type Edit = Box<dyn FnOnce(&mut serde_json::Value, &mut serde_json::Value)>;
+
+/// Edits the engine cannot honour: (folder name, edit, the file and the key the error names).
+fn refused_edits() -> Vec<(&'static str, Edit, &'static str, &'static str)> {
+    vec![
         (
             "act",
             Box::new(|c, _| c["hidden_act"] = "mish".into()),
@@ -196,8 +198,12 @@ fn folders_the_engine_cannot_honour_are_refused_naming_file_and_key() {
             "preprocessor_config.json",
             "image_std",
         ),
-    ];
-    for (name, edit, file, key) in cases {
+    ]
+}
+
+#[test]
+fn folders_the_engine_cannot_honour_are_refused_naming_file_and_key() {
+    for (name, edit, file, key) in refused_edits() {
         let dir = edited(name, edit);
         let e = read_folder(&dir).unwrap_err().to_string();
         assert!(e.contains(file) && e.contains(key), "{name}: {e}");

@@ -72,15 +72,70 @@ fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The cell `simple/S/seed0.json` of the gap folder `dir`.
+fn gap_cell(dir: &Path, s: &str) -> GapCell {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("simple").join(s).join("seed0.json")).unwrap()).unwrap()
+}
+
+/// `validate interpolate --config CFG --quiet --out OUT EXTRA…`.
+fn interp(out: &Path, cfg: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "interpolate",
+        "--config",
+        cfg,
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    validate(&args)
+}
+
+/// `validate choose OUT --quiet EXTRA…`.
+fn choose(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["choose", out.to_str().unwrap(), "--quiet"];
+    args.extend_from_slice(extra);
+    validate(&args)
+}
+
+/// One run, replayed by every command in turn: each phase reads what the earlier ones left in
+/// `out` (the run, then gap/, interpolate/, interpolate-lp-head/), so they run in this order.
 #[test]
 fn gap_and_interpolate_replay_and_refuse() {
     let out = scratch("smoke");
+    let cfg = config(&out);
+    refused_before_the_run(&out, &cfg);
+    run_keeps_a_checkpoint_per_evaluation(&out, &cfg);
+    gap_refuses_radii_and_seeds_the_run_lacks(&out);
+    gap_replays_the_records_and_finds_more(&out);
+    gap_resumes_and_refuses_another_specification(&out);
+    probes_on_finished_cells(&out);
+    probes_resume_and_refuse_bad_keys(&out);
+    radii_added_later_equal_a_fresh_folder(&out);
+    a_cell_without_radii_covers_its_folders(&out);
+    members_are_summarised(&out);
+    let was_full = attribute_measures_again_with_the_members(&out);
+    an_outcome_not_reproduced_is_refused(&out, &was_full);
+    gap_refuses_strategies_and_datasets_the_run_lacks(&out);
+    bad_members_and_probes_are_refused(&out, &was_full);
+    verdict_gains_finding_6(&out);
+    let before = interpolation_reproduces_the_ends(&out, &cfg);
+    interpolation_from_the_linear_probe_head(&out, &cfg, &before);
+    choose_ranks_steps_and_interpolation_points(&out);
+    findings_best_at_the_clean_target(&out);
+    choose_refuses_and_exports(&out);
+    records_that_do_not_match_the_model_are_refused(&out, &cfg);
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_file(out.with_extension("toml"));
+}
+
+/// Before the run: `gap` on a plan only, and a run with APGD-T on a binary task.
+fn refused_before_the_run(out: &Path, cfg: &str) {
     let dir = out.to_str().unwrap();
     // Refused before the run exists: nothing to replay, nothing written.
-    let cfg = config(&out);
-    let o = validate(&["plan", "--config", &cfg, "--out", dir]);
+    let o = validate(&["plan", "--config", cfg, "--out", dir]);
     assert!(o.status.success(), "{}", err(&o));
-    let o = gap(&out, &[]);
+    let o = gap(out, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("not a finished run"), "{}", err(&o));
     assert!(!out.join("gap").exists());
@@ -101,8 +156,12 @@ fn gap_and_interpolate_replay_and_refuse() {
     );
     assert!(!out.join("simple").exists() && !out.join("upstream").exists());
     let _ = std::fs::remove_file(&apgd_t);
+}
 
-    let o = validate(&["run", "--config", &cfg, "--quiet", "--out", dir]);
+/// The run, keeping the trainable tensors at every evaluation step.
+fn run_keeps_a_checkpoint_per_evaluation(out: &Path, cfg: &str) {
+    let dir = out.to_str().unwrap();
+    let o = validate(&["run", "--config", cfg, "--quiet", "--out", dir]);
     assert!(o.status.success(), "{}", err(&o));
     // keep_checkpoints = "evals": the trainable tensors at every evaluation step; the last one
     // is the resume checkpoint's parameters, the first LoRA's initial B = 0.
@@ -130,15 +189,21 @@ fn gap_and_interpolate_replay_and_refuse() {
     let first = load(out.join("ckpt/simple/lora/seed0/step0.safetensors"));
     let b = first.iter().find(|(k, _)| k.ends_with("lora_B")).expect("a LoRA B").1;
     assert_eq!(b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
-    // A radius the run did not measure, a seed it did not run: refused, naming the flag.
+}
+
+/// A radius the run did not measure, a seed it did not run: refused, naming the flag.
+fn gap_refuses_radii_and_seeds_the_run_lacks(out: &Path) {
     for (extra, flag) in [(vec!["--eps", "4/255"], "--eps"), (vec!["--seeds", "5"], "--seeds")] {
-        let o = gap(&out, &extra);
+        let o = gap(out, &extra);
         assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", err(&o));
         assert!(err(&o).contains(flag), "{extra:?}: {}", err(&o));
         assert!(!out.join("gap").exists(), "{extra:?} wrote something");
     }
+}
 
-    let o = gap(&out, &["--eps", "1/255,2/255"]);
+/// The replayed checkpoints match the records; AutoAttack finds points PGD-5 missed.
+fn gap_replays_the_records_and_finds_more(out: &Path) {
+    let o = gap(out, &["--eps", "1/255,2/255"]);
     assert!(o.status.success(), "{}", err(&o));
     let md = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(md.contains("Does the ranking survive?"), "{md}");
@@ -190,28 +255,30 @@ fn gap_and_interpolate_replay_and_refuse() {
     assert!(stronger > 0, "AutoAttack never stronger than PGD-5");
     let gap_md = std::fs::read_to_string(out.join("gap/gap.md")).unwrap();
     assert!(gap_md.contains("| simple | final | 2/255 | lora | 24 |"), "{gap_md}");
+}
 
-    // Resumes: a second call reads the cells (same bytes), another specification is refused.
+/// Resumes: a second call reads the cells (same bytes), another specification is refused.
+fn gap_resumes_and_refuses_another_specification(out: &Path) {
     let before = std::fs::read(out.join("gap/simple/lora/seed0.json")).unwrap();
-    let o = gap(&out, &["--eps", "1/255,2/255"]);
+    let o = gap(out, &["--eps", "1/255,2/255"]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(std::fs::read(out.join("gap/simple/lora/seed0.json")).unwrap(), before);
-    let o = gap(&out, &["--eps", "1/255"]);
+    let o = gap(out, &["--eps", "1/255"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("another specification"), "{}", err(&o));
     assert!(err(&o).contains("to add radii"), "{}", err(&o));
+}
 
+/// Probes on finished cells: only the probes run.
+fn probes_on_finished_cells(out: &Path) {
     // A probe on finished cells: only the probe runs (AutoAttack's outcomes, members and time
     // stay as they were). The run's own attack (PGD-5, α = ε/4) at the run's own radii on the
     // first images starts where the run's evaluation started, so it reproduces the record.
-    let aa_only = |s: &str| -> GapCell {
-        serde_json::from_str(&std::fs::read_to_string(out.join("gap/simple").join(s).join("seed0.json")).unwrap())
-            .unwrap()
-    };
+    let aa_only = |s: &str| gap_cell(&out.join("gap"), s);
     let before_probe: Vec<GapCell> = ["linear_probe", "lora", "full"].map(aa_only).into();
     // APGD-CE at the run's budget rides along: recorded under its key, with the run's clean
     // outcome on every image (the same model) and its own row in the summary.
-    let o = gap(&out, &["--eps", "1/255,2/255", "--probe", "pgd:5:2/8,apgd-ce:5"]);
+    let o = gap(out, &["--eps", "1/255,2/255", "--probe", "pgd:5:2/8,apgd-ce:5"]);
     assert!(o.status.success(), "{}", err(&o));
     for (s, was) in ["linear_probe", "lora", "full"].iter().zip(&before_probe) {
         let mut cell = aa_only(s);
@@ -251,13 +318,17 @@ fn gap_and_interpolate_replay_and_refuse() {
         "{gap_md}"
     );
     assert!(out.join("gap/probe-pairs.csv").exists());
+}
+
+/// Probes asked again compute nothing; a probe or a recorded key that is not canonical is refused.
+fn probes_resume_and_refuse_bad_keys(out: &Path) {
     // Asked again: nothing is computed, nothing changes. A probe that is not one: refused,
     // naming the flag, nothing written.
     let probed = std::fs::read(out.join("gap/simple/lora/seed0.json")).unwrap();
-    let o = gap(&out, &["--eps", "1/255,2/255", "--probe", "pgd:5:1/4"]);
+    let o = gap(out, &["--eps", "1/255,2/255", "--probe", "pgd:5:1/4"]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(std::fs::read(out.join("gap/simple/lora/seed0.json")).unwrap(), probed);
-    let o = gap(&out, &["--eps", "1/255,2/255", "--probe", "pgd:5:0.25"]);
+    let o = gap(out, &["--eps", "1/255,2/255", "--probe", "pgd:5:0.25"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("--probe"), "{}", err(&o));
     assert_eq!(std::fs::read(out.join("gap/simple/lora/seed0.json")).unwrap(), probed);
@@ -269,7 +340,7 @@ fn gap_and_interpolate_replay_and_refuse() {
         .unwrap()
         .replace("\"pgd:5:1/4\"", "\"pgd:5:0.25\"");
     std::fs::write(&cell, edited).unwrap();
-    let o = gap(&out, &["--eps", "1/255,2/255"]);
+    let o = gap(out, &["--eps", "1/255,2/255"]);
     assert!(!o.status.success());
     assert!(
         err(&o).contains("gap/simple/lora/seed0.json")
@@ -280,21 +351,21 @@ fn gap_and_interpolate_replay_and_refuse() {
     );
     assert_eq!(std::fs::read(out.join("gap/gap.md")).unwrap(), summary);
     std::fs::write(&cell, &probed).unwrap();
+}
 
+/// Radii added later give the cells of a folder scored at all of them at once.
+fn radii_added_later_equal_a_fresh_folder(out: &Path) {
     // Radii added later: a folder scored at 1/255, then asked for 1/255 and 2/255, holds exactly
     // the cells of the folder scored at both at once (wall times aside) — probes included, PGD
     // and APGD-CE: asked for at 1/255, completed at 2/255 with AutoAttack.
     let fresh = out.join("gap-fresh");
     std::fs::rename(out.join("gap"), &fresh).unwrap();
-    let o = gap(&out, &["--eps", "1/255", "--probe", "pgd:5:1/4,apgd-ce:5"]);
+    let o = gap(out, &["--eps", "1/255", "--probe", "pgd:5:1/4,apgd-ce:5"]);
     assert!(o.status.success(), "{}", err(&o));
-    let o = gap(&out, &["--eps", "1/255,2/255"]);
+    let o = gap(out, &["--eps", "1/255,2/255"]);
     assert!(o.status.success(), "{}", err(&o));
     for s in ["linear_probe", "lora", "full"] {
-        let read = |dir: &Path| -> GapCell {
-            serde_json::from_str(&std::fs::read_to_string(dir.join("simple").join(s).join("seed0.json")).unwrap())
-                .unwrap()
-        };
+        let read = |dir: &Path| gap_cell(dir, s);
         let (mut a, mut b) = (read(&fresh), read(&out.join("gap")));
         assert_eq!(b.eps, [1.0 / 255.0, 2.0 / 255.0]);
         for p in a.points.iter_mut().chain(b.points.iter_mut()) {
@@ -306,6 +377,10 @@ fn gap_and_interpolate_replay_and_refuse() {
         assert_eq!(a, b, "{s}: grown and fresh differ");
     }
     std::fs::remove_dir_all(&fresh).unwrap();
+}
+
+/// A cell written before radii could grow covers its folder's radii.
+fn a_cell_without_radii_covers_its_folders(out: &Path) {
     // A cell written before radii could grow (no "eps"): it covers its folder's radii, and the
     // next call says so in the file (the bytes a current cell has), computing nothing.
     let lora = out.join("gap/simple/lora/seed0.json");
@@ -313,10 +388,13 @@ fn gap_and_interpolate_replay_and_refuse() {
     let mut legacy: serde_json::Value = serde_json::from_str(&current).unwrap();
     legacy.as_object_mut().unwrap().remove("eps").unwrap();
     std::fs::write(&lora, serde_json::to_string_pretty(&legacy).unwrap()).unwrap();
-    let o = gap(&out, &["--eps", "1/255,2/255"]);
+    let o = gap(out, &["--eps", "1/255,2/255"]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(std::fs::read_to_string(&lora).unwrap(), current);
+}
 
+/// Which member broke each image: summarised in gap.md and members.csv.
+fn members_are_summarised(out: &Path) {
     // Which member broke each image: recorded with every cell (and, above, equal in a grown
     // cell and a fresh one), summarised in gap.md and members.csv.
     let gap_md = std::fs::read_to_string(out.join("gap/gap.md")).unwrap();
@@ -330,30 +408,23 @@ fn gap_and_interpolate_replay_and_refuse() {
     );
     let members = std::fs::read_to_string(out.join("gap/members.csv")).unwrap();
     assert_eq!(members.lines().count(), 1 + 2 * 3 * 2, "{members}");
-    let cell_of = |s: &str| -> GapCell {
-        serde_json::from_str(&std::fs::read_to_string(out.join("gap/simple").join(s).join("seed0.json")).unwrap())
-            .unwrap()
-    };
+}
+
+/// A cell measured before members were recorded: `--attribute` measures it again (only the
+/// strategies asked for), with the same outcomes. Returns the full-fine-tuning cell as it was.
+fn attribute_measures_again_with_the_members(out: &Path) -> GapCell {
+    let cell_of = |s: &str| gap_cell(&out.join("gap"), s);
     // A cell measured before members were recorded (no "broken_by"): `--attribute` measures it
     // again — only the strategies asked for — and gets the same outcomes and the same members;
     // without `--attribute` it is read as it is.
-    let strip = |s: &str| {
-        let path = out.join("gap/simple").join(s).join("seed0.json");
-        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        for p in v["points"].as_array_mut().unwrap() {
-            p.as_object_mut().unwrap().remove("broken_by").unwrap();
-        }
-        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
-        path
-    };
     let (was_lora, was_full) = (cell_of("lora"), cell_of("full"));
-    strip("lora");
-    let full_path = strip("full");
-    let o = gap(&out, &["--eps", "1/255,2/255"]);
+    strip_members(out, "lora");
+    strip_members(out, "full");
+    let o = gap(out, &["--eps", "1/255,2/255"]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(!cell_of("lora").attributed());
     let o = gap(
-        &out,
+        out,
         &[
             "--eps",
             "1/255,2/255",
@@ -375,7 +446,22 @@ fn gap_and_interpolate_replay_and_refuse() {
     let members_md = gap_md.split("## Which AutoAttack member").nth(1).unwrap();
     let members_md = members_md.split("## Probes: other attacks").next().unwrap();
     assert!(!members_md.contains("| final | 2/255 | full | [0]"), "{gap_md}");
-    // A recorded outcome that the measurement does not reproduce: refused, the cell untouched.
+    was_full
+}
+
+/// Removes the members (`broken_by`) from every point of the gap cell of `s`.
+fn strip_members(out: &Path, s: &str) {
+    let path = out.join("gap/simple").join(s).join("seed0.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for p in v["points"].as_array_mut().unwrap() {
+        p.as_object_mut().unwrap().remove("broken_by").unwrap();
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// A recorded outcome that the measurement does not reproduce: refused, the cell untouched.
+fn an_outcome_not_reproduced_is_refused(out: &Path, was_full: &GapCell) {
+    let full_path = out.join("gap/simple").join("full").join("seed0.json");
     let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&full_path).unwrap()).unwrap();
     let aa = v["points"][0]["autoattack"].as_str().unwrap().to_string();
     let i = aa.find(|c| c != '0').unwrap();
@@ -388,25 +474,29 @@ fn gap_and_interpolate_replay_and_refuse() {
     v["points"][0]["autoattack"] = serde_json::Value::String(flipped);
     let tampered = serde_json::to_string_pretty(&v).unwrap();
     std::fs::write(&full_path, &tampered).unwrap();
-    let o = gap(&out, &["--eps", "1/255,2/255", "--attribute", "--strategies", "full"]);
+    let o = gap(out, &["--eps", "1/255,2/255", "--attribute", "--strategies", "full"]);
     assert!(!o.status.success());
     assert!(err(&o).contains("another outcome than recorded"), "{}", err(&o));
     assert_eq!(std::fs::read_to_string(&full_path).unwrap(), tampered);
-    std::fs::write(&full_path, serde_json::to_string_pretty(&was_full).unwrap()).unwrap();
-    // A strategy that is not one, or not the run's, a dataset the run does not have: refused,
-    // naming the flag.
+    std::fs::write(&full_path, serde_json::to_string_pretty(was_full).unwrap()).unwrap();
+}
+
+/// A strategy that is not one, or not the run's, a dataset the run does not have: refused.
+fn gap_refuses_strategies_and_datasets_the_run_lacks(out: &Path) {
     for (flag, v) in [
         ("--strategies", "nonsense"),
         ("--strategies", "bitfit"),
         ("--datasets", "complex"),
     ] {
-        let o = gap(&out, &["--eps", "1/255,2/255", flag, v]);
+        let o = gap(out, &["--eps", "1/255,2/255", flag, v]);
         assert_eq!(o.status.code(), Some(2), "{v}: {}", err(&o));
         assert!(err(&o).contains(flag), "{v}: {}", err(&o));
     }
-    // A member string that does not match the outcomes, a probe under a key that is not
-    // canonical or with levels that are not the model's clean outcomes: the folder is refused,
-    // naming the cell.
+}
+
+/// A member string or a probe that does not fit the cell: the folder is refused, naming the cell.
+fn bad_members_and_probes_are_refused(out: &Path, was_full: &GapCell) {
+    let full_path = out.join("gap/simple").join("full").join("seed0.json");
     let mut bad = was_full.clone();
     bad.points[0].broken_by = "x".repeat(24);
     let mut other_key = was_full.clone();
@@ -420,15 +510,18 @@ fn gap_and_interpolate_replay_and_refuse() {
         std::fs::write(&full_path, &text).unwrap();
         // Read as it is, or met while adding the probe it lacks under the canonical key.
         for extra in [&[][..], &["--probe", "pgd:5:1/4"][..]] {
-            let o = gap(&out, &[&["--eps", "1/255,2/255"][..], extra].concat());
+            let o = gap(out, &[&["--eps", "1/255,2/255"][..], extra].concat());
             assert!(!o.status.success());
             assert!(err(&o).contains(what) && err(&o).contains("full"), "{}", err(&o));
             assert_eq!(std::fs::read_to_string(&full_path).unwrap(), text, "{what}");
         }
     }
-    std::fs::write(&full_path, serde_json::to_string_pretty(&was_full).unwrap()).unwrap();
+    std::fs::write(&full_path, serde_json::to_string_pretty(was_full).unwrap()).unwrap();
+}
 
-    // The verdict gains finding 6.
+/// The verdict gains finding 6.
+fn verdict_gains_finding_6(out: &Path) {
+    let dir = out.to_str().unwrap();
     let o = validate(&["verdict", dir, "--reps", "100"]);
     assert!(o.status.success(), "{}", err(&o));
     let findings = std::fs::read_to_string(out.join("report/findings.md")).unwrap();
@@ -442,18 +535,17 @@ fn gap_and_interpolate_replay_and_refuse() {
             && findings.contains("bootstrap 95% CI over images:"),
         "{findings}"
     );
+}
 
+/// Interpolation: α = 0 and α = 1 are the step-0 and final records; results resume. Returns the
+/// bytes of LoRA's cell.
+fn interpolation_reproduces_the_ends(out: &Path, cfg: &str) -> Vec<u8> {
     // Interpolation: a weight outside [0, 1] is refused before anything is written.
-    let interp = |extra: &[&str]| {
-        let mut args = vec!["interpolate", "--config", &cfg, "--quiet", "--out", dir];
-        args.extend_from_slice(extra);
-        validate(&args)
-    };
-    let o = interp(&["--alphas", "0.5,1.5"]);
+    let o = interp(out, cfg, &["--alphas", "0.5,1.5"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("--alphas"), "{}", err(&o));
     assert!(!out.join("interpolate").exists());
-    let o = interp(&["--alphas", "0.3,0.6"]);
+    let o = interp(out, cfg, &["--alphas", "0.3,0.6"]);
     assert!(o.status.success(), "{}", err(&o));
     for s in ["linear_probe", "lora", "full"] {
         let path = out.join("interpolate/simple").join(s).join("seed0.json");
@@ -474,23 +566,27 @@ fn gap_and_interpolate_replay_and_refuse() {
     let md = std::fs::read_to_string(out.join("interpolate/interpolate.md")).unwrap();
     assert!(md.contains("## simple, ε = 2/255") && md.contains("| LoRA | "), "{md}");
     let before = std::fs::read(out.join("interpolate/simple/lora/seed0.json")).unwrap();
-    let o = interp(&["--alphas", "0.3,0.6"]);
+    let o = interp(out, cfg, &["--alphas", "0.3,0.6"]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(
         std::fs::read(out.join("interpolate/simple/lora/seed0.json")).unwrap(),
         before
     );
-    let o = interp(&[]);
+    let o = interp(out, cfg, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("another specification"), "{}", err(&o));
+    before
+}
 
+/// From the linear-probe head: α = 0 is the linear-probing run's final model.
+fn interpolation_from_the_linear_probe_head(out: &Path, cfg: &str, before: &[u8]) {
     // From the linear-probe head: for full fine-tuning and LoRA, α = 0 is the linear-probing
     // run's final model (checked inside, image for image; compared again here); linear probing's
     // own path is constant, so only its ends are evaluated. The default start's folder is kept.
-    let o = interp(&["--head-start", "zero-shot"]);
+    let o = interp(out, cfg, &["--head-start", "zero-shot"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("--head-start"), "{}", err(&o));
-    let o = interp(&["--head-start", "linear-probe", "--alphas", "0.5"]);
+    let o = interp(out, cfg, &["--head-start", "linear-probe", "--alphas", "0.5"]);
     assert!(o.status.success(), "{}", err(&o));
     let lp_final = records::read(&out.join("simple/linear_probe/seed0.jsonl"))
         .unwrap()
@@ -523,14 +619,11 @@ fn gap_and_interpolate_replay_and_refuse() {
         std::fs::read(out.join("interpolate/simple/lora/seed0.json")).unwrap(),
         before
     );
+}
 
-    // Choosing the checkpoint to ship, over the steps and the interpolation weights.
-    let choose = |extra: &[&str]| {
-        let mut args = vec!["choose", dir, "--quiet"];
-        args.extend_from_slice(extra);
-        validate(&args)
-    };
-    let o = choose(&["--min-clean", "0.5", "--eps", "2/255"]);
+/// Choosing the checkpoint to ship, over the steps and the interpolation weights.
+fn choose_ranks_steps_and_interpolation_points(out: &Path) {
+    let o = choose(out, &["--min-clean", "0.5", "--eps", "2/255"]);
     assert!(o.status.success(), "{}", err(&o));
     let table = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
@@ -576,11 +669,16 @@ fn gap_and_interpolate_replay_and_refuse() {
         first.contains(&pct) && first.ends_with("| yes |"),
         "{first} vs {best:?}"
     );
+}
+
+/// The findings' "best robustness at the clean target", recomputed here.
+fn findings_best_at_the_clean_target(out: &Path) {
+    let dir = out.to_str().unwrap();
     // The findings' "best robustness at the clean target": per strategy, the trajectory's best
     // step and the path's best point (α in (0, 1) or the final step) at 2/255, recomputed here.
     let o = validate(&["verdict", dir, "--reps", "100", "--min-clean", "0.5"]);
     assert!(o.status.success(), "{}", err(&o));
-    let t = robustft::validate::study::at_target::at_target(std::slice::from_ref(&out), Some(0.5), 100)
+    let t = robustft::validate::study::at_target::at_target(&[out.to_path_buf()], Some(0.5), 100)
         .unwrap()
         .unwrap();
     let labels: Vec<&str> = t.sources.iter().map(|x| x.label.as_str()).collect();
@@ -624,28 +722,35 @@ fn gap_and_interpolate_replay_and_refuse() {
             assert_eq!(got.robust, want, "{s} source {source}");
         }
     }
+}
+
+/// Bad input to `choose`; its export is a plain ViT file `validate eval` loads.
+fn choose_refuses_and_exports(out: &Path) {
     // Bad input: a target nobody reaches (the best is named), a radius the runs lack.
-    let o = choose(&["--min-clean", "0.999"]);
+    let o = choose(out, &["--min-clean", "0.999"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(
         err(&o).contains("--min-clean") && err(&o).contains("the best is"),
         "{}",
         err(&o)
     );
-    let o = choose(&["--min-clean", "0.5", "--eps", "3/255"]);
+    let o = choose(out, &["--min-clean", "0.5", "--eps", "3/255"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("--eps"), "{}", err(&o));
     // Export: a plain ViT file `validate eval` loads as a linear-probe checkpoint (no PEFT
     // tensor left over); an existing file is never overwritten.
     let file = out.join("chosen.safetensors");
-    let o = choose(&[
-        "--min-clean",
-        "0.5",
-        "--eps",
-        "2/255",
-        "--export",
-        file.to_str().unwrap(),
-    ]);
+    let o = choose(
+        out,
+        &[
+            "--min-clean",
+            "0.5",
+            "--eps",
+            "2/255",
+            "--export",
+            file.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", err(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("wrote"),
@@ -670,10 +775,13 @@ fn gap_and_interpolate_replay_and_refuse() {
         "1/255",
     ]);
     assert!(o.status.success(), "{}", err(&o));
-    let o = choose(&["--min-clean", "0.5", "--export", file.to_str().unwrap()]);
+    let o = choose(out, &["--min-clean", "0.5", "--export", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("overwritten"), "{}", err(&o));
+}
 
+/// A record that does not match the replayed model, records naming another backbone: refused.
+fn records_that_do_not_match_the_model_are_refused(out: &Path, cfg: &str) {
     // A record that does not match the replayed model (one clean outcome flipped) is refused.
     std::fs::remove_dir_all(out.join("gap")).unwrap();
     std::fs::remove_dir_all(out.join("interpolate")).unwrap();
@@ -688,14 +796,14 @@ fn gap_and_interpolate_replay_and_refuse() {
         .collect();
     last.outcomes = flipped;
     records::write(&jsonl, &recs).unwrap();
-    let o = gap(&out, &["--eps", "1/255,2/255"]);
+    let o = gap(out, &["--eps", "1/255,2/255"]);
     assert!(!o.status.success());
     assert!(
         err(&o).contains("differently from the record") && err(&o).contains("1 of 48"),
         "{}",
         err(&o)
     );
-    let o = interp(&[]);
+    let o = interp(out, cfg, &[]);
     assert!(!o.status.success());
     assert!(err(&o).contains("differently from the record"), "{}", err(&o));
     // Records that name another backbone (content hash) are refused before any replay.
@@ -705,13 +813,11 @@ fn gap_and_interpolate_replay_and_refuse() {
         recs.header.upstream.as_mut().expect("recorded").checkpoint = "pretrained-0000000000000000.safetensors".into();
         records::write(&jsonl, &recs).unwrap();
     }
-    let o = interp(&[]);
+    let o = interp(out, cfg, &[]);
     assert!(!o.status.success());
     assert!(
         err(&o).contains("pretrained-0000000000000000.safetensors") && err(&o).contains("content hashes differ"),
         "{}",
         err(&o)
     );
-    let _ = std::fs::remove_dir_all(&out);
-    let _ = std::fs::remove_file(out.with_extension("toml"));
 }

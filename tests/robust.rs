@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use candle_core::{D, DType, Device, Result as CResult, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -263,6 +265,14 @@ ood = "none"
     )
 }
 
+/// `validate versus A B --reps 100`.
+fn versus(a: &str, b: &str) -> std::process::Output {
+    common::validate(&["versus", a, b, "--reps", "100"])
+}
+
+/// Per strategy (linear probing, LoRA), each evaluation's step, loss and outcomes.
+type Trajectories = Vec<Vec<(u64, Option<f64>, String)>>;
+
 /// Through `validate run`: TRADES with β = 0 records the same losses and the same per-image
 /// outcomes as standard fine-tuning at every step (its inner attack runs, its KL weight is 0);
 /// PGD-AT changes them, and its records say which training ran.
@@ -271,6 +281,22 @@ fn trades_with_zero_beta_is_standard_training() {
     let base = std::env::temp_dir().join(format!("robustft-robust-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
+    let evals = run_standard_trades0_and_pgd_at(&base);
+    assert_eq!(
+        evals[0], evals[1],
+        "TRADES with β = 0 differs from standard fine-tuning"
+    );
+    for (standard, pgd_at) in evals[0].iter().zip(&evals[2]) {
+        assert_ne!(standard, pgd_at, "PGD-AT changed nothing");
+    }
+    robust_report_and_versus_standard(&base);
+    versus_trades0_is_paired_and_exactly_equal(&base);
+    two_robust_folders_and_other_radii(&base);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Runs the three trainings into `base/standard`, `base/trades0` and `base/pgdat`.
+fn run_standard_trades0_and_pgd_at(base: &Path) -> Vec<Trajectories> {
     let attack = "train_attack = { eps = \"8/255\", alpha = \"2/255\", steps = 2 }";
     let kinds = [
         ("standard", String::new()),
@@ -301,21 +327,17 @@ fn trades_with_zero_beta_is_standard_training() {
         }
         evals.push(per);
     }
-    assert_eq!(
-        evals[0], evals[1],
-        "TRADES with β = 0 differs from standard fine-tuning"
-    );
-    for (standard, pgd_at) in evals[0].iter().zip(&evals[2]) {
-        assert_ne!(standard, pgd_at, "PGD-AT changed nothing");
-    }
-    // Side by side: the report of the robust folder names its training, `validate versus` sets
-    // the two against each other; folders that measure different things are refused.
+    evals
+}
+
+/// Side by side: the report of the robust folder names its training, `validate versus` sets
+/// the two against each other.
+fn robust_report_and_versus_standard(base: &Path) {
     let auc = std::fs::read_to_string(base.join("pgdat/report/auc.md")).unwrap();
     assert!(
         auc.contains("Fine-tuning: pgd-at fine-tuning (train attack ε = 8/255, α = 2/255, 2 steps)"),
         "{auc}"
     );
-    let versus = |a: &str, b: &str| common::validate(&["versus", a, b, "--reps", "100"]);
     let (std_dir, at_dir) = (base.join("standard"), base.join("pgdat"));
     let o = versus(std_dir.to_str().unwrap(), at_dir.to_str().unwrap());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -333,9 +355,13 @@ fn trades_with_zero_beta_is_standard_training() {
     );
     let csv = std::fs::read_to_string(at_dir.join("report/versus-standard.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
-    // Paired: TRADES with β = 0 recorded what standard training did, so every replicate draws
-    // the same seeds and images in both and every difference is exactly 0 — an interval of width
-    // 0 (independent draws would give each side its own spread).
+}
+
+/// Paired: TRADES with β = 0 recorded what standard training did, so every replicate draws
+/// the same seeds and images in both and every difference is exactly 0 — an interval of width
+/// 0 (independent draws would give each side its own spread).
+fn versus_trades0_is_paired_and_exactly_equal(base: &Path) {
+    let std_dir = base.join("standard");
     let t0 = base.join("trades0");
     let o = versus(std_dir.to_str().unwrap(), t0.to_str().unwrap());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -380,8 +406,13 @@ fn trades_with_zero_beta_is_standard_training() {
             assert_eq!(col(row, c).parse::<f64>().unwrap(), 0.0, "{c}: {csv}");
         }
     }
-    // Two robust folders: the file is named by the first folder's training, so the TRADES
-    // folder's comparison with standard training stays as it was.
+}
+
+/// Two robust folders: the file is named by the first folder's training, so the TRADES
+/// folder's comparison with standard training stays as it was. Folders that measure
+/// different things are refused.
+fn two_robust_folders_and_other_radii(base: &Path) {
+    let (at_dir, t0) = (base.join("pgdat"), base.join("trades0"));
     let before = std::fs::read(t0.join("report/versus-standard.md")).unwrap();
     let o = versus(at_dir.to_str().unwrap(), t0.to_str().unwrap());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -402,7 +433,6 @@ fn trades_with_zero_beta_is_standard_training() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 /// Bad robust-training configurations: one error naming the key, nothing written.

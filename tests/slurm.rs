@@ -108,6 +108,40 @@ fn smoke_sweep_as_a_job_array_equals_one_process_and_resumes_a_cancelled_cell() 
         return;
     }
     let whole = scratch("whole");
+    let one_process = whole_run(&whole);
+
+    // The array, with cell 2 (simple/lora/seed0) held after its first checkpoint.
+    let out = scratch("array");
+    let array_wall = array_with_cell_2_cancelled(&out);
+
+    let rerun_wall = resubmission_runs_only_the_cancelled_cell(&out, &whole);
+
+    // Nothing to do: nothing submitted.
+    let o = out.to_str().unwrap();
+    let third = ok(
+        validate(&["slurm", "--preset", "smoke", "--out", o], None),
+        "validate slurm a third time",
+    );
+    assert!(third.contains("nothing submitted") && ids(&third).is_empty(), "{third}");
+
+    // A submission the scheduler rejects: one error naming it, nothing left queued.
+    let bad = scratch("bad");
+    a_rejected_submission_leaves_nothing_queued(&bad);
+
+    eprintln!(
+        "timings: one process {:.1} s; array (upstream + 3 cells + report, one cell cancelled) {:.1} s; \
+         resubmission of the cancelled cell + report {:.1} s",
+        one_process.as_secs_f64(),
+        array_wall.as_secs_f64(),
+        rerun_wall.as_secs_f64()
+    );
+    for d in [&whole, &out, &bad] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// `validate run` of the smoke preset into `whole`, then `validate compare`; the run's wall time.
+fn whole_run(whole: &Path) -> Duration {
     let w = whole.to_str().unwrap();
     let t = Instant::now();
     ok(
@@ -116,9 +150,12 @@ fn smoke_sweep_as_a_job_array_equals_one_process_and_resumes_a_cancelled_cell() 
     );
     let one_process = t.elapsed();
     ok(validate(&["compare", w], None), "validate compare");
+    one_process
+}
 
-    // The array, with cell 2 (simple/lora/seed0) held after its first checkpoint.
-    let out = scratch("array");
+/// `validate slurm` with cell 2 held after its first checkpoint and cancelled there: the report
+/// job still completes, status names cell 2 as stopped, its records end mid-run. The wall time.
+fn array_with_cell_2_cancelled(out: &Path) -> Duration {
     let o = out.to_str().unwrap();
     let lora = out.join("simple/lora/seed0.jsonl");
     let t = Instant::now();
@@ -166,8 +203,12 @@ fn smoke_sweep_as_a_job_array_equals_one_process_and_resumes_a_cancelled_cell() 
         "cell 2 stopped mid-run: {} lines",
         partial.len()
     );
+    array_wall
+}
 
-    // Resubmitted: only cell 2, no upstream job; the other cells' files untouched.
+/// Resubmitted: only cell 2, no upstream job; the other cells' files untouched. The wall time.
+fn resubmission_runs_only_the_cancelled_cell(out: &Path, whole: &Path) -> Duration {
+    let o = out.to_str().unwrap();
     let others = [
         out.join("simple/linear_probe/seed0.jsonl"),
         out.join("simple/bitfit/seed0.jsonl"),
@@ -192,18 +233,13 @@ fn smoke_sweep_as_a_job_array_equals_one_process_and_resumes_a_cancelled_cell() 
     assert!(log.contains("cell 2 (simple/lora/seed0) complete"), "{log}");
     // No terminal in a Slurm job: each evaluation the resumed run made is a line of its log.
     assert!(log.contains("simple/lora/seed0: step 12/12, clean "), "{log}");
-    common::assert_same_sweep(&whole, &out);
+    common::assert_same_sweep(whole, out);
     assert!(ok(validate(&["status", o], None), "status").contains("cells: 4 done"));
+    rerun_wall
+}
 
-    // Nothing to do: nothing submitted.
-    let third = ok(
-        validate(&["slurm", "--preset", "smoke", "--out", o], None),
-        "validate slurm a third time",
-    );
-    assert!(third.contains("nothing submitted") && ids(&third).is_empty(), "{third}");
-
-    // A submission the scheduler rejects: one error naming it, nothing left queued.
-    let bad = scratch("bad");
+/// `validate slurm` into `bad` on a partition that does not exist.
+fn a_rejected_submission_leaves_nothing_queued(bad: &Path) {
     let o = validate(
         &[
             "slurm",
@@ -230,15 +266,4 @@ fn smoke_sweep_as_a_job_array_equals_one_process_and_resumes_a_cancelled_cell() 
         String::from_utf8_lossy(&queued.stdout).trim().is_empty(),
         "left queued after a rejection"
     );
-
-    eprintln!(
-        "timings: one process {:.1} s; array (upstream + 3 cells + report, one cell cancelled) {:.1} s; \
-         resubmission of the cancelled cell + report {:.1} s",
-        one_process.as_secs_f64(),
-        array_wall.as_secs_f64(),
-        rerun_wall.as_secs_f64()
-    );
-    for d in [&whole, &out, &bad] {
-        let _ = std::fs::remove_dir_all(d);
-    }
 }

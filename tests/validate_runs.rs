@@ -51,32 +51,7 @@ fn smoke_run_end_to_end() {
     let idx: Vec<usize> =
         serde_json::from_str(&std::fs::read_to_string(out.join("simple/eval_indices_seed0.json")).unwrap()).unwrap();
     assert_eq!(idx.len(), 32);
-    // The report's AUC (one seed: the mean is that seed's) equals the tradeoff module's AUC on
-    // the same points, at each radius.
-    let csv = std::fs::read_to_string(out.join("report/auc.csv")).unwrap();
-    assert!(
-        csv.starts_with("dataset,eps,strategy,auc_mean,auc_lo,auc_hi,auc_trapezoid_mean"),
-        "{csv}"
-    );
-    assert_eq!(csv.lines().count(), 1 + 2 * 3);
-    for line in csv.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        let r = records::read(&out.join(f[0]).join(f[2]).join("seed0.jsonl")).unwrap();
-        let eps: f64 = f[1].parse().unwrap();
-        let k = r.header.eps.iter().position(|e| *e == eps).unwrap();
-        let pts: Vec<Point> = r
-            .evals
-            .iter()
-            .map(|e| Point {
-                acc: e.clean_acc,
-                rob: e.robust[k].acc,
-            })
-            .collect();
-        assert_eq!(f[3].parse::<f64>().unwrap(), auc(&pts, AucRule::Step));
-        assert_eq!(f[6].parse::<f64>().unwrap(), auc(&pts, AucRule::Trapezoid));
-        let (lo, hi): (f64, f64) = (f[4].parse().unwrap(), f[5].parse().unwrap());
-        assert!(lo <= hi, "{line}");
-    }
+    report_auc_is_the_tradeoff_modules(&out);
     for f in [
         "auc.md",
         "peaks.csv",
@@ -109,6 +84,35 @@ fn smoke_run_end_to_end() {
         "{csv}"
     );
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The report's AUC (one seed: the mean is that seed's) equals the tradeoff module's AUC on the
+/// same points, at each radius.
+fn report_auc_is_the_tradeoff_modules(out: &Path) {
+    let csv = std::fs::read_to_string(out.join("report/auc.csv")).unwrap();
+    assert!(
+        csv.starts_with("dataset,eps,strategy,auc_mean,auc_lo,auc_hi,auc_trapezoid_mean"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 1 + 2 * 3);
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let r = records::read(&out.join(f[0]).join(f[2]).join("seed0.jsonl")).unwrap();
+        let eps: f64 = f[1].parse().unwrap();
+        let k = r.header.eps.iter().position(|e| *e == eps).unwrap();
+        let pts: Vec<Point> = r
+            .evals
+            .iter()
+            .map(|e| Point {
+                acc: e.clean_acc,
+                rob: e.robust[k].acc,
+            })
+            .collect();
+        assert_eq!(f[3].parse::<f64>().unwrap(), auc(&pts, AucRule::Step));
+        assert_eq!(f[6].parse::<f64>().unwrap(), auc(&pts, AucRule::Trapezoid));
+        let (lo, hi): (f64, f64) = (f[4].parse().unwrap(), f[5].parse().unwrap());
+        assert!(lo <= hi, "{line}");
+    }
 }
 
 const RESUME_CFG: &str = r#"
@@ -301,9 +305,17 @@ fn a_finished_sweep_grows_by_seeds_and_strategies() {
         o.status.success() && table.contains("cells: 5 done, 0 running, 0 stopped, 0 missing of 5"),
         "{table}"
     );
-    // LoRA's own rate changed: another experiment for its recorded runs.
+    a_changed_rate_is_refused_writing_nothing(&cfg, &out, &grown);
+    the_grown_folder_is_one_experiment(&cfg, &out);
+    a_new_seed_equals_a_folder_of_that_seed_alone(&cfg, &dir, &out, &original);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// LoRA's own rate changed: another experiment for its recorded runs, refused naming the file,
+/// nothing written. The config is `grown` again afterwards.
+fn a_changed_rate_is_refused_writing_nothing(cfg: &Path, out: &Path, grown: &str) {
     let changed = grown.replace("lora = 5e-3", "lora = 2e-3");
-    std::fs::write(&cfg, &changed).unwrap();
+    std::fs::write(cfg, &changed).unwrap();
     fn listing(d: &Path, into: &mut Vec<(PathBuf, Vec<u8>)>) {
         for e in std::fs::read_dir(d).unwrap() {
             let p = e.unwrap().path();
@@ -321,20 +333,25 @@ fn a_finished_sweep_grows_by_seeds_and_strategies() {
         v.sort();
         v
     };
-    let kept = files(&out);
-    let o = run_now(&cfg, &out);
+    let kept = files(out);
+    let o = run_now(cfg, out);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
         !o.status.success() && e.contains("simple/lora/seed3.jsonl") && e.contains("another configuration"),
         "{e}"
     );
-    let now = files(&out);
+    let now = files(out);
     let changed: Vec<_> = now.iter().filter(|f| !kept.contains(f)).map(|f| &f.0).collect();
     assert!(
         kept.len() == now.len() && changed.is_empty(),
         "a refused run wrote {changed:?}"
     );
-    std::fs::write(&cfg, &grown).unwrap();
+    std::fs::write(cfg, grown).unwrap();
+}
+
+/// The grown folder: the new runs written, the report reads both strategies; `interpolate` and
+/// `verdict` read it as one experiment.
+fn the_grown_folder_is_one_experiment(cfg: &Path, out: &Path) {
     for r in ["simple/lora/seed4", "simple/bitfit/seed3", "simple/bitfit/seed4"] {
         assert_eq!(untimed(&out.join(format!("{r}.jsonl"))).len(), 4, "{r}");
     }
@@ -357,11 +374,15 @@ fn a_finished_sweep_grows_by_seeds_and_strategies() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let findings = std::fs::read_to_string(out.join("report/findings.md")).unwrap();
     assert!(findings.contains("| standard | standard, interpolated |"), "{findings}");
+}
+
+/// LoRA seed 4 alone, in a fresh folder `dir/alone`: the same records as the grown folder's.
+fn a_new_seed_equals_a_folder_of_that_seed_alone(cfg: &Path, dir: &Path, out: &Path, original: &str) {
     // LoRA seed 4 alone, in a fresh folder: the same records
     // (the original strategy list, so neither list changes what a run computes)
     let alone = original.replace("seeds = [3]", "seeds = [4]");
-    std::fs::write(&cfg, alone).unwrap();
-    assert!(run_now(&cfg, &dir.join("alone")).status.success());
+    std::fs::write(cfg, alone).unwrap();
+    assert!(run_now(cfg, &dir.join("alone")).status.success());
     // (but for the configuration hash each record carries, which names the seed list)
     let unhashed = |p: &Path| {
         untimed(p)
@@ -376,7 +397,6 @@ fn a_finished_sweep_grows_by_seeds_and_strategies() {
         unhashed(&dir.join("alone/simple/lora/seed4.jsonl")),
         unhashed(&out.join("simple/lora/seed4.jsonl"))
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The non-finite check on the path runs use (the data-parallel step of `Trainer`): with a
