@@ -297,47 +297,42 @@ fn validate_cli_inspect_and_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr).unwrap().contains("--strategy"));
-    // The help lists exactly these subcommands (a missing or renamed one fails), and each one's
-    // own --help works and opens with the one-line description the list shows.
+    // The help lists exactly these subcommands, grouped by stage (a missing, renamed or
+    // misplaced one fails), and each one's own --help works and opens with the one-line
+    // description the list shows.
     let out = Command::new(bin).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
-    let listed: Vec<(String, String)> = help
-        .lines()
-        .skip_while(|l| !l.starts_with("Commands:"))
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .map(|l| {
-            let (name, about) = l.trim().split_once(' ').unwrap();
-            (name.to_string(), about.trim().to_string())
-        })
-        .collect();
-    let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "run",
-            "plan",
-            "status",
-            "slurm",
-            "tune",
-            "gap",
-            "interpolate",
-            "tasks",
-            "report",
-            "verdict",
-            "compare",
-            "versus",
-            "choose",
-            "inspect",
-            "pretrain",
-            "eval",
-            "bench",
-            "help"
-        ],
-        "{help}"
-    );
-    for (name, about) in listed.iter().filter(|(n, _)| n != "help") {
+    let stages: Vec<(&str, &[&str])> = vec![
+        (
+            "Sweep (makes records):",
+            &["run", "plan", "status", "slurm", "tune", "tasks"],
+        ),
+        ("Study (reads records):", &["report", "verdict", "compare", "versus"]),
+        (
+            "Checkpoints (replays weights):",
+            &["eval", "gap", "interpolate", "choose"],
+        ),
+        ("Tools:", &["inspect", "pretrain", "bench"]),
+    ];
+    let mut listed: Vec<(String, String)> = Vec::new();
+    for (heading, want) in &stages {
+        let group: Vec<(String, String)> = help
+            .lines()
+            .skip_while(|l| l != heading)
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            .map(|l| {
+                let (name, about) = l.trim().split_once(' ').unwrap();
+                (name.to_string(), about.trim().to_string())
+            })
+            .collect();
+        let names: Vec<&str> = group.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(&names, want, "{heading}\n{help}");
+        listed.extend(group);
+    }
+    assert_eq!(listed.len(), 17, "{help}");
+    for (name, about) in &listed {
         let out = Command::new(bin).args([name.as_str(), "--help"]).output().unwrap();
         assert!(out.status.success(), "{name} --help");
         let text = String::from_utf8(out.stdout).unwrap();

@@ -61,8 +61,7 @@ fn config(out: &Path) -> String {
 }
 
 fn gap(out: &Path, extra: &[&str]) -> Output {
-    let cfg = config(out);
-    let mut args = vec!["gap", "--config", &cfg, "--quiet", "--out", out.to_str().unwrap()];
+    let mut args = vec!["gap", out.to_str().unwrap(), "--quiet"];
     args.extend_from_slice(&["--n", "24", "--steps", "5", "--targets", "1", "--queries", "30"]);
     args.extend_from_slice(extra);
     validate(&args)
@@ -77,16 +76,9 @@ fn gap_cell(dir: &Path, s: &str) -> GapCell {
     serde_json::from_str(&std::fs::read_to_string(dir.join("simple").join(s).join("seed0.json")).unwrap()).unwrap()
 }
 
-/// `validate interpolate --config CFG --quiet --out OUT EXTRA…`.
-fn interp(out: &Path, cfg: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "interpolate",
-        "--config",
-        cfg,
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ];
+/// `validate interpolate OUT --quiet EXTRA…`.
+fn interp(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["interpolate", out.to_str().unwrap(), "--quiet"];
     args.extend_from_slice(extra);
     validate(&args)
 }
@@ -119,12 +111,12 @@ fn gap_and_interpolate_replay_and_refuse() {
     gap_refuses_strategies_and_datasets_the_run_lacks(&out);
     bad_members_and_probes_are_refused(&out, &was_full);
     verdict_gains_finding_6(&out);
-    let before = interpolation_reproduces_the_ends(&out, &cfg);
-    interpolation_from_the_linear_probe_head(&out, &cfg, &before);
+    let before = interpolation_reproduces_the_ends(&out);
+    interpolation_from_the_linear_probe_head(&out, &before);
     choose_ranks_steps_and_interpolation_points(&out);
     findings_best_at_the_clean_target(&out);
     choose_refuses_and_exports(&out);
-    records_that_do_not_match_the_model_are_refused(&out, &cfg);
+    records_that_do_not_match_the_model_are_refused(&out);
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_file(out.with_extension("toml"));
 }
@@ -539,13 +531,13 @@ fn verdict_gains_finding_6(out: &Path) {
 
 /// Interpolation: α = 0 and α = 1 are the step-0 and final records; results resume. Returns the
 /// bytes of LoRA's cell.
-fn interpolation_reproduces_the_ends(out: &Path, cfg: &str) -> Vec<u8> {
+fn interpolation_reproduces_the_ends(out: &Path) -> Vec<u8> {
     // Interpolation: a weight outside [0, 1] is refused before anything is written.
-    let o = interp(out, cfg, &["--alphas", "0.5,1.5"]);
+    let o = interp(out, &["--alphas", "0.5,1.5"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("--alphas"), "{}", err(&o));
     assert!(!out.join("interpolate").exists());
-    let o = interp(out, cfg, &["--alphas", "0.3,0.6"]);
+    let o = interp(out, &["--alphas", "0.3,0.6"]);
     assert!(o.status.success(), "{}", err(&o));
     for s in ["linear_probe", "lora", "full"] {
         let path = out.join("interpolate/simple").join(s).join("seed0.json");
@@ -566,27 +558,27 @@ fn interpolation_reproduces_the_ends(out: &Path, cfg: &str) -> Vec<u8> {
     let md = std::fs::read_to_string(out.join("interpolate/interpolate.md")).unwrap();
     assert!(md.contains("## simple, ε = 2/255") && md.contains("| LoRA | "), "{md}");
     let before = std::fs::read(out.join("interpolate/simple/lora/seed0.json")).unwrap();
-    let o = interp(out, cfg, &["--alphas", "0.3,0.6"]);
+    let o = interp(out, &["--alphas", "0.3,0.6"]);
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(
         std::fs::read(out.join("interpolate/simple/lora/seed0.json")).unwrap(),
         before
     );
-    let o = interp(out, cfg, &[]);
+    let o = interp(out, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("another specification"), "{}", err(&o));
     before
 }
 
 /// From the linear-probe head: α = 0 is the linear-probing run's final model.
-fn interpolation_from_the_linear_probe_head(out: &Path, cfg: &str, before: &[u8]) {
+fn interpolation_from_the_linear_probe_head(out: &Path, before: &[u8]) {
     // From the linear-probe head: for full fine-tuning and LoRA, α = 0 is the linear-probing
     // run's final model (checked inside, image for image; compared again here); linear probing's
     // own path is constant, so only its ends are evaluated. The default start's folder is kept.
-    let o = interp(out, cfg, &["--head-start", "zero-shot"]);
+    let o = interp(out, &["--head-start", "zero-shot"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("--head-start"), "{}", err(&o));
-    let o = interp(out, cfg, &["--head-start", "linear-probe", "--alphas", "0.5"]);
+    let o = interp(out, &["--head-start", "linear-probe", "--alphas", "0.5"]);
     assert!(o.status.success(), "{}", err(&o));
     let lp_final = records::read(&out.join("simple/linear_probe/seed0.jsonl"))
         .unwrap()
@@ -781,7 +773,7 @@ fn choose_refuses_and_exports(out: &Path) {
 }
 
 /// A record that does not match the replayed model, records naming another backbone: refused.
-fn records_that_do_not_match_the_model_are_refused(out: &Path, cfg: &str) {
+fn records_that_do_not_match_the_model_are_refused(out: &Path) {
     // A record that does not match the replayed model (one clean outcome flipped) is refused.
     std::fs::remove_dir_all(out.join("gap")).unwrap();
     std::fs::remove_dir_all(out.join("interpolate")).unwrap();
@@ -803,7 +795,7 @@ fn records_that_do_not_match_the_model_are_refused(out: &Path, cfg: &str) {
         "{}",
         err(&o)
     );
-    let o = interp(out, cfg, &[]);
+    let o = interp(out, &[]);
     assert!(!o.status.success());
     assert!(err(&o).contains("differently from the record"), "{}", err(&o));
     // Records that name another backbone (content hash) are refused before any replay.
@@ -813,7 +805,7 @@ fn records_that_do_not_match_the_model_are_refused(out: &Path, cfg: &str) {
         recs.header.upstream.as_mut().expect("recorded").checkpoint = "pretrained-0000000000000000.safetensors".into();
         records::write(&jsonl, &recs).unwrap();
     }
-    let o = interp(out, cfg, &[]);
+    let o = interp(out, &[]);
     assert!(!o.status.success());
     assert!(
         err(&o).contains("pretrained-0000000000000000.safetensors") && err(&o).contains("content hashes differ"),

@@ -306,7 +306,7 @@ fn a_finished_sweep_grows_by_seeds_and_strategies() {
         "{table}"
     );
     a_changed_rate_is_refused_writing_nothing(&cfg, &out, &grown);
-    the_grown_folder_is_one_experiment(&cfg, &out);
+    the_grown_folder_is_one_experiment(&out);
     a_new_seed_equals_a_folder_of_that_seed_alone(&cfg, &dir, &out, &original);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -351,7 +351,7 @@ fn a_changed_rate_is_refused_writing_nothing(cfg: &Path, out: &Path, grown: &str
 
 /// The grown folder: the new runs written, the report reads both strategies; `interpolate` and
 /// `verdict` read it as one experiment.
-fn the_grown_folder_is_one_experiment(cfg: &Path, out: &Path) {
+fn the_grown_folder_is_one_experiment(out: &Path) {
     for r in ["simple/lora/seed4", "simple/bitfit/seed3", "simple/bitfit/seed4"] {
         assert_eq!(untimed(&out.join(format!("{r}.jsonl"))).len(), 4, "{r}");
     }
@@ -359,16 +359,7 @@ fn the_grown_folder_is_one_experiment(cfg: &Path, out: &Path) {
     assert!(report.contains("bitfit") && report.contains("lora"), "{report}");
     // Seeds 3 and 4 were evaluated on their own images (no eval_seed): the clean-target section
     // pairs each seed's interpolation path with its own trajectory.
-    let o = common::validate(&[
-        "interpolate",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--alphas",
-        "0.5",
-        "--quiet",
-    ]);
+    let o = common::validate(&["interpolate", out.to_str().unwrap(), "--alphas", "0.5", "--quiet"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = common::validate(&["verdict", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -58,6 +58,13 @@ pub fn check_experiment(jsonl: &Path, header: &records::Header, ours: &str) -> R
 /// # Ok::<(), robustft::Error>(())
 /// ```
 pub fn recorded_run(dir: &Path) -> Result<ValidRun> {
+    if dir.is_dir() && !holds_records(dir) {
+        return Err(Error::Config {
+            path: dir.to_path_buf(),
+            message: "is not a finished run: it holds no records (<dataset>/<strategy>/seed<k>.jsonl); run it first"
+                .into(),
+        });
+    }
     let runs = records::read_folder(dir)?;
     records::check_one_experiment(runs.iter().map(|r| &r.header))?;
     let mut config = runs[0].header.config.clone();
@@ -98,4 +105,23 @@ pub fn recorded_run(dir: &Path) -> Result<ValidRun> {
         message: format!("the configuration recorded in {} does not parse: {e}", dir.display()),
     })?;
     config.validate()
+}
+
+/// Whether `dir` holds any run's records (`<dataset>/<strategy>/seed<k>.jsonl`).
+fn holds_records(dir: &Path) -> bool {
+    let subdirs = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .map(|es| {
+                es.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    subdirs(dir).iter().any(|d| {
+        Strategy::ALL.iter().any(|s| {
+            std::fs::read_dir(d.join(s.id()))
+                .is_ok_and(|mut es| es.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "jsonl"))))
+        })
+    })
 }
