@@ -376,8 +376,7 @@ fn vit_invariants_and_ensemble_strength() {
 /// exit 2.
 #[test]
 fn validate_eval_reports_and_refuses() {
-    let dir = std::env::temp_dir().join(format!("robustft-eval-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let (_dir_tmp, dir) = common::scratch("autoattack", "eval");
     std::fs::create_dir_all(&dir).unwrap();
     let bin = env!("CARGO_BIN_EXE_validate");
     let ckpt = dir.join("up.safetensors");
@@ -438,7 +437,6 @@ fn validate_eval_reports_and_refuses() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
         assert!(e.contains(want) && e.lines().count() <= 3, "{args:?}: {e}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The JSON of `validate eval` on 64 images: the RobustBench-like fields, and per radius clean −

@@ -12,7 +12,8 @@ use robustft::validate::sweep::plan::{Plan, Work};
 
 use common::validate;
 
-fn scratch(name: &str) -> PathBuf {
+/// See [`common::scratch`]: keep the guard bound while the folder is in use.
+fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
     common::scratch("cells", name)
 }
 
@@ -38,10 +39,10 @@ fn cell(out: &Path, n: usize) -> Output {
 
 #[test]
 fn cells_run_in_any_order_reproduce_the_whole_run() {
-    let whole = scratch("whole");
+    let (_whole_tmp, whole) = scratch("whole");
     whole_run_writes_its_plan(&whole);
 
-    let out = scratch("split");
+    let (_out_tmp, out) = scratch("split");
     plan_lists_the_cells_in_run_order(&out);
     cells_out_of_range_or_before_the_upstream_are_refused(&out);
 
@@ -79,8 +80,6 @@ fn cells_run_in_any_order_reproduce_the_whole_run() {
         }
     }
     common::assert_same_sweep(&whole, &out);
-    let _ = std::fs::remove_dir_all(&whole);
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// The whole run into `whole`, as one process.
@@ -186,9 +185,9 @@ fn a_running_cell_is_refused_and_not_submitted(out: &Path, rec: &Path) {
 
 #[test]
 fn slurm_checks_everything_before_writing_and_dry_run_writes_the_scripts() {
-    let out = scratch("slurm");
+    let (_out_tmp, out) = scratch("slurm");
     let o_str = out.to_str().unwrap().to_string();
-    let empty = scratch("no-path");
+    let (_empty_tmp, empty) = scratch("no-path");
     std::fs::create_dir_all(&empty).unwrap();
     // No sbatch on PATH.
     let o = Command::new(env!("CARGO_BIN_EXE_validate"))
@@ -227,8 +226,6 @@ fn slurm_checks_everything_before_writing_and_dry_run_writes_the_scripts() {
     assert!(!out.exists());
 
     dry_run_writes_the_scripts(&out, &o_str);
-    let _ = std::fs::remove_dir_all(&out);
-    let _ = std::fs::remove_dir_all(&empty);
 }
 
 /// `validate slurm --dry-run` with options: what it would submit, and the scripts it writes.

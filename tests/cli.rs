@@ -24,10 +24,16 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&text).expect("valid JSON")
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("robustft-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A scratch folder path `<tmp>/robustft-cli-<name>-XXXXXX/<name>`, not yet created, and the
+/// guard of its parent: dropping the guard removes both, however the test ends. Keep the guard
+/// bound while the folder is in use.
+fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("robustft-cli-{name}-"))
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().join(name);
+    (tmp, dir)
 }
 
 #[test]
@@ -118,7 +124,7 @@ fn bad_flags_exit_2_with_one_line_naming_the_flag() {
 
 #[test]
 fn full_run_writes_every_figure() {
-    let dir = scratch("run");
+    let (_dir_tmp, dir) = scratch("run");
     let out = simulate(&["--out", dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stems = [
@@ -157,20 +163,18 @@ fn full_run_writes_every_figure() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("Predicted ranking"), "{stdout}");
     // Same seed, same numbers.
-    let dir2 = scratch("run2");
+    let (_dir2_tmp, dir2) = scratch("run2");
     assert!(simulate(&["--out", dir2.to_str().unwrap()]).status.success());
     for stem in stems {
         let a = std::fs::read(dir.join(format!("{stem}.csv"))).unwrap();
         let b = std::fs::read(dir2.join(format!("{stem}.csv"))).unwrap();
         assert_eq!(a, b, "{stem}.csv differs between two runs");
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&dir2);
 }
 
 #[test]
 fn bad_config_writes_nothing() {
-    let dir = scratch("bad");
+    let (_dir_tmp, dir) = scratch("bad");
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("bad.toml");
     let text = robustft::simulate::config::DEFAULT_TOML.replacen("p = 0.9", "p = 1.3", 1);
@@ -224,5 +228,4 @@ fn bad_config_writes_nothing() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr).unwrap().contains("nope.toml"));
     assert!(!out_dir.exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,11 +7,12 @@ mod common;
 
 use robustft::engine::data::files::{Cifar, Split, cifar, cifar10, fashion_mnist, image_folder, other_domains};
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("robustft-data-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
+/// An empty scratch folder (see [`common::scratch`]), created: keep the guard bound while the
+/// folder is in use.
+fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let (tmp, d) = common::scratch("data", name);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    (tmp, d)
 }
 
 fn idx(ndims: u8, dims: &[u32], data: &[u8]) -> Vec<u8> {
@@ -56,7 +57,7 @@ fn write_fmnist_split(dir: &Path, prefix: &str, n: usize, gzip: bool, labels: &[
 #[test]
 fn fashion_mnist_idx_plain_and_gzipped() {
     for gzip in [false, true] {
-        let dir = scratch(&format!("fm{gzip}"));
+        let (_dir_tmp, dir) = scratch(&format!("fm{gzip}"));
         write_fmnist(&dir, 3, gzip, &[0, 9, 4]);
         let d = fashion_mnist(&dir, Split::Train).unwrap();
         assert_eq!((d.len(), d.channels, d.size, d.classes), (3, 1, 28, 10));
@@ -65,13 +66,12 @@ fn fashion_mnist_idx_plain_and_gzipped() {
         assert_eq!(d.images[250], 250.0 / 255.0);
         let rgb = d.to_rgb().resize(32);
         assert_eq!((rgb.channels, rgb.size), (3, 32));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
 #[test]
 fn fashion_mnist_errors_name_file_and_record() {
-    let dir = scratch("fmbad");
+    let (_dir_tmp, dir) = scratch("fmbad");
     // Label out of range.
     write_fmnist(&dir, 3, false, &[0, 12, 4]);
     let e = fashion_mnist(&dir, Split::Train).unwrap_err().to_string();
@@ -124,12 +124,11 @@ fn fashion_mnist_errors_name_file_and_record() {
     std::fs::remove_file(&p).unwrap();
     let e = fashion_mnist(&dir, Split::Train).unwrap_err().to_string();
     assert!(e.contains("train-images-idx3-ubyte"), "{e}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn cifar10_batches_and_errors() {
-    let dir = scratch("cifar");
+    let (_dir_tmp, dir) = scratch("cifar");
     let rec = |label: u8, v: u8| {
         let mut r = vec![label];
         r.extend(std::iter::repeat_n(v, 3072));
@@ -153,14 +152,13 @@ fn cifar10_batches_and_errors() {
     assert!(e.contains("record 1") && e.contains("10"), "{e}");
     let e = cifar10(&dir, Split::Train).unwrap_err().to_string();
     assert!(e.contains("data_batch_1.bin"), "{e}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// CIFAR-100's binary format: coarse and fine label bytes before the pixels; the fine label is
 /// the class; train.bin/test.bin directly or in cifar-100-binary/; errors name file and record.
 #[test]
 fn cifar100_fine_labels_and_errors() {
-    let dir = scratch("cifar100");
+    let (_dir_tmp, dir) = scratch("cifar100");
     let sub = dir.join("cifar-100-binary");
     std::fs::create_dir_all(&sub).unwrap();
     let rec = |coarse: u8, fine: u8, v: u8| {
@@ -193,7 +191,6 @@ fn cifar100_fine_labels_and_errors() {
             .to_string();
         assert!(e.contains(want), "check: {e}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn write_image(path: &Path, colour: [u8; 3], w: u32, h: u32) {
@@ -254,7 +251,7 @@ steps = 2
 
 #[test]
 fn image_folders_and_domains() {
-    let root = scratch("domains");
+    let (_root_tmp, root) = scratch("domains");
     write_domains(&root, 2);
     let d = image_folder(&root.join("real/train"), 16).unwrap();
     assert_eq!((d.len(), d.classes, d.size, d.channels), (4, 2, 16, 3));
@@ -282,14 +279,13 @@ fn image_folders_and_domains() {
     assert!(e.contains("clipart/test") && e.contains("class folders"), "{e}");
     let e = other_domains(&root, "photo", 16).unwrap_err().to_string();
     assert!(e.contains("photo"), "{e}");
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// A run on a DomainNet-style folder: trained and tested on `real`, OOD on the other domains'
 /// test images; bad `domain`/`ood` combinations are refused naming the key.
 #[test]
 fn domains_run_end_to_end() {
-    let dir = scratch("domrun");
+    let (_dir_tmp, dir) = scratch("domrun");
     let root = dir.join("dn");
     write_domains(&root, 6);
     let cfg = dir.join("run.toml");
@@ -334,7 +330,6 @@ fn domains_run_end_to_end() {
     let o = run();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8(o.stderr).unwrap().contains("datasets[0].ood"));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The real Fashion-MNIST from the Debian package `dataset-fashion-mnist`
@@ -356,7 +351,7 @@ fn real_fashion_mnist_from_the_debian_package() {
 /// exits 2 naming the file, and creates no output folder.
 #[test]
 fn run_checks_every_data_file_before_writing() {
-    let dir = scratch("runcheck");
+    let (_dir_tmp, dir) = scratch("runcheck");
     let data = dir.join("fm");
     std::fs::create_dir_all(&data).unwrap();
     let labels: Vec<u8> = (0..20).map(|i| (i % 10) as u8).collect();
@@ -433,5 +428,4 @@ fn run_checks_every_data_file_before_writing() {
     // A file dataset without theory_d: its class count (10).
     assert_eq!(r.header.theory_d, Some(10.0));
     assert_eq!(r.evals[0].n_eval, 20);
-    let _ = std::fs::remove_dir_all(&dir);
 }

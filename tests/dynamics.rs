@@ -324,11 +324,17 @@ lr_values = [0.5]
     )
 }
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("robustft-dyn-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+/// An empty scratch folder `<tmp>/robustft-dyn-<name>-XXXXXX/<name>`, and the guard of its
+/// parent: dropping the guard removes both, however the test ends. Keep the guard bound while
+/// the folder is in use.
+fn scratch(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("robustft-dyn-{name}-"))
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    (tmp, dir)
 }
 
 /// `simulate dynamics --config CFG --out OUT`.
@@ -347,7 +353,7 @@ fn run_dynamics(cfg: &std::path::Path, out: &std::path::Path) -> std::process::O
 
 #[test]
 fn simulate_dynamics_end_to_end() {
-    let dir = scratch("e2e");
+    let (_dir_tmp, dir) = scratch("e2e");
     let cfg_path = dir.join("dyn.toml");
     std::fs::write(&cfg_path, tiny_config("")).unwrap();
     let out = dir.join("out");
@@ -390,7 +396,7 @@ fn simulate_dynamics_end_to_end() {
 
 #[test]
 fn bad_dynamics_configs_name_the_key_and_write_nothing() {
-    let dir = scratch("bad");
+    let (_dir_tmp, dir) = scratch("bad");
     let cases = [
         (tiny_config("").replace("p = 0.9\n", "p = 1.2\n"), "task.p"),
         (tiny_config("").replace("hidden = 8", "hidden = 5"), "network.hidden"),

@@ -176,18 +176,19 @@ fn base_key_set_is_the_hf_layout() {
     assert_eq!(patch.shape, vec![768, 3, 16, 16]);
 }
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("robustft-engine-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
+/// An empty scratch folder (see [`common::scratch`]), created: keep the guard bound while the
+/// folder is in use.
+fn scratch(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let (tmp, d) = common::scratch("engine", name);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    (tmp, d)
 }
 
 use common::max_abs_diff;
 
 #[test]
 fn checkpoint_round_trip_prefix_and_errors() {
-    let dir = scratch("ckpt");
+    let (_dir_tmp, dir) = scratch("ckpt");
     let cfg = VitConfig::tiny();
     // LoRA, 5 classes, f64 on the CPU, seed `seed`.
     let lora = |classes: usize, seed: u64| VitSpec::new(&cfg, Strategy::Lora, classes, DType::F64, &Device::Cpu, seed);
@@ -251,7 +252,6 @@ fn checkpoint_round_trip_prefix_and_errors() {
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let e = Vit::load(&cut, &lora(5, 0)).err().unwrap().to_string();
     assert!(e.contains("cut.safetensors"), "{e}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -255,8 +255,7 @@ fn non_finite_loss_names_step_and_tensor() {
 /// Pretraining writes an HF-layout checkpoint that every strategy can start from.
 #[test]
 fn pretrain_then_fine_tune_from_the_checkpoint() {
-    let dir = std::env::temp_dir().join(format!("robustft-pretrain-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let (_dir_tmp, dir) = common::scratch("engine", "pretrain");
     let out = dir.join("up.safetensors");
     let cfg = common::micro();
     let mut pc = PretrainConfig::new(cfg.clone(), SyntheticSpec::upstream(16), 40, 0);
@@ -272,7 +271,6 @@ fn pretrain_then_fine_tune_from_the_checkpoint() {
         let m = Vit::load(&out, &VitSpec::new(&cfg, s, 3, DType::F32, &Device::Cpu, 0)).unwrap();
         assert_eq!(m.num_classes(), 3);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -22,11 +22,12 @@ use robustft::validate::sweep::runner;
 use robustft::validate::sweep::tune;
 use robustft::validate::sweep::upstream;
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("robustft-evidence-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
+/// An empty scratch folder (see [`common::scratch`]), created: keep the guard bound while the
+/// folder is in use.
+fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let (tmp, d) = common::scratch("evidence", name);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    (tmp, d)
 }
 
 /// A Fashion-MNIST-format folder: `n_train` / `n_test` 28×28 images, labels cycling 0..9, each
@@ -103,7 +104,7 @@ ood = "corruption:gaussian_noise:3"
 
 #[test]
 fn upstream_on_a_dataset_is_deterministic_cached_and_recorded() {
-    let dir = scratch("upstream");
+    let (_dir_tmp, dir) = scratch("upstream");
     let data_dir = dir.join("fmnist");
     std::fs::create_dir_all(&data_dir).unwrap();
     write_fmnist(&data_dir, 300, 100);
@@ -175,12 +176,11 @@ fn upstream_on_a_dataset_is_deterministic_cached_and_recorded() {
     // Step 0 is the pretrained backbone with the seed's fresh head: the same function for linear
     // probing and BitFit (which differ only in what trains), so the same outcomes.
     assert_eq!(step0[0].outcomes, step0[1].outcomes);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn tune_sweeps_chooses_and_resumes() {
-    let dir = scratch("tune");
+    let (_dir_tmp, dir) = scratch("tune");
     let run = RunConfig::preset("smoke").unwrap();
     let spec = tune::TuneSpec {
         lrs: vec![1e-3, 1e-2],
@@ -210,7 +210,6 @@ fn tune_sweeps_chooses_and_resumes() {
     let before = std::fs::read_to_string(dir.join("tune/cells.jsonl")).unwrap();
     tune::tune(&run, &dir, &spec, &Device::Cpu, true).unwrap();
     assert_eq!(std::fs::read_to_string(dir.join("tune/cells.jsonl")).unwrap(), before);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// One hand-made run: per image and step, clean-correct with probability `clean[t]`, robust with
@@ -380,12 +379,11 @@ fn curve(pts: &[(usize, usize)]) -> Vec<Vec<u8>> {
 /// or above it is picked.
 #[test]
 fn best_robustness_at_the_clean_target() {
-    let root = scratch("at-target");
+    let (_root_tmp, root) = scratch("at-target");
     let (standard, robust) = (root.join("standard"), root.join("pgd"));
     plant_standard_and_pgd_at(&standard, &robust);
     the_default_target_picks_the_most_robust_step(&standard, &robust);
     an_explicit_target_and_other_images(&root, &standard, &robust);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// Standard Full and LoRA in `standard`, PGD-AT Full in `robust`, seeds 0 and 1.
@@ -510,7 +508,7 @@ fn an_explicit_target_and_other_images(root: &Path, standard: &Path, robust: &Pa
 /// noise on 100 images.
 #[test]
 fn verdicts_on_planted_records() {
-    let dir = scratch("verdict");
+    let (_dir_tmp, dir) = scratch("verdict");
     plant_rise_then_fall_and_flat(&dir);
     let f = verdict(&dir, 400).unwrap();
     let cells = |finding: &str, ds: &str| {
@@ -565,7 +563,6 @@ fn verdicts_on_planted_records() {
         "{}",
         f.markdown
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// On "simple" every strategy's robustness rises to step 20 and falls, scaled by its rank in
@@ -608,7 +605,7 @@ fn plant_rise_then_fall_and_flat(dir: &Path) {
 /// no interval, so no verdict but "undecided" — never a zero-width interval around one number.
 #[test]
 fn one_seed_without_outcomes_decides_nothing() {
-    let dir = scratch("v1");
+    let (_dir_tmp, dir) = scratch("v1");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/results/cpu-default");
     for ds in ["simple", "complex"] {
         for s in Strategy::ALL {
@@ -631,14 +628,13 @@ fn one_seed_without_outcomes_decides_nothing() {
     assert!(f.markdown.contains("no intervals"), "{}", f.markdown);
     let r = robustft::validate::study::report::write_report(&dir).unwrap();
     assert!(r.cells.values().all(|c| c.ci.lo.is_nan()));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Two strategies with the same outcomes tie in AUC: the summary names both, never one of them as
 /// "the" best (it used to print whichever came first).
 #[test]
 fn a_tie_in_auc_is_reported_as_a_tie() {
-    let dir = scratch("tie");
+    let (_dir_tmp, dir) = scratch("tie");
     for (s, level) in [(Strategy::Full, 0.5), (Strategy::Lora, 0.9), (Strategy::Bitfit, 0.9)] {
         let clean = [0.2, 0.8 * level, 0.85 * level, 0.9 * level, 0.92 * level];
         let robust = [0.1, 0.5 * level, 0.45 * level, 0.4 * level, 0.4 * level];
@@ -688,7 +684,6 @@ fn a_tie_in_auc_is_reported_as_a_tie() {
         let (peak, last): (f64, f64) = (f[4].parse().unwrap(), f[6].parse().unwrap());
         assert!((f[7].parse::<f64>().unwrap() - (peak - last)).abs() < 1e-12, "{line}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Training that went wrong is flagged from the records: a loss that ends above its first
@@ -698,7 +693,7 @@ fn a_tie_in_auc_is_reported_as_a_tie() {
 /// gives 4 · 2⁻² = 1, not flagged; a final step that ties the best is not a drop.
 #[test]
 fn unstable_training_is_flagged() {
-    let dir = scratch("unstable");
+    let (_dir_tmp, dir) = scratch("unstable");
     let run = |s: Strategy, clean: [usize; 5], losses: Option<[f64; 4]>| {
         let levels: Vec<Vec<u8>> = clean.iter().map(|&c| counted(100, c, c / 2)).collect();
         Planted {
@@ -764,14 +759,13 @@ fn unstable_training_is_flagged() {
         findings.contains("Unstable training") && findings.contains("simple/bitfit/seed0 (loss 1.000 → 3.000)"),
         "{findings}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// One folder, one configuration: records with another config hash are refused by name; a run
 /// with only its header (no evaluation yet) is reported as unfinished, not a crash.
 #[test]
 fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
-    let dir = scratch("mixed");
+    let (_dir_tmp, dir) = scratch("mixed");
     let mut rng = StdRng::seed_from_u64(1);
     for s in [Strategy::Lora, Strategy::Bitfit] {
         planted(
@@ -803,7 +797,7 @@ fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
         r.summary
     );
     // Only unfinished runs: an error saying so.
-    let only = scratch("mixed-only");
+    let (_only_tmp, only) = scratch("mixed-only");
     records::write(&only.join("simple/lora/seed1.jsonl"), &header_only).unwrap();
     let e = robustft::validate::study::report::write_report(&only)
         .err()
@@ -824,8 +818,6 @@ fn report_refuses_mixed_configs_and_reports_unfinished_runs() {
         r.summary
     );
     another_configuration_in_the_folder_is_refused(&dir, &lora, &grown);
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&only);
 }
 
 /// Another configuration in the same folder (here: another schedule end): `report` and `verdict`
@@ -865,7 +857,7 @@ fn another_configuration_in_the_folder_is_refused(dir: &Path, lora: &RunRecords,
 /// with other classes is refused by name.
 #[test]
 fn image_folder_source_with_a_class_subset() {
-    let dir = scratch("folders");
+    let (_dir_tmp, dir) = scratch("folders");
     let classes = ["ant", "bee", "cat"];
     for (split, n) in [("train", 3), ("test", 2)] {
         for (c, name) in classes.iter().enumerate() {
@@ -910,7 +902,6 @@ fn image_folder_source_with_a_class_subset() {
     .unwrap()
     .to_string();
     assert!(e.contains("test") && e.contains("same class folders"), "{e}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Copies the folder `from` to `to`, recursively (plain files and folders).
@@ -934,7 +925,7 @@ fn copy_tree(from: &Path, to: &Path) {
 #[test]
 fn committed_findings_regenerate_from_their_records() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = scratch("committed");
+    let (_dir_tmp, dir) = scratch("committed");
     let results = Path::new("validation/results");
     let folders = [
         "paper-cpu",
@@ -979,5 +970,4 @@ fn committed_findings_regenerate_from_their_records() {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

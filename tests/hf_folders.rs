@@ -92,11 +92,14 @@ fn fixture_folders_give_hfs_logits() {
     assert_eq!(count("erf-half") - count("gelunew-nobias-newkeys"), 3 * 2 * 32);
 }
 
-/// A copy of the `erf-half` fixture folder, edited by `edit(config, processor)`.
-fn edited(name: &str, edit: impl FnOnce(&mut serde_json::Value, &mut serde_json::Value)) -> PathBuf {
+/// A copy of the `erf-half` fixture folder, edited by `edit(config, processor)`, and the guard
+/// that removes it when dropped (see [`common::scratch`]).
+fn edited(
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value, &mut serde_json::Value),
+) -> (tempfile::TempDir, PathBuf) {
     let src = fixture("erf-half");
-    let dir = std::env::temp_dir().join(format!("robustft-hf-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let (tmp, dir) = common::scratch("hf", name);
     std::fs::create_dir_all(&dir).unwrap();
     for f in ["model.safetensors", "io.safetensors"] {
         std::fs::copy(src.join(f), dir.join(f)).unwrap();
@@ -107,14 +110,14 @@ fn edited(name: &str, edit: impl FnOnce(&mut serde_json::Value, &mut serde_json:
     edit(&mut c, &mut p);
     std::fs::write(dir.join("config.json"), c.to_string()).unwrap();
     std::fs::write(dir.join("preprocessor_config.json"), p.to_string()).unwrap();
-    dir
+    (tmp, dir)
 }
 
 #[test]
 fn processor_arithmetic_is_folded_exactly() {
     let (_, want, _) = io(&fixture("erf-half"));
     // (raw/127.5 − 1)/1 is (raw/255 − 0.5)/0.5: the same function as the fixture's.
-    let dir = edited("rescale", |_, p| {
+    let (_dir_tmp, dir) = edited("rescale", |_, p| {
         p["rescale_factor"] = serde_json::json!(1.0 / 127.5);
         p["image_mean"] = serde_json::json!([1.0, 1.0, 1.0]);
         p["image_std"] = serde_json::json!([1.0, 1.0, 1.0]);
@@ -122,20 +125,17 @@ fn processor_arithmetic_is_folded_exactly() {
     let d = common::max_abs_diff(&logits(&dir, Strategy::Full, DType::F32), &want);
     assert!(d <= 1e-5, "rescale folded: {d:e}");
     // Without normalisation the function differs (the check above can fail).
-    let raw = edited("raw", |_, p| p["do_normalize"] = serde_json::json!(false));
+    let (_raw_tmp, raw) = edited("raw", |_, p| p["do_normalize"] = serde_json::json!(false));
     assert_eq!(
         read_folder(&raw).unwrap().config.normalisation(),
         (vec![0.0; 3], vec![1.0; 3])
     );
     assert!(common::max_abs_diff(&logits(&raw, Strategy::Full, DType::F32), &want) > 1e-2);
     // Keys HF defaults when absent take HF's defaults (layer_norm_eps 1e-12: the logits move).
-    let eps = edited("eps", |c, _| {
+    let (_eps_tmp, eps) = edited("eps", |c, _| {
         c.as_object_mut().unwrap().remove("layer_norm_eps");
     });
     assert_eq!(read_folder(&eps).unwrap().config.layer_norm_eps, 1e-12);
-    for d in [dir, raw, eps] {
-        let _ = std::fs::remove_dir_all(d);
-    }
 }
 
 /// An edit of a fixture folder's `config.json` and `preprocessor_config.json`.
@@ -204,17 +204,16 @@ fn refused_edits() -> Vec<(&'static str, Edit, &'static str, &'static str)> {
 #[test]
 fn folders_the_engine_cannot_honour_are_refused_naming_file_and_key() {
     for (name, edit, file, key) in refused_edits() {
-        let dir = edited(name, edit);
+        let (_dir_tmp, dir) = edited(name, edit);
         let e = read_folder(&dir).unwrap_err().to_string();
         assert!(e.contains(file) && e.contains(key), "{name}: {e}");
-        let _ = std::fs::remove_dir_all(dir);
     }
     // Missing files.
-    let dir = edited("files", |_, _| {});
+    let (_files_tmp, dir) = edited("files", |_, _| {});
     std::fs::remove_file(dir.join("preprocessor_config.json")).unwrap();
     let e = read_folder(&dir).unwrap_err().to_string();
     assert!(e.contains("preprocessor_config.json") && e.contains("missing"), "{e}");
-    let dir = edited("weights", |_, _| {});
+    let (_weights_tmp, dir) = edited("weights", |_, _| {});
     std::fs::rename(dir.join("model.safetensors"), dir.join("pytorch_model.bin")).unwrap();
     let e = read_folder(&dir).unwrap_err().to_string();
     assert!(
@@ -236,15 +235,13 @@ fn folders_the_engine_cannot_honour_are_refused_naming_file_and_key() {
     .unwrap()
     .to_string();
     assert!(e.contains("pytorch_model.bin"), "{e}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A run config fine-tunes an HF folder (`checkpoint` and `model` both naming it); a `model`
 /// that is not the folder's is refused before anything is written.
 #[test]
 fn run_config_fine_tunes_an_hf_folder() {
-    let dir = std::env::temp_dir().join(format!("robustft-hf-run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let (_dir_tmp, dir) = common::scratch("hf", "run");
     std::fs::create_dir_all(&dir).unwrap();
     let folder = fixture("tanh-imagenet");
     let cfg_head = |model: &str, head: &str| {
@@ -299,14 +296,13 @@ fn run_config_fine_tunes_an_hf_folder() {
     );
     let r = robustft::validate::sweep::records::read(&dir.join("out4/simple/lora/seed0.jsonl")).unwrap();
     assert_eq!(r.header.new_head, Some(true));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A one-channel folder loads (the engine computes it) but a run config naming it is refused
 /// before anything is written: runs feed RGB images.
 #[test]
 fn one_channel_folders_are_refused_for_runs() {
-    let dir = edited("grey", |c, p| {
+    let (_dir_tmp, dir) = edited("grey", |c, p| {
         c["num_channels"] = serde_json::json!(1);
         p["image_mean"] = serde_json::json!([0.5]);
         p["image_std"] = serde_json::json!([0.5]);
@@ -332,15 +328,13 @@ fn one_channel_folders_are_refused_for_runs() {
         "{e}"
     );
     assert!(!dir.join("out").exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `head = "reuse"` with a checkpoint whose head fits starts from that head, says so and records
 /// it; the step-0 evaluation is the checkpoint's own accuracy on those images.
 #[test]
 fn reused_head_is_the_checkpoints() {
-    let dir = std::env::temp_dir().join(format!("robustft-hf-reuse-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let (_dir_tmp, dir) = common::scratch("hf", "reuse");
     std::fs::create_dir_all(&dir).unwrap();
     let ckpt = dir.join("simple.safetensors");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_validate"))
@@ -382,7 +376,6 @@ fn reused_head_is_the_checkpoints() {
     // The pretrained head (held-out accuracy 0.89 after 120 steps) classifies the simple task at
     // step 0, before any update; a fresh head would sit near chance (0.1, 10 classes).
     assert!(r.evals[0].clean_acc > 0.6, "step-0 accuracy {}", r.evals[0].clean_acc);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// validation/configs/paper-vit-b.toml validates and plans against a folder laid out as its
@@ -392,8 +385,7 @@ fn reused_head_is_the_checkpoints() {
 /// 1 + 2 datasets × 3 seeds × 7 strategies cells.
 #[test]
 fn paper_config_plans_on_an_in21k_style_folder() {
-    let root = std::env::temp_dir().join(format!("robustft-hf-paper-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let (_root_tmp, root) = common::scratch("hf", "paper");
     let vit = root.join("data/vit-base-patch16-224-in21k");
     std::fs::create_dir_all(&vit).unwrap();
     let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/reference/vit-base-patch16-224-in21k");
@@ -449,7 +441,6 @@ fn paper_config_plans_on_an_in21k_style_folder() {
         s.contains("upstream: done") && s.contains("cells: 1 done, 0 running, 0 stopped, 42 missing of 43"),
         "{s}"
     );
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// Folders written here from known weights (no Python): every activation × qkv_bias × mean/std ×
@@ -458,8 +449,7 @@ fn paper_config_plans_on_an_in21k_style_folder() {
 #[test]
 fn folders_written_from_rust_round_trip_every_option() {
     use rand::{Rng, SeedableRng};
-    let root = std::env::temp_dir().join(format!("robustft-hf-rust-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let (_root_tmp, root) = common::scratch("hf", "rust");
     let labels: Vec<String> = ["cat", "dog", "ship"].iter().map(|s| s.to_string()).collect();
     let x = io(&fixture("erf-half")).0;
     let mut n = 0;
@@ -532,7 +522,6 @@ fn folders_written_from_rust_round_trip_every_option() {
         }
     }
     assert_eq!(n, 40);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// CIFAR binary files with a class signal: each class a colour, plus noise (CIFAR-10:
@@ -588,8 +577,7 @@ fn write_cifar(data: &Path, hundred: bool, train_per_file: usize, test: usize) {
 /// config's four radii, then report, verdict and compare.
 #[test]
 fn paper_config_runs_end_to_end_at_toy_size() {
-    let root = std::env::temp_dir().join(format!("robustft-hf-paper-run-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let (_root_tmp, root) = common::scratch("hf", "paper-run");
     let vit = root.join("data/vit-base-patch16-224-in21k");
     std::fs::create_dir_all(&vit).unwrap();
     for f in ["config.json", "preprocessor_config.json", "model.safetensors"] {
@@ -642,5 +630,4 @@ fn paper_config_runs_end_to_end_at_toy_size() {
         s.contains("cifar10") && s.contains("cifar100") && s.contains("Spearman"),
         "{s}"
     );
-    let _ = std::fs::remove_dir_all(&root);
 }

@@ -17,7 +17,8 @@ use robustft::validate::sweep::records;
 
 use common::validate;
 
-fn scratch(name: &str) -> PathBuf {
+/// See [`common::scratch`]: keep the guard bound while the folder is in use.
+fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
     common::scratch("gap", name)
 }
 
@@ -94,7 +95,7 @@ fn choose(out: &Path, extra: &[&str]) -> Output {
 /// `out` (the run, then gap/, interpolate/, interpolate-lp-head/), so they run in this order.
 #[test]
 fn gap_and_interpolate_replay_and_refuse() {
-    let out = scratch("smoke");
+    let (_tmp, out) = scratch("smoke");
     let cfg = config(&out);
     refused_before_the_run(&out, &cfg);
     run_keeps_a_checkpoint_per_evaluation(&out, &cfg);
@@ -117,8 +118,6 @@ fn gap_and_interpolate_replay_and_refuse() {
     findings_best_at_the_clean_target(&out);
     choose_refuses_and_exports(&out);
     records_that_do_not_match_the_model_are_refused(&out);
-    let _ = std::fs::remove_dir_all(&out);
-    let _ = std::fs::remove_file(out.with_extension("toml"));
 }
 
 /// Before the run: `gap` on a plan only, and a run with APGD-T on a binary task.

@@ -278,8 +278,7 @@ type Trajectories = Vec<Vec<(u64, Option<f64>, String)>>;
 /// PGD-AT changes them, and its records say which training ran.
 #[test]
 fn trades_with_zero_beta_is_standard_training() {
-    let base = std::env::temp_dir().join(format!("robustft-robust-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
+    let (_base_tmp, base) = common::scratch("robust", "base");
     std::fs::create_dir_all(&base).unwrap();
     let evals = run_standard_trades0_and_pgd_at(&base);
     assert_eq!(
@@ -292,7 +291,6 @@ fn trades_with_zero_beta_is_standard_training() {
     robust_report_and_versus_standard(&base);
     versus_trades0_is_paired_and_exactly_equal(&base);
     two_robust_folders_and_other_radii(&base);
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 /// Runs the three trainings into `base/standard`, `base/trades0` and `base/pgdat`.
@@ -438,8 +436,7 @@ fn two_robust_folders_and_other_radii(base: &Path) {
 /// Bad robust-training configurations: one error naming the key, nothing written.
 #[test]
 fn robust_training_config_errors() {
-    let base = std::env::temp_dir().join(format!("robustft-robust-bad-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&base);
+    let (_base_tmp, base) = common::scratch("robust", "bad");
     std::fs::create_dir_all(&base).unwrap();
     let cases = [
         ("training = \"pgd-at\"", "train_attack"),
@@ -469,5 +466,4 @@ fn robust_training_config_errors() {
         assert!(err.contains(key), "{extra}: {err}");
         assert!(!out.exists(), "{extra}: wrote {}", out.display());
     }
-    let _ = std::fs::remove_dir_all(&base);
 }

@@ -83,10 +83,17 @@ fn job_state(id: &str) -> String {
         .to_string()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("robustft-slurm-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A scratch folder path `<tmp>/robustft-slurm-<name>-XXXXXX/<name>`, not yet created, and the
+/// guard of its parent: dropping the guard removes both, however the test ends. `<tmp>` is
+/// `std::env::temp_dir()` as before, a folder the cluster's jobs see too. Keep the guard bound
+/// while the folder is in use.
+fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("robustft-slurm-{name}-"))
+        .tempdir_in(std::env::temp_dir())
+        .unwrap();
+    let d = tmp.path().join(name);
+    (tmp, d)
 }
 
 fn bytes(p: &Path) -> Vec<u8> {
@@ -107,11 +114,11 @@ fn smoke_sweep_as_a_job_array_equals_one_process_and_resumes_a_cancelled_cell() 
         eprintln!("SKIPPED: {msg}");
         return;
     }
-    let whole = scratch("whole");
+    let (_whole_tmp, whole) = scratch("whole");
     let one_process = whole_run(&whole);
 
     // The array, with cell 2 (simple/lora/seed0) held after its first checkpoint.
-    let out = scratch("array");
+    let (_out_tmp, out) = scratch("array");
     let array_wall = array_with_cell_2_cancelled(&out);
 
     let rerun_wall = resubmission_runs_only_the_cancelled_cell(&out, &whole);
@@ -125,7 +132,7 @@ fn smoke_sweep_as_a_job_array_equals_one_process_and_resumes_a_cancelled_cell() 
     assert!(third.contains("nothing submitted") && ids(&third).is_empty(), "{third}");
 
     // A submission the scheduler rejects: one error naming it, nothing left queued.
-    let bad = scratch("bad");
+    let (_bad_tmp, bad) = scratch("bad");
     a_rejected_submission_leaves_nothing_queued(&bad);
 
     eprintln!(
@@ -135,9 +142,6 @@ fn smoke_sweep_as_a_job_array_equals_one_process_and_resumes_a_cancelled_cell() 
         array_wall.as_secs_f64(),
         rerun_wall.as_secs_f64()
     );
-    for d in [&whole, &out, &bad] {
-        let _ = std::fs::remove_dir_all(d);
-    }
 }
 
 /// `validate run` of the smoke preset into `whole`, then `validate compare`; the run's wall time.

@@ -14,15 +14,14 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_validate")
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("robustft-runs-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// See [`common::scratch`]: keep the guard bound while the folder is in use.
+fn scratch(name: &str) -> (tempfile::TempDir, PathBuf) {
+    common::scratch("runs", name)
 }
 
 #[test]
 fn smoke_run_end_to_end() {
-    let out = scratch("smoke");
+    let (_out_tmp, out) = scratch("smoke");
     let o = Command::new(bin())
         .args(["run", "--preset", "smoke", "--quiet", "--out", out.to_str().unwrap()])
         .output()
@@ -83,7 +82,6 @@ fn smoke_run_end_to_end() {
         csv.lines().next().unwrap().ends_with("dynamics_auc,dynamics_rank"),
         "{csv}"
     );
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// The report's AUC (one seed: the mean is that seed's) equals the tradeoff module's AUC on the
@@ -155,13 +153,14 @@ fn run_cfg_env(cfg: &Path, out: &Path, env: &[(&str, &str)]) -> std::process::Ch
         .unwrap()
 }
 
-/// A fresh scratch folder `name` holding the config `file` with `text`.
-fn with_config(name: &str, file: &str, text: &str) -> (PathBuf, PathBuf) {
-    let dir = scratch(name);
+/// A fresh scratch folder `name` holding the config `file` with `text`: the folder's guard (see
+/// [`scratch`]), the folder and the config.
+fn with_config(name: &str, file: &str, text: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (tmp, dir) = scratch(name);
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join(file);
     std::fs::write(&cfg, text).unwrap();
-    (dir, cfg)
+    (tmp, dir, cfg)
 }
 
 /// `validate run` to completion, its output captured.
@@ -184,7 +183,7 @@ fn untimed(path: &Path) -> Vec<records::EvalRecord> {
 /// exact (`ROBUSTFT_CRASH_AFTER_CHECKPOINTS`), so the test cannot pass by finishing first.
 #[test]
 fn resume_after_crash_gives_identical_records() {
-    let (dir, cfg) = with_config("resume", "resume.toml", RESUME_CFG);
+    let (_dir_tmp, dir, cfg) = with_config("resume", "resume.toml", RESUME_CFG);
     let (a, b) = (dir.join("a"), dir.join("b"));
     assert!(run_cfg(&cfg, &a).wait().unwrap().success());
 
@@ -235,7 +234,6 @@ fn resume_after_crash_gives_identical_records() {
     child.wait().unwrap();
     assert!(run_cfg(&cfg, &c).wait().unwrap().success());
     assert_eq!(full, untimed(&c.join("simple/lora/seed3.jsonl")));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A second run into a folder whose lock is held fails at once with exit 2, naming the holder's
@@ -243,7 +241,7 @@ fn resume_after_crash_gives_identical_records() {
 /// before any work, the records untouched).
 #[test]
 fn held_run_folder_and_foreign_records_are_refused() {
-    let (dir, cfg) = with_config("lock", "resume.toml", RESUME_CFG);
+    let (_dir_tmp, dir, cfg) = with_config("lock", "resume.toml", RESUME_CFG);
     let out = dir.join("out");
     let lock = robustft::io::lock::RunLock::acquire(&out).unwrap();
     let o = run_now(&cfg, &out);
@@ -268,7 +266,6 @@ fn held_run_folder_and_foreign_records_are_refused() {
     let e = String::from_utf8(o.stderr).unwrap();
     assert!(e.contains("seed3.jsonl") && e.contains("another configuration"), "{e}");
     assert_eq!(before, std::fs::read(out.join("simple/lora/seed3.jsonl")).unwrap());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A finished sweep grows along its seed and strategy lists, the new strategy's learning rate
@@ -279,7 +276,7 @@ fn held_run_folder_and_foreign_records_are_refused() {
 #[test]
 fn a_finished_sweep_grows_by_seeds_and_strategies() {
     let original = RESUME_CFG.replace("optimizer = \"paper\"", "optimizer = { lr = { lora = 5e-3 } }");
-    let (dir, cfg) = with_config("grow", "resume.toml", &original);
+    let (_dir_tmp, dir, cfg) = with_config("grow", "resume.toml", &original);
     let out = dir.join("out");
     assert!(run_now(&cfg, &out).status.success());
     let before = std::fs::read(out.join("simple/lora/seed3.jsonl")).unwrap();
@@ -308,7 +305,6 @@ fn a_finished_sweep_grows_by_seeds_and_strategies() {
     a_changed_rate_is_refused_writing_nothing(&cfg, &out, &grown);
     the_grown_folder_is_one_experiment(&out);
     a_new_seed_equals_a_folder_of_that_seed_alone(&cfg, &dir, &out, &original);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// LoRA's own rate changed: another experiment for its recorded runs, refused naming the file,
@@ -396,7 +392,7 @@ fn a_new_seed_equals_a_folder_of_that_seed_alone(cfg: &Path, dir: &Path, out: &P
 #[test]
 fn a_diverging_run_stops_naming_the_step() {
     let text = RESUME_CFG.replace("optimizer = \"paper\"", "optimizer = { lr = { lora = 1e30 } }");
-    let (dir, cfg) = with_config("diverge", "diverge.toml", &text);
+    let (_dir_tmp, dir, cfg) = with_config("diverge", "diverge.toml", &text);
     let o = run_now(&cfg, &dir.join("out"));
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8(o.stderr).unwrap();
@@ -404,7 +400,6 @@ fn a_diverging_run_stops_naming_the_step() {
         e.contains("loss at step 2") && e.contains("largest weight 1.000e30") && e.contains("learning rate too high"),
         "{e}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Records name the commit the binary was built from — the project's HEAD, from `build.rs` —
@@ -434,7 +429,7 @@ fn records_name_the_build_commit_and_the_working_directorys() {
     };
     let head = git(Path::new(env!("CARGO_MANIFEST_DIR")), &["rev-parse", "HEAD"]);
     assert_eq!(records::build_commit().as_deref(), Some(head.as_str()));
-    let dir = scratch("commit");
+    let (_dir_tmp, dir) = scratch("commit");
     let other = dir.join("other-repo");
     std::fs::create_dir_all(&other).unwrap();
     git(&other, &["init", "-q"]);
@@ -458,12 +453,11 @@ fn records_name_the_build_commit_and_the_working_directorys() {
     let r = records::read(&out.join("simple/lora/seed3.jsonl")).unwrap();
     assert_eq!(r.header.git_commit.as_deref(), Some(head.as_str()));
     assert_eq!(r.header.cwd_commit.as_deref(), Some(theirs.as_str()));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn bad_config_names_key_and_file_and_writes_nothing() {
-    let (dir, cfg) = with_config(
+    let (_dir_tmp, dir, cfg) = with_config(
         "badcfg",
         "bad.toml",
         &RESUME_CFG.replace("steps = 5", "steps = 5\nfoo = 1"),
@@ -517,7 +511,6 @@ fn bad_config_names_key_and_file_and_writes_nothing() {
         "{e}"
     );
     assert!(!out.exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Every shipped run configuration parses and validates.
@@ -548,7 +541,7 @@ fn shipped_configs_are_valid() {
 /// finished runs from that archive instead of redoing them.
 #[test]
 fn gpu_run_script_dry_run_on_cpu() {
-    let dir = scratch("gpu-dry");
+    let (_dir_tmp, dir) = scratch("gpu-dry");
     let out = dir.join("out");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("validation/gpu/run.sh");
     let slice = |work: &Path, state: &Path| {
@@ -596,7 +589,6 @@ fn gpu_run_script_dry_run_on_cpu() {
     assert!(o.status.success());
     let again = records::read(&dir.join("work2/simple/lora/seed0.jsonl")).unwrap();
     assert_eq!(first, again, "a finished run is kept as it was, timing included");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Without a terminal (a log file, a Slurm job's output) no progress bar can be drawn, so every
@@ -604,7 +596,7 @@ fn gpu_run_script_dry_run_on_cpu() {
 /// `--quiet` too (it hides bars; the Slurm scripts pass it).
 #[test]
 fn runs_log_one_line_per_evaluation_without_a_terminal() {
-    let (dir, cfg) = with_config("loglines", "log.toml", RESUME_CFG);
+    let (_dir_tmp, dir, cfg) = with_config("loglines", "log.toml", RESUME_CFG);
     let out = dir.join("out");
     let o = Command::new(bin())
         .args(["run", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
@@ -631,5 +623,4 @@ fn runs_log_one_line_per_evaluation_without_a_terminal() {
     assert!(o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(e.matches("simple/lora/seed3: step ").count(), r.evals.len(), "{e}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

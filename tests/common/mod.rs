@@ -128,10 +128,15 @@ pub fn validate(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// An empty scratch folder path `<tmp>/robustft-<prefix>-<pid>-<name>` (removed if present).
+/// A scratch folder path `<tmp>/robustft-<prefix>-<name>-XXXXXX/<name>`, not yet created, and
+/// the guard of its parent: dropping the guard removes both, however the test ends. Keep the
+/// guard bound for the test's duration (`let (_tmp, out) = …`, never `let (_, out)`).
 #[allow(dead_code)]
-pub fn scratch(prefix: &str, name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("robustft-{prefix}-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+pub fn scratch(prefix: &str, name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("robustft-{prefix}-{name}-"))
+        .tempdir()
+        .unwrap();
+    let path = tmp.path().join(name);
+    (tmp, path)
 }
