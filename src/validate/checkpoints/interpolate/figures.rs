@@ -10,8 +10,7 @@ use crate::error::Result;
 use crate::io::{Csv, num};
 use crate::plot::{Axis, LineChart, Series, Style, color, write_figure};
 use crate::tradeoff::Point;
-use crate::validate::checkpoints::interpolate::summary::{point, strategy_name};
-use crate::validate::checkpoints::interpolate::{InterpCell, Outcomes};
+use crate::validate::checkpoints::interpolate::{InterpCell, Outcomes, point, strategy_name};
 use crate::validate::study::report::eps_label;
 
 /// One figure per (task, strategy): at each radius the seed-mean trajectory's steps (dots) and

@@ -47,6 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::peft::Strategy;
 use crate::error::{Error, Result};
+use crate::tradeoff::Point;
 use crate::validate::checkpoints::replay::{check_spec, for_each_run, load_results, selected_datasets, selected_seeds};
 use crate::validate::sweep::config::ValidRun;
 use crate::validate::sweep::runner;
@@ -250,4 +251,24 @@ pub fn load(out: &Path, head_start: HeadStart) -> Result<Option<(InterpSpec, Vec
     };
     cells.sort_by(|a, b| (&a.dataset, &a.strategy, a.seed).cmp(&(&b.dataset, &b.strategy, b.seed)));
     Ok(Some((spec, cells)))
+}
+
+/// A strategy's name from its id (the id itself when this build does not know it).
+pub(crate) fn strategy_name(id: &str) -> &str {
+    Strategy::ALL.iter().find(|s| s.id() == id).map_or(id, |s| s.name())
+}
+
+/// (clean, robust at radius `k`) over the image positions `pos`.
+pub(crate) fn point(o: &Outcomes, k: usize, pos: &[usize]) -> Point {
+    let b = o.outcomes.as_bytes();
+    let (mut c, mut r) = (0usize, 0usize);
+    for &i in pos {
+        let l = b[i] - b'0';
+        c += usize::from(l >= 1);
+        r += usize::from(l as usize >= k + 2);
+    }
+    Point {
+        acc: c as f64 / pos.len() as f64,
+        rob: r as f64 / pos.len() as f64,
+    }
 }

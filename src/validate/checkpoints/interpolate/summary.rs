@@ -12,34 +12,16 @@ use crate::engine::peft::Strategy;
 use crate::error::Result;
 use crate::io::{Csv, num, write_atomic};
 use crate::tradeoff::bootstrap::{percentile_interval, resample_indices};
-use crate::tradeoff::{AucRule, Interval, Point, auc};
+use crate::tradeoff::{AucRule, Interval, auc};
 use crate::validate::checkpoints::interpolate::figures::figures;
-use crate::validate::checkpoints::interpolate::{CLEAN_SLACK, HeadStart, InterpCell, InterpSpec, Outcomes};
+use crate::validate::checkpoints::interpolate::{
+    CLEAN_SLACK, HeadStart, InterpCell, InterpSpec, Outcomes, point, strategy_name,
+};
 use crate::validate::study::report::{ci_cells, eps_label, with_ci};
 
 /// A strategy's position in [`Strategy::ALL`] from its id (None: an id this build does not know).
 fn strategy_order(id: &str) -> Option<usize> {
     Strategy::ALL.iter().position(|s| s.id() == id)
-}
-
-/// A strategy's name from its id (the id itself when this build does not know it).
-pub(super) fn strategy_name(id: &str) -> &str {
-    Strategy::ALL.iter().find(|s| s.id() == id).map_or(id, |s| s.name())
-}
-
-/// (clean, robust at radius `k`) over the image positions `pos`.
-pub(super) fn point(o: &Outcomes, k: usize, pos: &[usize]) -> Point {
-    let b = o.outcomes.as_bytes();
-    let (mut c, mut r) = (0usize, 0usize);
-    for &i in pos {
-        let l = b[i] - b'0';
-        c += usize::from(l >= 1);
-        r += usize::from(l as usize >= k + 2);
-    }
-    Point {
-        acc: c as f64 / pos.len() as f64,
-        rob: r as f64 / pos.len() as f64,
-    }
 }
 
 /// The statistics of one (task, strategy, radius) over its seeds, on image positions `pos`.
