@@ -5,7 +5,7 @@
 //! and whether it leaves the backbone frozen; what it does to a ViT ([`Method`]: the backbone
 //! tensors it unfreezes, the tensors it adds, their part in the forward pass, how they merge;
 //! the head is trainable in all); and its parameterisation of the theory's two-layer linear
-//! network ([`Parameterisation`]). [`registry!`] below lists them, one line each: adding a
+//! network ([`Parameterisation`]). `registry!` below lists them, one line each: adding a
 //! strategy is one file implementing the three traits and one line there.
 //!
 //! Required trainable backbone counts on ViT-B/16 (asserted exactly in tests against the model
@@ -31,7 +31,7 @@ macro_rules! registry {
     ($($(#[$doc:meta])* $variant:ident => $module:ident :: $def:ident,)+) => {
         $(pub mod $module;)+
 
-        /// The fine-tuning strategies (see [`registry!`]).
+        /// The fine-tuning strategies (see `registry!`).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum Strategy {
