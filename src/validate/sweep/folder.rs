@@ -58,7 +58,7 @@ pub fn check_experiment(jsonl: &Path, header: &records::Header, ours: &str) -> R
 /// # Ok::<(), robustft::Error>(())
 /// ```
 pub fn recorded_run(dir: &Path) -> Result<ValidRun> {
-    if dir.is_dir() && !holds_records(dir) {
+    if dir.is_dir() && records::record_files(dir)?.is_empty() {
         return Err(Error::Config {
             path: dir.to_path_buf(),
             message: "is not a finished run: it holds no records (<dataset>/<strategy>/seed<k>.jsonl); run it first"
@@ -71,20 +71,11 @@ pub fn recorded_run(dir: &Path) -> Result<ValidRun> {
     let (mut seeds, mut strategies) = (Vec::new(), Vec::new());
     for r in &runs {
         let c = &r.header.config;
-        let list = |key: &str| {
-            c.get(key)
-                .and_then(serde_json::Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        };
-        for v in list("seeds") {
-            if !seeds.contains(&v) {
-                seeds.push(v);
-            }
-        }
-        for v in list("strategies") {
-            if !strategies.contains(&v) {
-                strategies.push(v);
+        for (key, union) in [("seeds", &mut seeds), ("strategies", &mut strategies)] {
+            for v in c.get(key).and_then(serde_json::Value::as_array).into_iter().flatten() {
+                if !union.contains(v) {
+                    union.push(v.clone());
+                }
             }
         }
         if let (Some(lr), Some(own)) = (
@@ -99,29 +90,9 @@ pub fn recorded_run(dir: &Path) -> Result<ValidRun> {
     seeds.sort_by_key(|v| v.as_u64());
     config["seeds"] = serde_json::Value::Array(seeds);
     config["strategies"] = serde_json::Value::Array(strategies);
-    let file = dir.join("<records>");
     let config: RunConfig = serde_json::from_value(config).map_err(|e| Error::Config {
-        path: file,
-        message: format!("the configuration recorded in {} does not parse: {e}", dir.display()),
+        path: dir.to_path_buf(),
+        message: format!("its records' configuration does not parse: {e}"),
     })?;
     config.validate()
-}
-
-/// Whether `dir` holds any run's records (`<dataset>/<strategy>/seed<k>.jsonl`).
-fn holds_records(dir: &Path) -> bool {
-    let subdirs = |d: &Path| -> Vec<PathBuf> {
-        std::fs::read_dir(d)
-            .map(|es| {
-                es.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_dir())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    subdirs(dir).iter().any(|d| {
-        Strategy::ALL.iter().any(|s| {
-            std::fs::read_dir(d.join(s.id()))
-                .is_ok_and(|mut es| es.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "jsonl"))))
-        })
-    })
 }

@@ -83,15 +83,6 @@ pub enum HeadStart {
 }
 
 impl HeadStart {
-    /// From `--head-start` (`init` or `linear-probe`).
-    pub fn parse(s: &str) -> Result<HeadStart> {
-        match s {
-            "init" => Ok(HeadStart::Init),
-            "linear-probe" | "linear_probe" | "lp" => Ok(HeadStart::LinearProbe),
-            _ => Err(Error::invalid("--head-start", "init or linear-probe", s)),
-        }
-    }
-
     fn is_init(&self) -> bool {
         *self == HeadStart::Init
     }

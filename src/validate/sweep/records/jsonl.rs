@@ -114,6 +114,20 @@ pub fn read(path: &Path) -> Result<RunRecords> {
 
 /// Every run's records under `dir` (`dir/<dataset>/<strategy>/seed*.jsonl`).
 pub fn read_folder(dir: &Path) -> Result<Vec<RunRecords>> {
+    let out = record_files(dir)?.iter().map(|f| read(f)).collect::<Result<Vec<_>>>()?;
+    if out.is_empty() {
+        return Err(Error::invalid(
+            dir.display().to_string(),
+            "a run folder with <dataset>/<strategy>/seed<N>.jsonl records",
+            "none",
+        ));
+    }
+    Ok(out)
+}
+
+/// The record files under `dir` (`dir/<dataset>/<strategy>/seed*.jsonl`), datasets and files in
+/// name order, strategies in the registry's; an error only when `dir` cannot be read.
+pub fn record_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut ds: Vec<PathBuf> = entries
@@ -130,17 +144,8 @@ pub fn read_folder(dir: &Path) -> Result<Vec<RunRecords>> {
                 .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
                 .collect();
             files.sort();
-            for f in files {
-                out.push(read(&f)?);
-            }
+            out.extend(files);
         }
-    }
-    if out.is_empty() {
-        return Err(Error::invalid(
-            dir.display().to_string(),
-            "a run folder with <dataset>/<strategy>/seed<N>.jsonl records",
-            "none",
-        ));
     }
     Ok(out)
 }

@@ -24,7 +24,7 @@ pub use experiment::{
     SWEEP_KEYS, build_commit, check_one_experiment, config_hash, experiment_hash, fnv_hex, git_commit,
     run_experiment_hash,
 };
-pub use jsonl::{parse, read, read_folder, render, write};
+pub use jsonl::{parse, read, read_folder, record_files, render, write};
 pub use outcomes::{decode_digits, encode_bools, encode_levels};
 
 /// Version of the record schema written by this build.
